@@ -1,0 +1,264 @@
+//! Credentials: argon2id password hashes (PHC strings), APOP digests
+//! (RFC 1939 §7) and the greeting timestamp APOP needs.
+//!
+//! Everything here is CPU work with no I/O; argon2 is deliberately slow,
+//! so callers run these functions off the async executor threads.
+
+use std::fmt;
+use std::str::FromStr;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Version};
+use md5::{Digest, Md5};
+use subtle::ConstantTimeEq;
+
+/// Bytes that must never reach a log: passwords, APOP digests, SASL payloads.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    /// Wraps secret bytes.
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Secret {
+        Secret(bytes.into())
+    }
+
+    /// The secret bytes, for the code that checks them.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// True when the secret has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Why a password could not be hashed.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// The argon2 parameters are outside what argon2 accepts.
+    #[error("invalid argon2 parameters: {0}")]
+    BadParams(String),
+    /// The operating system gave no randomness for the salt.
+    #[error("no randomness available: {0}")]
+    Random(String),
+}
+
+/// Argon2id cost parameters, written `m=KIB,t=N,p=N` on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2Params {
+    /// Memory in KiB.
+    pub m_kib: u32,
+    /// Iterations.
+    pub t: u32,
+    /// Parallelism (lanes).
+    pub p: u32,
+}
+
+impl Default for Argon2Params {
+    /// OWASP's recommended argon2id minimum: m=19456 KiB, t=2, p=1.
+    fn default() -> Self {
+        Argon2Params {
+            m_kib: 19456,
+            t: 2,
+            p: 1,
+        }
+    }
+}
+
+impl Argon2Params {
+    /// The cheapest parameters argon2 accepts: for tests and fixtures only.
+    pub const CHEAP: Argon2Params = Argon2Params {
+        m_kib: 8,
+        t: 1,
+        p: 1,
+    };
+
+    fn to_argon2(self) -> Result<argon2::Params, AuthError> {
+        argon2::Params::new(self.m_kib, self.t, self.p, None)
+            .map_err(|e| AuthError::BadParams(e.to_string()))
+    }
+}
+
+impl FromStr for Argon2Params {
+    type Err = AuthError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = |why: String| AuthError::BadParams(format!("{why} (expected m=KIB,t=N,p=N)"));
+        let mut params = Argon2Params::default();
+        for part in s.split(',') {
+            let (key, value) = part
+                .split_once('=')
+                .ok_or_else(|| bad(format!("'{part}' is not key=value")))?;
+            let value: u32 = value
+                .trim()
+                .parse()
+                .map_err(|_| bad(format!("'{value}' is not a whole number")))?;
+            match key.trim() {
+                "m" => params.m_kib = value,
+                "t" => params.t = value,
+                "p" => params.p = value,
+                other => return Err(bad(format!("unknown parameter '{other}'"))),
+            }
+        }
+        params.to_argon2()?;
+        Ok(params)
+    }
+}
+
+/// Hashes a password with argon2id into a PHC string with a fresh salt.
+pub fn hash_password(password: &[u8], params: Argon2Params) -> Result<String, AuthError> {
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| AuthError::Random(e.to_string()))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| AuthError::Random(e.to_string()))?;
+    let hasher = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.to_argon2()?);
+    let hash = hasher
+        .hash_password(password, &salt)
+        .map_err(|e| AuthError::BadParams(e.to_string()))?;
+    Ok(hash.to_string())
+}
+
+/// Checks a password against a stored PHC string, with the cost the string
+/// itself names. A malformed PHC string never matches.
+pub fn verify_password(phc: &str, password: &[u8]) -> bool {
+    match PasswordHash::new(phc) {
+        Ok(hash) => Argon2::default().verify_password(password, &hash).is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// The cost parameters a PHC string was made with, when it says.
+pub fn params_of(phc: &str) -> Option<Argon2Params> {
+    let hash = PasswordHash::new(phc).ok()?;
+    let params = argon2::Params::try_from(&hash).ok()?;
+    Some(Argon2Params {
+        m_kib: params.m_cost(),
+        t: params.t_cost(),
+        p: params.p_cost(),
+    })
+}
+
+/// Whether an APOP digest (hex, any case) is MD5(timestamp + secret),
+/// compared in constant time.
+pub fn apop_digest_matches(timestamp: &str, secret: &str, digest: &[u8]) -> bool {
+    let expected = apop_digest(timestamp, secret);
+    let given = digest.to_ascii_lowercase();
+    expected.as_bytes().ct_eq(&given).into()
+}
+
+/// MD5(timestamp + secret) in lower-case hex, as RFC 1939 §7 defines it.
+pub fn apop_digest(timestamp: &str, secret: &str) -> String {
+    let mut md5 = Md5::new();
+    md5.update(timestamp.as_bytes());
+    md5.update(secret.as_bytes());
+    md5.finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// A fresh, unpredictable APOP timestamp `<hex.seconds@hostname>`.
+///
+/// Before the `@` it holds only letters, digits and dots because mpop
+/// rejects anything else there; `hostname` is sanitised the same way so the
+/// greeting holds exactly one pair of angle brackets.
+pub fn new_apop_timestamp(hostname: &str) -> Result<String, AuthError> {
+    let mut nonce = [0u8; 12];
+    getrandom::fill(&mut nonce).map_err(|e| AuthError::Random(e.to_string()))?;
+    let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    Ok(format!(
+        "<{nonce}.{seconds}@{}>",
+        sanitize_hostname(hostname)
+    ))
+}
+
+/// Keeps only the characters a domain may hold, falling back to `localhost`.
+pub fn sanitize_hostname(hostname: &str) -> String {
+    let clean: String = hostname
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '.' || *c == '-')
+        .collect();
+    if clean.is_empty() {
+        "localhost".to_string()
+    } else {
+        clean
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc1939_apop_example_digest() {
+        // RFC 1939 §7: the example greeting timestamp and secret "tanstaaf".
+        let ts = "<1896.697170952@dbc.mtview.ca.us>";
+        assert_eq!(
+            apop_digest(ts, "tanstaaf"),
+            "c4c9334bac560ecc979e58001b3e22fb"
+        );
+        assert!(apop_digest_matches(
+            ts,
+            "tanstaaf",
+            b"C4C9334BAC560ECC979E58001B3E22FB"
+        ));
+        assert!(!apop_digest_matches(
+            ts,
+            "tanstaaf",
+            b"c4c9334bac560ecc979e58001b3e22fc"
+        ));
+        assert!(!apop_digest_matches(ts, "tanstaaf", b"short"));
+    }
+
+    #[test]
+    fn hash_then_verify_with_the_stored_cost() {
+        let params: Argon2Params = "m=64,t=1,p=1".parse().unwrap();
+        let phc = hash_password(b"pass word", params).unwrap();
+        assert!(phc.starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
+        assert!(verify_password(&phc, b"pass word"));
+        assert!(!verify_password(&phc, b"pass words"));
+        assert!(!verify_password("not a phc string", b"pass word"));
+        assert_eq!(params_of(&phc), Some(params));
+    }
+
+    #[test]
+    fn argon2_params_reject_nonsense() {
+        assert!("m=1,t=1,p=1".parse::<Argon2Params>().is_err());
+        assert!("x=1".parse::<Argon2Params>().is_err());
+        assert!("m=abc".parse::<Argon2Params>().is_err());
+        assert_eq!(
+            "t=3".parse::<Argon2Params>().unwrap(),
+            Argon2Params {
+                t: 3,
+                ..Argon2Params::default()
+            }
+        );
+    }
+
+    #[test]
+    fn timestamps_are_fresh_and_bracket_safe() {
+        let a = new_apop_timestamp("mail<evil>.example").unwrap();
+        let b = new_apop_timestamp("mail<evil>.example").unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a.matches('<').count(), 1);
+        assert_eq!(a.matches('>').count(), 1);
+        let local = &a[1..a.find('@').unwrap()];
+        assert!(local.chars().all(|c| c.is_ascii_alphanumeric() || c == '.'));
+        assert!(a.ends_with("@mailevil.example>"));
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        assert_eq!(format!("{:?}", Secret::new("hunter2")), "<redacted>");
+    }
+}

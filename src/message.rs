@@ -1,0 +1,230 @@
+//! A message as poplite stores it: CRLF-normalised bytes plus the facts
+//! the protocol needs without reading the body again (size, header length).
+//!
+//! Normalising at delivery is what makes STAT/LIST honest: RFC 1939 §5
+//! counts octets as sent on the wire (before dot-stuffing), and the wire
+//! uses CRLF, so the stored bytes must already be exactly those octets.
+
+use std::fmt;
+
+/// A CRLF-normalised message ready to be stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Message {
+    bytes: Vec<u8>,
+    header_len: usize,
+    subject: Option<String>,
+}
+
+/// Why raw input cannot become a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageError {
+    /// The input has no bytes at all.
+    Empty,
+    /// The normalised message is larger than the configured limit.
+    TooLarge {
+        /// Octets after normalisation.
+        size: u64,
+        /// The configured maximum.
+        limit: u64,
+    },
+}
+
+impl fmt::Display for MessageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MessageError::Empty => write!(f, "the message is empty"),
+            MessageError::TooLarge { size, limit } => write!(
+                f,
+                "the message is {size} octets, over the limit of {limit} octets"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for MessageError {}
+
+impl fmt::Debug for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message")
+            .field("size", &self.bytes.len())
+            .field("header_len", &self.header_len)
+            .field("subject", &self.subject)
+            .finish()
+    }
+}
+
+impl Message {
+    /// Normalises raw input (any mix of CRLF, LF and CR line ends) into a
+    /// message, refusing empty input and anything over `max_size` octets.
+    pub fn parse(raw: &[u8], max_size: u64) -> Result<Message, MessageError> {
+        if raw.is_empty() {
+            return Err(MessageError::Empty);
+        }
+        let bytes = normalize_line_endings(raw);
+        let size = bytes.len() as u64;
+        if size > max_size {
+            return Err(MessageError::TooLarge {
+                size,
+                limit: max_size,
+            });
+        }
+        let header_len = header_len(&bytes);
+        let subject = subject(&bytes[..header_len]);
+        Ok(Message {
+            bytes,
+            header_len,
+            subject,
+        })
+    }
+
+    /// The normalised octets, exactly as RETR sends them before dot-stuffing.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The size in octets that STAT and LIST report.
+    pub fn size(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+
+    /// Octets of the header lines, not counting the blank line that ends them.
+    pub fn header_len(&self) -> u64 {
+        self.header_len as u64
+    }
+
+    /// The unfolded Subject header, if there is one.
+    pub fn subject(&self) -> Option<&str> {
+        self.subject.as_deref()
+    }
+}
+
+/// Turns bare LF and bare CR into CRLF, and ends the last line with CRLF.
+pub fn normalize_line_endings(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 32 + 2);
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'\r' => {
+                out.extend_from_slice(b"\r\n");
+                // A CR followed by LF is one line end, not two.
+                if raw.get(i + 1) == Some(&b'\n') {
+                    i += 1;
+                }
+            }
+            b'\n' => out.extend_from_slice(b"\r\n"),
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    if !out.is_empty() && !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// Octets of the header section of a CRLF-normalised message, without the
+/// blank line that ends it.
+///
+/// A message with no blank line is all header: the result is its whole
+/// size. Otherwise the blank line sits at `[header_len, header_len + 2)`,
+/// which is how the sender of TOP tells the two cases apart.
+pub fn header_len(message: &[u8]) -> usize {
+    if message.starts_with(b"\r\n") {
+        return 0;
+    }
+    match find(message, b"\r\n\r\n") {
+        Some(at) => at + 2,
+        None => message.len(),
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The Subject header's value, unfolded (RFC 5322 §2.2.3), lossily decoded.
+fn subject(header: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(header);
+    let mut lines = text.split("\r\n").peekable();
+    while let Some(line) = lines.next() {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        if !name.eq_ignore_ascii_case("subject") {
+            continue;
+        }
+        let mut unfolded = value.trim().to_string();
+        while let Some(next) = lines.peek() {
+            if !next.starts_with([' ', '\t']) {
+                break;
+            }
+            unfolded.push(' ');
+            unfolded.push_str(next.trim());
+            lines.next();
+        }
+        return Some(unfolded);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_lf_and_bare_cr_become_crlf() {
+        assert_eq!(
+            normalize_line_endings(b"a\nb\rc\r\nd"),
+            b"a\r\nb\r\nc\r\nd\r\n"
+        );
+    }
+
+    #[test]
+    fn missing_final_line_end_is_added_once() {
+        assert_eq!(normalize_line_endings(b"x"), b"x\r\n");
+        assert_eq!(normalize_line_endings(b"x\r\n"), b"x\r\n");
+        assert_eq!(normalize_line_endings(b"x\r"), b"x\r\n");
+    }
+
+    #[test]
+    fn blank_lines_survive_in_every_style() {
+        assert_eq!(normalize_line_endings(b"a\n\nb"), b"a\r\n\r\nb\r\n");
+        assert_eq!(normalize_line_endings(b"a\r\rb"), b"a\r\n\r\nb\r\n");
+        assert_eq!(normalize_line_endings(b"a\r\n\r\nb"), b"a\r\n\r\nb\r\n");
+    }
+
+    #[test]
+    fn eight_bit_and_nul_bytes_pass_through() {
+        assert_eq!(normalize_line_endings(b"\xff\x00\xe9"), b"\xff\x00\xe9\r\n");
+    }
+
+    #[test]
+    fn header_len_excludes_the_blank_line() {
+        assert_eq!(header_len(b"A: 1\r\nB: 2\r\n\r\nbody\r\n"), 12);
+        assert_eq!(header_len(b"\r\nbody only\r\n"), 0);
+        assert_eq!(header_len(b"A: 1\r\n"), 6);
+        assert_eq!(header_len(b"A: 1\r\n\r\n"), 6);
+    }
+
+    #[test]
+    fn parse_refuses_empty_and_oversized_input() {
+        assert_eq!(Message::parse(b"", 100), Err(MessageError::Empty));
+        assert_eq!(
+            Message::parse(b"12345\n", 6),
+            Err(MessageError::TooLarge { size: 7, limit: 6 })
+        );
+        assert!(Message::parse(b"12345", 7).is_ok());
+    }
+
+    #[test]
+    fn subject_is_found_case_insensitively_and_unfolded() {
+        let m = Message::parse(
+            b"From: a\nsUbJeCt: Hello\n  there\nTo: b\n\nSubject: body\n",
+            1000,
+        )
+        .unwrap();
+        assert_eq!(m.subject(), Some("Hello there"));
+        let none = Message::parse(b"From: a\n\nSubject: in body\n", 1000).unwrap();
+        assert_eq!(none.subject(), None);
+    }
+}

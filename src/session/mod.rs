@@ -1,0 +1,468 @@
+//! The POP3 session state machine (RFC 1939 §3): AUTHORIZATION →
+//! TRANSACTION → UPDATE. Sans-IO: it takes lines and the outcomes of the
+//! work it asked for, and returns [`Action`]s; the connection driver does
+//! the I/O, the database work and the password hashing.
+
+pub mod maildrop;
+pub mod sasl;
+
+use crate::auth::Secret;
+use crate::protocol::command::{self, Command, ParseError};
+use crate::protocol::line::LineEvent;
+use crate::protocol::reply::{Reply, RespCode};
+use crate::protocol::transfer::{Extent, Layout};
+pub use maildrop::Maildrop;
+use sasl::SaslError;
+
+/// What the driver must do next.
+#[derive(Debug)]
+pub enum Action {
+    /// Send the reply, then read the next line.
+    Reply(Reply),
+    /// Check these credentials, lock and load the maildrop, then call
+    /// [`Session::login_finished`].
+    Login(LoginRequest),
+    /// Send `+OK status`, the message (or part of it) dot-stuffed, and the
+    /// terminating line; then read the next line.
+    Send {
+        /// The status line's text.
+        status: String,
+        /// The message's database id.
+        message_id: i64,
+        /// Where its header ends.
+        layout: Layout,
+        /// All of it (RETR) or the top (TOP).
+        extent: Extent,
+    },
+    /// Remove these messages in one transaction, then call
+    /// [`Session::update_finished`] (RFC 1939 §6, the UPDATE state).
+    Commit {
+        /// The owner's database id.
+        user_id: i64,
+        /// Database ids of the messages marked deleted.
+        message_ids: Vec<i64>,
+    },
+    /// Send the reply and close the connection.
+    Close(Reply),
+}
+
+/// Credentials to check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginRequest {
+    /// The user name as the client gave it.
+    pub user: String,
+    /// What proves it.
+    pub proof: Proof,
+}
+
+/// The proof offered for a user name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Proof {
+    /// A password (USER/PASS, AUTH PLAIN, AUTH LOGIN).
+    Password(Secret),
+    /// An APOP digest over the greeting's timestamp.
+    Apop {
+        /// The timestamp the greeting carried.
+        timestamp: String,
+        /// The client's hex digest.
+        digest: Secret,
+    },
+}
+
+/// How a login attempt ended.
+#[derive(Debug)]
+pub enum LoginOutcome {
+    /// The credentials were right and the maildrop is now held.
+    Accepted(Maildrop),
+    /// Unknown user or wrong proof (indistinguishable on purpose).
+    Rejected,
+    /// Another session holds the maildrop.
+    InUse,
+    /// The server could not check; the code says whether to retry.
+    Failed(RespCode),
+}
+
+/// Limits and the greeting's APOP timestamp for one session.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// The greeting's `<…@host>` timestamp; `None` turns APOP off.
+    pub apop_timestamp: Option<String>,
+    /// Longest command line in octets, CRLF included (RFC 2449 §4: 255).
+    pub max_command_line: usize,
+    /// Longest SASL client response line (RFC 5034 §4 sets no limit).
+    pub max_sasl_line: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            apop_timestamp: None,
+            max_command_line: 255,
+            max_sasl_line: 8192,
+        }
+    }
+}
+
+/// The `IMPLEMENTATION` capability's argument.
+pub const IMPLEMENTATION: &str = concat!("poplite/", env!("CARGO_PKG_VERSION"));
+
+#[derive(Debug)]
+enum Sasl {
+    PlainResponse,
+    LoginUser,
+    LoginPassword(String),
+}
+
+#[derive(Debug)]
+enum State {
+    Authorization {
+        /// The name from a successful USER, waiting for PASS.
+        user: Option<String>,
+        /// A SASL exchange in progress: the next line is its response.
+        sasl: Option<Sasl>,
+    },
+    /// Credentials handed to the driver; no line is read until it answers.
+    Authenticating,
+    Transaction(Maildrop),
+    /// Deletions handed to the driver (RFC 1939 §6).
+    Update,
+    Closed,
+}
+
+/// One client's POP3 session.
+#[derive(Debug)]
+pub struct Session {
+    config: SessionConfig,
+    state: State,
+}
+
+impl Session {
+    /// A new session in the AUTHORIZATION state.
+    pub fn new(config: SessionConfig) -> Session {
+        Session {
+            config,
+            state: State::Authorization {
+                user: None,
+                sasl: None,
+            },
+        }
+    }
+
+    /// The greeting, with the APOP timestamp when APOP is on (RFC 1939 §7).
+    /// It holds no other angle brackets: clients search it greedily.
+    pub fn greeting(&self) -> Reply {
+        match &self.config.apop_timestamp {
+            Some(timestamp) => Reply::ok(format!("poplite ready {timestamp}")),
+            None => Reply::ok("poplite ready"),
+        }
+    }
+
+    /// The longest line the next read may accept.
+    pub fn max_line_len(&self) -> usize {
+        match self.state {
+            State::Authorization { sasl: Some(_), .. } => self.config.max_sasl_line,
+            _ => self.config.max_command_line,
+        }
+    }
+
+    /// The authenticated user, once there is one.
+    pub fn user(&self) -> Option<&str> {
+        match &self.state {
+            State::Transaction(maildrop) => Some(maildrop.user()),
+            _ => None,
+        }
+    }
+
+    /// True once the session has asked to close.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed)
+    }
+
+    /// Handles one line from the client.
+    pub fn handle(&mut self, event: LineEvent) -> Action {
+        if let State::Authorization { sasl, .. } = &mut self.state {
+            if let Some(step) = sasl.take() {
+                return self.sasl_response(step, event);
+            }
+        }
+        let line = match event {
+            LineEvent::Line(line) => line,
+            LineEvent::TooLong => {
+                return Action::Reply(Reply::err(format!(
+                    "line too long (limit {} octets)",
+                    self.config.max_command_line
+                )))
+            }
+        };
+        let command = match command::parse(&line) {
+            Ok(command) => command,
+            Err(ParseError::Unknown) => return Action::Reply(Reply::err("unknown command")),
+            Err(error) => return Action::Reply(Reply::err(error.to_string())),
+        };
+        match command {
+            Command::Capa => Action::Reply(self.capabilities()),
+            _ => match &mut self.state {
+                State::Authorization { .. } => self.authorization(command),
+                State::Transaction(_) => self.transaction(command),
+                // The driver reads no line in these states.
+                State::Authenticating | State::Update | State::Closed => {
+                    Action::Close(Reply::err("session is closing"))
+                }
+            },
+        }
+    }
+
+    /// Continues after the driver checked the credentials of [`Action::Login`].
+    pub fn login_finished(&mut self, outcome: LoginOutcome) -> Action {
+        let (state, reply) = match outcome {
+            LoginOutcome::Accepted(maildrop) => {
+                let (count, size) = maildrop.stat();
+                let reply = Reply::ok(format!(
+                    "{}'s maildrop has {count} messages ({size} octets)",
+                    maildrop.user()
+                ));
+                (State::Transaction(maildrop), reply)
+            }
+            // fetchmail treats replies with "lock", "wait" or "in use" as a busy
+            // maildrop and retries forever: a bad password must say none of them.
+            LoginOutcome::Rejected => (
+                Self::fresh_authorization(),
+                Reply::err_code(RespCode::Auth, "authentication failed"),
+            ),
+            LoginOutcome::InUse => (
+                Self::fresh_authorization(),
+                Reply::err_code(
+                    RespCode::InUse,
+                    "maildrop already in use by another session",
+                ),
+            ),
+            LoginOutcome::Failed(code) => (
+                Self::fresh_authorization(),
+                Reply::err_code(code, "cannot open the maildrop now, try again later"),
+            ),
+        };
+        self.state = state;
+        Action::Reply(reply)
+    }
+
+    /// Continues after the driver ran [`Action::Commit`]: `Ok` with the
+    /// number of messages removed, or the code of the failure (nothing
+    /// was removed then).
+    pub fn update_finished(&mut self, result: Result<usize, RespCode>) -> Action {
+        self.state = State::Closed;
+        Action::Close(match result {
+            Ok(removed) => Reply::ok(format!("poplite signing off ({removed} messages deleted)")),
+            Err(code) => Reply::err_code(code, "some deleted messages not removed"),
+        })
+    }
+
+    fn fresh_authorization() -> State {
+        State::Authorization {
+            user: None,
+            sasl: None,
+        }
+    }
+
+    /// CAPA (RFC 2449 §5): the same list in both states.
+    fn capabilities(&self) -> Reply {
+        Reply::multi_line(
+            "Capability list follows",
+            [
+                "TOP".to_string(),
+                "UIDL".to_string(),
+                "USER".to_string(),
+                format!("SASL {}", sasl::MECHANISMS.join(" ")),
+                "RESP-CODES".to_string(),
+                "AUTH-RESP-CODE".to_string(),
+                "PIPELINING".to_string(),
+                "EXPIRE NEVER".to_string(),
+                format!("IMPLEMENTATION {IMPLEMENTATION}"),
+            ],
+        )
+    }
+
+    fn authorization(&mut self, command: Command) -> Action {
+        let State::Authorization { user, sasl } = &mut self.state else {
+            return Action::Reply(Reply::err("not in AUTHORIZATION state"));
+        };
+        match command {
+            // USER never says whether the user exists (PASS fails the same way).
+            Command::User(name) => {
+                *user = Some(name);
+                Action::Reply(Reply::ok("send PASS"))
+            }
+            Command::Pass(password) => match user.take() {
+                Some(name) => self.login(name, Proof::Password(password)),
+                None => Action::Reply(Reply::err("send USER first")),
+            },
+            Command::Apop { user: name, digest } => match &self.config.apop_timestamp {
+                Some(timestamp) => {
+                    let timestamp = timestamp.clone();
+                    self.login(name, Proof::Apop { timestamp, digest })
+                }
+                None => Action::Reply(Reply::err("APOP is not enabled on this server")),
+            },
+            Command::Auth {
+                mechanism: None, ..
+            } => Action::Reply(Reply::multi_line(
+                "SASL mechanisms follow",
+                sasl::MECHANISMS,
+            )),
+            Command::Auth {
+                mechanism: Some(mechanism),
+                initial_response,
+            } => {
+                *user = None;
+                match (mechanism.as_str(), initial_response) {
+                    ("PLAIN", None) => {
+                        *sasl = Some(Sasl::PlainResponse);
+                        Action::Reply(Reply::Challenge(String::new()))
+                    }
+                    ("PLAIN", Some(response)) => self.sasl_response(
+                        Sasl::PlainResponse,
+                        LineEvent::Line(response.expose().to_vec()),
+                    ),
+                    ("LOGIN", None) => {
+                        *sasl = Some(Sasl::LoginUser);
+                        Action::Reply(Reply::Challenge(sasl::LOGIN_USERNAME_CHALLENGE.into()))
+                    }
+                    ("LOGIN", Some(response)) => self.sasl_response(
+                        Sasl::LoginUser,
+                        LineEvent::Line(response.expose().to_vec()),
+                    ),
+                    _ => Action::Reply(Reply::err("unsupported SASL mechanism")),
+                }
+            }
+            Command::Quit => {
+                self.state = State::Closed;
+                Action::Close(Reply::ok("poplite signing off"))
+            }
+            _ => Action::Reply(Reply::err("not allowed before authentication")),
+        }
+    }
+
+    fn sasl_response(&mut self, step: Sasl, event: LineEvent) -> Action {
+        let line = match event {
+            LineEvent::Line(line) if line == b"*" => {
+                return Action::Reply(Reply::err("authentication cancelled"))
+            }
+            LineEvent::Line(line) => line,
+            LineEvent::TooLong => return Action::Reply(Reply::err("SASL response too long")),
+        };
+        let decoded = match sasl::decode(&line) {
+            Ok(decoded) => decoded,
+            Err(_) => return Action::Reply(Reply::err("invalid base64 in SASL response")),
+        };
+        let result = match step {
+            Sasl::PlainResponse => sasl::parse_plain(&decoded),
+            Sasl::LoginUser => {
+                return match sasl::username(decoded.expose()) {
+                    Ok(name) => {
+                        if let State::Authorization { sasl, .. } = &mut self.state {
+                            *sasl = Some(Sasl::LoginPassword(name));
+                        }
+                        Action::Reply(Reply::Challenge(sasl::LOGIN_PASSWORD_CHALLENGE.into()))
+                    }
+                    Err(_) => Action::Reply(Reply::err("invalid SASL LOGIN user name")),
+                };
+            }
+            Sasl::LoginPassword(name) if !decoded.is_empty() => Ok((name, decoded)),
+            Sasl::LoginPassword(_) => Err(SaslError::Malformed),
+        };
+        match result {
+            Ok((name, password)) => self.login(name, Proof::Password(password)),
+            Err(SaslError::AuthzidMismatch) => Action::Reply(Reply::err_code(
+                RespCode::Auth,
+                "authorization identity must be empty or the user's own",
+            )),
+            Err(_) => Action::Reply(Reply::err("malformed SASL response")),
+        }
+    }
+
+    fn login(&mut self, user: String, proof: Proof) -> Action {
+        self.state = State::Authenticating;
+        Action::Login(LoginRequest { user, proof })
+    }
+
+    fn transaction(&mut self, command: Command) -> Action {
+        let State::Transaction(maildrop) = &mut self.state else {
+            return Action::Reply(Reply::err("not in TRANSACTION state"));
+        };
+        let reply = match command {
+            Command::Stat => {
+                let (count, size) = maildrop.stat();
+                Reply::ok(format!("{count} {size}"))
+            }
+            Command::List(None) => {
+                let (count, size) = maildrop.stat();
+                Reply::multi_line(
+                    format!("{count} messages ({size} octets)"),
+                    maildrop.live().map(|(n, m)| format!("{n} {}", m.size)),
+                )
+            }
+            Command::List(Some(n)) => match maildrop.get(n) {
+                Ok(m) => Reply::ok(format!("{n} {}", m.size)),
+                Err(reply) => reply,
+            },
+            Command::Uidl(None) => Reply::multi_line(
+                "unique-id listing follows",
+                maildrop.live().map(|(n, m)| format!("{n} {}", m.uid)),
+            ),
+            Command::Uidl(Some(n)) => match maildrop.get(n) {
+                Ok(m) => Reply::ok(format!("{n} {}", m.uid)),
+                Err(reply) => reply,
+            },
+            Command::Retr(n) => return send(maildrop, n, Extent::Whole),
+            Command::Top(n, lines) => return send(maildrop, n, Extent::Top(lines)),
+            Command::Dele(n) => match maildrop.mark_deleted(n) {
+                Ok(()) => Reply::ok(format!("message {n} deleted")),
+                Err(reply) => reply,
+            },
+            Command::Noop => Reply::ok(""),
+            Command::Rset => {
+                maildrop.unmark_all();
+                let (count, size) = maildrop.stat();
+                Reply::ok(format!("maildrop has {count} messages ({size} octets)"))
+            }
+            Command::Quit => {
+                let message_ids = maildrop.marked_ids();
+                let user_id = maildrop.user_id();
+                if message_ids.is_empty() {
+                    self.state = State::Closed;
+                    return Action::Close(Reply::ok("poplite signing off"));
+                }
+                self.state = State::Update;
+                return Action::Commit {
+                    user_id,
+                    message_ids,
+                };
+            }
+            Command::User(_) | Command::Pass(_) | Command::Apop { .. } | Command::Auth { .. } => {
+                Reply::err("already authenticated")
+            }
+            Command::Capa => self.capabilities(),
+        };
+        Action::Reply(reply)
+    }
+}
+
+fn send(maildrop: &Maildrop, n: command::MessageNumber, extent: Extent) -> Action {
+    match maildrop.get(n) {
+        Ok(m) => Action::Send {
+            status: match extent {
+                Extent::Whole => format!("{} octets", m.size),
+                Extent::Top(_) => "top of message follows".to_string(),
+            },
+            message_id: m.id,
+            layout: Layout {
+                size: m.size,
+                header_len: m.header_len,
+            },
+            extent,
+        },
+        Err(reply) => Action::Reply(reply),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,111 @@
+//! The SASL mechanisms poplite offers through AUTH (RFC 5034): PLAIN
+//! (RFC 4616) and LOGIN (the de-facto mechanism Outlook and many others
+//! still use). Pure decoding; the session drives the exchange.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+
+use crate::auth::Secret;
+
+/// The mechanisms, in the order CAPA and a bare AUTH list them.
+pub const MECHANISMS: [&str; 2] = ["PLAIN", "LOGIN"];
+
+/// The LOGIN mechanism's challenges: base64 of "Username:" and "Password:".
+pub const LOGIN_USERNAME_CHALLENGE: &str = "VXNlcm5hbWU6";
+/// See [`LOGIN_USERNAME_CHALLENGE`].
+pub const LOGIN_PASSWORD_CHALLENGE: &str = "UGFzc3dvcmQ6";
+
+/// Why a client response could not be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SaslError {
+    /// Not strict base64 (RFC 5034 §4 requires rejecting it).
+    BadBase64,
+    /// Decoded, but not the shape the mechanism requires.
+    Malformed,
+    /// PLAIN asked to act as a different user than it authenticated as.
+    AuthzidMismatch,
+}
+
+/// Decodes one client response; `=` stands for an empty response.
+pub fn decode(response: &[u8]) -> Result<Secret, SaslError> {
+    if response == b"=" {
+        return Ok(Secret::new(Vec::new()));
+    }
+    STANDARD
+        .decode(response)
+        .map(Secret::new)
+        .map_err(|_| SaslError::BadBase64)
+}
+
+/// Splits a decoded PLAIN response `authzid NUL authcid NUL password`
+/// into the user and the password.
+pub fn parse_plain(decoded: &Secret) -> Result<(String, Secret), SaslError> {
+    let mut parts = decoded.expose().split(|&b| b == 0);
+    let (Some(authzid), Some(authcid), Some(password), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(SaslError::Malformed);
+    };
+    let user = username(authcid)?;
+    if !authzid.is_empty() && authzid != authcid {
+        return Err(SaslError::AuthzidMismatch);
+    }
+    if password.is_empty() {
+        return Err(SaslError::Malformed);
+    }
+    Ok((user, Secret::new(password)))
+}
+
+/// A decoded user name: UTF-8, non-empty, no control characters.
+pub fn username(bytes: &[u8]) -> Result<String, SaslError> {
+    match std::str::from_utf8(bytes) {
+        Ok(name) if !name.is_empty() && !name.chars().any(char::is_control) => Ok(name.to_string()),
+        _ => Err(SaslError::Malformed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_with_and_without_authzid() {
+        let decoded = decode(b"AGFsaWNlAHNlY3JldCBwdw==").unwrap(); // "\0alice\0secret pw"
+        let (user, password) = parse_plain(&decoded).unwrap();
+        assert_eq!(user, "alice");
+        assert_eq!(password.expose(), b"secret pw");
+
+        let same = Secret::new(&b"alice\0alice\0pw"[..]);
+        assert_eq!(parse_plain(&same).unwrap().0, "alice");
+        let other = Secret::new(&b"bob\0alice\0pw"[..]);
+        assert_eq!(parse_plain(&other), Err(SaslError::AuthzidMismatch));
+    }
+
+    #[test]
+    fn strict_base64() {
+        assert_eq!(decode(b"=AAA"), Err(SaslError::BadBase64));
+        assert_eq!(decode(b"AAA=BBB"), Err(SaslError::BadBase64));
+        assert_eq!(decode(b"not base64!"), Err(SaslError::BadBase64));
+        assert_eq!(decode(b"=").unwrap().expose(), b"");
+    }
+
+    #[test]
+    fn plain_needs_three_parts() {
+        assert_eq!(
+            parse_plain(&Secret::new(&b"alice"[..])),
+            Err(SaslError::Malformed)
+        );
+        assert_eq!(
+            parse_plain(&Secret::new(&b"\0alice\0"[..])),
+            Err(SaslError::Malformed)
+        );
+        assert_eq!(
+            parse_plain(&Secret::new(&b"\0\0pw"[..])),
+            Err(SaslError::Malformed)
+        );
+        assert_eq!(
+            parse_plain(&Secret::new(&b"\0a\0b\0c"[..])),
+            Err(SaslError::Malformed)
+        );
+    }
+}

@@ -1,0 +1,425 @@
+//! Session tests: whole conversations scripted from RFC 1939's examples,
+//! run by a synchronous driver against a real SQLite store (no sockets).
+
+use super::*;
+use crate::auth::{self, Argon2Params};
+use crate::login::{self, MaildropLock, MaildropLocks, Verifier};
+use crate::message::Message;
+use crate::protocol::line::LineReader;
+use crate::protocol::transfer::Transfer;
+use crate::storage::Store;
+
+const TIMESTAMP: &str = "<1896.697170952@dbc.mtview.ca.us>";
+
+struct World {
+    _dir: tempfile::TempDir,
+    store: Store,
+    verifier: Verifier,
+    locks: MaildropLocks,
+}
+
+impl World {
+    fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("t.db")).unwrap();
+        let hash = |pw: &str| auth::hash_password(pw.as_bytes(), Argon2Params::CHEAP).unwrap();
+        store
+            .add_user("mrose", &hash("tanstaaf"), Some("tanstaaf"))
+            .unwrap();
+        store.add_user("bob", &hash("two words"), None).unwrap();
+        let verifier = Verifier::with_params(Argon2Params::CHEAP);
+        World {
+            _dir: dir,
+            store,
+            verifier,
+            locks: MaildropLocks::new(),
+        }
+    }
+
+    fn deliver(&self, user: &str, raw: &[u8]) {
+        let message = Message::parse(raw, u64::MAX).unwrap();
+        self.store.deliver(user, &[message]).unwrap();
+    }
+
+    fn client(&self, apop: bool) -> Client<'_> {
+        let session = Session::new(SessionConfig {
+            apop_timestamp: apop.then(|| TIMESTAMP.to_string()),
+            ..SessionConfig::default()
+        });
+        Client {
+            world: self,
+            session,
+            reader: LineReader::new(),
+            lock: None,
+            closed: false,
+        }
+    }
+}
+
+struct Client<'w> {
+    world: &'w World,
+    session: Session,
+    reader: LineReader,
+    lock: Option<MaildropLock>,
+    closed: bool,
+}
+
+impl Client<'_> {
+    /// Sends raw bytes and returns everything the server answers, as text.
+    fn send(&mut self, input: &str) -> String {
+        self.reader.feed(input.as_bytes());
+        let mut out = Vec::new();
+        while !self.closed {
+            let Some(event) = self.reader.next_line(self.session.max_line_len()) else {
+                break;
+            };
+            let mut action = self.session.handle(event);
+            loop {
+                action = match action {
+                    Action::Reply(reply) => {
+                        reply.encode(&mut out);
+                        break;
+                    }
+                    Action::Close(reply) => {
+                        reply.encode(&mut out);
+                        self.closed = true;
+                        self.lock = None;
+                        break;
+                    }
+                    Action::Login(request) => {
+                        let w = self.world;
+                        let (outcome, lock) =
+                            login::attempt(&w.store, &w.verifier, &w.locks, &request);
+                        self.lock = lock;
+                        self.session.login_finished(outcome)
+                    }
+                    Action::Send {
+                        status,
+                        message_id,
+                        layout,
+                        extent,
+                    } => {
+                        Reply::ok(status).encode(&mut out);
+                        let mut transfer = Transfer::new(layout, extent, 7);
+                        while let Some((offset, len)) = transfer.next_read(&mut out) {
+                            let chunk =
+                                self.world.store.read_body(message_id, offset, len).unwrap();
+                            transfer.push(&chunk, &mut out);
+                        }
+                        transfer.finish(&mut out);
+                        break;
+                    }
+                    Action::Commit {
+                        user_id,
+                        message_ids,
+                    } => {
+                        let result = self.world.store.delete_messages(user_id, &message_ids);
+                        self.session
+                            .update_finished(result.map_err(|_| RespCode::SysTemp))
+                    }
+                };
+            }
+        }
+        String::from_utf8(out).unwrap()
+    }
+}
+
+fn rfc_world() -> World {
+    let world = World::new();
+    world.deliver("mrose", b"Subject: one\r\n\r\nHello\r\n");
+    world.deliver("mrose", b"Subject: two\n\n.dotted\nline\n");
+    world
+}
+
+#[test]
+fn greeting_carries_the_apop_timestamp_only_when_apop_is_on() {
+    let world = World::new();
+    assert_eq!(
+        world.client(true).session.greeting().to_bytes(),
+        format!("+OK poplite ready {TIMESTAMP}\r\n").as_bytes()
+    );
+    assert_eq!(
+        world.client(false).session.greeting().to_bytes(),
+        b"+OK poplite ready\r\n"
+    );
+}
+
+#[test]
+fn rfc1939_example_session() {
+    let world = rfc_world();
+    let mut c = world.client(true);
+    assert_eq!(
+        c.send("APOP mrose c4c9334bac560ecc979e58001b3e22fb\r\n"),
+        "+OK mrose's maildrop has 2 messages (54 octets)\r\n"
+    );
+    assert_eq!(c.send("STAT\r\n"), "+OK 2 54\r\n");
+    assert_eq!(
+        c.send("LIST\r\n"),
+        "+OK 2 messages (54 octets)\r\n1 23\r\n2 31\r\n.\r\n"
+    );
+    assert_eq!(
+        c.send("RETR 1\r\n"),
+        "+OK 23 octets\r\nSubject: one\r\n\r\nHello\r\n.\r\n"
+    );
+    assert_eq!(c.send("DELE 1\r\n"), "+OK message 1 deleted\r\n");
+    assert_eq!(
+        c.send("RETR 2\r\n"),
+        "+OK 31 octets\r\nSubject: two\r\n\r\n..dotted\r\nline\r\n.\r\n"
+    );
+    assert_eq!(c.send("DELE 2\r\n"), "+OK message 2 deleted\r\n");
+    assert_eq!(
+        c.send("QUIT\r\n"),
+        "+OK poplite signing off (2 messages deleted)\r\n"
+    );
+    assert!(world.store.mailbox("mrose").unwrap().is_empty());
+}
+
+#[test]
+fn user_pass_takes_the_rest_of_the_line() {
+    let world = World::new();
+    let mut c = world.client(false);
+    assert_eq!(c.send("USER bob\r\n"), "+OK send PASS\r\n");
+    assert_eq!(
+        c.send("PASS two words\r\n"),
+        "+OK bob's maildrop has 0 messages (0 octets)\r\n"
+    );
+}
+
+#[test]
+fn wrong_password_and_unknown_user_fail_alike_and_never_look_busy() {
+    let world = World::new();
+    let mut c = world.client(false);
+    let wrong = c.send("USER bob\r\nPASS nope\r\n");
+    let unknown = c.send("USER nobody\r\nPASS nope\r\n");
+    assert_eq!(
+        wrong,
+        "+OK send PASS\r\n-ERR [AUTH] authentication failed\r\n"
+    );
+    assert_eq!(wrong.replace("bob", "nobody"), unknown);
+    for word in ["lock", "wait", "in use"] {
+        assert!(!wrong.to_lowercase().contains(word));
+    }
+    // The session stays in AUTHORIZATION and can try again.
+    assert!(c
+        .send("USER bob\r\nPASS two words\r\n")
+        .ends_with("(0 octets)\r\n"));
+}
+
+#[test]
+fn apop_refused_when_off_and_for_users_without_secret() {
+    let world = World::new();
+    assert_eq!(
+        world
+            .client(false)
+            .send("APOP mrose c4c9334bac560ecc979e58001b3e22fb\r\n"),
+        "-ERR APOP is not enabled on this server\r\n"
+    );
+    let digest = auth::apop_digest(TIMESTAMP, "two words");
+    assert_eq!(
+        world.client(true).send(&format!("APOP bob {digest}\r\n")),
+        "-ERR [AUTH] authentication failed\r\n"
+    );
+}
+
+#[test]
+fn sasl_plain_with_and_without_initial_response() {
+    let world = World::new();
+    // "\0bob\0two words"
+    let plain = "AGJvYgB0d28gd29yZHM=";
+    let ok = "+OK bob's maildrop has 0 messages (0 octets)\r\n";
+    assert_eq!(
+        world.client(false).send(&format!("AUTH PLAIN {plain}\r\n")),
+        ok
+    );
+    let mut c = world.client(false);
+    assert_eq!(c.send("AUTH PLAIN\r\n"), "+ \r\n");
+    assert_eq!(c.send(&format!("{plain}\r\n")), ok);
+    assert_eq!(c.send("AUTH PLAIN\r\n"), "-ERR already authenticated\r\n");
+}
+
+#[test]
+fn sasl_login_exchange() {
+    let world = World::new();
+    let mut c = world.client(false);
+    assert_eq!(c.send("AUTH LOGIN\r\n"), "+ VXNlcm5hbWU6\r\n");
+    assert_eq!(c.send("Ym9i\r\n"), "+ UGFzc3dvcmQ6\r\n");
+    assert_eq!(
+        c.send("dHdvIHdvcmRz\r\n"),
+        "+OK bob's maildrop has 0 messages (0 octets)\r\n"
+    );
+}
+
+#[test]
+fn sasl_cancel_bad_base64_and_mechanism_list() {
+    let world = World::new();
+    let mut c = world.client(false);
+    assert_eq!(
+        c.send("AUTH\r\n"),
+        "+OK SASL mechanisms follow\r\nPLAIN\r\nLOGIN\r\n.\r\n"
+    );
+    assert_eq!(
+        c.send("AUTH PLAIN\r\n*\r\n"),
+        "+ \r\n-ERR authentication cancelled\r\n"
+    );
+    assert_eq!(
+        c.send("AUTH PLAIN =AAA\r\n"),
+        "-ERR invalid base64 in SASL response\r\n"
+    );
+    assert_eq!(
+        c.send("AUTH CRAM-MD5\r\n"),
+        "-ERR unsupported SASL mechanism\r\n"
+    );
+    // "bob\0bob\0two words" with another authzid is refused.
+    assert_eq!(
+        c.send("AUTH PLAIN bXJvc2UAYm9iAHR3byB3b3Jkcw==\r\n"),
+        "-ERR [AUTH] authorization identity must be empty or the user's own\r\n"
+    );
+    // Still in AUTHORIZATION after all that.
+    assert_eq!(
+        c.send("STAT\r\n"),
+        "-ERR not allowed before authentication\r\n"
+    );
+}
+
+#[test]
+fn capa_is_the_same_before_and_after_login() {
+    let world = World::new();
+    let mut c = world.client(false);
+    let before = c.send("CAPA\r\n");
+    c.send("USER bob\r\nPASS two words\r\n");
+    let after = c.send("CAPA\r\n");
+    assert_eq!(before, after);
+    assert_eq!(
+        before,
+        format!(
+            "+OK Capability list follows\r\nTOP\r\nUIDL\r\nUSER\r\nSASL PLAIN LOGIN\r\n\
+             RESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\nEXPIRE NEVER\r\n\
+             IMPLEMENTATION {IMPLEMENTATION}\r\n.\r\n"
+        )
+    );
+}
+
+#[test]
+fn quit_in_authorization_says_ok_and_closes() {
+    let world = World::new();
+    let mut c = world.client(false);
+    assert_eq!(c.send("QUIT\r\nNOOP\r\n"), "+OK poplite signing off\r\n");
+    assert!(c.session.is_closed());
+}
+
+#[test]
+fn deleted_messages_vanish_from_listings_but_keep_numbers() {
+    let world = rfc_world();
+    world.deliver("mrose", b"Subject: three\n\nx\n");
+    let mut c = world.client(true);
+    c.send("APOP mrose c4c9334bac560ecc979e58001b3e22fb\r\n");
+    assert_eq!(c.send("DELE 2\r\n"), "+OK message 2 deleted\r\n");
+    assert_eq!(c.send("DELE 2\r\n"), "-ERR message 2 already deleted\r\n");
+    assert_eq!(c.send("STAT\r\n"), "+OK 2 44\r\n");
+    assert_eq!(
+        c.send("LIST\r\n"),
+        "+OK 2 messages (44 octets)\r\n1 23\r\n3 21\r\n.\r\n"
+    );
+    let uidl = c.send("UIDL\r\n");
+    assert!(uidl.contains("\r\n1 ") && uidl.contains("\r\n3 ") && !uidl.contains("\r\n2 "));
+    for command in ["LIST 2", "UIDL 2", "RETR 2", "TOP 2 0", "DELE 2"] {
+        assert!(
+            c.send(&format!("{command}\r\n")).starts_with("-ERR"),
+            "{command}"
+        );
+    }
+    assert_eq!(
+        c.send("LIST 4\r\n"),
+        "-ERR no such message, only 3 messages in maildrop\r\n"
+    );
+    assert_eq!(
+        c.send("RSET\r\n"),
+        "+OK maildrop has 3 messages (75 octets)\r\n"
+    );
+    assert_eq!(c.send("LIST 2\r\n"), "+OK 2 31\r\n");
+    assert_eq!(c.send("QUIT\r\n"), "+OK poplite signing off\r\n");
+    assert_eq!(world.store.mailbox("mrose").unwrap().len(), 3);
+}
+
+#[test]
+fn malformed_arguments_and_unknown_commands_keep_the_session() {
+    let world = rfc_world();
+    let mut c = world.client(true);
+    c.send("APOP mrose c4c9334bac560ecc979e58001b3e22fb\r\n");
+    assert_eq!(c.send("RETR 0\r\n"), "-ERR invalid message number\r\n");
+    assert_eq!(c.send("RETR one\r\n"), "-ERR invalid message number\r\n");
+    assert_eq!(c.send("RETR\r\n"), "-ERR syntax: RETR msg\r\n");
+    assert_eq!(c.send("FROB\r\n"), "-ERR unknown command\r\n");
+    assert_eq!(c.send("\x00 garbage\r\n"), "-ERR unknown command\r\n");
+    assert_eq!(c.send("USER x\r\n"), "-ERR already authenticated\r\n");
+    assert_eq!(c.send("NOOP\r\n"), "+OK\r\n");
+}
+
+#[test]
+fn a_second_session_for_the_same_user_is_in_use() {
+    let world = rfc_world();
+    let mut first = world.client(true);
+    first.send("APOP mrose c4c9334bac560ecc979e58001b3e22fb\r\n");
+    let mut second = world.client(true);
+    assert_eq!(
+        second.send("APOP mrose c4c9334bac560ecc979e58001b3e22fb\r\n"),
+        "-ERR [IN-USE] maildrop already in use by another session\r\n"
+    );
+    first.send("QUIT\r\n");
+    assert!(second
+        .send("APOP mrose c4c9334bac560ecc979e58001b3e22fb\r\n")
+        .starts_with("+OK"));
+}
+
+#[test]
+fn mail_delivered_during_a_session_is_invisible_and_survives_it() {
+    let world = rfc_world();
+    let mut c = world.client(true);
+    c.send("APOP mrose c4c9334bac560ecc979e58001b3e22fb\r\n");
+    world.deliver("mrose", b"Subject: late\n\nlate\n");
+    assert_eq!(c.send("STAT\r\n"), "+OK 2 54\r\n");
+    assert_eq!(
+        c.send("LIST 3\r\n"),
+        "-ERR no such message, only 2 messages in maildrop\r\n"
+    );
+    c.send("DELE 1\r\nDELE 2\r\nQUIT\r\n");
+    let left = world.store.mailbox("mrose").unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].subject.as_deref(), Some("late"));
+}
+
+#[test]
+fn top_sends_header_blank_line_and_n_lines() {
+    let world = World::new();
+    world.deliver("bob", b"Subject: t\n\n1\n2\n3\n");
+    world.deliver("bob", b"Subject: no body\n");
+    let mut c = world.client(false);
+    c.send("USER bob\r\nPASS two words\r\n");
+    assert_eq!(
+        c.send("TOP 1 0\r\n"),
+        "+OK top of message follows\r\nSubject: t\r\n\r\n.\r\n"
+    );
+    assert_eq!(
+        c.send("TOP 1 2\r\n"),
+        "+OK top of message follows\r\nSubject: t\r\n\r\n1\r\n2\r\n.\r\n"
+    );
+    assert_eq!(
+        c.send("TOP 1 99999999\r\n"),
+        "+OK top of message follows\r\nSubject: t\r\n\r\n1\r\n2\r\n3\r\n.\r\n"
+    );
+    assert_eq!(
+        c.send("TOP 2 0\r\n"),
+        "+OK top of message follows\r\nSubject: no body\r\n\r\n.\r\n"
+    );
+}
+
+#[test]
+fn overlong_lines_get_an_error_and_the_session_goes_on() {
+    let world = World::new();
+    let mut c = world.client(false);
+    let long = format!("USER {}\r\nNOOP\r\n", "x".repeat(300));
+    assert_eq!(
+        c.send(&long),
+        "-ERR line too long (limit 255 octets)\r\n-ERR not allowed before authentication\r\n"
+    );
+}

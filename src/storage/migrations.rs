@@ -1,0 +1,76 @@
+//! The schema's history: numbered SQL files in `migrations/`, embedded in
+//! the binary, applied in order and tracked by `PRAGMA user_version`.
+//! The list is append-only: a released migration is never edited.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::StorageError;
+
+/// Every migration, in order; `user_version` N means the first N ran.
+pub const MIGRATIONS: &[(&str, &str)] = &[(
+    "0001_init.sql",
+    include_str!("../../migrations/0001_init.sql"),
+)];
+
+/// The schema version this binary writes.
+pub fn latest_version() -> u32 {
+    MIGRATIONS.len() as u32
+}
+
+/// Brings the schema up to date in one transaction, or fails without
+/// changing anything. The version is read again inside the write lock so
+/// that two processes opening a new database at once migrate it once.
+pub fn migrate(conn: &mut Connection, path: &std::path::Path) -> Result<(), StorageError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let current: u32 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if current > latest_version() {
+        return Err(StorageError::TooNew {
+            path: path.to_path_buf(),
+            found: current,
+            known: latest_version(),
+        });
+    }
+    if current == 0 {
+        let foreign_tables: i64 =
+            tx.query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))?;
+        if foreign_tables > 0 {
+            return Err(StorageError::Foreign(path.to_path_buf()));
+        }
+    }
+    for (_, sql) in &MIGRATIONS[current as usize..] {
+        tx.execute_batch(sql)?;
+    }
+    tx.pragma_update(None, "user_version", latest_version())?;
+    tx.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_migration_applies_to_an_empty_database() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn, std::path::Path::new(":memory:")).unwrap();
+        let version: u32 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, latest_version());
+        // Applying again is a no-op, not an error.
+        migrate(&mut conn, std::path::Path::new(":memory:")).unwrap();
+    }
+
+    #[test]
+    fn every_file_in_migrations_is_embedded_in_order() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name.ends_with(".sql"))
+            .collect();
+        files.sort();
+        let embedded: Vec<&str> = MIGRATIONS.iter().map(|(name, _)| *name).collect();
+        assert_eq!(files, embedded);
+    }
+}

@@ -1,0 +1,585 @@
+//! The one module that speaks SQL: users, messages and their bodies in
+//! one SQLite file (WAL, foreign keys, busy timeout, synchronous=FULL).
+//!
+//! Every method is blocking; async callers run them on a blocking thread.
+//! Write transactions are `BEGIN IMMEDIATE`: under WAL a deferred
+//! transaction that reads and then writes can fail with BUSY whatever the
+//! busy timeout, while an immediate one waits for the lock instead.
+
+mod migrations;
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::blob::ZeroBlob;
+use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, MAIN_DB};
+
+use crate::message::Message;
+pub use migrations::latest_version;
+
+/// What can go wrong in storage.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The database file could not be created.
+    #[error("{path}: cannot create the database: {source}")]
+    Create {
+        /// The database path.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// The file exists but is not a SQLite database.
+    #[error("{0}: not a SQLite database (left untouched)")]
+    NotADatabase(PathBuf),
+    /// A SQLite database that another program made.
+    #[error("{0}: a SQLite database that is not poplite's (left untouched)")]
+    Foreign(PathBuf),
+    /// The schema is newer than this binary understands.
+    #[error("{path}: written by a newer poplite (schema version {found}; this binary knows up to {known})")]
+    TooNew {
+        /// The database path.
+        path: PathBuf,
+        /// The schema version found.
+        found: u32,
+        /// The newest schema version this binary knows.
+        known: u32,
+    },
+    /// Another process held the write lock past the busy timeout.
+    #[error("the database stayed locked by another process past the busy timeout")]
+    Busy,
+    /// `user add` for a name that is taken (names are case-insensitive).
+    #[error("user '{0}' already exists")]
+    UserExists(String),
+    /// No user by that name.
+    #[error("no such user '{0}'")]
+    UnknownUser(String),
+    /// A user name poplite does not accept.
+    #[error("invalid user name '{name}': {reason}")]
+    InvalidUserName {
+        /// The name given.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A message was removed while a session still listed it.
+    #[error("message {0} no longer exists")]
+    MessageGone(i64),
+    /// Any other SQLite failure.
+    #[error("database error: {0}")]
+    Sqlite(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for StorageError {
+    fn from(error: rusqlite::Error) -> Self {
+        match error.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StorageError::Busy,
+            _ => StorageError::Sqlite(error),
+        }
+    }
+}
+
+impl StorageError {
+    /// True when trying again later may succeed (a full disk, a lock, an
+    /// I/O error); false when an administrator must act first.
+    pub fn is_temporary(&self) -> bool {
+        match self {
+            StorageError::NotADatabase(_)
+            | StorageError::Foreign(_)
+            | StorageError::TooNew { .. }
+            | StorageError::UserExists(_)
+            | StorageError::UnknownUser(_)
+            | StorageError::InvalidUserName { .. }
+            | StorageError::MessageGone(_) => false,
+            StorageError::Sqlite(e) => !matches!(
+                e.sqlite_error_code(),
+                Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
+            ),
+            StorageError::Create { .. } | StorageError::Busy => true,
+        }
+    }
+}
+
+/// Tunables for opening a store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// How long a writer waits for another process's lock before failing.
+    pub busy_timeout: Duration,
+    /// Idle connections kept open for reuse.
+    pub max_idle_connections: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            busy_timeout: Duration::from_secs(10),
+            max_idle_connections: 16,
+        }
+    }
+}
+
+/// A user's name and password material, for checking credentials.
+#[derive(Clone)]
+pub struct Credentials {
+    /// Database id.
+    pub id: i64,
+    /// The name as stored (lookups ignore case).
+    pub name: String,
+    /// The argon2 PHC string.
+    pub password_hash: String,
+    /// The APOP secret, for users created with `--apop`.
+    pub apop_secret: Option<String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One line of `user list`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSummary {
+    /// The user name.
+    pub name: String,
+    /// Messages stored.
+    pub messages: u64,
+    /// Octets stored.
+    pub bytes: u64,
+}
+
+/// What a session needs to know of a message without reading its body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageMeta {
+    /// Database id.
+    pub id: i64,
+    /// The UIDL unique id.
+    pub uid: String,
+    /// Octets, CRLF-normalised.
+    pub size: u64,
+    /// Octets of header before the blank line.
+    pub header_len: u64,
+}
+
+/// One line of `mailbox USER`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailboxEntry {
+    /// The UIDL unique id.
+    pub uid: String,
+    /// Octets.
+    pub size: u64,
+    /// Delivery time, RFC 3339 in UTC.
+    pub received: String,
+    /// The Subject header, if any.
+    pub subject: Option<String>,
+}
+
+/// The poplite database: a small pool of SQLite connections to one file.
+pub struct Store {
+    path: PathBuf,
+    options: StoreOptions,
+    idle: Mutex<Vec<Connection>>,
+    uid_prefix: String,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+/// Checks a user name: 1 to 64 characters of letters, digits and `._+-@`,
+/// starting with a letter or digit (safe in USER lines, logs and shells).
+pub fn validate_user_name(name: &str) -> Result<(), StorageError> {
+    let invalid = |reason| {
+        Err(StorageError::InvalidUserName {
+            name: name.to_string(),
+            reason,
+        })
+    };
+    if name.is_empty() || name.len() > 64 {
+        return invalid("it must be 1 to 64 characters long");
+    }
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return invalid("it must start with a letter or a digit");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "._+-@".contains(c))
+    {
+        return invalid("only letters, digits and . _ + - @ are allowed");
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Opens (creating with mode 0600 if missing) and migrates the database.
+    pub fn open(path: impl AsRef<Path>) -> Result<Store, StorageError> {
+        Store::open_with(path, StoreOptions::default())
+    }
+
+    /// [`Store::open`] with explicit options.
+    pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Store, StorageError> {
+        let path = path.as_ref().to_path_buf();
+        create_private_file(&path)?;
+        let mut store = Store {
+            path,
+            options,
+            idle: Mutex::new(Vec::new()),
+            uid_prefix: String::new(),
+        };
+        let mut conn = store.connect()?;
+        migrations::migrate(&mut conn, &store.path)?;
+        store.uid_prefix = conn.query_row(
+            "SELECT value FROM meta WHERE key = 'uid_prefix'",
+            [],
+            |row| row.get(0),
+        )?;
+        store.release(conn);
+        Ok(store)
+    }
+
+    /// The database file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn connect(&self) -> Result<Connection, StorageError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&self.path, flags)?;
+        conn.busy_timeout(self.options.busy_timeout)?;
+        // Reading the header first: a file that is not a database fails
+        // here, before any PRAGMA below could write to it.
+        if let Err(error) = conn.query_row("PRAGMA schema_version", [], |r| r.get::<_, i64>(0)) {
+            return Err(match error.sqlite_error_code() {
+                Some(ErrorCode::NotADatabase) => StorageError::NotADatabase(self.path.clone()),
+                _ => error.into(),
+            });
+        }
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        // FULL: when `deliver` exits 0 or QUIT answers +OK, it is on disk.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        Ok(conn)
+    }
+
+    fn with_conn<T>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        let reused = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let mut conn = match reused {
+            Some(conn) => conn,
+            None => self.connect()?,
+        };
+        let result = work(&mut conn);
+        self.release(conn);
+        result
+    }
+
+    fn release(&self, conn: Connection) {
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < self.options.max_idle_connections {
+                idle.push(conn);
+            }
+        }
+    }
+
+    /// Adds a user with an argon2 PHC hash and, for APOP, a secret.
+    pub fn add_user(
+        &self,
+        name: &str,
+        password_hash: &str,
+        apop_secret: Option<&str>,
+    ) -> Result<(), StorageError> {
+        validate_user_name(name)?;
+        self.with_conn(|conn| {
+            let inserted = conn.execute(
+                "INSERT INTO users (name, password_hash, apop_secret) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO NOTHING",
+                params![name, password_hash, apop_secret],
+            )?;
+            match inserted {
+                0 => Err(StorageError::UserExists(name.to_string())),
+                _ => Ok(()),
+            }
+        })
+    }
+
+    /// Replaces a user's password hash and APOP secret (`None` removes it).
+    pub fn set_password(
+        &self,
+        name: &str,
+        password_hash: &str,
+        apop_secret: Option<&str>,
+    ) -> Result<(), StorageError> {
+        self.with_conn(|conn| {
+            let updated = conn.execute(
+                "UPDATE users SET password_hash = ?2, apop_secret = ?3 WHERE name = ?1",
+                params![name, password_hash, apop_secret],
+            )?;
+            match updated {
+                0 => Err(StorageError::UnknownUser(name.to_string())),
+                _ => Ok(()),
+            }
+        })
+    }
+
+    /// Removes a user and all their mail; returns how many messages went.
+    pub fn delete_user(&self, name: &str) -> Result<u64, StorageError> {
+        self.with_conn(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let (id, _) = user_id(&tx, name)?;
+            let messages: u64 = tx.query_row(
+                "SELECT count(*) FROM messages WHERE user_id = ?1",
+                [id],
+                |r| r.get(0),
+            )?;
+            tx.execute("DELETE FROM users WHERE id = ?1", [id])?;
+            tx.commit()?;
+            Ok(messages)
+        })
+    }
+
+    /// Every user with their message count and total size, by name.
+    pub fn users(&self) -> Result<Vec<UserSummary>, StorageError> {
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT u.name, count(m.id), coalesce(sum(m.size), 0)
+                 FROM users u LEFT JOIN messages m ON m.user_id = u.id
+                 GROUP BY u.id ORDER BY u.name",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(UserSummary {
+                    name: r.get(0)?,
+                    messages: r.get(1)?,
+                    bytes: r.get(2)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// A user's password material, or `None` for an unknown name.
+    pub fn credentials(&self, name: &str) -> Result<Option<Credentials>, StorageError> {
+        self.with_conn(|conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT id, name, password_hash, apop_secret FROM users WHERE name = ?1",
+                    [name],
+                    |r| {
+                        Ok(Credentials {
+                            id: r.get(0)?,
+                            name: r.get(1)?,
+                            password_hash: r.get(2)?,
+                            apop_secret: r.get(3)?,
+                        })
+                    },
+                )
+                .optional()?)
+        })
+    }
+
+    /// True when some user has an APOP secret (APOP's `auto` mode).
+    pub fn any_apop_secret(&self) -> Result<bool, StorageError> {
+        self.with_conn(|conn| {
+            Ok(conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM users WHERE apop_secret IS NOT NULL)",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+    }
+
+    /// The newest user's PHC string, whose cost a dummy hash copies so
+    /// that unknown users cost what real ones do.
+    pub fn newest_password_hash(&self) -> Result<Option<String>, StorageError> {
+        self.with_conn(|conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT password_hash FROM users ORDER BY id DESC LIMIT 1",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()?)
+        })
+    }
+
+    /// Stores messages for a user in one durable transaction and returns
+    /// their UIDs; either all are stored or none is.
+    pub fn deliver(&self, user: &str, messages: &[Message]) -> Result<Vec<String>, StorageError> {
+        self.with_conn(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let (user_id, _) = user_id(&tx, user)?;
+            let mut uids = Vec::with_capacity(messages.len());
+            for message in messages {
+                // The UID embeds the AUTOINCREMENT id, known only after the
+                // insert; the placeholder never outlives this transaction.
+                tx.execute(
+                    "INSERT INTO messages (user_id, uid, size, header_len, received_at, subject)
+                     VALUES (?1, 'pending', ?2, ?3, unixepoch(), ?4)",
+                    params![
+                        user_id,
+                        message.size(),
+                        message.header_len(),
+                        message.subject()
+                    ],
+                )?;
+                let id = tx.last_insert_rowid();
+                let uid = format!("{}.{id}", self.uid_prefix);
+                tx.execute(
+                    "UPDATE messages SET uid = ?1 WHERE id = ?2",
+                    params![uid, id],
+                )?;
+                // Write the body through blob I/O: binding it as a parameter
+                // would copy the whole message once more in memory.
+                tx.execute(
+                    "INSERT INTO message_bodies (message_id, body) VALUES (?1, ?2)",
+                    params![id, ZeroBlob(blob_len(message.bytes().len())?)],
+                )?;
+                let mut blob = tx.blob_open(MAIN_DB, c"message_bodies", c"body", id, false)?;
+                blob.write_all_at(message.bytes(), 0)?;
+                blob.close()?;
+                uids.push(uid);
+            }
+            tx.commit()?;
+            Ok(uids)
+        })
+    }
+
+    /// Looks up a user's id and stored name.
+    pub fn user(&self, name: &str) -> Result<(i64, String), StorageError> {
+        self.with_conn(|conn| user_id(conn, name))
+    }
+
+    /// A user's messages in delivery order, without their bodies.
+    pub fn maildrop(&self, user_id: i64) -> Result<Vec<MessageMeta>, StorageError> {
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, uid, size, header_len FROM messages WHERE user_id = ?1 ORDER BY id",
+            )?;
+            let rows = stmt.query_map([user_id], |r| {
+                Ok(MessageMeta {
+                    id: r.get(0)?,
+                    uid: r.get(1)?,
+                    size: r.get(2)?,
+                    header_len: r.get(3)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// Reads `len` octets of a message body from `offset` (blob I/O: the
+    /// rest of the body is not loaded).
+    pub fn read_body(
+        &self,
+        message_id: i64,
+        offset: u64,
+        len: usize,
+    ) -> Result<Vec<u8>, StorageError> {
+        self.with_conn(|conn| {
+            let blob = match conn.blob_open(MAIN_DB, c"message_bodies", c"body", message_id, true) {
+                Ok(blob) => blob,
+                Err(rusqlite::Error::SqliteFailure(_, _)) => {
+                    return Err(StorageError::MessageGone(message_id))
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let offset =
+                usize::try_from(offset).map_err(|_| StorageError::MessageGone(message_id))?;
+            if offset.saturating_add(len) > blob.len() {
+                return Err(StorageError::MessageGone(message_id));
+            }
+            let mut buf = vec![0; len];
+            blob.read_at_exact(&mut buf, offset)?;
+            Ok(buf)
+        })
+    }
+
+    /// Removes a user's messages in one transaction (the UPDATE state);
+    /// returns how many were removed. On error nothing is removed.
+    pub fn delete_messages(
+        &self,
+        user_id: i64,
+        message_ids: &[i64],
+    ) -> Result<usize, StorageError> {
+        self.with_conn(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let mut removed = 0;
+            {
+                let mut stmt =
+                    tx.prepare_cached("DELETE FROM messages WHERE id = ?1 AND user_id = ?2")?;
+                for id in message_ids {
+                    removed += stmt.execute(params![id, user_id])?;
+                }
+            }
+            tx.commit()?;
+            Ok(removed)
+        })
+    }
+
+    /// What `mailbox USER` prints: each message's UID, size, time, Subject.
+    pub fn mailbox(&self, user: &str) -> Result<Vec<MailboxEntry>, StorageError> {
+        self.with_conn(|conn| {
+            let (user_id, _) = user_id(conn, user)?;
+            let mut stmt = conn.prepare(
+                "SELECT uid, size, strftime('%Y-%m-%dT%H:%M:%SZ', received_at, 'unixepoch'), subject
+                 FROM messages WHERE user_id = ?1 ORDER BY id",
+            )?;
+            let rows = stmt.query_map([user_id], |r| {
+                Ok(MailboxEntry {
+                    uid: r.get(0)?,
+                    size: r.get(1)?,
+                    received: r.get(2)?,
+                    subject: r.get(3)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+}
+
+fn user_id(conn: &Connection, name: &str) -> Result<(i64, String), StorageError> {
+    conn.query_row("SELECT id, name FROM users WHERE name = ?1", [name], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })
+    .optional()?
+    .ok_or_else(|| StorageError::UnknownUser(name.to_string()))
+}
+
+fn blob_len(len: usize) -> Result<i32, StorageError> {
+    // SQLite's own limit on a blob is below i32::MAX (SQLITE_MAX_LENGTH).
+    i32::try_from(len).map_err(|_| {
+        StorageError::Sqlite(rusqlite::Error::ToSqlConversionFailure(
+            "message larger than SQLite's maximum blob size".into(),
+        ))
+    })
+}
+
+/// Creates the database file with mode 0600 unless it exists, so that
+/// SQLite (which would use 0644) never makes it readable by others; its
+/// -wal and -shm files copy this mode.
+fn create_private_file(path: &Path) -> Result<(), StorageError> {
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(StorageError::Create {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,186 @@
+//! Storage tests against real SQLite files in a temp directory.
+
+use std::os::unix::fs::PermissionsExt;
+
+use super::*;
+
+fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("p.db")).unwrap();
+    store.add_user("alice", "$argon2id$fake", None).unwrap();
+    (dir, store)
+}
+
+fn msg(text: &str) -> Message {
+    Message::parse(text.as_bytes(), u64::MAX).unwrap()
+}
+
+#[test]
+fn a_new_database_is_private_and_in_wal_mode() {
+    let (dir, store) = store();
+    let mode = std::fs::metadata(dir.path().join("p.db"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let journal: String = store
+        .with_conn(|c| Ok(c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?))
+        .unwrap();
+    assert_eq!(journal, "wal");
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.txt");
+    let content =
+        b"these are my notes, not a database, but long enough to hold a header.....".repeat(20);
+    std::fs::write(&path, &content).unwrap();
+    let error = Store::open(&path).unwrap_err();
+    assert!(matches!(error, StorageError::NotADatabase(_)), "{error}");
+    assert_eq!(std::fs::read(&path).unwrap(), content);
+    assert!(!dir.path().join("notes.txt-wal").exists());
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.db");
+    drop(Store::open(&path).unwrap());
+    let conn = Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    let error = Store::open(&path).unwrap_err();
+    assert!(
+        matches!(error, StorageError::TooNew { found: 99, .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("newer poplite"));
+}
+
+#[test]
+fn another_programs_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.db");
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch("CREATE TABLE t (x)")
+        .unwrap();
+    assert!(matches!(
+        Store::open(&path).unwrap_err(),
+        StorageError::Foreign(_)
+    ));
+}
+
+#[test]
+fn uids_are_never_reused_even_after_deleting_the_newest() {
+    let (_dir, store) = store();
+    let first = store.deliver("alice", &[msg("a"), msg("b")]).unwrap();
+    let (user_id, _) = store.user("alice").unwrap();
+    let newest = store.maildrop(user_id).unwrap().pop().unwrap();
+    store.delete_messages(user_id, &[newest.id]).unwrap();
+    let again = store.deliver("alice", &[msg("c")]).unwrap();
+    assert!(!first.contains(&again[0]));
+    for uid in first.iter().chain(&again) {
+        assert!(
+            uid.len() <= 70 && uid.bytes().all(|b| (0x21..=0x7e).contains(&b)),
+            "{uid}"
+        );
+    }
+}
+
+#[test]
+fn two_databases_give_different_uids() {
+    let (_a, one) = store();
+    let (_b, two) = store();
+    assert_ne!(
+        one.deliver("alice", &[msg("x")]).unwrap(),
+        two.deliver("alice", &[msg("x")]).unwrap()
+    );
+}
+
+#[test]
+fn bodies_read_back_by_range() {
+    let (_dir, store) = store();
+    store
+        .deliver("alice", &[msg("Subject: s\n\nbody")])
+        .unwrap();
+    let (user_id, _) = store.user("alice").unwrap();
+    let meta = &store.maildrop(user_id).unwrap()[0];
+    assert_eq!(meta.size, 20);
+    assert_eq!(meta.header_len, 12);
+    assert_eq!(
+        store.read_body(meta.id, 0, 20).unwrap(),
+        b"Subject: s\r\n\r\nbody\r\n"
+    );
+    assert_eq!(store.read_body(meta.id, 14, 4).unwrap(), b"body");
+    assert!(matches!(
+        store.read_body(meta.id, 15, 10),
+        Err(StorageError::MessageGone(_))
+    ));
+    assert!(matches!(
+        store.read_body(9999, 0, 1),
+        Err(StorageError::MessageGone(_))
+    ));
+}
+
+#[test]
+fn names_are_case_insensitive_and_unique() {
+    let (_dir, store) = store();
+    assert!(matches!(
+        store.add_user("ALICE", "h", None),
+        Err(StorageError::UserExists(_))
+    ));
+    assert_eq!(store.user("Alice").unwrap().1, "alice");
+    assert!(matches!(
+        store.add_user("-bad", "h", None),
+        Err(StorageError::InvalidUserName { .. })
+    ));
+    assert!(matches!(
+        store.add_user("a b", "h", None),
+        Err(StorageError::InvalidUserName { .. })
+    ));
+    assert!(matches!(
+        store.add_user("", "h", None),
+        Err(StorageError::InvalidUserName { .. })
+    ));
+}
+
+#[test]
+fn deleting_a_user_removes_their_mail() {
+    let (_dir, store) = store();
+    store.deliver("alice", &[msg("a"), msg("b")]).unwrap();
+    assert_eq!(store.delete_user("alice").unwrap(), 2);
+    let bodies: i64 = store
+        .with_conn(|c| Ok(c.query_row("SELECT count(*) FROM message_bodies", [], |r| r.get(0))?))
+        .unwrap();
+    assert_eq!(bodies, 0);
+    assert!(matches!(
+        store.deliver("alice", &[msg("c")]),
+        Err(StorageError::UnknownUser(_))
+    ));
+}
+
+#[test]
+fn users_and_mailbox_listings() {
+    let (_dir, store) = store();
+    store.add_user("bob", "h", Some("s")).unwrap();
+    store
+        .deliver("bob", &[msg("Subject: hi\n\nx"), msg("no subject")])
+        .unwrap();
+    let users = store.users().unwrap();
+    assert_eq!(
+        users[0],
+        UserSummary {
+            name: "alice".into(),
+            messages: 0,
+            bytes: 0
+        }
+    );
+    assert_eq!(users[1].messages, 2);
+    let mailbox = store.mailbox("bob").unwrap();
+    assert_eq!(mailbox[0].subject.as_deref(), Some("hi"));
+    assert_eq!(mailbox[1].subject, None);
+    assert!(mailbox[0].received.ends_with('Z'));
+    assert!(store.any_apop_secret().unwrap());
+}
