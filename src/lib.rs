@@ -13,6 +13,7 @@ pub mod auth;
 pub mod login;
 pub mod message;
 pub mod protocol;
+pub mod server;
 pub mod session;
 pub mod storage;
 

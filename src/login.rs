@@ -120,12 +120,10 @@ pub fn attempt(
 ) -> (LoginOutcome, Option<MaildropLock>) {
     let failed = |error: StorageError| {
         log::error!("login for '{}' failed: {error}", request.user);
-        let code = if error.is_temporary() {
-            RespCode::SysTemp
-        } else {
-            RespCode::SysPerm
-        };
-        (LoginOutcome::Failed(code), None)
+        (
+            LoginOutcome::Failed(RespCode::sys(error.is_temporary())),
+            None,
+        )
     };
     let (user_id, name) = match verifier.verify(store, request) {
         Ok(Some(user)) => user,

@@ -1,1 +1,406 @@
-fn main() {}
+//! The `poplite` command: `serve` runs the server; `user`, `deliver` and
+//! `mailbox` administer the database. A thin layer over the library: it
+//! parses arguments, reads passwords and files, and maps every error to
+//! one line on stderr and a sysexits code.
+
+use std::io::{BufRead, IsTerminal, Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use futures_lite::StreamExt;
+
+use poplite::auth::{self, Argon2Params, AuthError};
+use poplite::message::{Message, MessageError};
+use poplite::server::{self, ApopMode, Server, ServerConfig, ServerError};
+use poplite::storage::{self, StorageError, Store, StoreOptions};
+
+/// An embedded POP3 server that keeps its users and mail in one SQLite file.
+#[derive(Parser)]
+#[command(name = "poplite", version, about)]
+struct Cli {
+    /// The SQLite database file.
+    #[arg(long, env = "POPLITE_DB", default_value = "poplite.db", global = true)]
+    db: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the POP3 server.
+    Serve(ServeArgs),
+    /// Add, change, remove and list users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Store messages for a user: one per FILE, or one from stdin (an MTA's delivery command).
+    Deliver(DeliverArgs),
+    /// List a user's stored messages: UID, size, received time, Subject.
+    Mailbox {
+        /// The user.
+        user: String,
+    },
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on, e.g. 0.0.0.0:110 or [::1]:1110 (repeatable).
+    #[arg(long = "listen", value_name = "ADDR", default_values = ["127.0.0.1:1110"])]
+    listen: Vec<SocketAddr>,
+    /// Close connections idle this long (RFC 1939 asks for at least 10m).
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
+    idle_timeout: Duration,
+    /// Connections served at once; more are told to try again later.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    max_connections: usize,
+    /// Pause before answering a failed login.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
+    auth_failure_delay: Duration,
+    /// Longest command line in octets, CRLF included (RFC 2449: 255).
+    #[arg(long, value_name = "OCTETS", default_value_t = 255, value_parser = clap::value_parser!(u16).range(16..))]
+    max_command_line: u16,
+    /// Offer APOP: auto (when some user has an APOP secret), always, never.
+    #[arg(long, value_enum, default_value_t = ApopArg::Auto)]
+    apop: ApopArg,
+    /// Host name for the APOP greeting (default: this machine's).
+    #[arg(long, value_name = "NAME")]
+    hostname: Option<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ApopArg {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user (prompts for the password twice on a terminal).
+    Add(PasswordArgs),
+    /// Change a user's password (and APOP secret).
+    Passwd(PasswordArgs),
+    /// Remove a user and all their mail.
+    Del {
+        /// The user.
+        name: String,
+    },
+    /// List users: name, message count, total octets.
+    List,
+}
+
+#[derive(Args)]
+struct PasswordArgs {
+    /// The user name.
+    name: String,
+    /// Read the password from the first line of stdin instead of prompting.
+    #[arg(long)]
+    password_stdin: bool,
+    /// Also keep an APOP secret (the password in plaintext: APOP needs it).
+    #[arg(long)]
+    apop: bool,
+    /// Argon2id cost (default m=19456,t=2,p=1).
+    #[arg(long, value_name = "m=KIB,t=N,p=N")]
+    argon2_params: Option<String>,
+}
+
+#[derive(Args)]
+struct DeliverArgs {
+    /// The recipient.
+    user: String,
+    /// Message files, one message each; stdin when none.
+    files: Vec<PathBuf>,
+    /// Largest message accepted, in octets after CRLF normalisation.
+    #[arg(long, value_name = "OCTETS", default_value_t = 64 * 1024 * 1024)]
+    max_message_size: u64,
+}
+
+/// Every way the command can fail, each with its own exit code.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    #[error("{input}: {error}")]
+    Message { input: String, error: MessageError },
+    #[error("cannot read {input}: {error}")]
+    Open {
+        input: String,
+        error: std::io::Error,
+    },
+    /// Reading a message failed midway: temporary, the MTA retries.
+    #[error("cannot read the message from {input}: {error}")]
+    Read {
+        input: String,
+        error: std::io::Error,
+    },
+    #[error("{0}")]
+    Input(String),
+    #[error("cannot handle signals: {0}")]
+    Signals(std::io::Error),
+}
+
+// sysexits.h: MTAs read these (65 bounce the message, 75 retry later).
+const EX_USAGE: u8 = 64;
+const EX_DATAERR: u8 = 65;
+const EX_NOINPUT: u8 = 66;
+const EX_NOUSER: u8 = 67;
+const EX_OSERR: u8 = 71;
+const EX_TEMPFAIL: u8 = 75;
+const EX_CONFIG: u8 = 78;
+
+impl CliError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Storage(error) => match error {
+                StorageError::UnknownUser(_) => EX_NOUSER,
+                StorageError::UserExists(_) | StorageError::InvalidUserName { .. } => EX_DATAERR,
+                StorageError::NotADatabase(_)
+                | StorageError::Missing(_)
+                | StorageError::Foreign(_)
+                | StorageError::TooNew { .. } => EX_CONFIG,
+                // Anything else (a lock held too long, a full disk, an I/O
+                // error) may pass: the MTA keeps the message and retries.
+                _ => EX_TEMPFAIL,
+            },
+            CliError::Auth(AuthError::BadParams(_)) => EX_USAGE,
+            CliError::Auth(AuthError::Random(_)) => EX_OSERR,
+            CliError::Server(ServerError::Storage(_)) => EX_TEMPFAIL,
+            CliError::Server(ServerError::Bind { .. }) | CliError::Signals(_) => EX_OSERR,
+            CliError::Message { .. } | CliError::Input(_) => EX_DATAERR,
+            CliError::Open { .. } => EX_NOINPUT,
+            CliError::Read { .. } => EX_TEMPFAIL,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("poplite: {error}");
+            ExitCode::from(error.exit_code())
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), CliError> {
+    let db = cli.db.as_path();
+    match cli.command {
+        Command::Serve(args) => serve(db, args),
+        Command::User(UserCommand::Add(args)) => add_user(db, args),
+        Command::User(UserCommand::Passwd(args)) => change_password(db, args),
+        Command::User(UserCommand::Del { name }) => {
+            let removed = open_existing(db)?.delete_user(&name)?;
+            println!("removed user {name} and {removed} messages");
+            Ok(())
+        }
+        Command::User(UserCommand::List) => {
+            for user in open_existing(db)?.users()? {
+                println!("{}\t{}\t{}", user.name, user.messages, user.bytes);
+            }
+            Ok(())
+        }
+        Command::Deliver(args) => deliver(db, args),
+        Command::Mailbox { user } => {
+            for entry in open_existing(db)?.mailbox(&user)? {
+                let subject = entry
+                    .subject
+                    .unwrap_or_default()
+                    .replace(char::is_control, " ");
+                println!(
+                    "{}\t{}\t{}\t{subject}",
+                    entry.uid, entry.size, entry.received
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Opens a database that must already exist, so that a mistyped `--db`
+/// fails instead of leaving an empty database behind.
+fn open_existing(db: &Path) -> Result<Store, StorageError> {
+    Store::open_with(
+        db,
+        StoreOptions {
+            create_if_missing: false,
+            ..StoreOptions::default()
+        },
+    )
+}
+
+fn serve(db: &Path, args: ServeArgs) -> Result<(), CliError> {
+    let store = Arc::new(Store::open(db)?);
+    if args.idle_timeout < Duration::from_secs(600) {
+        log::warn!("--idle-timeout below RFC 1939's minimum of 10 minutes");
+    }
+    let config = ServerConfig {
+        listen: args.listen,
+        idle_timeout: args.idle_timeout,
+        max_connections: args.max_connections,
+        auth_failure_delay: args.auth_failure_delay,
+        max_command_line: usize::from(args.max_command_line),
+        apop: match args.apop {
+            ApopArg::Auto => ApopMode::Auto,
+            ApopArg::Always => ApopMode::Always,
+            ApopArg::Never => ApopMode::Never,
+        },
+        hostname: args
+            .hostname
+            .unwrap_or_else(|| ServerConfig::default().hostname),
+        ..ServerConfig::default()
+    };
+    let mut signals =
+        async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])
+            .map_err(CliError::Signals)?;
+    server::run_on_executor(|executor| async move {
+        let server = Server::bind(Arc::clone(&store), config).await?;
+        let mut stdout = std::io::stdout().lock();
+        for addr in server.local_addrs() {
+            log::info!("listening on {addr}");
+            // One flushed line per address: test harnesses read the port here.
+            let _ = writeln!(stdout, "poplite listening on {addr}");
+        }
+        let _ = stdout.flush();
+        drop(stdout);
+        log::info!("database: {}", store.path().display());
+        let no_users = blocking::unblock({
+            let store = Arc::clone(&store);
+            move || store.users().map(|users| users.is_empty())
+        })
+        .await?;
+        if no_users {
+            log::info!(
+                "no users yet: add one with `poplite --db {} user add NAME`",
+                store.path().display()
+            );
+        }
+        server
+            .run(&executor, async move {
+                if let Some(Ok(signal)) = signals.next().await {
+                    log::info!("received {signal:?}");
+                }
+            })
+            .await;
+        Ok(())
+    })
+}
+
+fn add_user(db: &Path, args: PasswordArgs) -> Result<(), CliError> {
+    storage::validate_user_name(&args.name)?;
+    let params = argon2_params(&args)?;
+    let store = Store::open(db)?;
+    // Checked before prompting so nobody types a password twice for nothing;
+    // the insert below still refuses a duplicate that appears meanwhile.
+    if store.credentials(&args.name)?.is_some() {
+        return Err(StorageError::UserExists(args.name).into());
+    }
+    let password = read_password(&args)?;
+    let hash = auth::hash_password(password.as_bytes(), params)?;
+    store.add_user(&args.name, &hash, args.apop.then_some(password.as_str()))?;
+    println!("added user {}", args.name);
+    Ok(())
+}
+
+fn change_password(db: &Path, args: PasswordArgs) -> Result<(), CliError> {
+    let params = argon2_params(&args)?;
+    let store = open_existing(db)?;
+    store.user(&args.name)?;
+    let password = read_password(&args)?;
+    let hash = auth::hash_password(password.as_bytes(), params)?;
+    // Without --apop the old APOP secret goes: it would still be the old password.
+    store.set_password(&args.name, &hash, args.apop.then_some(password.as_str()))?;
+    println!("changed the password of {}", args.name);
+    Ok(())
+}
+
+fn argon2_params(args: &PasswordArgs) -> Result<Argon2Params, CliError> {
+    Ok(match &args.argon2_params {
+        Some(text) => text.parse()?,
+        None => Argon2Params::default(),
+    })
+}
+
+fn read_password(args: &PasswordArgs) -> Result<String, CliError> {
+    let password = if args.password_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| CliError::Input(format!("cannot read the password from stdin: {e}")))?;
+        line.strip_suffix('\n')
+            .map(|l| l.strip_suffix('\r').unwrap_or(l))
+            .unwrap_or(&line)
+            .to_string()
+    } else if std::io::stdin().is_terminal() {
+        let prompt = |text: &str| {
+            rpassword::prompt_password(text)
+                .map_err(|e| CliError::Input(format!("cannot read the password: {e}")))
+        };
+        let first = prompt(&format!("New password for {}: ", args.name))?;
+        if first != prompt("Again: ")? {
+            return Err(CliError::Input("the passwords do not match".into()));
+        }
+        first
+    } else {
+        return Err(CliError::Input(
+            "stdin is not a terminal: use --password-stdin to pass the password".into(),
+        ));
+    };
+    if password.is_empty() {
+        return Err(CliError::Input("empty passwords are not allowed".into()));
+    }
+    Ok(password)
+}
+
+fn deliver(db: &Path, args: DeliverArgs) -> Result<(), CliError> {
+    let store = open_existing(db)?;
+    // An unknown user fails before the message is even read.
+    store.user(&args.user)?;
+    let limit = args.max_message_size;
+    let messages = if args.files.is_empty() {
+        vec![read_message(std::io::stdin().lock(), "stdin", limit)?]
+    } else {
+        args.files
+            .iter()
+            .map(|path| {
+                let name = path.display().to_string();
+                let file = std::fs::File::open(path).map_err(|error| CliError::Open {
+                    input: name.clone(),
+                    error,
+                })?;
+                read_message(file, &name, limit)
+            })
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    for uid in store.deliver(&args.user, &messages)? {
+        println!("{uid}");
+    }
+    Ok(())
+}
+
+/// Reads one message, never more than the limit plus one octet: that is
+/// enough to know it is too large.
+fn read_message(input: impl Read, source: &str, limit: u64) -> Result<Message, CliError> {
+    let mut raw = Vec::new();
+    input
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut raw)
+        .map_err(|error| CliError::Read {
+            input: source.to_string(),
+            error,
+        })?;
+    Message::parse(&raw, limit).map_err(|error| CliError::Message {
+        input: source.to_string(),
+        error,
+    })
+}

@@ -17,6 +17,17 @@ pub enum RespCode {
     SysPerm,
 }
 
+impl RespCode {
+    /// The code for a server-side failure: `[SYS/TEMP]` if retrying may help.
+    pub fn sys(temporary: bool) -> RespCode {
+        if temporary {
+            RespCode::SysTemp
+        } else {
+            RespCode::SysPerm
+        }
+    }
+}
+
 impl fmt::Display for RespCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

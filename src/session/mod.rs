@@ -165,14 +165,6 @@ impl Session {
         }
     }
 
-    /// The authenticated user, once there is one.
-    pub fn user(&self) -> Option<&str> {
-        match &self.state {
-            State::Transaction(maildrop) => Some(maildrop.user()),
-            _ => None,
-        }
-    }
-
     /// True once the session has asked to close.
     pub fn is_closed(&self) -> bool {
         matches!(self.state, State::Closed)

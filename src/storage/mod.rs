@@ -31,6 +31,9 @@ pub enum StorageError {
         /// The operating system's reason.
         source: std::io::Error,
     },
+    /// There is no database file and the caller asked not to create one.
+    #[error("{0}: no such database (`poplite user add` creates it)")]
+    Missing(PathBuf),
     /// The file exists but is not a SQLite database.
     #[error("{0}: not a SQLite database (left untouched)")]
     NotADatabase(PathBuf),
@@ -87,6 +90,7 @@ impl StorageError {
     pub fn is_temporary(&self) -> bool {
         match self {
             StorageError::NotADatabase(_)
+            | StorageError::Missing(_)
             | StorageError::Foreign(_)
             | StorageError::TooNew { .. }
             | StorageError::UserExists(_)
@@ -109,6 +113,8 @@ pub struct StoreOptions {
     pub busy_timeout: Duration,
     /// Idle connections kept open for reuse.
     pub max_idle_connections: usize,
+    /// Create the file (mode 0600) when it does not exist.
+    pub create_if_missing: bool,
 }
 
 impl Default for StoreOptions {
@@ -116,6 +122,7 @@ impl Default for StoreOptions {
         StoreOptions {
             busy_timeout: Duration::from_secs(10),
             max_idle_connections: 16,
+            create_if_missing: true,
         }
     }
 }
@@ -226,7 +233,11 @@ impl Store {
     /// [`Store::open`] with explicit options.
     pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Store, StorageError> {
         let path = path.as_ref().to_path_buf();
-        create_private_file(&path)?;
+        if options.create_if_missing {
+            create_private_file(&path)?;
+        } else if !path.exists() {
+            return Err(StorageError::Missing(path));
+        }
         let mut store = Store {
             path,
             options,

@@ -1,0 +1,345 @@
+//! Drives one client's [`Session`] over a TCP stream: reads lines, carries
+//! out the session's actions, and writes replies. All SQLite and argon2
+//! work goes through `blocking::unblock`; waits (idle timeout, failed-auth
+//! delay) are timers, so a slow or idle client holds no thread.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use async_net::TcpStream;
+use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
+use smol::channel::Receiver;
+use smol::Timer;
+
+use super::{ApopMode, Shared};
+use crate::auth;
+use crate::login::{self, MaildropLock};
+use crate::protocol::line::{LineEvent, LineReader};
+use crate::protocol::reply::{Reply, RespCode};
+use crate::protocol::transfer::{Extent, Layout, Transfer};
+use crate::session::{Action, LoginOutcome, LoginRequest, Proof, Session, SessionConfig};
+use crate::storage::StorageError;
+
+/// Replies are collected and written together once this many octets wait,
+/// or when the client has no more pipelined commands buffered.
+const FLUSH_THRESHOLD: usize = 64 * 1024;
+
+/// How a connection ended, for the closing log line.
+#[derive(Debug)]
+enum End {
+    Quit,
+    ClientClosed,
+    IdleTimeout,
+    Shutdown,
+    Io(std::io::Error),
+    /// A message could not be read after part of it was sent.
+    TransferFailed(StorageError),
+}
+
+impl std::fmt::Display for End {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            End::Quit => write!(f, "QUIT"),
+            End::ClientClosed => write!(f, "client closed the connection"),
+            End::IdleTimeout => write!(f, "idle timeout (autologout)"),
+            End::Shutdown => write!(f, "server shutdown"),
+            End::Io(e) => write!(f, "I/O error: {e}"),
+            End::TransferFailed(e) => write!(f, "transfer failed: {e}"),
+        }
+    }
+}
+
+/// What one session did, for the closing log line.
+#[derive(Debug, Default)]
+struct Tally {
+    retrieved: u64,
+    retrieved_octets: u64,
+    deleted: usize,
+}
+
+struct Connection {
+    id: u64,
+    peer: SocketAddr,
+    stream: TcpStream,
+    shared: Arc<Shared>,
+    stop: Receiver<()>,
+    reader: LineReader,
+    out: Vec<u8>,
+    /// Held from a successful login until the connection ends.
+    lock: Option<MaildropLock>,
+    /// Who logged in, for the closing log line.
+    user: Option<String>,
+    tally: Tally,
+}
+
+/// Serves one connection until it ends, however it ends.
+pub(super) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    stop: Receiver<()>,
+) {
+    let id = shared.next_session_id.fetch_add(1, Ordering::Relaxed);
+    log::info!("session {id}: connection from {peer}");
+    let mut conn = Connection {
+        id,
+        peer,
+        stream,
+        shared,
+        stop,
+        reader: LineReader::new(),
+        out: Vec::with_capacity(4096),
+        lock: None,
+        user: None,
+        tally: Tally::default(),
+    };
+    let mut session = Session::new(conn.session_config().await);
+    let end = conn.converse(&mut session).await;
+    let tally = &conn.tally;
+    log::info!(
+        "session {id}: {peer} user={} ended by {end}; retrieved {} messages ({} octets), deleted {}",
+        conn.user.as_deref().unwrap_or("-"),
+        tally.retrieved,
+        tally.retrieved_octets,
+        tally.deleted,
+    );
+}
+
+impl Connection {
+    async fn session_config(&self) -> SessionConfig {
+        let config = &self.shared.config;
+        let apop = match config.apop {
+            ApopMode::Always => true,
+            ApopMode::Never => false,
+            ApopMode::Auto => {
+                let store = Arc::clone(&self.shared.store);
+                blocking::unblock(move || store.any_apop_secret())
+                    .await
+                    .unwrap_or_else(|error| {
+                        log::error!("session {}: cannot check for APOP users: {error}", self.id);
+                        false
+                    })
+            }
+        };
+        let apop_timestamp = if apop {
+            match auth::new_apop_timestamp(&config.hostname) {
+                Ok(timestamp) => Some(timestamp),
+                Err(error) => {
+                    log::error!("session {}: APOP off for this connection: {error}", self.id);
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        SessionConfig {
+            apop_timestamp,
+            max_command_line: config.max_command_line,
+            max_sasl_line: config.max_sasl_line,
+        }
+    }
+
+    async fn converse(&mut self, session: &mut Session) -> End {
+        session.greeting().encode(&mut self.out);
+        loop {
+            let event = match self.next_event(session.max_line_len()).await {
+                Ok(event) => event,
+                Err(end) => return end,
+            };
+            let mut action = session.handle(event);
+            loop {
+                action = match action {
+                    Action::Reply(reply) => {
+                        reply.encode(&mut self.out);
+                        break;
+                    }
+                    Action::Close(reply) => {
+                        reply.encode(&mut self.out);
+                        return match self.flush().await {
+                            Ok(()) => End::Quit,
+                            Err(end) => end,
+                        };
+                    }
+                    Action::Login(request) => {
+                        let outcome = self.login(request).await;
+                        session.login_finished(outcome)
+                    }
+                    Action::Send {
+                        status,
+                        message_id,
+                        layout,
+                        extent,
+                    } => {
+                        if let Err(end) =
+                            self.send_message(status, message_id, layout, extent).await
+                        {
+                            return end;
+                        }
+                        break;
+                    }
+                    Action::Commit {
+                        user_id,
+                        message_ids,
+                    } => {
+                        let result = self.commit(user_id, message_ids).await;
+                        session.update_finished(result)
+                    }
+                };
+            }
+            if self.out.len() >= FLUSH_THRESHOLD {
+                if let Err(end) = self.flush().await {
+                    return end;
+                }
+            }
+        }
+    }
+
+    /// The next line, flushing pending replies before waiting for input.
+    async fn next_event(&mut self, max_len: usize) -> Result<LineEvent, End> {
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(event) = self.reader.next_line(max_len) {
+                return Ok(event);
+            }
+            self.flush().await?;
+            let mut stream = self.stream.clone();
+            let read = self.with_deadline(stream.read(&mut buf)).await?;
+            match read {
+                Ok(0) => return Err(End::ClientClosed),
+                Ok(n) => self.reader.feed(&buf[..n]),
+                Err(error) => return Err(End::Io(error)),
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), End> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let mut stream = self.stream.clone();
+        let out = std::mem::take(&mut self.out);
+        let written = self
+            .with_deadline(async { stream.write_all(&out).await })
+            .await?;
+        self.out = out;
+        self.out.clear();
+        written.map_err(End::Io)
+    }
+
+    /// Runs `io` unless the idle timeout passes or the server shuts down
+    /// first. A client that stops reading is as idle as one that stops
+    /// writing, so writes get the same deadline.
+    async fn with_deadline<T>(&self, io: impl std::future::Future<Output = T>) -> Result<T, End> {
+        let idle = self.shared.config.idle_timeout;
+        let stop = self.stop.clone();
+        future::or(async { Ok(io.await) }, async {
+            future::or(
+                async {
+                    Timer::after(idle).await;
+                    Err(End::IdleTimeout)
+                },
+                async {
+                    let _ = stop.recv().await;
+                    Err(End::Shutdown)
+                },
+            )
+            .await
+        })
+        .await
+    }
+
+    async fn login(&mut self, request: LoginRequest) -> LoginOutcome {
+        let user = request.user.clone();
+        let hashes = matches!(request.proof, Proof::Password(_));
+        // argon2 takes ~20 MiB and a core per hash: bound how many run at once.
+        let permit = match hashes {
+            true => Some(self.shared.hash_permits.acquire_arc().await),
+            false => None,
+        };
+        let shared = Arc::clone(&self.shared);
+        let (outcome, lock) = blocking::unblock(move || {
+            login::attempt(&shared.store, &shared.verifier, &shared.locks, &request)
+        })
+        .await;
+        drop(permit);
+        self.lock = lock;
+        match &outcome {
+            LoginOutcome::Accepted(maildrop) => {
+                log::info!("session {}: {} logged in as {user}", self.id, self.peer);
+                self.user = Some(maildrop.user().to_string());
+            }
+            LoginOutcome::Rejected => {
+                log::warn!(
+                    "session {}: authentication failed for {user} from {}",
+                    self.id,
+                    self.peer
+                );
+                Timer::after(self.shared.config.auth_failure_delay).await;
+            }
+            LoginOutcome::InUse => {
+                log::info!("session {}: {user}'s maildrop is in use", self.id)
+            }
+            LoginOutcome::Failed(_) => {}
+        }
+        outcome
+    }
+
+    async fn send_message(
+        &mut self,
+        status: String,
+        message_id: i64,
+        layout: Layout,
+        extent: Extent,
+    ) -> Result<(), End> {
+        let start = self.out.len();
+        Reply::ok(status).encode(&mut self.out);
+        let mut transfer = Transfer::new(layout, extent, self.shared.config.transfer_chunk);
+        let mut flushed = false;
+        while let Some((offset, len)) = transfer.next_read(&mut self.out) {
+            let store = Arc::clone(&self.shared.store);
+            match blocking::unblock(move || store.read_body(message_id, offset, len)).await {
+                Ok(chunk) => transfer.push(&chunk, &mut self.out),
+                Err(error) if !flushed => {
+                    // Nothing of this reply is sent yet: answer -ERR instead.
+                    log::error!(
+                        "session {}: cannot read message {message_id}: {error}",
+                        self.id
+                    );
+                    self.out.truncate(start);
+                    Reply::err_code(
+                        RespCode::sys(error.is_temporary()),
+                        "message cannot be read",
+                    )
+                    .encode(&mut self.out);
+                    return Ok(());
+                }
+                Err(error) => return Err(End::TransferFailed(error)),
+            }
+            if self.out.len() >= FLUSH_THRESHOLD {
+                self.flush().await?;
+                flushed = true;
+            }
+        }
+        transfer.finish(&mut self.out);
+        if extent == Extent::Whole {
+            self.tally.retrieved += 1;
+            self.tally.retrieved_octets += layout.size;
+        }
+        Ok(())
+    }
+
+    async fn commit(&mut self, user_id: i64, message_ids: Vec<i64>) -> Result<usize, RespCode> {
+        let store = Arc::clone(&self.shared.store);
+        match blocking::unblock(move || store.delete_messages(user_id, &message_ids)).await {
+            Ok(removed) => {
+                self.tally.deleted = removed;
+                Ok(removed)
+            }
+            Err(error) => {
+                log::error!("session {}: deletions not applied: {error}", self.id);
+                Err(RespCode::sys(error.is_temporary()))
+            }
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! The network shell around the session: listeners, the accept loop, the
+//! connection limit, and graceful shutdown, on a multi-threaded smol
+//! executor. Protocol decisions live in [`crate::session`]; this module
+//! only moves bytes and runs blocking work off the executor threads.
+
+mod connection;
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_net::{TcpListener, TcpStream};
+use futures_lite::{future, AsyncWriteExt};
+use smol::channel::{Receiver, Sender};
+use smol::lock::Semaphore;
+use smol::{Executor, Timer};
+
+use crate::login::{MaildropLocks, Verifier};
+use crate::protocol::reply::{Reply, RespCode};
+use crate::storage::{StorageError, Store};
+
+/// When the greeting offers APOP (RFC 1939 §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApopMode {
+    /// Only while some user has an APOP secret (checked per connection).
+    Auto,
+    /// Always, even with no APOP user.
+    Always,
+    /// Never: no timestamp, and APOP is refused.
+    Never,
+}
+
+/// Everything the server can be told; tests use tiny timeouts and limits.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Addresses to listen on.
+    pub listen: Vec<SocketAddr>,
+    /// Close a connection silent for this long (RFC 1939 §3: at least 10 minutes).
+    pub idle_timeout: Duration,
+    /// Connections served at once; one more is told `[SYS/TEMP]` and closed.
+    pub max_connections: usize,
+    /// Pause before answering a failed authentication.
+    pub auth_failure_delay: Duration,
+    /// Longest command line, CRLF included (RFC 2449 §4: 255).
+    pub max_command_line: usize,
+    /// Longest SASL response line.
+    pub max_sasl_line: usize,
+    /// When to offer APOP.
+    pub apop: ApopMode,
+    /// The host name in the APOP timestamp.
+    pub hostname: String,
+    /// Octets read from the database per step of RETR/TOP.
+    pub transfer_chunk: usize,
+    /// Password hashes verified at once (argon2 is CPU- and memory-heavy).
+    pub max_concurrent_hashes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 1110))],
+            idle_timeout: Duration::from_secs(600),
+            max_connections: 1024,
+            auth_failure_delay: Duration::from_secs(1),
+            max_command_line: 255,
+            max_sasl_line: 8192,
+            apop: ApopMode::Auto,
+            hostname: gethostname::gethostname().to_string_lossy().into_owned(),
+            transfer_chunk: 64 * 1024,
+            max_concurrent_hashes: available_cores(),
+        }
+    }
+}
+
+/// The machine's core count (1 if unknown).
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The operating system's reason.
+        source: io::Error,
+    },
+    /// The database could not be read at start.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// State shared by every connection of one server.
+struct Shared {
+    store: Arc<Store>,
+    config: ServerConfig,
+    verifier: Verifier,
+    locks: MaildropLocks,
+    hash_permits: Arc<Semaphore>,
+    connections: AtomicUsize,
+    next_session_id: AtomicU64,
+}
+
+/// A bound, not yet running, POP3 server.
+pub struct Server {
+    shared: Arc<Shared>,
+    listeners: Vec<TcpListener>,
+}
+
+impl Server {
+    /// Binds every listen address and prepares the dummy password hash.
+    pub async fn bind(store: Arc<Store>, config: ServerConfig) -> Result<Server, ServerError> {
+        let mut listeners = Vec::new();
+        for &addr in &config.listen {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::Bind { addr, source })?;
+            listeners.push(listener);
+        }
+        let verifier = {
+            let store = Arc::clone(&store);
+            blocking::unblock(move || Verifier::new(&store)).await?
+        };
+        let shared = Arc::new(Shared {
+            hash_permits: Arc::new(Semaphore::new(config.max_concurrent_hashes.max(1))),
+            store,
+            config,
+            verifier,
+            locks: MaildropLocks::new(),
+            connections: AtomicUsize::new(0),
+            next_session_id: AtomicU64::new(1),
+        });
+        Ok(Server { shared, listeners })
+    }
+
+    /// The addresses actually bound (useful after binding port 0).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, closes every
+    /// session without applying its deletions, and returns once all are gone.
+    pub async fn run(self, executor: &Arc<Executor<'static>>, shutdown: impl Future<Output = ()>) {
+        // Closing `stop` tells every task to end; each task holds a clone of
+        // `alive`, so `alive_rx` reports closed once the last one is gone.
+        let (stop, stop_rx) = smol::channel::bounded::<()>(1);
+        let (alive, alive_rx) = smol::channel::bounded::<()>(1);
+        for listener in self.listeners {
+            let task = accept_loop(
+                listener,
+                Arc::clone(&self.shared),
+                Arc::clone(executor),
+                stop_rx.clone(),
+                alive.clone(),
+            );
+            // Detached: it ends on `stop` and `alive` tracks it.
+            executor.spawn(task).detach();
+        }
+        drop(alive);
+        shutdown.await;
+        log::info!("shutting down: closing open sessions without applying their deletions");
+        drop(stop);
+        let _ = alive_rx.recv().await;
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    executor: Arc<Executor<'static>>,
+    stop: Receiver<()>,
+    alive: Sender<()>,
+) {
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let accepted = future::or(async { Some(listener.accept().await) }, async {
+            let _ = stop.recv().await;
+            None
+        })
+        .await;
+        let (stream, peer) = match accepted {
+            None => return,
+            Some(Ok(conn)) => {
+                backoff = Duration::from_millis(5);
+                conn
+            }
+            Some(Err(error)) => {
+                // EMFILE and friends: wait for descriptors to free up
+                // instead of spinning or exiting.
+                log::warn!("accept failed: {error}; retrying in {backoff:?}");
+                Timer::after(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let active = shared.connections.fetch_add(1, Ordering::SeqCst);
+        let guard = ConnectionSlot(Arc::clone(&shared));
+        if active >= shared.config.max_connections {
+            log::warn!("{peer}: refused, {active} connections already open");
+            executor
+                .spawn(refuse(stream, guard, alive.clone()))
+                .detach();
+            continue;
+        }
+        let task = connection::serve(stream, peer, Arc::clone(&shared), stop.clone());
+        let alive = alive.clone();
+        // Detached: it ends on `stop`, an idle timeout or the client, and
+        // holds `alive` so that shutdown waits for it.
+        executor
+            .spawn(async move {
+                task.await;
+                drop(guard);
+                drop(alive);
+            })
+            .detach();
+    }
+}
+
+/// Decrements the connection count when a connection ends.
+struct ConnectionSlot(Arc<Shared>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+async fn refuse(mut stream: TcpStream, _slot: ConnectionSlot, _alive: Sender<()>) {
+    let reply = Reply::err_code(RespCode::SysTemp, "too many connections, try again later");
+    let write = async {
+        let _ = stream.write_all(&reply.to_bytes()).await;
+    };
+    let give_up = async {
+        Timer::after(Duration::from_secs(5)).await;
+    };
+    future::or(write, give_up).await;
+}
+
+/// Runs `main` on a smol executor with one thread per core, returning its
+/// output once it completes.
+pub fn run_on_executor<T, F>(main: impl FnOnce(Arc<Executor<'static>>) -> F) -> T
+where
+    F: Future<Output = T>,
+{
+    let executor = Arc::new(Executor::new());
+    let (stop, stop_rx) = smol::channel::bounded::<()>(1);
+    let workers: Vec<_> = (1..available_cores())
+        .filter_map(|i| {
+            let executor = Arc::clone(&executor);
+            let stop_rx = stop_rx.clone();
+            std::thread::Builder::new()
+                .name(format!("poplite-worker-{i}"))
+                .spawn(move || smol::block_on(executor.run(stop_rx.recv())))
+                .ok()
+        })
+        .collect();
+    let output = smol::block_on(executor.run(main(Arc::clone(&executor))));
+    drop(stop);
+    for worker in workers {
+        let _ = worker.join();
+    }
+    output
+}
