@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, IsTerminal, Read, Write};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +25,9 @@ struct Cli {
     /// The SQLite database file.
     #[arg(long, env = "POPLITE_DB", default_value = "poplite.db", global = true)]
     db: PathBuf,
+    /// How long to wait for another process's write lock on the database.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration, global = true)]
+    busy_timeout: Duration,
     #[command(subcommand)]
     command: Command,
 }
@@ -193,7 +196,11 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), CliError> {
-    let db = cli.db.as_path();
+    let db = Database {
+        path: cli.db,
+        busy_timeout: cli.busy_timeout,
+    };
+    let db = &db;
     match cli.command {
         Command::Serve(args) => serve(db, args),
         Command::User(UserCommand::Add(args)) => add_user(db, args),
@@ -226,20 +233,38 @@ fn run(cli: Cli) -> Result<(), CliError> {
     }
 }
 
-/// Opens a database that must already exist, so that a mistyped `--db`
-/// fails instead of leaving an empty database behind.
-fn open_existing(db: &Path) -> Result<Store, StorageError> {
-    Store::open_with(
-        db,
-        StoreOptions {
-            create_if_missing: false,
-            ..StoreOptions::default()
-        },
-    )
+/// Where the database is and how to open it.
+struct Database {
+    path: PathBuf,
+    busy_timeout: Duration,
 }
 
-fn serve(db: &Path, args: ServeArgs) -> Result<(), CliError> {
-    let store = Arc::new(Store::open(db)?);
+impl Database {
+    /// Opens the database, creating it if it does not exist.
+    fn open(&self) -> Result<Store, StorageError> {
+        self.open_with(true)
+    }
+
+    fn open_with(&self, create_if_missing: bool) -> Result<Store, StorageError> {
+        Store::open_with(
+            &self.path,
+            StoreOptions {
+                busy_timeout: self.busy_timeout,
+                create_if_missing,
+                ..StoreOptions::default()
+            },
+        )
+    }
+}
+
+/// Opens a database that must already exist, so that a mistyped `--db`
+/// fails instead of leaving an empty database behind.
+fn open_existing(db: &Database) -> Result<Store, StorageError> {
+    db.open_with(false)
+}
+
+fn serve(db: &Database, args: ServeArgs) -> Result<(), CliError> {
+    let store = Arc::new(db.open()?);
     if args.idle_timeout < Duration::from_secs(600) {
         log::warn!("--idle-timeout below RFC 1939's minimum of 10 minutes");
     }
@@ -295,10 +320,10 @@ fn serve(db: &Path, args: ServeArgs) -> Result<(), CliError> {
     })
 }
 
-fn add_user(db: &Path, args: PasswordArgs) -> Result<(), CliError> {
+fn add_user(db: &Database, args: PasswordArgs) -> Result<(), CliError> {
     storage::validate_user_name(&args.name)?;
     let params = argon2_params(&args)?;
-    let store = Store::open(db)?;
+    let store = db.open()?;
     // Checked before prompting so nobody types a password twice for nothing;
     // the insert below still refuses a duplicate that appears meanwhile.
     if store.credentials(&args.name)?.is_some() {
@@ -311,7 +336,7 @@ fn add_user(db: &Path, args: PasswordArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-fn change_password(db: &Path, args: PasswordArgs) -> Result<(), CliError> {
+fn change_password(db: &Database, args: PasswordArgs) -> Result<(), CliError> {
     let params = argon2_params(&args)?;
     let store = open_existing(db)?;
     store.user(&args.name)?;
@@ -362,7 +387,7 @@ fn read_password(args: &PasswordArgs) -> Result<String, CliError> {
     Ok(password)
 }
 
-fn deliver(db: &Path, args: DeliverArgs) -> Result<(), CliError> {
+fn deliver(db: &Database, args: DeliverArgs) -> Result<(), CliError> {
     let store = open_existing(db)?;
     // An unknown user fails before the message is even read.
     store.user(&args.user)?;

@@ -1,0 +1,450 @@
+//! The admin CLI and `serve`, run as the real binary in a temp directory.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use common::{run_cli, Client, ServerProcess, TEST_PARAMS};
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Asserts a failure: the given exit code and exactly one line on stderr.
+fn assert_fails(output: &Output, code: i32, needle: &str) {
+    let err = stderr(output);
+    assert_eq!(output.status.code(), Some(code), "stderr: {err}");
+    assert_eq!(err.lines().count(), 1, "one line expected: {err:?}");
+    assert!(err.starts_with("poplite: "), "{err}");
+    assert!(err.contains(needle), "{err:?} lacks {needle:?}");
+}
+
+fn add_user(db: &Path, name: &str, password: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "user",
+        "add",
+        name,
+        "--password-stdin",
+        "--argon2-params",
+        TEST_PARAMS,
+    ];
+    args.extend_from_slice(extra);
+    run_cli(db, &args, format!("{password}\n").as_bytes())
+}
+
+fn temp_db() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("mail.db");
+    (dir, db)
+}
+
+#[test]
+fn user_add_creates_a_private_database_and_refuses_duplicates() {
+    let (_dir, db) = temp_db();
+    let added = add_user(&db, "alice", "pass word", &[]);
+    assert!(added.status.success(), "{}", stderr(&added));
+    let mode = std::fs::metadata(&db).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert_fails(&add_user(&db, "alice", "x", &[]), 65, "already exists");
+    assert_fails(&add_user(&db, "ALICE", "x", &[]), 65, "already exists");
+    assert_fails(
+        &add_user(&db, "bad name", "x", &[]),
+        65,
+        "invalid user name",
+    );
+    assert_fails(&add_user(&db, "bob", "", &[]), 65, "empty password");
+    assert_fails(
+        &run_cli(
+            &db,
+            &[
+                "user",
+                "add",
+                "carol",
+                "--password-stdin",
+                "--argon2-params",
+                "m=1",
+            ],
+            b"pw\n",
+        ),
+        64,
+        "argon2",
+    );
+    let list = run_cli(&db, &["user", "list"], b"");
+    assert_eq!(stdout(&list), "alice\t0\t0\n");
+}
+
+#[test]
+fn user_add_without_a_terminal_needs_password_stdin() {
+    let (_dir, db) = temp_db();
+    let output = run_cli(&db, &["user", "add", "alice"], b"pw\n");
+    assert_fails(&output, 65, "--password-stdin");
+}
+
+#[test]
+fn argon2_params_are_stored_per_user_and_used_to_verify() {
+    let (_dir, db) = temp_db();
+    add_user(&db, "alice", "pw", &[]);
+    let store = poplite::Store::open(&db).unwrap();
+    let hash = store.credentials("alice").unwrap().unwrap().password_hash;
+    assert!(hash.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{hash}");
+    // The default cost is the m=19456,t=2,p=1.
+    run_cli(&db, &["user", "add", "bob", "--password-stdin"], b"pw\n");
+    let hash = store.credentials("bob").unwrap().unwrap().password_hash;
+    assert!(
+        hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{hash}"
+    );
+}
+
+#[test]
+fn passwd_changes_the_password_and_drops_a_stale_apop_secret() {
+    let (_dir, db) = temp_db();
+    add_user(&db, "alice", "old", &["--apop"]);
+    let store = poplite::Store::open(&db).unwrap();
+    assert_eq!(
+        store
+            .credentials("alice")
+            .unwrap()
+            .unwrap()
+            .apop_secret
+            .as_deref(),
+        Some("old")
+    );
+    let changed = run_cli(
+        &db,
+        &[
+            "user",
+            "passwd",
+            "alice",
+            "--password-stdin",
+            "--argon2-params",
+            TEST_PARAMS,
+        ],
+        b"new pw\n",
+    );
+    assert!(changed.status.success(), "{}", stderr(&changed));
+    let creds = store.credentials("alice").unwrap().unwrap();
+    assert!(poplite::auth::verify_password(
+        &creds.password_hash,
+        b"new pw"
+    ));
+    assert_eq!(creds.apop_secret, None);
+    assert_fails(
+        &run_cli(
+            &db,
+            &["user", "passwd", "nobody", "--password-stdin"],
+            b"x\n",
+        ),
+        67,
+        "no such user",
+    );
+}
+
+#[test]
+fn deliver_prints_uids_and_mailbox_lists_them() {
+    let (dir, db) = temp_db();
+    add_user(&db, "alice", "pw", &[]);
+    let out = run_cli(
+        &db,
+        &["deliver", "alice"],
+        b"Subject: from stdin\n\nhello\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let first_uid = stdout(&out).trim().to_string();
+    let a = dir.path().join("a.eml");
+    let b = dir.path().join("b.eml");
+    std::fs::write(&a, b"Subject: file a\n\na\n").unwrap();
+    std::fs::write(&b, b"Subject: file\tb\n\nb\n").unwrap();
+    let out = run_cli(
+        &db,
+        &["deliver", "alice", a.to_str().unwrap(), b.to_str().unwrap()],
+        b"",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let uids: Vec<String> = stdout(&out).lines().map(str::to_string).collect();
+    assert_eq!(uids.len(), 2);
+    let listing = stdout(&run_cli(&db, &["mailbox", "alice"], b""));
+    let lines: Vec<Vec<&str>> = listing.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0][0], first_uid);
+    assert_eq!(lines[0][1], "30");
+    assert!(lines[0][2].ends_with('Z'));
+    assert_eq!(lines[0][3], "from stdin");
+    assert_eq!(lines[1][0], uids[0]);
+    // A tab in a Subject cannot break the columns.
+    assert_eq!(lines[2], [uids[1].as_str(), "22", lines[2][2], "file b"]);
+    assert_eq!(
+        stdout(&run_cli(&db, &["user", "list"], b"")),
+        "alice\t3\t74\n"
+    );
+}
+
+#[test]
+fn deliver_failures_use_sysexits_and_store_nothing() {
+    let (dir, db) = temp_db();
+    add_user(&db, "alice", "pw", &[]);
+    assert_fails(
+        &run_cli(&db, &["deliver", "nobody"], b"Subject: x\n\nx\n"),
+        67,
+        "no such user",
+    );
+    assert_fails(&run_cli(&db, &["deliver", "alice"], b""), 65, "empty");
+    assert_fails(
+        &run_cli(
+            &db,
+            &["deliver", "alice", "--max-message-size", "10"],
+            b"Subject: too long\n",
+        ),
+        65,
+        "over the limit",
+    );
+    let good = dir.path().join("good.eml");
+    std::fs::write(&good, b"Subject: good\n\nx\n").unwrap();
+    let missing = dir.path().join("missing.eml");
+    assert_fails(
+        &run_cli(
+            &db,
+            &[
+                "deliver",
+                "alice",
+                good.to_str().unwrap(),
+                missing.to_str().unwrap(),
+            ],
+            b"",
+        ),
+        66,
+        "missing.eml",
+    );
+    assert_eq!(stdout(&run_cli(&db, &["mailbox", "alice"], b"")), "");
+}
+
+#[test]
+fn deliver_exits_75_when_the_database_stays_locked() {
+    let (_dir, db) = temp_db();
+    add_user(&db, "alice", "pw", &[]);
+    let mut holder = rusqlite_connection(&db);
+    let tx = holder
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .unwrap();
+    let out = run_cli(
+        &db,
+        &["--busy-timeout", "200ms", "deliver", "alice"],
+        b"Subject: x\n\nx\n",
+    );
+    assert_fails(&out, 75, "locked");
+    drop(tx);
+    let out = run_cli(&db, &["deliver", "alice"], b"Subject: x\n\nx\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+fn rusqlite_connection(db: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(db).unwrap()
+}
+
+#[test]
+fn admin_commands_never_create_a_database_by_mistake() {
+    let (dir, _) = temp_db();
+    let typo = dir.path().join("typo.db");
+    assert_fails(
+        &run_cli(&typo, &["user", "list"], b""),
+        78,
+        "no such database",
+    );
+    assert_fails(
+        &run_cli(&typo, &["deliver", "alice"], b"x\n"),
+        78,
+        "no such database",
+    );
+    assert!(!typo.exists());
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_refused_and_left_alone() {
+    let (dir, _) = temp_db();
+    let notes = dir.path().join("notes.txt");
+    let content = "not a database, just words. ".repeat(40);
+    std::fs::write(&notes, &content).unwrap();
+    assert_fails(
+        &run_cli(&notes, &["user", "list"], b""),
+        78,
+        "not a SQLite database",
+    );
+    assert_fails(
+        &add_user(&notes, "alice", "pw", &[]),
+        78,
+        "not a SQLite database",
+    );
+    assert_eq!(std::fs::read_to_string(&notes).unwrap(), content);
+}
+
+#[test]
+fn a_database_from_a_newer_poplite_is_refused() {
+    let (_dir, db) = temp_db();
+    add_user(&db, "alice", "pw", &[]);
+    rusqlite_connection(&db)
+        .pragma_update(None, "user_version", 999)
+        .unwrap();
+    assert_fails(&run_cli(&db, &["user", "list"], b""), 78, "newer poplite");
+}
+
+#[test]
+fn user_del_removes_the_user_and_their_mail() {
+    let (_dir, db) = temp_db();
+    add_user(&db, "alice", "pw", &[]);
+    run_cli(&db, &["deliver", "alice"], b"Subject: x\n\nx\n");
+    let out = run_cli(&db, &["user", "del", "alice"], b"");
+    assert_eq!(stdout(&out), "removed user alice and 1 messages\n");
+    assert_eq!(stdout(&run_cli(&db, &["user", "list"], b"")), "");
+    assert_fails(
+        &run_cli(&db, &["user", "del", "alice"], b""),
+        67,
+        "no such user",
+    );
+}
+
+#[test]
+fn db_path_comes_from_the_environment_too() {
+    let (_dir, db) = temp_db();
+    add_user(&db, "alice", "pw", &[]);
+    let out = common::poplite()
+        .env("POPLITE_DB", &db)
+        .args(["user", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&out), "alice\t0\t0\n");
+}
+
+#[test]
+fn serve_logs_its_setup_and_exits_0_on_sigterm_keeping_marked_mail() {
+    let (_dir, db) = temp_db();
+    add_user(&db, "alice", "pw", &[]);
+    run_cli(&db, &["deliver", "alice"], b"Subject: stays\n\nx\n");
+    let server = ServerProcess::start(&db, &[]);
+    let mut c = Client::connect(server.addr);
+    c.login("alice", "pw");
+    assert_eq!(c.cmd("DELE 1"), "+OK message 1 deleted");
+    let (status, log) = server.terminate();
+    assert!(status.success(), "{status:?}\n{log}");
+    assert!(c.is_closed());
+    assert!(log.contains("listening on 127.0.0.1:"), "{log}");
+    assert!(
+        log.contains(&format!("database: {}", db.display())),
+        "{log}"
+    );
+    assert!(log.contains("user=alice"), "{log}");
+    assert!(!log.contains("pw\n") && !log.contains("PASS"), "{log}");
+    assert_eq!(
+        stdout(&run_cli(&db, &["mailbox", "alice"], b""))
+            .lines()
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn serve_on_an_empty_database_says_how_to_add_a_user() {
+    let (_dir, db) = temp_db();
+    let server = ServerProcess::start(&db, &[]);
+    std::thread::sleep(Duration::from_millis(200));
+    let (status, log) = server.terminate();
+    assert!(status.success());
+    assert!(log.contains("user add NAME"), "{log}");
+}
+
+#[test]
+fn uids_survive_a_server_restart() {
+    let (_dir, db) = temp_db();
+    add_user(&db, "alice", "pw", &[]);
+    for i in 0..3 {
+        run_cli(
+            &db,
+            &["deliver", "alice"],
+            format!("Subject: {i}\n\nx\n").as_bytes(),
+        );
+    }
+    let uidl = |db: &Path| {
+        let server = ServerProcess::start(db, &[]);
+        let mut c = Client::connect(server.addr);
+        c.login("alice", "pw");
+        let (_, body) = c.multi("UIDL");
+        c.cmd("QUIT");
+        server.terminate();
+        body
+    };
+    let before = uidl(&db);
+    assert_eq!(before, uidl(&db));
+    assert_eq!(String::from_utf8(before).unwrap().lines().count(), 3);
+}
+
+#[test]
+fn serve_listens_on_ipv6_and_several_addresses() {
+    let (_dir, db) = temp_db();
+    add_user(&db, "alice", "pw", &[]);
+    let Ok(probe) = std::net::TcpListener::bind("[::1]:0") else {
+        eprintln!("skipped: no IPv6 loopback on this machine");
+        return;
+    };
+    drop(probe);
+    let server = ServerProcess::start(&db, &["--listen", "[::1]:0"]);
+    // The first line names the IPv4 listener; find the IPv6 one in the log.
+    let c = Client::connect(server.addr);
+    assert!(c.greeting.starts_with("+OK"));
+    let (_, log) = server.terminate();
+    let v6 = log
+        .lines()
+        .find_map(|l| {
+            l.split("listening on ")
+                .nth(1)
+                .filter(|a| a.starts_with('['))
+        })
+        .expect("an IPv6 listener in the log");
+    assert!(v6.starts_with("[::1]:"), "{log}");
+}
+
+#[test]
+fn concurrent_deliveries_during_a_session_all_arrive() {
+    let (_dir, db) = temp_db();
+    add_user(&db, "alice", "pw", &[]);
+    run_cli(&db, &["deliver", "alice"], b"Subject: first\n\nx\n");
+    let server = ServerProcess::start(&db, &[]);
+    let mut c = Client::connect(server.addr);
+    c.login("alice", "pw");
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                for i in 0..15 {
+                    let out = run_cli(
+                        &db,
+                        &["deliver", "alice"],
+                        format!("Subject: {w}-{i}\n\nx\n").as_bytes(),
+                    );
+                    assert!(
+                        out.status.success(),
+                        "{}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+            })
+        })
+        .collect();
+    for _ in 0..20 {
+        assert_eq!(c.cmd("STAT"), "+OK 1 21");
+    }
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    c.cmd("DELE 1");
+    assert!(c.cmd("QUIT").starts_with("+OK"));
+    server.terminate();
+    let listing = stdout(&run_cli(&db, &["mailbox", "alice"], b""));
+    assert_eq!(listing.lines().count(), 60);
+    assert!(!listing.contains("\tfirst"));
+}

@@ -1,0 +1,515 @@
+//! End-to-end tests: the real server on 127.0.0.1:0 against a temp
+//! database, spoken to over TCP, one rule of RFC 1939 / issue 2 each.
+
+mod common;
+
+use std::io::Read;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{unstuff, Client, TestServer};
+use poplite::message::normalize_line_endings;
+use poplite::server::ApopMode;
+
+/// Messages of every awkward shape, as delivered (before normalisation).
+const AWKWARD: &[&[u8]] = &[
+    b"Subject: bare lf\n\nline one\nline two\n",
+    b"Subject: dots\r\n\r\n.leading dot\r\n..two dots\r\n.\r\nend\r\n",
+    b"Subject: no final newline\r\n\r\nlast line",
+    b"Subject: empty body\r\n",
+    b"Subject: 8-bit\r\n\r\ncaf\xe9 \xff\x00 bytes\r\n",
+    b"Subject: bare cr\rX: y\r\rbody\r",
+];
+
+fn server_with_awkward_mail() -> TestServer {
+    let server = TestServer::start();
+    server.add_user("alice", "correct horse");
+    for raw in AWKWARD {
+        server.deliver("alice", raw);
+    }
+    server
+}
+
+#[test]
+fn retr_returns_exactly_the_normalised_bytes_and_list_counts_them() {
+    let server = server_with_awkward_mail();
+    let mut c = server.connect();
+    c.login("alice", "correct horse");
+    let (_, listing) = c.multi("LIST");
+    let listing = String::from_utf8(listing).unwrap();
+    for (i, raw) in AWKWARD.iter().enumerate() {
+        let expected = normalize_line_endings(raw);
+        let n = i + 1;
+        let (status, body) = c.multi(&format!("RETR {n}"));
+        assert_eq!(status, format!("+OK {} octets", expected.len()));
+        assert_eq!(unstuff(&body), expected, "message {n}");
+        assert!(listing.contains(&format!("{n} {}\r\n", expected.len())));
+    }
+    let total: usize = AWKWARD
+        .iter()
+        .map(|r| normalize_line_endings(r).len())
+        .sum();
+    assert_eq!(c.cmd("STAT"), format!("+OK {} {total}", AWKWARD.len()));
+}
+
+#[test]
+fn leading_dots_are_stuffed_on_the_wire() {
+    let server = server_with_awkward_mail();
+    let mut c = server.connect();
+    c.login("alice", "correct horse");
+    let (_, body) = c.multi("RETR 2");
+    assert_eq!(
+        body,
+        b"Subject: dots\r\n\r\n..leading dot\r\n...two dots\r\n..\r\nend\r\n"
+    );
+}
+
+#[test]
+fn a_multi_megabyte_message_round_trips() {
+    let server = TestServer::start();
+    server.add_user("alice", "pw");
+    let mut raw = b"Subject: big\n\n".to_vec();
+    for i in 0..200_000 {
+        raw.extend_from_slice(format!(".{i:08} some text to fill the line\n").as_bytes());
+    }
+    server.deliver("alice", &raw);
+    let mut c = server.connect();
+    c.login("alice", "pw");
+    let (_, body) = c.multi("RETR 1");
+    assert!(body.len() > 6_000_000);
+    assert_eq!(unstuff(&body), normalize_line_endings(&raw));
+}
+
+#[test]
+fn top_header_matches_retr_and_counts_body_lines() {
+    let server = server_with_awkward_mail();
+    let mut c = server.connect();
+    c.login("alice", "correct horse");
+    let (_, retr) = c.multi("RETR 1");
+    let (_, top0) = c.multi("TOP 1 0");
+    assert_eq!(top0, b"Subject: bare lf\r\n\r\n");
+    assert!(retr.starts_with(&top0));
+    let (_, top1) = c.multi("TOP 1 1");
+    assert_eq!(top1, b"Subject: bare lf\r\n\r\nline one\r\n");
+    // fetchmail asks for "everything" this way.
+    let (_, top_all) = c.multi("TOP 1 99999999");
+    assert_eq!(top_all, retr);
+    // A header-only message gets the blank line TOP promises.
+    let (_, top_empty) = c.multi("TOP 4 0");
+    assert_eq!(top_empty, b"Subject: empty body\r\n\r\n");
+}
+
+#[test]
+fn dele_only_marks_and_quit_removes_in_one_go() {
+    let server = server_with_awkward_mail();
+    let mut c = server.connect();
+    c.login("alice", "correct horse");
+    assert_eq!(c.cmd("DELE 1"), "+OK message 1 deleted");
+    assert_eq!(c.cmd("DELE 3"), "+OK message 3 deleted");
+    assert_eq!(server.store.mailbox("alice").unwrap().len(), AWKWARD.len());
+    assert!(c.cmd("RETR 1").starts_with("-ERR"));
+    assert!(c.cmd("QUIT").starts_with("+OK"));
+    assert!(c.is_closed());
+    let left: Vec<String> = server
+        .store
+        .mailbox("alice")
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| m.subject)
+        .collect();
+    assert_eq!(left, ["dots", "empty body", "8-bit", "bare cr"]);
+}
+
+#[test]
+fn rset_unmarks_everything() {
+    let server = server_with_awkward_mail();
+    let mut c = server.connect();
+    c.login("alice", "correct horse");
+    c.cmd("DELE 1");
+    c.cmd("DELE 2");
+    assert!(c.cmd("RSET").starts_with("+OK maildrop has 6 messages"));
+    assert!(c.cmd("QUIT").starts_with("+OK"));
+    assert_eq!(server.store.mailbox("alice").unwrap().len(), AWKWARD.len());
+}
+
+#[test]
+fn a_dropped_connection_removes_nothing_and_releases_the_lock() {
+    let server = server_with_awkward_mail();
+    let mut first = server.connect();
+    first.login("alice", "correct horse");
+    first.cmd("DELE 1");
+    let mut second = server.connect();
+    second.cmd("USER alice");
+    let busy = second.cmd("PASS correct horse");
+    assert!(busy.starts_with("-ERR [IN-USE]"), "{busy}");
+    drop(first);
+    // The first session's end is noticed asynchronously: retry briefly.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut third = server.connect();
+        third.cmd("USER alice");
+        let reply = third.cmd("PASS correct horse");
+        if reply.starts_with("+OK") {
+            assert!(reply.contains("6 messages"), "{reply}");
+            break;
+        }
+        assert!(reply.starts_with("-ERR [IN-USE]"), "{reply}");
+        assert!(Instant::now() < deadline, "lock never released");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn failed_logins_say_auth_and_never_look_like_a_busy_maildrop() {
+    let server = TestServer::start();
+    server.add_user("alice", "pw");
+    let mut c = server.connect();
+    c.cmd("USER alice");
+    let wrong = c.cmd("PASS nope");
+    c.cmd("USER nobody");
+    let unknown = c.cmd("PASS nope");
+    assert_eq!(wrong, unknown);
+    assert!(wrong.starts_with("-ERR [AUTH]"), "{wrong}");
+    for word in ["lock", "wait", "in use"] {
+        assert!(!wrong.to_lowercase().contains(word), "{wrong}");
+    }
+    // USER itself never tells.
+    assert_eq!(c.cmd("USER nobody"), c.cmd("USER alice"));
+}
+
+#[test]
+fn the_failed_auth_delay_holds_no_executor_thread() {
+    let delay = Duration::from_millis(1500);
+    let server = TestServer::start_with(|config| config.auth_failure_delay = delay);
+    server.add_user("alice", "pw");
+    server.add_user("bob", "pw");
+    let mut bob = server.connect();
+    bob.login("bob", "pw");
+    // More failing logins than executor threads (one per core).
+    let cores = poplite::server::available_cores();
+    let mut failing: Vec<Client> = (0..cores * 2 + 2).map(|_| server.connect()).collect();
+    let started = Instant::now();
+    for c in &mut failing {
+        c.cmd("USER alice");
+        c.send(b"PASS wrong\r\n");
+    }
+    // While every failure is being delayed, another session is served.
+    assert_eq!(bob.cmd("NOOP"), "+OK");
+    for c in &mut failing {
+        c.stream.set_nonblocking(true).unwrap();
+        let mut byte = [0u8; 1];
+        let pending = c.stream.peek(&mut byte);
+        assert!(
+            pending.is_err() || started.elapsed() >= delay,
+            "a failure was answered before the NOOP"
+        );
+        c.stream.set_nonblocking(false).unwrap();
+    }
+    for c in &mut failing {
+        assert!(c.line().starts_with("-ERR [AUTH]"));
+    }
+    // The delay is a lower bound, so asserting it is not timing-flaky.
+    assert!(started.elapsed() >= delay);
+}
+
+#[test]
+fn greeting_offers_apop_only_when_an_apop_user_exists() {
+    let server = TestServer::start();
+    server.add_user("alice", "pw");
+    assert_eq!(server.connect().greeting, "+OK poplite ready");
+    server.add_apop_user("bob", "tanstaaf");
+    let a = server.connect().greeting;
+    let b = server.connect().greeting;
+    assert_ne!(a, b, "timestamps must be fresh per connection");
+    for greeting in [&a, &b] {
+        assert_eq!(greeting.matches('<').count(), 1, "{greeting}");
+        assert_eq!(greeting.matches('>').count(), 1, "{greeting}");
+        let ts = &greeting[greeting.find('<').unwrap()..];
+        let local = &ts[1..ts.find('@').unwrap()];
+        assert!(
+            local.chars().all(|c| c.is_ascii_alphanumeric() || c == '.'),
+            "{ts}"
+        );
+        assert!(ts.ends_with("@test.example>"));
+    }
+}
+
+#[test]
+fn apop_logs_in_with_the_greeting_timestamp() {
+    let server = TestServer::start();
+    server.add_apop_user("bob", "tanstaaf");
+    server.add_user("alice", "pw");
+    let mut c = server.connect();
+    let ts = &c.greeting[c.greeting.find('<').unwrap()..];
+    let digest = poplite::auth::apop_digest(ts, "tanstaaf");
+    assert!(c
+        .cmd(&format!("APOP bob {digest}"))
+        .starts_with("+OK bob's maildrop"));
+    // A digest for another connection's timestamp fails.
+    let mut other = server.connect();
+    assert!(other
+        .cmd(&format!("APOP bob {digest}"))
+        .starts_with("-ERR [AUTH]"));
+    // A user without an APOP secret cannot use APOP.
+    let mut c = server.connect();
+    let ts = &c.greeting[c.greeting.find('<').unwrap()..];
+    let digest = poplite::auth::apop_digest(ts, "pw");
+    assert!(c
+        .cmd(&format!("APOP alice {digest}"))
+        .starts_with("-ERR [AUTH]"));
+}
+
+#[test]
+fn apop_modes_always_and_never() {
+    let always = TestServer::start_with(|c| c.apop = ApopMode::Always);
+    assert!(always.connect().greeting.contains("@test.example>"));
+    let never = TestServer::start_with(|c| c.apop = ApopMode::Never);
+    never.add_apop_user("bob", "tanstaaf");
+    let mut c = never.connect();
+    assert_eq!(c.greeting, "+OK poplite ready");
+    assert!(c
+        .cmd("APOP bob 0123456789abcdef0123456789abcdef")
+        .starts_with("-ERR"));
+}
+
+#[test]
+fn pipelined_commands_are_answered_in_order() {
+    let server = server_with_awkward_mail();
+    let mut c = server.connect();
+    let mut batch = b"USER alice\r\nPASS correct horse\r\n".to_vec();
+    for _ in 0..50 {
+        batch.extend_from_slice(b"STAT\r\nLIST 2\r\nNOOP\r\nUIDL 1\r\n");
+    }
+    batch.extend_from_slice(b"TOP 2 1\r\nQUIT\r\n");
+    c.send(&batch);
+    assert_eq!(c.line(), "+OK send PASS");
+    assert!(c.line().starts_with("+OK alice's maildrop has 6"));
+    let uid = &server.store.mailbox("alice").unwrap()[0].uid;
+    for _ in 0..50 {
+        assert!(c.line().starts_with("+OK 6 "));
+        assert!(c.line().starts_with("+OK 2 "));
+        assert_eq!(c.line(), "+OK");
+        assert_eq!(c.line(), format!("+OK 1 {uid}"));
+    }
+    assert_eq!(c.line(), "+OK top of message follows");
+    assert_eq!(c.body(), b"Subject: dots\r\n\r\n..leading dot\r\n");
+    assert!(c.line().starts_with("+OK poplite signing off"));
+}
+
+#[test]
+fn overlong_lines_are_refused_and_the_session_goes_on() {
+    let server = TestServer::start();
+    let mut c = server.connect();
+    let long = format!("USER {}\r\n", "x".repeat(10_000));
+    assert_eq!(
+        c.cmd(long.trim_end()),
+        "-ERR line too long (limit 255 octets)"
+    );
+    // A megabyte with no line end at all is discarded as it arrives.
+    c.send(&vec![b'y'; 1 << 20]);
+    c.send(b"\r\nNOOP\r\n");
+    assert_eq!(c.line(), "-ERR line too long (limit 255 octets)");
+    assert_eq!(c.line(), "-ERR not allowed before authentication");
+    assert!(c.cmd("CAPA").starts_with("+OK"));
+}
+
+#[test]
+fn the_line_limit_is_configurable() {
+    let server = TestServer::start_with(|c| c.max_command_line = 20);
+    let mut c = server.connect();
+    assert_eq!(
+        c.cmd("USER abcdefghijklmnop"),
+        "-ERR line too long (limit 20 octets)"
+    );
+    assert_eq!(c.cmd("USER abc"), "+OK send PASS");
+}
+
+#[test]
+fn garbage_bytes_get_errors_not_crashes() {
+    let server = server_with_awkward_mail();
+    let mut c = server.connect();
+    c.send(b"\x00\x00\x00\r\n\xff\xfe\xfd\r\nUSER \xc3\x28\r\nRETR \x00\r\n");
+    for _ in 0..4 {
+        assert!(c.line().starts_with("-ERR"));
+    }
+    c.login("alice", "correct horse");
+    assert_eq!(c.cmd("RETR \u{0}1"), "-ERR invalid message number");
+    assert!(c.cmd("STAT").starts_with("+OK 6"));
+}
+
+#[test]
+fn bad_message_numbers_get_errors() {
+    let server = server_with_awkward_mail();
+    let mut c = server.connect();
+    c.login("alice", "correct horse");
+    for command in [
+        "RETR 0",
+        "RETR 7",
+        "RETR -1",
+        "RETR x",
+        "LIST 99999999999",
+        "DELE 0",
+        "TOP 1",
+        "TOP 1 x",
+        "UIDL 7",
+    ] {
+        assert!(c.cmd(command).starts_with("-ERR"), "{command}");
+    }
+    assert_eq!(c.cmd("XTND"), "-ERR unknown command");
+    assert!(c.cmd("STAT").starts_with("+OK 6"));
+}
+
+#[test]
+fn commands_are_case_insensitive() {
+    let server = server_with_awkward_mail();
+    let mut c = server.connect();
+    assert!(c.cmd("user alice").starts_with("+OK"));
+    assert!(c.cmd("pAsS correct horse").starts_with("+OK"));
+    assert!(c.cmd("stat").starts_with("+OK 6"));
+}
+
+#[test]
+fn quit_in_authorization_closes_politely() {
+    let server = TestServer::start();
+    let mut c = server.connect();
+    assert_eq!(c.cmd("QUIT"), "+OK poplite signing off");
+    assert!(c.is_closed());
+}
+
+#[test]
+fn capa_is_identical_before_and_after_login() {
+    let server = server_with_awkward_mail();
+    let mut c = server.connect();
+    let (_, before) = c.multi("CAPA");
+    c.login("alice", "correct horse");
+    let (_, after) = c.multi("CAPA");
+    assert_eq!(before, after);
+    let text = String::from_utf8(before).unwrap();
+    for capability in [
+        "TOP",
+        "UIDL",
+        "USER",
+        "SASL PLAIN LOGIN",
+        "RESP-CODES",
+        "AUTH-RESP-CODE",
+        "PIPELINING",
+        "EXPIRE NEVER",
+    ] {
+        assert!(
+            text.lines().any(|l| l == capability),
+            "{capability} missing"
+        );
+    }
+    assert!(text.contains(&format!(
+        "IMPLEMENTATION poplite/{}",
+        env!("CARGO_PKG_VERSION")
+    )));
+}
+
+#[test]
+fn sasl_plain_and_login_over_tcp() {
+    let server = TestServer::start();
+    server.add_user("alice", "pass word");
+    let mut c = server.connect();
+    // base64("\0alice\0pass word")
+    assert!(c
+        .cmd("AUTH PLAIN AGFsaWNlAHBhc3Mgd29yZA==")
+        .starts_with("+OK alice's maildrop"));
+    assert!(c.cmd("QUIT").starts_with("+OK"));
+    let mut c = server.connect();
+    assert_eq!(c.cmd("AUTH LOGIN"), "+ VXNlcm5hbWU6");
+    assert_eq!(c.cmd("YWxpY2U="), "+ UGFzc3dvcmQ6");
+    assert!(c.cmd("cGFzcyB3b3Jk").starts_with("+OK"));
+    assert!(c.cmd("QUIT").starts_with("+OK"));
+    let mut c = server.connect();
+    assert_eq!(c.cmd("AUTH"), "+OK SASL mechanisms follow");
+    assert_eq!(c.body(), b"PLAIN\r\nLOGIN\r\n");
+}
+
+#[test]
+fn mail_arriving_during_a_session_is_neither_seen_nor_removed() {
+    let server = server_with_awkward_mail();
+    let mut c = server.connect();
+    c.login("alice", "correct horse");
+    let late_uid = server.deliver("alice", b"Subject: late\n\nhi\n");
+    assert!(c.cmd("STAT").starts_with("+OK 6 "));
+    assert!(c.cmd("RETR 7").starts_with("-ERR"));
+    for n in 1..=6 {
+        c.cmd(&format!("DELE {n}"));
+    }
+    assert!(c.cmd("QUIT").starts_with("+OK"));
+    let left = server.store.mailbox("alice").unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].uid, late_uid);
+}
+
+#[test]
+fn idle_sessions_are_logged_out_without_applying_deletions() {
+    let server = TestServer::start_with(|c| c.idle_timeout = Duration::from_millis(300));
+    server.add_user("alice", "pw");
+    server.deliver("alice", b"Subject: keep me\n\nx\n");
+    let mut c = server.connect();
+    c.login("alice", "pw");
+    c.cmd("DELE 1");
+    // RFC 1939 §3: the autologout closes silently.
+    let mut rest = Vec::new();
+    c.stream.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "{rest:?}");
+    assert_eq!(server.store.mailbox("alice").unwrap().len(), 1);
+}
+
+#[test]
+fn one_connection_over_the_limit_is_told_to_come_back() {
+    let server = TestServer::start_with(|c| c.max_connections = 2);
+    let _a = server.connect();
+    let _b = server.connect();
+    let mut over = TcpStream::connect(server.addr).unwrap();
+    over.set_read_timeout(Some(common::IO_TIMEOUT)).unwrap();
+    let mut reply = String::new();
+    over.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("-ERR [SYS/TEMP]"), "{reply}");
+    drop(_a);
+    // Once a slot frees, connections are served again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut c = TcpStream::connect(server.addr).unwrap();
+        c.set_read_timeout(Some(common::IO_TIMEOUT)).unwrap();
+        let mut first = [0u8; 3];
+        c.read_exact(&mut first).unwrap();
+        if &first == b"+OK" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "slot never freed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn shutdown_closes_sessions_without_applying_deletions() {
+    let mut server = server_with_awkward_mail();
+    let mut c = server.connect();
+    c.login("alice", "correct horse");
+    c.cmd("DELE 1");
+    server.stop();
+    assert!(c.is_closed());
+    assert_eq!(server.store.mailbox("alice").unwrap().len(), AWKWARD.len());
+}
+
+#[test]
+fn uidl_is_unique_and_printable() {
+    let server = server_with_awkward_mail();
+    let mut c = server.connect();
+    c.login("alice", "correct horse");
+    let (_, body) = c.multi("UIDL");
+    let text = String::from_utf8(body).unwrap();
+    let uids: Vec<&str> = text.lines().map(|l| l.split(' ').nth(1).unwrap()).collect();
+    assert_eq!(uids.len(), AWKWARD.len());
+    let mut unique = uids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), uids.len());
+    for uid in uids {
+        assert!(!uid.is_empty() && uid.len() <= 70);
+        assert!(uid.bytes().all(|b| (0x21..=0x7e).contains(&b)));
+    }
+}
