@@ -14,11 +14,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rusqlite::blob::ZeroBlob;
-use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, MAIN_DB};
+use rusqlite::types::ValueRef;
+use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
 
 use crate::message::Message;
 pub use migrations::latest_version;
+
+/// Octets per stored body chunk; also a good step for streaming RETR.
+pub const BODY_CHUNK: usize = 64 * 1024;
 
 /// What can go wrong in storage.
 #[derive(Debug, thiserror::Error)]
@@ -447,15 +450,12 @@ impl Store {
                     "UPDATE messages SET uid = ?1 WHERE id = ?2",
                     params![uid, id],
                 )?;
-                // Write the body through blob I/O: binding it as a parameter
-                // would copy the whole message once more in memory.
-                tx.execute(
-                    "INSERT INTO message_bodies (message_id, body) VALUES (?1, ?2)",
-                    params![id, ZeroBlob(blob_len(message.bytes().len())?)],
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO message_chunks (message_id, seq, data) VALUES (?1, ?2, ?3)",
                 )?;
-                let mut blob = tx.blob_open(MAIN_DB, c"message_bodies", c"body", id, false)?;
-                blob.write_all_at(message.bytes(), 0)?;
-                blob.close()?;
+                for (seq, chunk) in message.bytes().chunks(BODY_CHUNK).enumerate() {
+                    insert.execute(params![id, seq as i64, chunk])?;
+                }
                 uids.push(uid);
             }
             tx.commit()?;
@@ -486,30 +486,47 @@ impl Store {
         })
     }
 
-    /// Reads `len` octets of a message body from `offset` (blob I/O: the
-    /// rest of the body is not loaded).
+    /// Reads `len` octets of a message body from `offset`, touching only
+    /// the chunks that hold them.
     pub fn read_body(
         &self,
         message_id: i64,
         offset: u64,
         len: usize,
     ) -> Result<Vec<u8>, StorageError> {
+        let chunk = BODY_CHUNK as u64;
+        let first = offset / chunk;
+        let last = (offset + len as u64).div_ceil(chunk).max(first + 1) - 1;
         self.with_conn(|conn| {
-            let blob = match conn.blob_open(MAIN_DB, c"message_bodies", c"body", message_id, true) {
-                Ok(blob) => blob,
-                Err(rusqlite::Error::SqliteFailure(_, _)) => {
-                    return Err(StorageError::MessageGone(message_id))
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, data FROM message_chunks
+                 WHERE message_id = ?1 AND seq BETWEEN ?2 AND ?3 ORDER BY seq",
+            )?;
+            let mut rows = stmt.query(params![message_id, first as i64, last as i64])?;
+            let mut out = Vec::with_capacity(len);
+            let mut expected_seq = first;
+            while out.len() < len {
+                let Some(row) = rows.next()? else { break };
+                let seq: u64 = row.get(0)?;
+                if seq != expected_seq {
+                    break;
                 }
-                Err(e) => return Err(e.into()),
-            };
-            let offset =
-                usize::try_from(offset).map_err(|_| StorageError::MessageGone(message_id))?;
-            if offset.saturating_add(len) > blob.len() {
+                let ValueRef::Blob(data) = row.get_ref(1)? else {
+                    break;
+                };
+                // Where the next wanted octet sits inside this chunk.
+                let start = (offset + out.len() as u64 - seq * chunk) as usize;
+                let Some(available) = data.get(start..) else {
+                    break;
+                };
+                let take = (len - out.len()).min(available.len());
+                out.extend_from_slice(&available[..take]);
+                expected_seq += 1;
+            }
+            if out.len() < len {
                 return Err(StorageError::MessageGone(message_id));
             }
-            let mut buf = vec![0; len];
-            blob.read_at_exact(&mut buf, offset)?;
-            Ok(buf)
+            Ok(out)
         })
     }
 
@@ -562,15 +579,6 @@ fn user_id(conn: &Connection, name: &str) -> Result<(i64, String), StorageError>
     })
     .optional()?
     .ok_or_else(|| StorageError::UnknownUser(name.to_string()))
-}
-
-fn blob_len(len: usize) -> Result<i32, StorageError> {
-    // SQLite's own limit on a blob is below i32::MAX (SQLITE_MAX_LENGTH).
-    i32::try_from(len).map_err(|_| {
-        StorageError::Sqlite(rusqlite::Error::ToSqlConversionFailure(
-            "message larger than SQLite's maximum blob size".into(),
-        ))
-    })
 }
 
 /// Creates the database file with mode 0600 unless it exists, so that

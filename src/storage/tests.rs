@@ -125,6 +125,34 @@ fn bodies_read_back_by_range() {
 }
 
 #[test]
+fn reads_across_chunk_boundaries_match_the_message() {
+    let (_dir, store) = store();
+    let raw: Vec<u8> = (0..3 * BODY_CHUNK + 123)
+        .map(|i| b'a' + (i % 26) as u8)
+        .collect();
+    let message = Message::parse(&raw, u64::MAX).unwrap();
+    store
+        .deliver("alice", std::slice::from_ref(&message))
+        .unwrap();
+    let (user_id, _) = store.user("alice").unwrap();
+    let meta = &store.maildrop(user_id).unwrap()[0];
+    let bytes = message.bytes();
+    let ranges = [
+        (0, 1),
+        (BODY_CHUNK - 1, 2),
+        (10, 2 * BODY_CHUNK + 7),
+        (3 * BODY_CHUNK, 125),
+        (0, bytes.len()),
+    ];
+    for (offset, len) in ranges {
+        let read = store.read_body(meta.id, offset as u64, len).unwrap();
+        assert_eq!(read, &bytes[offset..offset + len], "{offset}+{len}");
+    }
+    let past_end = store.read_body(meta.id, bytes.len() as u64 - 1, 2);
+    assert!(matches!(past_end, Err(StorageError::MessageGone(_))));
+}
+
+#[test]
 fn names_are_case_insensitive_and_unique() {
     let (_dir, store) = store();
     assert!(matches!(
@@ -152,7 +180,7 @@ fn deleting_a_user_removes_their_mail() {
     store.deliver("alice", &[msg("a"), msg("b")]).unwrap();
     assert_eq!(store.delete_user("alice").unwrap(), 2);
     let bodies: i64 = store
-        .with_conn(|c| Ok(c.query_row("SELECT count(*) FROM message_bodies", [], |r| r.get(0))?))
+        .with_conn(|c| Ok(c.query_row("SELECT count(*) FROM message_chunks", [], |r| r.get(0))?))
         .unwrap();
     assert_eq!(bodies, 0);
     assert!(matches!(

@@ -208,6 +208,12 @@ impl Client {
         reply
     }
 
+    /// Reads whatever bytes are available (through the line buffer, so
+    /// nothing already buffered is skipped); 0 at end of stream.
+    pub fn read_raw(&mut self, buf: &mut [u8]) -> usize {
+        self.reader.read(buf).unwrap()
+    }
+
     /// True once the server has closed the connection (reads EOF).
     pub fn is_closed(&mut self) -> bool {
         let mut byte = [0u8; 1];

@@ -1,0 +1,95 @@
+//! RETR streams: retrieving a very large message must not grow the
+//! server's memory with the message (checked on the real binary's peak
+//! RSS, VmHWM in /proc, which only a real process gives us).
+
+mod common;
+
+use std::io::Write;
+
+use common::{run_cli, Client, ServerProcess, TEST_PARAMS};
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status")
+}
+
+#[test]
+fn retrieving_a_100_mb_message_keeps_server_memory_flat() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("big.db");
+    let added = run_cli(
+        &db,
+        &[
+            "user",
+            "add",
+            "alice",
+            "--password-stdin",
+            "--argon2-params",
+            TEST_PARAMS,
+        ],
+        b"pw\n",
+    );
+    assert!(added.status.success());
+
+    // 100 MB in 1 MB lines of letters: no dots, so the wire body is exactly the stored one.
+    let eml = dir.path().join("big.eml");
+    let mut file = std::fs::File::create(&eml).unwrap();
+    file.write_all(b"Subject: big\r\n\r\n").unwrap();
+    let line: Vec<u8> = (0..1024 * 1024 - 2)
+        .map(|i| b'a' + (i % 26) as u8)
+        .chain(*b"\r\n")
+        .collect();
+    for _ in 0..100 {
+        file.write_all(&line).unwrap();
+    }
+    drop(file);
+    let size = std::fs::metadata(&eml).unwrap().len();
+    let out = run_cli(
+        &db,
+        &[
+            "deliver",
+            "alice",
+            "--max-message-size",
+            "200000000",
+            eml.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let server = ServerProcess::start(&db, &[]);
+    let pid = server.child.id();
+    let mut c = Client::connect(server.addr);
+    c.login("alice", "pw");
+    let before = peak_rss_kib(pid);
+    assert_eq!(c.cmd("RETR 1"), format!("+OK {size} octets"));
+    // Read straight from the socket in 1 MiB steps, keeping only a tail.
+    let mut received: u64 = 0;
+    let mut tail = Vec::new();
+    let mut buf = vec![0u8; 1 << 20];
+    while !tail.ends_with(b"\r\n.\r\n") {
+        let n = c.read_raw(&mut buf);
+        assert!(n > 0, "connection closed after {received} octets");
+        received += n as u64;
+        tail.extend_from_slice(&buf[..n]);
+        let keep = tail.len().saturating_sub(8);
+        tail.drain(..keep);
+    }
+    assert_eq!(received, size + 3, "body plus the terminating line");
+    let growth_kib = peak_rss_kib(pid).saturating_sub(before);
+    eprintln!("peak RSS before RETR {before} KiB, growth {growth_kib} KiB for {size} octets");
+    assert!(
+        growth_kib < 16 * 1024,
+        "server peak RSS grew {growth_kib} KiB"
+    );
+    c.cmd("QUIT");
+    server.terminate();
+}
