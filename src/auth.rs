@@ -51,7 +51,7 @@ pub enum AuthError {
 }
 
 /// Argon2id cost parameters, written `m=KIB,t=N,p=N` on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Argon2Params {
     /// Memory in KiB.
     pub m_kib: u32,

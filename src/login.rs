@@ -3,7 +3,7 @@
 //! loads the maildrop snapshot. Blocking (argon2 and SQLite): the server
 //! runs it on a blocking thread.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use crate::auth::{self, Argon2Params};
@@ -55,30 +55,37 @@ impl Drop for MaildropLock {
 }
 
 /// Checks credentials against the store.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Verifier {
-    /// Verified when the user does not exist, so that an unknown user
-    /// costs the same argon2 work as a wrong password.
-    dummy_hash: String,
+    /// Hashes verified when the user does not exist, one per argon2 cost,
+    /// so that an unknown user costs the same work as a wrong password.
+    dummy_hashes: Mutex<HashMap<Argon2Params, Arc<str>>>,
 }
 
 impl Verifier {
-    /// A verifier whose dummy hash has the cost of the newest user's hash
-    /// (the default cost for an empty database).
-    pub fn new(store: &Store) -> Result<Verifier, StorageError> {
+    /// A verifier with no dummy hash computed yet.
+    pub fn new() -> Verifier {
+        Verifier::default()
+    }
+
+    /// A dummy hash with the cost of the newest user's hash (users added
+    /// while the server runs count), or the default cost.
+    fn dummy_hash(&self, store: &Store) -> Result<Arc<str>, StorageError> {
         let params = store
             .newest_password_hash()?
             .and_then(|phc| auth::params_of(&phc))
             .unwrap_or_default();
-        Ok(Verifier::with_params(params))
-    }
-
-    /// A verifier whose dummy hash has the given cost.
-    pub fn with_params(params: Argon2Params) -> Verifier {
-        let dummy_hash = auth::hash_password(b"poplite dummy password", params)
-            .or_else(|_| auth::hash_password(b"poplite dummy password", Argon2Params::default()))
-            .unwrap_or_default();
-        Verifier { dummy_hash }
+        let mut cache = self.dummy_hashes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(hash) = cache.get(&params) {
+            return Ok(Arc::clone(hash));
+        }
+        // Hashed under the lock: rare (once per cost) and it keeps two
+        // threads from computing the same dummy at once.
+        let hash: Arc<str> = auth::hash_password(b"poplite dummy password", params)
+            .unwrap_or_default()
+            .into();
+        cache.insert(params, Arc::clone(&hash));
+        Ok(hash)
     }
 
     /// Returns the user's id and stored name when the proof is right.
@@ -94,7 +101,7 @@ impl Verifier {
             }
             (None, Proof::Password(password)) => {
                 // Same work, same answer as a wrong password.
-                auth::verify_password(&self.dummy_hash, password.expose());
+                auth::verify_password(&self.dummy_hash(store)?, password.expose());
                 false
             }
             (Some(user), Proof::Apop { timestamp, digest }) => match &user.apop_secret {
@@ -145,6 +152,25 @@ pub fn attempt(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_dummy_hash_follows_the_newest_users_cost() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("v.db")).unwrap();
+        let verifier = Verifier::new();
+        let cheap = auth::hash_password(b"pw", Argon2Params::CHEAP).unwrap();
+        store.add_user("alice", &cheap, None).unwrap();
+        let dummy = verifier.dummy_hash(&store).unwrap();
+        assert_eq!(auth::params_of(&dummy), Some(Argon2Params::CHEAP));
+        let other: Argon2Params = "m=32,t=2,p=1".parse().unwrap();
+        store
+            .add_user("bob", &auth::hash_password(b"pw", other).unwrap(), None)
+            .unwrap();
+        assert_eq!(
+            auth::params_of(&verifier.dummy_hash(&store).unwrap()),
+            Some(other)
+        );
+    }
 
     #[test]
     fn a_lock_is_exclusive_until_dropped() {

@@ -20,7 +20,7 @@ use smol::{Executor, Timer};
 
 use crate::login::{MaildropLocks, Verifier};
 use crate::protocol::reply::{Reply, RespCode};
-use crate::storage::{StorageError, Store};
+use crate::storage::Store;
 
 /// When the greeting offers APOP (RFC 1939 §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,9 +93,6 @@ pub enum ServerError {
         /// The operating system's reason.
         source: io::Error,
     },
-    /// The database could not be read at start.
-    #[error(transparent)]
-    Storage(#[from] StorageError),
 }
 
 /// State shared by every connection of one server.
@@ -116,7 +113,7 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds every listen address and prepares the dummy password hash.
+    /// Binds every listen address.
     pub async fn bind(store: Arc<Store>, config: ServerConfig) -> Result<Server, ServerError> {
         let mut listeners = Vec::new();
         for &addr in &config.listen {
@@ -125,15 +122,11 @@ impl Server {
                 .map_err(|source| ServerError::Bind { addr, source })?;
             listeners.push(listener);
         }
-        let verifier = {
-            let store = Arc::clone(&store);
-            blocking::unblock(move || Verifier::new(&store)).await?
-        };
         let shared = Arc::new(Shared {
             hash_permits: Arc::new(Semaphore::new(config.max_concurrent_hashes.max(1))),
             store,
             config,
-            verifier,
+            verifier: Verifier::new(),
             locks: MaildropLocks::new(),
             connections: AtomicUsize::new(0),
             next_session_id: AtomicU64::new(1),

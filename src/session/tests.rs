@@ -27,7 +27,7 @@ impl World {
             .add_user("mrose", &hash("tanstaaf"), Some("tanstaaf"))
             .unwrap();
         store.add_user("bob", &hash("two words"), None).unwrap();
-        let verifier = Verifier::with_params(Argon2Params::CHEAP);
+        let verifier = Verifier::new();
         World {
             _dir: dir,
             store,
