@@ -54,11 +54,11 @@ struct ServeArgs {
     #[arg(long = "listen", value_name = "ADDR", default_values = ["127.0.0.1:1110"])]
     listen: Vec<SocketAddr>,
     /// Close connections idle this long (RFC 1939 asks for at least 10m).
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = at_least_a_second)]
     idle_timeout: Duration,
     /// Connections served at once; more are told to try again later.
-    #[arg(long, value_name = "N", default_value_t = 1024)]
-    max_connections: usize,
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
     /// Pause before answering a failed login.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
     auth_failure_delay: Duration,
@@ -71,6 +71,15 @@ struct ServeArgs {
     /// Host name for the APOP greeting (default: this machine's).
     #[arg(long, value_name = "NAME")]
     hostname: Option<String>,
+}
+
+/// A duration of one second or more: shorter would drop every client.
+fn at_least_a_second(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if duration < Duration::from_secs(1) {
+        return Err("must be at least 1s".into());
+    }
+    Ok(duration)
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -165,6 +174,8 @@ impl CliError {
                 StorageError::UnknownUser(_) => EX_NOUSER,
                 StorageError::UserExists(_) | StorageError::InvalidUserName { .. } => EX_DATAERR,
                 StorageError::NotADatabase(_)
+                | StorageError::CannotOpen { .. }
+                | StorageError::ReadOnly
                 | StorageError::Missing(_)
                 | StorageError::Foreign(_)
                 | StorageError::TooNew { .. } => EX_CONFIG,
@@ -183,7 +194,29 @@ impl CliError {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) if !error.use_stderr() => {
+            // --help and --version: not failures.
+            let _ = error.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            // One line, like every other failure; --help has the details.
+            let text = error.to_string();
+            let first_paragraph: Vec<&str> = text
+                .lines()
+                .take_while(|line| !line.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            let message = first_paragraph.join(" ");
+            eprintln!(
+                "poplite: {} (see --help)",
+                message.trim_start_matches("error: ")
+            );
+            return ExitCode::from(EX_USAGE);
+        }
+    };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -270,7 +303,7 @@ fn serve(db: &Database, args: ServeArgs) -> Result<(), CliError> {
     let config = ServerConfig {
         listen: args.listen,
         idle_timeout: args.idle_timeout,
-        max_connections: args.max_connections,
+        max_connections: args.max_connections as usize,
         auth_failure_delay: args.auth_failure_delay,
         max_command_line: usize::from(args.max_command_line),
         apop: match args.apop {
@@ -325,8 +358,8 @@ fn add_user(db: &Database, args: PasswordArgs) -> Result<(), CliError> {
     let store = db.open()?;
     // Checked before prompting so nobody types a password twice for nothing;
     // the insert below still refuses a duplicate that appears meanwhile.
-    if store.credentials(&args.name)?.is_some() {
-        return Err(StorageError::UserExists(args.name).into());
+    if let Some(existing) = store.credentials(&args.name)? {
+        return Err(StorageError::UserExists(existing.name).into());
     }
     let password = read_password(&args)?;
     let hash = auth::hash_password(password.as_bytes(), params)?;
@@ -338,12 +371,12 @@ fn add_user(db: &Database, args: PasswordArgs) -> Result<(), CliError> {
 fn change_password(db: &Database, args: PasswordArgs) -> Result<(), CliError> {
     let params = argon2_params(&args)?;
     let store = open_existing(db)?;
-    store.user(&args.name)?;
+    let (_, name) = store.user(&args.name)?;
     let password = read_password(&args)?;
     let hash = auth::hash_password(password.as_bytes(), params)?;
     // Without --apop the old APOP secret goes: it would still be the old password.
-    store.set_password(&args.name, &hash, args.apop.then_some(password.as_str()))?;
-    println!("changed the password of {}", args.name);
+    store.set_password(&name, &hash, args.apop.then_some(password.as_str()))?;
+    println!("changed the password of {name}");
     Ok(())
 }
 
@@ -371,6 +404,9 @@ fn read_password(args: &PasswordArgs) -> Result<String, CliError> {
                 .map_err(|e| CliError::Input(format!("cannot read the password: {e}")))
         };
         let first = prompt(&format!("New password for {}: ", args.name))?;
+        if first.is_empty() {
+            return Err(CliError::Input("empty passwords are not allowed".into()));
+        }
         if first != prompt("Again: ")? {
             return Err(CliError::Input("the passwords do not match".into()));
         }
@@ -398,10 +434,14 @@ fn deliver(db: &Database, args: DeliverArgs) -> Result<(), CliError> {
             .iter()
             .map(|path| {
                 let name = path.display().to_string();
-                let file = std::fs::File::open(path).map_err(|error| CliError::Open {
+                let open_error = |error| CliError::Open {
                     input: name.clone(),
                     error,
-                })?;
+                };
+                let file = std::fs::File::open(path).map_err(open_error)?;
+                if !file.metadata().map_err(open_error)?.is_file() {
+                    return Err(open_error(std::io::Error::other("not a regular file")));
+                }
                 read_message(file, &name, limit)
             })
             .collect::<Result<Vec<_>, _>>()?

@@ -22,9 +22,7 @@ pub enum MessageError {
     Empty,
     /// The normalised message is larger than the configured limit.
     TooLarge {
-        /// Octets after normalisation.
-        size: u64,
-        /// The configured maximum.
+        /// The configured maximum, in octets.
         limit: u64,
     },
 }
@@ -33,10 +31,11 @@ impl fmt::Display for MessageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             MessageError::Empty => write!(f, "the message is empty"),
-            MessageError::TooLarge { size, limit } => write!(
-                f,
-                "the message is {size} octets, over the limit of {limit} octets"
-            ),
+            // The size itself is not reported: callers stop reading a
+            // message once it passes the limit, so they never know it.
+            MessageError::TooLarge { limit } => {
+                write!(f, "the message is larger than the limit of {limit} octets")
+            }
         }
     }
 }
@@ -61,12 +60,8 @@ impl Message {
             return Err(MessageError::Empty);
         }
         let bytes = normalize_line_endings(raw);
-        let size = bytes.len() as u64;
-        if size > max_size {
-            return Err(MessageError::TooLarge {
-                size,
-                limit: max_size,
-            });
+        if bytes.len() as u64 > max_size {
+            return Err(MessageError::TooLarge { limit: max_size });
         }
         let header_len = header_len(&bytes);
         let subject = subject(&bytes[..header_len]);
@@ -211,7 +206,7 @@ mod tests {
         assert_eq!(Message::parse(b"", 100), Err(MessageError::Empty));
         assert_eq!(
             Message::parse(b"12345\n", 6),
-            Err(MessageError::TooLarge { size: 7, limit: 6 })
+            Err(MessageError::TooLarge { limit: 6 })
         );
         assert!(Message::parse(b"12345", 7).is_ok());
     }

@@ -491,6 +491,7 @@ fn shutdown_closes_sessions_without_applying_deletions() {
     c.login("alice", "correct horse");
     c.cmd("DELE 1");
     server.stop();
+    assert_eq!(c.line(), "-ERR [SYS/TEMP] server shutting down");
     assert!(c.is_closed());
     assert_eq!(server.store.mailbox("alice").unwrap().len(), AWKWARD.len());
 }

@@ -96,6 +96,16 @@ impl Reply {
         !matches!(self, Reply::Err(..))
     }
 
+    /// The first line as sent, without CRLF: for logs (never holds client input).
+    pub fn status_line(&self) -> String {
+        let mut out = Vec::new();
+        match self {
+            Reply::MultiLine { status, .. } => status_line(&mut out, "+OK", None, status),
+            other => other.encode(&mut out),
+        }
+        String::from_utf8_lossy(&out).trim_end().to_string()
+    }
+
     /// Appends the reply's wire bytes to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         match self {

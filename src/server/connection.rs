@@ -151,10 +151,12 @@ impl Connection {
             loop {
                 action = match action {
                     Action::Reply(reply) => {
+                        log::debug!("session {}: {}", self.id, reply.status_line());
                         reply.encode(&mut self.out);
                         break;
                     }
                     Action::Close(reply) => {
+                        log::debug!("session {}: {}", self.id, reply.status_line());
                         reply.encode(&mut self.out);
                         return match self.flush().await {
                             Ok(()) => End::Quit,
@@ -204,7 +206,13 @@ impl Connection {
             }
             self.flush().await?;
             let mut stream = self.stream.clone();
-            let read = self.with_deadline(stream.read(&mut buf)).await?;
+            let read = match self.with_deadline(stream.read(&mut buf)).await {
+                Err(End::Shutdown) => {
+                    self.say_shutting_down().await;
+                    return Err(End::Shutdown);
+                }
+                other => other?,
+            };
             match read {
                 Ok(0) => return Err(End::ClientClosed),
                 Ok(n) => self.reader.feed(&buf[..n]),
@@ -225,6 +233,20 @@ impl Connection {
         self.out = out;
         self.out.clear();
         written.map_err(End::Io)
+    }
+
+    /// Tells a client waiting between commands why the connection closes.
+    /// Only called there: mid-reply, an extra line would corrupt the reply.
+    async fn say_shutting_down(&mut self) {
+        let notice = Reply::err_code(RespCode::SysTemp, "server shutting down").to_bytes();
+        let mut stream = self.stream.clone();
+        let write = async {
+            let _ = stream.write_all(&notice).await;
+        };
+        let give_up = async {
+            Timer::after(std::time::Duration::from_secs(1)).await;
+        };
+        future::or(write, give_up).await;
     }
 
     /// Runs `io` unless the idle timeout passes or the server shuts down

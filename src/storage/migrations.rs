@@ -18,18 +18,17 @@ pub fn latest_version() -> u32 {
 }
 
 /// Brings the schema up to date in one transaction, or fails without
-/// changing anything. The version is read again inside the write lock so
-/// that two processes opening a new database at once migrate it once.
+/// changing anything.
+///
+/// An up-to-date database is only read, so opening one never waits for
+/// another process's write lock. Otherwise the version is read again inside
+/// the write lock, so two processes opening a new database migrate it once.
 pub fn migrate(conn: &mut Connection, path: &std::path::Path) -> Result<(), StorageError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let current: u32 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
-    if current > latest_version() {
-        return Err(StorageError::TooNew {
-            path: path.to_path_buf(),
-            found: current,
-            known: latest_version(),
-        });
+    if check_version(conn, path)? == latest_version() {
+        return Ok(());
     }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let current = check_version(&tx, path)?;
     if current == 0 {
         let foreign_tables: i64 =
             tx.query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))?;
@@ -43,6 +42,19 @@ pub fn migrate(conn: &mut Connection, path: &std::path::Path) -> Result<(), Stor
     tx.pragma_update(None, "user_version", latest_version())?;
     tx.commit()?;
     Ok(())
+}
+
+/// The schema version, refusing one newer than this binary knows.
+fn check_version(conn: &Connection, path: &std::path::Path) -> Result<u32, StorageError> {
+    let current: u32 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if current > latest_version() {
+        return Err(StorageError::TooNew {
+            path: path.to_path_buf(),
+            found: current,
+            known: latest_version(),
+        });
+    }
+    Ok(current)
 }
 
 #[cfg(test)]

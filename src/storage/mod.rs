@@ -9,7 +9,7 @@
 mod migrations;
 
 use std::fs::OpenOptions;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -37,6 +37,17 @@ pub enum StorageError {
     /// There is no database file and the caller asked not to create one.
     #[error("{0}: no such database (`poplite user add` creates it)")]
     Missing(PathBuf),
+    /// SQLite cannot open the file (a directory, a missing parent, no permission).
+    #[error("{path}: cannot open the database: {reason}")]
+    CannotOpen {
+        /// The database path.
+        path: PathBuf,
+        /// SQLite's reason.
+        reason: String,
+    },
+    /// A write failed because the file or its directory is read-only.
+    #[error("the database is read-only for this user (SQLite needs write access to the file and to its directory, for the -wal and -shm files)")]
+    ReadOnly,
     /// The file exists but is not a SQLite database.
     #[error("{0}: not a SQLite database (left untouched)")]
     NotADatabase(PathBuf),
@@ -82,6 +93,7 @@ impl From<rusqlite::Error> for StorageError {
     fn from(error: rusqlite::Error) -> Self {
         match error.sqlite_error_code() {
             Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StorageError::Busy,
+            Some(ErrorCode::ReadOnly) => StorageError::ReadOnly,
             _ => StorageError::Sqlite(error),
         }
     }
@@ -93,6 +105,8 @@ impl StorageError {
     pub fn is_temporary(&self) -> bool {
         match self {
             StorageError::NotADatabase(_)
+            | StorageError::CannotOpen { .. }
+            | StorageError::ReadOnly
             | StorageError::Missing(_)
             | StorageError::Foreign(_)
             | StorageError::TooNew { .. }
@@ -236,10 +250,11 @@ impl Store {
     /// [`Store::open`] with explicit options.
     pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Store, StorageError> {
         let path = path.as_ref().to_path_buf();
-        if options.create_if_missing {
+        if is_new_database(&path) {
+            if !options.create_if_missing {
+                return Err(StorageError::Missing(path));
+            }
             create_private_file(&path)?;
-        } else if !path.exists() {
-            return Err(StorageError::Missing(path));
         }
         let mut store = Store {
             path,
@@ -265,16 +280,21 @@ impl Store {
 
     fn connect(&self) -> Result<Connection, StorageError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(&self.path, flags)?;
-        conn.busy_timeout(self.options.busy_timeout)?;
-        // Reading the header first: a file that is not a database fails
-        // here, before any PRAGMA below could write to it.
-        if let Err(error) = conn.query_row("PRAGMA schema_version", [], |r| r.get::<_, i64>(0)) {
-            return Err(match error.sqlite_error_code() {
-                Some(ErrorCode::NotADatabase) => StorageError::NotADatabase(self.path.clone()),
-                _ => error.into(),
-            });
-        }
+        let opened = Connection::open_with_flags(&self.path, flags).and_then(|conn| {
+            conn.busy_timeout(self.options.busy_timeout)?;
+            // Reading the header first: a file that is not a database fails
+            // here, before any PRAGMA below could write to it.
+            conn.query_row("PRAGMA schema_version", [], |r| r.get::<_, i64>(0))?;
+            Ok(conn)
+        });
+        let conn = opened.map_err(|error| match error.sqlite_error_code() {
+            Some(ErrorCode::NotADatabase) => StorageError::NotADatabase(self.path.clone()),
+            Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied) => StorageError::CannotOpen {
+                path: self.path.clone(),
+                reason: error.to_string(),
+            },
+            _ => error.into(),
+        })?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         // FULL: when `deliver` exits 0 or QUIT answers +OK, it is on disk.
@@ -581,23 +601,30 @@ fn user_id(conn: &Connection, name: &str) -> Result<(i64, String), StorageError>
     .ok_or_else(|| StorageError::UnknownUser(name.to_string()))
 }
 
-/// Creates the database file with mode 0600 unless it exists, so that
-/// SQLite (which would use 0644) never makes it readable by others; its
-/// -wal and -shm files copy this mode.
+/// True when there is no database yet: no file, or an empty one (as
+/// `touch` leaves) with no write-ahead log holding its first pages.
+fn is_new_database(path: &Path) -> bool {
+    let empty = |p: &Path| std::fs::metadata(p).map_or(true, |m| m.len() == 0);
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    empty(path) && empty(Path::new(&wal))
+}
+
+/// Creates the database file with mode 0600 (or makes an empty one 0600),
+/// so that SQLite, which would use 0644, never makes it readable by
+/// others; its -wal and -shm files copy this mode.
 fn create_private_file(path: &Path) -> Result<(), StorageError> {
-    match OpenOptions::new()
+    let created = OpenOptions::new()
         .write(true)
-        .create_new(true)
+        .create(true)
+        .truncate(false)
         .mode(0o600)
         .open(path)
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(source) => Err(StorageError::Create {
-            path: path.to_path_buf(),
-            source,
-        }),
-    }
+        .and_then(|file| file.set_permissions(std::fs::Permissions::from_mode(0o600)));
+    created.map_err(|source| StorageError::Create {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 #[cfg(test)]

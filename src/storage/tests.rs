@@ -30,6 +30,44 @@ fn a_new_database_is_private_and_in_wal_mode() {
 }
 
 #[test]
+fn an_empty_file_is_no_database_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("touched.db");
+    std::fs::write(&path, b"").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let options = StoreOptions {
+        create_if_missing: false,
+        ..StoreOptions::default()
+    };
+    assert!(matches!(
+        Store::open_with(&path, options),
+        Err(StorageError::Missing(_))
+    ));
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+    Store::open(&path).unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn opening_an_up_to_date_database_needs_no_write_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.db");
+    drop(Store::open(&path).unwrap());
+    let mut writer = Connection::open(&path).unwrap();
+    let tx = writer
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .unwrap();
+    let options = StoreOptions {
+        busy_timeout: std::time::Duration::from_millis(50),
+        ..StoreOptions::default()
+    };
+    let store = Store::open_with(&path, options).expect("open while another process writes");
+    assert!(store.users().unwrap().is_empty());
+    drop(tx);
+}
+
+#[test]
 fn a_file_that_is_not_a_database_is_refused_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("notes.txt");
