@@ -73,6 +73,15 @@ impl Default for Argon2Params {
 }
 
 impl Argon2Params {
+    /// The largest memory cost accepted: 1 GiB per hash. A stored hash is
+    /// verified with its own cost, so an unbounded one would let a single
+    /// login attempt exhaust the server's memory.
+    pub const MAX_M_KIB: u32 = 1024 * 1024;
+    /// The largest iteration count accepted (a login must not take minutes).
+    pub const MAX_T: u32 = 64;
+    /// The largest parallelism accepted.
+    pub const MAX_P: u32 = 16;
+
     /// The cheapest parameters argon2 accepts: for tests and fixtures only.
     pub const CHEAP: Argon2Params = Argon2Params {
         m_kib: 8,
@@ -81,6 +90,17 @@ impl Argon2Params {
     };
 
     fn to_argon2(self) -> Result<argon2::Params, AuthError> {
+        if self.m_kib > Self::MAX_M_KIB || self.t > Self::MAX_T || self.p > Self::MAX_P {
+            return Err(AuthError::BadParams(format!(
+                "m={},t={},p={} exceeds the limits m<={},t<={},p<={}",
+                self.m_kib,
+                self.t,
+                self.p,
+                Self::MAX_M_KIB,
+                Self::MAX_T,
+                Self::MAX_P
+            )));
+        }
         argon2::Params::new(self.m_kib, self.t, self.p, None)
             .map_err(|e| AuthError::BadParams(e.to_string()))
     }
@@ -125,11 +145,18 @@ pub fn hash_password(password: &[u8], params: Argon2Params) -> Result<String, Au
 }
 
 /// Checks a password against a stored PHC string, with the cost the string
-/// itself names. A malformed PHC string never matches.
+/// itself names. A malformed PHC string, or one whose cost is beyond the
+/// limits (it could exhaust memory), never matches.
 pub fn verify_password(phc: &str, password: &[u8]) -> bool {
-    match PasswordHash::new(phc) {
-        Ok(hash) => Argon2::default().verify_password(password, &hash).is_ok(),
-        Err(_) => false,
+    let Ok(hash) = PasswordHash::new(phc) else {
+        return false;
+    };
+    match params_of(phc).map(Argon2Params::to_argon2) {
+        Some(Ok(_)) => Argon2::default().verify_password(password, &hash).is_ok(),
+        _ => {
+            log::error!("refusing to verify a stored hash with an out-of-range cost");
+            false
+        }
     }
 }
 
@@ -229,6 +256,16 @@ mod tests {
         assert!(!verify_password(&phc, b"pass words"));
         assert!(!verify_password("not a phc string", b"pass word"));
         assert_eq!(params_of(&phc), Some(params));
+    }
+
+    #[test]
+    fn huge_costs_are_refused_when_parsed_and_when_stored() {
+        assert!("m=4294967295,t=1,p=1".parse::<Argon2Params>().is_err());
+        assert!("t=100000".parse::<Argon2Params>().is_err());
+        assert!("p=1000".parse::<Argon2Params>().is_err());
+        // A hash someone stored with a huge cost is refused, not computed.
+        let phc = "$argon2id$v=19$m=4294967295,t=1,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
+        assert!(!verify_password(phc, b"anything"));
     }
 
     #[test]

@@ -69,23 +69,30 @@ impl Verifier {
     }
 
     /// A dummy hash with the cost of the newest user's hash (users added
-    /// while the server runs count), or the default cost.
-    fn dummy_hash(&self, store: &Store) -> Result<Arc<str>, StorageError> {
+    /// while the server runs count), or the default cost; `None` only if
+    /// hashing itself fails (the failure delay still hides the timing).
+    fn dummy_hash(&self, store: &Store) -> Result<Option<Arc<str>>, StorageError> {
         let params = store
             .newest_password_hash()?
             .and_then(|phc| auth::params_of(&phc))
             .unwrap_or_default();
         let mut cache = self.dummy_hashes.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(hash) = cache.get(&params) {
-            return Ok(Arc::clone(hash));
+            return Ok(Some(Arc::clone(hash)));
         }
         // Hashed under the lock: rare (once per cost) and it keeps two
         // threads from computing the same dummy at once.
-        let hash: Arc<str> = auth::hash_password(b"poplite dummy password", params)
-            .unwrap_or_default()
-            .into();
-        cache.insert(params, Arc::clone(&hash));
-        Ok(hash)
+        match auth::hash_password(b"poplite dummy password", params) {
+            Ok(hash) => {
+                let hash: Arc<str> = hash.into();
+                cache.insert(params, Arc::clone(&hash));
+                Ok(Some(hash))
+            }
+            Err(error) => {
+                log::error!("cannot make a dummy password hash: {error}");
+                Ok(None)
+            }
+        }
     }
 
     /// Returns the user's id and stored name when the proof is right.
@@ -101,7 +108,9 @@ impl Verifier {
             }
             (None, Proof::Password(password)) => {
                 // Same work, same answer as a wrong password.
-                auth::verify_password(&self.dummy_hash(store)?, password.expose());
+                if let Some(dummy) = self.dummy_hash(store)? {
+                    auth::verify_password(&dummy, password.expose());
+                }
                 false
             }
             (Some(user), Proof::Apop { timestamp, digest }) => match &user.apop_secret {
@@ -160,16 +169,14 @@ mod tests {
         let verifier = Verifier::new();
         let cheap = auth::hash_password(b"pw", Argon2Params::CHEAP).unwrap();
         store.add_user("alice", &cheap, None).unwrap();
-        let dummy = verifier.dummy_hash(&store).unwrap();
+        let dummy = verifier.dummy_hash(&store).unwrap().unwrap();
         assert_eq!(auth::params_of(&dummy), Some(Argon2Params::CHEAP));
         let other: Argon2Params = "m=32,t=2,p=1".parse().unwrap();
         store
             .add_user("bob", &auth::hash_password(b"pw", other).unwrap(), None)
             .unwrap();
-        assert_eq!(
-            auth::params_of(&verifier.dummy_hash(&store).unwrap()),
-            Some(other)
-        );
+        let dummy = verifier.dummy_hash(&store).unwrap().unwrap();
+        assert_eq!(auth::params_of(&dummy), Some(other));
     }
 
     #[test]

@@ -185,6 +185,7 @@ impl CliError {
             },
             CliError::Auth(AuthError::BadParams(_)) => EX_USAGE,
             CliError::Auth(AuthError::Random(_)) => EX_OSERR,
+            CliError::Server(ServerError::Storage(_)) => EX_TEMPFAIL,
             CliError::Server(_) | CliError::Signals(_) => EX_OSERR,
             CliError::Message { .. } | CliError::Input(_) => EX_DATAERR,
             CliError::Open { .. } => EX_NOINPUT,
@@ -239,12 +240,15 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::User(UserCommand::Passwd(args)) => change_password(db, args),
         Command::User(UserCommand::Del { name }) => {
             let removed = open_existing(db)?.delete_user(&name)?;
-            println!("removed user {name} and {removed} messages");
+            say(format_args!("removed user {name} and {removed} messages"));
             Ok(())
         }
         Command::User(UserCommand::List) => {
             for user in open_existing(db)?.users()? {
-                println!("{}\t{}\t{}", user.name, user.messages, user.bytes);
+                say(format_args!(
+                    "{}\t{}\t{}",
+                    user.name, user.messages, user.bytes
+                ));
             }
             Ok(())
         }
@@ -255,10 +259,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     .subject
                     .unwrap_or_default()
                     .replace(char::is_control, " ");
-                println!(
+                say(format_args!(
                     "{}\t{}\t{}\t{subject}",
                     entry.uid, entry.size, entry.received
-                );
+                ));
             }
             Ok(())
         }
@@ -355,17 +359,32 @@ fn serve(db: &Database, args: ServeArgs) -> Result<(), CliError> {
 fn add_user(db: &Database, args: PasswordArgs) -> Result<(), CliError> {
     storage::validate_user_name(&args.name)?;
     let params = argon2_params(&args)?;
-    let store = db.open()?;
     // Checked before prompting so nobody types a password twice for nothing;
     // the insert below still refuses a duplicate that appears meanwhile.
-    if let Some(existing) = store.credentials(&args.name)? {
-        return Err(StorageError::UserExists(existing.name).into());
+    match open_existing(db) {
+        Ok(store) => {
+            if let Some(existing) = store.credentials(&args.name)? {
+                return Err(StorageError::UserExists(existing.name).into());
+            }
+        }
+        Err(StorageError::Missing(_)) => {}
+        Err(error) => return Err(error.into()),
     }
     let password = read_password(&args)?;
     let hash = auth::hash_password(password.as_bytes(), params)?;
-    store.add_user(&args.name, &hash, args.apop.then_some(password.as_str()))?;
-    println!("added user {}", args.name);
+    // Only now, with nothing left to fail but the insert, may a database
+    // be created.
+    db.open()?
+        .add_user(&args.name, &hash, args.apop.then_some(password.as_str()))?;
+    say(format_args!("added user {}", args.name));
     Ok(())
+}
+
+/// Prints a line of results. The work is already done when this runs, so
+/// a closed stdout is not a failure: above all, `deliver` must not exit
+/// non-zero after its commit, or the MTA would deliver the message twice.
+fn say(line: std::fmt::Arguments) {
+    let _ = writeln!(std::io::stdout(), "{line}");
 }
 
 fn change_password(db: &Database, args: PasswordArgs) -> Result<(), CliError> {
@@ -376,7 +395,7 @@ fn change_password(db: &Database, args: PasswordArgs) -> Result<(), CliError> {
     let hash = auth::hash_password(password.as_bytes(), params)?;
     // Without --apop the old APOP secret goes: it would still be the old password.
     store.set_password(&name, &hash, args.apop.then_some(password.as_str()))?;
-    println!("changed the password of {name}");
+    say(format_args!("changed the password of {name}"));
     Ok(())
 }
 
@@ -447,7 +466,7 @@ fn deliver(db: &Database, args: DeliverArgs) -> Result<(), CliError> {
             .collect::<Result<Vec<_>, _>>()?
     };
     for uid in store.deliver(&args.user, &messages)? {
-        println!("{uid}");
+        say(format_args!("{uid}"));
     }
     Ok(())
 }

@@ -551,3 +551,157 @@ fn messages_name_users_as_stored() {
     );
     assert_eq!(stdout(&changed), "changed the password of alice\n");
 }
+
+/// Reads from `from` until `needle` has appeared in `seen` (bounded).
+fn read_until(from: &mut impl std::io::Read, seen: &mut Vec<u8>, needle: &str) {
+    let deadline = std::time::Instant::now() + common::IO_TIMEOUT;
+    while !String::from_utf8_lossy(seen).contains(needle) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {needle:?} in {seen:?}"
+        );
+        let mut buf = [0u8; 256];
+        let n = from.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "output ended before {needle:?}: {:?}",
+            String::from_utf8_lossy(seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[test]
+fn user_add_prompts_twice_on_a_terminal_without_echo() {
+    use std::io::Write;
+    use std::process::Stdio;
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "CI needs script(1)"
+        );
+        eprintln!("skipped: script(1) is not installed to provide a terminal");
+        return;
+    }
+    let (_dir, db) = temp_db();
+    let command = format!(
+        "{} --db {} user add bob --argon2-params {TEST_PARAMS}",
+        env!("CARGO_BIN_EXE_poplite"),
+        db.display()
+    );
+    // script(1) runs the command on a pseudo-terminal, as a person's shell would.
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let mut output = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    read_until(&mut output, &mut seen, "New password for bob: ");
+    input.write_all(b"s3cret words\n").unwrap();
+    read_until(&mut output, &mut seen, "Again: ");
+    input.write_all(b"s3cret words\n").unwrap();
+    read_until(&mut output, &mut seen, "added user bob");
+    drop(input);
+    assert!(child.wait().unwrap().success());
+    assert!(
+        !String::from_utf8_lossy(&seen).contains("s3cret"),
+        "echoed: {seen:?}"
+    );
+    let store = poplite::Store::open(&db).unwrap();
+    let hash = store.credentials("bob").unwrap().unwrap().password_hash;
+    assert!(poplite::auth::verify_password(&hash, b"s3cret words"));
+}
+
+#[test]
+fn a_failed_user_add_leaves_no_database_behind() {
+    let (_dir, db) = temp_db();
+    assert_fails(&add_user(&db, "alice", "", &[]), 65, "empty password");
+    assert_fails(
+        &run_cli(&db, &["user", "add", "alice"], b"pw\n"),
+        65,
+        "not a terminal",
+    );
+    assert!(!db.exists());
+}
+
+#[test]
+fn deliver_succeeds_once_even_if_nobody_reads_its_output() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let (_dir, db) = temp_db();
+    add_user(&db, "alice", "pw", &[]);
+    let mut child = common::poplite()
+        .arg("--db")
+        .arg(&db)
+        .args(["deliver", "alice"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the reading end of stdout before the UID is printed.
+    drop(child.stdout.take());
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(b"Subject: once\n\nx\n").unwrap();
+    drop(input);
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        stdout(&run_cli(&db, &["mailbox", "alice"], b""))
+            .lines()
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn a_second_server_on_the_same_database_is_refused() {
+    let (_dir, db) = temp_db();
+    add_user(&db, "alice", "pw", &[]);
+    let first = ServerProcess::start(&db, &[]);
+    let second = run_cli(&db, &["serve", "--listen", "127.0.0.1:0"], b"");
+    assert_fails(&second, 75, "already serving this database");
+    let (status, _) = first.terminate();
+    assert!(status.success());
+}
+
+#[test]
+fn logs_never_hold_passwords_digests_or_sasl_payloads() {
+    let (_dir, db) = temp_db();
+    add_user(&db, "alice", "Pa55-word", &["--apop"]);
+    let server = ServerProcess::start(&db, &[]);
+    let mut c = Client::connect(server.addr);
+    c.cmd("USER alice");
+    assert!(c.cmd("PASS Wr0ng-word").starts_with("-ERR [AUTH]"));
+    // base64("\0alice\0Pa55-word")
+    assert!(c
+        .cmd("AUTH PLAIN AGFsaWNlAFBhNTUtd29yZA==")
+        .starts_with("+OK"));
+    c.cmd("QUIT");
+    let mut c = Client::connect(server.addr);
+    let ts = &c.greeting[c.greeting.find('<').unwrap()..];
+    let digest = poplite::auth::apop_digest(ts, "Pa55-word");
+    assert!(c.cmd(&format!("APOP alice {digest}")).starts_with("+OK"));
+    c.cmd("QUIT");
+    let (_, log) = server.terminate();
+    for secret in [
+        "Pa55-word",
+        "Wr0ng-word",
+        "AGFsaWNlAFBhNTUtd29yZA==",
+        digest.as_str(),
+    ] {
+        assert!(!log.contains(secret), "{secret} in log:\n{log}");
+    }
+    assert!(
+        log.contains("authentication failed for alice from 127.0.0.1"),
+        "{log}"
+    );
+}

@@ -514,3 +514,114 @@ fn uidl_is_unique_and_printable() {
         assert!(uid.bytes().all(|b| (0x21..=0x7e).contains(&b)));
     }
 }
+
+#[test]
+fn a_failed_commit_answers_sys_temp_removes_nothing_and_frees_the_maildrop() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("poplite.db");
+    let options = poplite::storage::StoreOptions {
+        busy_timeout: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let store = std::sync::Arc::new(poplite::Store::open_with(&path, options).unwrap());
+    let server = TestServer::start_on(dir, store, |_| {});
+    server.add_user("alice", "pw");
+    server.deliver("alice", b"Subject: precious\n\nx\n");
+    let mut c = server.connect();
+    c.login("alice", "pw");
+    c.cmd("DELE 1");
+    // Another process holds the write lock past the busy timeout.
+    let mut other = rusqlite::Connection::open(&path).unwrap();
+    let tx = other
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .unwrap();
+    assert_eq!(
+        c.cmd("QUIT"),
+        "-ERR [SYS/TEMP] some deleted messages not removed"
+    );
+    assert!(c.is_closed());
+    drop(tx);
+    assert_eq!(server.store.mailbox("alice").unwrap().len(), 1);
+    let mut again = server.connect();
+    assert!(again.login("alice", "pw").contains("1 messages"));
+}
+
+#[test]
+fn listing_never_reads_message_bodies() {
+    let server = server_with_awkward_mail();
+    // Take every body away: listing must not notice, retrieval must.
+    let conn = rusqlite::Connection::open(server.db_path()).unwrap();
+    conn.execute("DELETE FROM message_chunks", []).unwrap();
+    let mut c = server.connect();
+    c.login("alice", "correct horse");
+    assert!(c.cmd("STAT").starts_with("+OK 6 "));
+    assert_eq!(
+        String::from_utf8(c.multi("LIST").1)
+            .unwrap()
+            .lines()
+            .count(),
+        6
+    );
+    assert_eq!(
+        String::from_utf8(c.multi("UIDL").1)
+            .unwrap()
+            .lines()
+            .count(),
+        6
+    );
+    assert!(c.cmd("LIST 3").starts_with("+OK 3 "));
+    assert_eq!(c.cmd("RETR 1"), "-ERR [SYS/PERM] message cannot be read");
+    assert_eq!(c.cmd("NOOP"), "+OK");
+}
+
+#[test]
+fn commands_outside_their_state_get_errors() {
+    let server = server_with_awkward_mail();
+    let mut c = server.connect();
+    for command in [
+        "STAT", "LIST", "LIST 1", "RETR 1", "DELE 1", "RSET", "TOP 1 0", "UIDL", "NOOP", "PASS x",
+    ] {
+        assert!(c.cmd(command).starts_with("-ERR"), "{command} before login");
+    }
+    c.login("alice", "correct horse");
+    for command in [
+        "USER alice",
+        "PASS correct horse",
+        "APOP alice 0123456789abcdef0123456789abcdef",
+        "AUTH PLAIN AGFsaWNlAHB3",
+    ] {
+        assert_eq!(
+            c.cmd(command),
+            "-ERR already authenticated",
+            "{command} after login"
+        );
+    }
+    assert!(c.cmd("STAT").starts_with("+OK 6 "));
+}
+
+#[test]
+fn the_maildrop_is_free_again_after_an_autologout() {
+    let server = TestServer::start_with(|c| c.idle_timeout = Duration::from_millis(300));
+    server.add_user("alice", "pw");
+    let mut c = server.connect();
+    c.login("alice", "pw");
+    let mut rest = Vec::new();
+    c.stream.read_to_end(&mut rest).unwrap();
+    let mut again = server.connect();
+    again.login("alice", "pw");
+}
+
+#[test]
+fn unknown_users_and_wrong_passwords_are_answered_after_the_same_delay() {
+    let delay = Duration::from_millis(400);
+    let server = TestServer::start_with(|c| c.auth_failure_delay = delay);
+    server.add_user("alice", "pw");
+    let mut c = server.connect();
+    for user in ["alice", "nobody", "alice", "nobody"] {
+        c.cmd(&format!("USER {user}"));
+        let started = Instant::now();
+        assert!(c.cmd("PASS wrong").starts_with("-ERR [AUTH]"));
+        // A lower bound only: the delay is measured from the attempt's start.
+        assert!(started.elapsed() >= delay, "{user}: answered early");
+    }
+}

@@ -272,6 +272,10 @@ impl Connection {
     }
 
     async fn login(&mut self, request: LoginRequest) -> LoginOutcome {
+        // Failures are answered at `started + delay`, not `delay` after the
+        // check, so how long the check took (an unknown user, a cheap or
+        // dear hash) does not show in the reply's timing.
+        let started = std::time::Instant::now();
         let user = request.user.clone();
         let hashes = matches!(request.proof, Proof::Password(_));
         // argon2 takes ~20 MiB and a core per hash: bound how many run at once.
@@ -297,7 +301,7 @@ impl Connection {
                     self.id,
                     self.peer
                 );
-                Timer::after(self.shared.config.auth_failure_delay).await;
+                Timer::at(started + self.shared.config.auth_failure_delay).await;
             }
             LoginOutcome::InUse => {
                 log::info!("session {}: {user}'s maildrop is in use", self.id)

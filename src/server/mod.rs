@@ -20,7 +20,7 @@ use smol::{Executor, Timer};
 
 use crate::login::{MaildropLocks, Verifier};
 use crate::protocol::reply::{Reply, RespCode};
-use crate::storage::Store;
+use crate::storage::{StorageError, Store};
 
 /// When the greeting offers APOP (RFC 1939 §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +85,9 @@ pub fn available_cores() -> usize {
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    /// The database cannot be served (e.g. another server has it).
+    #[error(transparent)]
+    Storage(#[from] StorageError),
     /// A listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -110,11 +113,14 @@ struct Shared {
 pub struct Server {
     shared: Arc<Shared>,
     listeners: Vec<TcpListener>,
+    /// This process's claim on the database; `run` holds it until it returns.
+    claim: std::fs::File,
 }
 
 impl Server {
-    /// Binds every listen address.
+    /// Claims the database and binds every listen address.
     pub async fn bind(store: Arc<Store>, config: ServerConfig) -> Result<Server, ServerError> {
+        let claim = store.claim_for_serving()?;
         let mut listeners = Vec::new();
         for &addr in &config.listen {
             let listener = TcpListener::bind(addr)
@@ -131,7 +137,11 @@ impl Server {
             connections: AtomicUsize::new(0),
             next_session_id: AtomicU64::new(1),
         });
-        Ok(Server { shared, listeners })
+        Ok(Server {
+            shared,
+            listeners,
+            claim,
+        })
     }
 
     /// The addresses actually bound (useful after binding port 0).
@@ -145,6 +155,7 @@ impl Server {
     /// Serves until `shutdown` completes, then stops accepting, closes every
     /// session without applying its deletions, and returns once all are gone.
     pub async fn run(self, executor: &Arc<Executor<'static>>, shutdown: impl Future<Output = ()>) {
+        let _claim = self.claim;
         // Closing `stop` tells every task to end; each task holds a clone of
         // `alive`, so `alive_rx` reports closed once the last one is gone.
         let (stop, stop_rx) = smol::channel::bounded::<()>(1);

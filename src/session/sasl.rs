@@ -47,7 +47,8 @@ pub fn parse_plain(decoded: &Secret) -> Result<(String, Secret), SaslError> {
         return Err(SaslError::Malformed);
     };
     let user = username(authcid)?;
-    if !authzid.is_empty() && authzid != authcid {
+    // User names are case-insensitive, so "ALICE" may act as "alice".
+    if !authzid.is_empty() && !authzid.eq_ignore_ascii_case(authcid) {
         return Err(SaslError::AuthzidMismatch);
     }
     if password.is_empty() {
@@ -77,6 +78,8 @@ mod tests {
 
         let same = Secret::new(&b"alice\0alice\0pw"[..]);
         assert_eq!(parse_plain(&same).unwrap().0, "alice");
+        let same_ignoring_case = Secret::new(&b"ALICE\0alice\0pw"[..]);
+        assert_eq!(parse_plain(&same_ignoring_case).unwrap().0, "alice");
         let other = Secret::new(&b"bob\0alice\0pw"[..]);
         assert_eq!(parse_plain(&other), Err(SaslError::AuthzidMismatch));
     }

@@ -24,18 +24,11 @@ pub fn latest_version() -> u32 {
 /// another process's write lock. Otherwise the version is read again inside
 /// the write lock, so two processes opening a new database migrate it once.
 pub fn migrate(conn: &mut Connection, path: &std::path::Path) -> Result<(), StorageError> {
-    if check_version(conn, path)? == latest_version() {
+    if inspect(conn, path)? == latest_version() {
         return Ok(());
     }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let current = check_version(&tx, path)?;
-    if current == 0 {
-        let foreign_tables: i64 =
-            tx.query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))?;
-        if foreign_tables > 0 {
-            return Err(StorageError::Foreign(path.to_path_buf()));
-        }
-    }
+    let current = inspect(&tx, path)?;
     for (_, sql) in &MIGRATIONS[current as usize..] {
         tx.execute_batch(sql)?;
     }
@@ -44,8 +37,10 @@ pub fn migrate(conn: &mut Connection, path: &std::path::Path) -> Result<(), Stor
     Ok(())
 }
 
-/// The schema version, refusing one newer than this binary knows.
-fn check_version(conn: &Connection, path: &std::path::Path) -> Result<u32, StorageError> {
+/// The schema version, read without writing anything: refuses a database
+/// from a newer poplite, and another program's database (version 0 with
+/// tables in it).
+pub fn inspect(conn: &Connection, path: &std::path::Path) -> Result<u32, StorageError> {
     let current: u32 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     if current > latest_version() {
         return Err(StorageError::TooNew {
@@ -53,6 +48,13 @@ fn check_version(conn: &Connection, path: &std::path::Path) -> Result<u32, Stora
             found: current,
             known: latest_version(),
         });
+    }
+    if current == 0 {
+        let tables: i64 =
+            conn.query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))?;
+        if tables > 0 {
+            return Err(StorageError::Foreign(path.to_path_buf()));
+        }
     }
     Ok(current)
 }

@@ -81,6 +81,9 @@ pub enum StorageError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// Another `serve` process already serves this database.
+    #[error("{0}: another poplite server is already serving this database")]
+    AlreadyServed(PathBuf),
     /// A message was removed while a session still listed it.
     #[error("message {0} no longer exists")]
     MessageGone(i64),
@@ -118,7 +121,9 @@ impl StorageError {
                 e.sqlite_error_code(),
                 Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
             ),
-            StorageError::Create { .. } | StorageError::Busy => true,
+            StorageError::Create { .. } | StorageError::Busy | StorageError::AlreadyServed(_) => {
+                true
+            }
         }
     }
 }
@@ -262,7 +267,9 @@ impl Store {
             idle: Mutex::new(Vec::new()),
             uid_prefix: String::new(),
         };
-        let mut conn = store.connect()?;
+        let mut conn = store.open_unconfigured()?;
+        migrations::inspect(&conn, &store.path)?;
+        store.configure(&conn)?;
         migrations::migrate(&mut conn, &store.path)?;
         store.uid_prefix = conn.query_row(
             "SELECT value FROM meta WHERE key = 'uid_prefix'",
@@ -278,10 +285,45 @@ impl Store {
         &self.path
     }
 
+    /// Claims the database for one server process: maildrop locks live in
+    /// the server's memory, so a second server on the same file would hand
+    /// out a maildrop that the first one holds. The claim (an exclusive
+    /// `flock`, which does not interact with SQLite's own `fcntl` locks)
+    /// lasts until the returned file is dropped or the process ends.
+    pub fn claim_for_serving(&self) -> Result<std::fs::File, StorageError> {
+        let file = std::fs::File::open(&self.path).map_err(|source| StorageError::Create {
+            path: self.path.clone(),
+            source,
+        })?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                Err(StorageError::AlreadyServed(self.path.clone()))
+            }
+            Err(std::fs::TryLockError::Error(source)) => Err(StorageError::Create {
+                path: self.path.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// A configured connection, ready for any query.
     fn connect(&self) -> Result<Connection, StorageError> {
+        let conn = self.open_unconfigured()?;
+        self.configure(&conn)?;
+        Ok(conn)
+    }
+
+    /// A connection that has read the header but written nothing yet.
+    fn open_unconfigured(&self) -> Result<Connection, StorageError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        // rusqlite panics on a timeout past i32::MAX milliseconds (~24 days).
+        let busy_timeout = self
+            .options
+            .busy_timeout
+            .min(Duration::from_millis(i32::MAX as u64));
         let opened = Connection::open_with_flags(&self.path, flags).and_then(|conn| {
-            conn.busy_timeout(self.options.busy_timeout)?;
+            conn.busy_timeout(busy_timeout)?;
             // Reading the header first: a file that is not a database fails
             // here, before any PRAGMA below could write to it.
             conn.query_row("PRAGMA schema_version", [], |r| r.get::<_, i64>(0))?;
@@ -295,11 +337,17 @@ impl Store {
             },
             _ => error.into(),
         })?;
+        Ok(conn)
+    }
+
+    /// Per-connection settings. Switching to WAL writes the file header,
+    /// so this runs only once the file is known to be poplite's.
+    fn configure(&self, conn: &Connection) -> Result<(), StorageError> {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         // FULL: when `deliver` exits 0 or QUIT answers +OK, it is on disk.
         conn.pragma_update(None, "synchronous", "FULL")?;
-        Ok(conn)
+        Ok(())
     }
 
     fn with_conn<T>(

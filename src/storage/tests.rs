@@ -30,6 +30,16 @@ fn a_new_database_is_private_and_in_wal_mode() {
 }
 
 #[test]
+fn an_absurd_busy_timeout_is_clamped_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        busy_timeout: std::time::Duration::from_secs(30 * 24 * 3600),
+        ..StoreOptions::default()
+    };
+    assert!(Store::open_with(dir.path().join("p.db"), options).is_ok());
+}
+
+#[test]
 fn an_empty_file_is_no_database_yet() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("touched.db");
