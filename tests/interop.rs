@@ -186,7 +186,7 @@ fn big_message() -> Vec<u8> {
     let mut message = b"Subject: big\nFrom: big@example.com\n\n".to_vec();
     let mut i = 0u32;
     while message.len() < 3 * 1024 * 1024 {
-        if i % 997 == 0 {
+        if i.is_multiple_of(997) {
             message.extend_from_slice(format!(".dot line {i}\n").as_bytes());
         }
         message.extend_from_slice(format!("{i:07} the quick brown fox jumps over ").as_bytes());
