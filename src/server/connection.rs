@@ -157,6 +157,10 @@ impl Connection {
                     }
                     Action::Close(reply) => {
                         log::debug!("session {}: {}", self.id, reply.status_line());
+                        // Free the maildrop before the client reads the last
+                        // reply: one that reconnects at once must not find it
+                        // still in use (any deletions are already committed).
+                        self.lock = None;
                         reply.encode(&mut self.out);
                         return match self.flush().await {
                             Ok(()) => End::Quit,
