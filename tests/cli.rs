@@ -39,6 +39,13 @@ fn add_user(db: &Path, name: &str, password: &str, extra: &[&str]) -> Output {
     run_cli(db, &args, format!("{password}\n").as_bytes())
 }
 
+/// How many messages `mailbox alice` lists.
+fn mailbox_size(db: &Path) -> usize {
+    stdout(&run_cli(db, &["mailbox", "alice"], b""))
+        .lines()
+        .count()
+}
+
 fn temp_db() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("mail.db");
@@ -341,12 +348,7 @@ fn serve_logs_its_setup_and_exits_0_on_sigterm_keeping_marked_mail() {
     );
     assert!(log.contains("user=alice"), "{log}");
     assert!(!log.contains("pw\n") && !log.contains("PASS"), "{log}");
-    assert_eq!(
-        stdout(&run_cli(&db, &["mailbox", "alice"], b""))
-            .lines()
-            .count(),
-        1
-    );
+    assert_eq!(mailbox_size(&db), 1);
 }
 
 #[test]
@@ -654,12 +656,7 @@ fn deliver_succeeds_once_even_if_nobody_reads_its_output() {
     drop(input);
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
-    assert_eq!(
-        stdout(&run_cli(&db, &["mailbox", "alice"], b""))
-            .lines()
-            .count(),
-        1
-    );
+    assert_eq!(mailbox_size(&db), 1);
 }
 
 #[test]
