@@ -94,9 +94,13 @@ fn top_header_matches_retr_and_counts_body_lines() {
     // fetchmail asks for "everything" this way.
     let (_, top_all) = c.multi("TOP 1 99999999");
     assert_eq!(top_all, retr);
-    // A header-only message gets the blank line TOP promises.
+    // A header-only message gets the blank line TOP promises...
     let (_, top_empty) = c.multi("TOP 4 0");
     assert_eq!(top_empty, b"Subject: empty body\r\n\r\n");
+    // ...but any body line asked for is past its end: the whole message.
+    let (_, retr_empty) = c.multi("RETR 4");
+    assert_eq!(c.multi("TOP 4 1").1, retr_empty);
+    assert_eq!(c.multi("TOP 4 99999999").1, retr_empty);
 }
 
 #[test]

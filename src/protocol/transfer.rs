@@ -3,9 +3,10 @@
 //! caller reads the byte ranges this asks for and feeds them back).
 //!
 //! TOP (RFC 1939 §7) sends the header, the blank line, then `n` body
-//! lines. The header bytes are the same as RETR's; the blank line is
-//! always sent, even for a message that has none, and a line count past
-//! the end gives the whole message.
+//! lines. The header bytes are the same as RETR's. `TOP msg 0` always ends
+//! with the blank line, even for a message that has none; a line count
+//! past the end gives the whole message, byte for byte what RETR sends
+//! (so `TOP msg 1` of a header-only message adds nothing).
 
 use super::reply::{DotStuffer, TERMINATOR};
 
@@ -54,6 +55,12 @@ impl Transfer {
     /// Starts a transfer that reads at most `chunk_size` octets at a time.
     pub fn new(layout: Layout, extent: Extent, chunk_size: usize) -> Transfer {
         let header_len = layout.header_len.min(layout.size);
+        // A message without a blank line has no body lines: any positive
+        // count is past the end.
+        let extent = match extent {
+            Extent::Top(lines) if lines > 0 && header_len == layout.size => Extent::Whole,
+            other => other,
+        };
         let (phase, end) = match extent {
             Extent::Whole => (Phase::Whole, layout.size),
             Extent::Top(_) => (Phase::Header, header_len),
@@ -204,9 +211,10 @@ mod tests {
             every_chunking(b"Subject: only header\n", Extent::Top(0)),
             b"Subject: only header\r\n\r\n.\r\n"
         );
+        // Any positive count is past the end of an empty body: RETR's bytes.
         assert_eq!(
             every_chunking(b"Subject: only header\n", Extent::Top(5)),
-            b"Subject: only header\r\n\r\n.\r\n"
+            every_chunking(b"Subject: only header\n", Extent::Whole)
         );
     }
 

@@ -172,10 +172,14 @@ impl Session {
 
     /// Handles one line from the client.
     pub fn handle(&mut self, event: LineEvent) -> Action {
-        if let State::Authorization { sasl, .. } = &mut self.state {
+        // RFC 1939 §7: PASS counts only immediately after a successful
+        // USER, so every line takes the pending name away; PASS gets it.
+        let mut pending_user = None;
+        if let State::Authorization { sasl, user } = &mut self.state {
             if let Some(step) = sasl.take() {
                 return self.sasl_response(step, event);
             }
+            pending_user = user.take();
         }
         let line = match event {
             LineEvent::Line(line) => line,
@@ -194,7 +198,7 @@ impl Session {
         match command {
             Command::Capa => Action::Reply(self.capabilities()),
             _ => match &mut self.state {
-                State::Authorization { .. } => self.authorization(command),
+                State::Authorization { .. } => self.authorization(command, pending_user),
                 State::Transaction(_) => self.transaction(command),
                 // The driver reads no line in these states.
                 State::Authenticating | State::Update | State::Closed => {
@@ -273,7 +277,7 @@ impl Session {
         )
     }
 
-    fn authorization(&mut self, command: Command) -> Action {
+    fn authorization(&mut self, command: Command, pending_user: Option<String>) -> Action {
         let State::Authorization { user, sasl } = &mut self.state else {
             return Action::Reply(Reply::err("not in AUTHORIZATION state"));
         };
@@ -283,7 +287,7 @@ impl Session {
                 *user = Some(name);
                 Action::Reply(Reply::ok("send PASS"))
             }
-            Command::Pass(password) => match user.take() {
+            Command::Pass(password) => match pending_user {
                 Some(name) => self.login(name, Proof::Password(password)),
                 None => Action::Reply(Reply::err("send USER first")),
             },
@@ -303,28 +307,24 @@ impl Session {
             Command::Auth {
                 mechanism: Some(mechanism),
                 initial_response,
-            } => {
-                *user = None;
-                match (mechanism.as_str(), initial_response) {
-                    ("PLAIN", None) => {
-                        *sasl = Some(Sasl::PlainResponse);
-                        Action::Reply(Reply::Challenge(String::new()))
-                    }
-                    ("PLAIN", Some(response)) => self.sasl_response(
-                        Sasl::PlainResponse,
-                        LineEvent::Line(response.expose().to_vec()),
-                    ),
-                    ("LOGIN", None) => {
-                        *sasl = Some(Sasl::LoginUser);
-                        Action::Reply(Reply::Challenge(sasl::LOGIN_USERNAME_CHALLENGE.into()))
-                    }
-                    ("LOGIN", Some(response)) => self.sasl_response(
-                        Sasl::LoginUser,
-                        LineEvent::Line(response.expose().to_vec()),
-                    ),
-                    _ => Action::Reply(Reply::err("unsupported SASL mechanism")),
+            } => match (mechanism.as_str(), initial_response) {
+                ("PLAIN", None) => {
+                    *sasl = Some(Sasl::PlainResponse);
+                    Action::Reply(Reply::Challenge(String::new()))
                 }
-            }
+                ("PLAIN", Some(response)) => self.sasl_response(
+                    Sasl::PlainResponse,
+                    LineEvent::Line(response.expose().to_vec()),
+                ),
+                ("LOGIN", None) => {
+                    *sasl = Some(Sasl::LoginUser);
+                    Action::Reply(Reply::Challenge(sasl::LOGIN_USERNAME_CHALLENGE.into()))
+                }
+                ("LOGIN", Some(response)) => {
+                    self.sasl_response(Sasl::LoginUser, LineEvent::Line(response.expose().to_vec()))
+                }
+                _ => Action::Reply(Reply::err("unsupported SASL mechanism")),
+            },
             Command::Quit => {
                 self.state = State::Closed;
                 Action::Close(Reply::ok("poplite signing off"))

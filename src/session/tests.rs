@@ -186,6 +186,24 @@ fn user_pass_takes_the_rest_of_the_line() {
 }
 
 #[test]
+fn pass_counts_only_immediately_after_user() {
+    let world = World::new();
+    let mut c = world.client(false);
+    // A PASS refused for its syntax, or any other line, uses up the USER.
+    assert_eq!(
+        c.send("USER bob\r\nPASS\r\nPASS two words\r\n"),
+        "+OK send PASS\r\n-ERR syntax: PASS password\r\n-ERR send USER first\r\n"
+    );
+    assert_eq!(
+        c.send("USER bob\r\nNOOP\r\nPASS two words\r\n"),
+        "+OK send PASS\r\n-ERR not allowed before authentication\r\n-ERR send USER first\r\n"
+    );
+    assert!(c
+        .send("USER bob\r\nPASS two words\r\n")
+        .ends_with("(0 octets)\r\n"));
+}
+
+#[test]
 fn wrong_password_and_unknown_user_fail_alike_and_never_look_busy() {
     let world = World::new();
     let mut c = world.client(false);
