@@ -702,3 +702,43 @@ fn logs_never_hold_passwords_digests_or_sasl_payloads() {
         "{log}"
     );
 }
+
+#[test]
+fn sigint_stops_the_server_like_sigterm() {
+    let (_dir, db) = temp_db();
+    add_user(&db, "alice", "pw", &[]);
+    run_cli(&db, &["deliver", "alice"], b"Subject: stays\n\nx\n");
+    let server = ServerProcess::start(&db, &[]);
+    let mut c = Client::connect(server.addr);
+    c.login("alice", "pw");
+    c.cmd("DELE 1");
+    let (status, log) = server.signal("-INT");
+    assert!(status.success(), "{status:?}\n{log}");
+    assert_eq!(mailbox_size(&db), 1);
+}
+
+#[test]
+fn the_database_defaults_to_poplite_db_in_the_working_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let added = common::poplite()
+        .current_dir(dir.path())
+        .env_remove("POPLITE_DB")
+        .args([
+            "user",
+            "add",
+            "alice",
+            "--password-stdin",
+            "--argon2-params",
+            TEST_PARAMS,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(b"pw\n")?;
+            child.wait()
+        })
+        .unwrap();
+    assert!(added.success());
+    assert!(dir.path().join("poplite.db").exists());
+}

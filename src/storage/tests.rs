@@ -27,6 +27,15 @@ fn a_new_database_is_private_and_in_wal_mode() {
         .with_conn(|c| Ok(c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?))
         .unwrap();
     assert_eq!(journal, "wal");
+    // FULL (2): a commit is on disk when it returns; foreign keys cascade deletes.
+    let (synchronous, foreign_keys): (i64, i64) = store
+        .with_conn(|c| {
+            let sync = c.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+            let fk = c.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
+            Ok((sync, fk))
+        })
+        .unwrap();
+    assert_eq!((synchronous, foreign_keys), (2, 1));
 }
 
 #[test]

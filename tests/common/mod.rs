@@ -301,9 +301,14 @@ impl ServerProcess {
     }
 
     /// Sends SIGTERM and waits (bounded) for the exit status.
-    pub fn terminate(mut self) -> (std::process::ExitStatus, String) {
+    pub fn terminate(self) -> (std::process::ExitStatus, String) {
+        self.signal("-TERM")
+    }
+
+    /// Sends a signal (`-TERM`, `-INT`) and waits (bounded) for the exit status.
+    pub fn signal(mut self, signal: &str) -> (std::process::ExitStatus, String) {
         let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        Command::new("kill").args([signal, &pid]).status().unwrap();
         let deadline = Instant::now() + IO_TIMEOUT;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
