@@ -1,0 +1,351 @@
+//! Crash consistency: the real server is killed with SIGKILL at random
+//! moments while sessions retrieve and delete and `deliver` processes (some
+//! of them killed too) add mail. Afterwards the database must be intact and
+//! every rule about losing nothing must hold. Bounded: a fixed number of
+//! rounds, each a fraction of a second of load.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{run_cli, ServerProcess, TEST_PARAMS};
+
+const USERS: [&str; 3] = ["ann", "ben", "cat"];
+const ROUNDS: u64 = 12;
+
+/// The message with a given subject: its size tells a whole one from a torn one.
+fn message(subject: &str) -> Vec<u8> {
+    let mut raw = format!("Subject: {subject}\r\n\r\n").into_bytes();
+    for _ in 0..(subject.len() * 7 % 40 + 5) {
+        raw.extend_from_slice(format!("payload of {subject}\r\n").as_bytes());
+    }
+    raw
+}
+
+/// What the test knows happened, to check against the database afterwards.
+#[derive(Default)]
+struct Ledger {
+    /// Subjects whose `deliver` exited 0.
+    delivered: BTreeSet<String>,
+    /// UID → subject, as sessions saw them.
+    seen: BTreeMap<String, String>,
+    /// UIDs marked by sessions whose QUIT answered +OK.
+    committed: BTreeSet<String>,
+    /// Sessions cut off before sending QUIT: the UIDs each marked. None of
+    /// these may be removed by that session.
+    cut_before_quit: Vec<Vec<String>>,
+    /// Sessions that sent QUIT but got no answer (the server died between
+    /// the commit and +OK, or before the commit): all removed or none.
+    in_doubt: Vec<Vec<String>>,
+}
+
+/// A minimal client that reports I/O failures instead of panicking: the
+/// server dies under it on purpose.
+struct Pop3 {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Pop3 {
+    fn connect(addr: SocketAddr) -> std::io::Result<Pop3> {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let mut pop = Pop3 {
+            reader: BufReader::new(stream.try_clone()?),
+            writer: stream,
+        };
+        pop.line()?;
+        Ok(pop)
+    }
+
+    fn line(&mut self) -> std::io::Result<String> {
+        let mut line = String::new();
+        if self.reader.read_line(&mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        Ok(line.trim_end().to_string())
+    }
+
+    fn cmd(&mut self, command: &str) -> std::io::Result<String> {
+        self.writer.write_all(format!("{command}\r\n").as_bytes())?;
+        self.line()
+    }
+
+    fn multi(&mut self, command: &str) -> std::io::Result<Vec<String>> {
+        let status = self.cmd(command)?;
+        if !status.starts_with("+OK") {
+            return Err(std::io::Error::other(status));
+        }
+        let mut lines = Vec::new();
+        loop {
+            let line = self.line()?;
+            if line == "." {
+                return Ok(lines);
+            }
+            lines.push(line.strip_prefix('.').map(str::to_string).unwrap_or(line));
+        }
+    }
+}
+
+/// One session: list, retrieve, mark some or all deleted, QUIT.
+fn session(addr: SocketAddr, user: &str, round: u64, ledger: &Mutex<Ledger>) {
+    let mut marked = Vec::new();
+    let mut quit_sent = false;
+    let mut quit_ok = false;
+    let result = (|| -> std::io::Result<()> {
+        let mut pop = Pop3::connect(addr)?;
+        pop.cmd(&format!("USER {user}"))?;
+        if !pop.cmd("PASS pw")?.starts_with("+OK") {
+            return Ok(()); // [IN-USE]: another session has this maildrop.
+        }
+        let uids: Vec<(String, String)> = pop
+            .multi("UIDL")?
+            .into_iter()
+            .filter_map(|l| {
+                l.split_once(' ')
+                    .map(|(n, u)| (n.to_string(), u.to_string()))
+            })
+            .collect();
+        for (i, (n, uid)) in uids.iter().enumerate() {
+            let body = pop.multi(&format!("RETR {n}"))?;
+            if let Some(subject) = body.iter().find_map(|l| l.strip_prefix("Subject: ")) {
+                ledger
+                    .lock()
+                    .unwrap()
+                    .seen
+                    .insert(uid.clone(), subject.to_string());
+            }
+            // Delete most, keep some, so later rounds have mail to find.
+            if (i as u64 + round) % 3 != 0 {
+                if pop.cmd(&format!("DELE {n}"))?.starts_with("+OK") {
+                    marked.push(uid.clone());
+                }
+            }
+        }
+        // Linger with deletions marked, so some kills land mid-session.
+        std::thread::sleep(Duration::from_millis(
+            2 + (round * 7 + marked.len() as u64) % 25,
+        ));
+        quit_sent = true;
+        quit_ok = pop.cmd("QUIT")?.starts_with("+OK");
+        Ok(())
+    })();
+    let _ = result;
+    let mut ledger = ledger.lock().unwrap();
+    if quit_ok {
+        ledger.committed.extend(marked);
+    } else if marked.is_empty() {
+    } else if quit_sent {
+        ledger.in_doubt.push(marked);
+    } else {
+        ledger.cut_before_quit.push(marked);
+    }
+}
+
+/// Delivers until told to stop; every fourth process is killed mid-flight.
+fn deliverer(
+    db: PathBuf,
+    id: u64,
+    stop: Arc<AtomicBool>,
+    seq: Arc<AtomicU64>,
+    ledger: Arc<Mutex<Ledger>>,
+) {
+    for _ in 0..400 {
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let n = seq.fetch_add(1, Ordering::SeqCst);
+        let subject = format!("m{id}-{n}");
+        let user = USERS[(n % USERS.len() as u64) as usize];
+        let mut child = Command::new(env!("CARGO_BIN_EXE_poplite"))
+            .arg("--db")
+            .arg(&db)
+            .args(["deliver", user])
+            .env("RUST_LOG", "off")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let _ = child.stdin.take().unwrap().write_all(&message(&subject));
+        if n % 4 == 3 {
+            std::thread::sleep(Duration::from_micros(n * 997 % 3000));
+            let _ = child.kill();
+        }
+        let status = child.wait().unwrap();
+        if status.success() {
+            ledger.lock().unwrap().delivered.insert(subject);
+        }
+    }
+}
+
+fn stored(db: &Path, user: &str) -> Vec<(String, u64, String)> {
+    let out = run_cli(db, &["mailbox", user], b"");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f[0].to_string(), f[1].parse().unwrap(), f[3].to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn sigkill_at_random_moments_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("crash.db");
+    for user in USERS {
+        let out = run_cli(
+            &db,
+            &[
+                "user",
+                "add",
+                user,
+                "--password-stdin",
+                "--argon2-params",
+                TEST_PARAMS,
+            ],
+            b"pw\n",
+        );
+        assert!(out.status.success());
+    }
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let seq = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+
+    for round in 0..ROUNDS {
+        let server = ServerProcess::start(&db, &[]);
+        let addr = server.addr;
+        let stop = Arc::new(AtomicBool::new(false));
+        let deliverers: Vec<_> = (0..2)
+            .map(|id| {
+                let (db, stop, seq, ledger) =
+                    (db.clone(), stop.clone(), seq.clone(), ledger.clone());
+                std::thread::spawn(move || deliverer(db, id, stop, seq, ledger))
+            })
+            .collect();
+        let sessions: Vec<_> = USERS
+            .iter()
+            .map(|user| {
+                let (stop, ledger) = (stop.clone(), ledger.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        if stop.load(Ordering::SeqCst) {
+                            return;
+                        }
+                        session(addr, user, round, &ledger);
+                    }
+                })
+            })
+            .collect();
+        // A pseudo-random moment in the round, then SIGKILL.
+        std::thread::sleep(Duration::from_millis(40 + round * 37 % 260));
+        drop(server);
+        stop.store(true, Ordering::SeqCst);
+        for thread in sessions.into_iter().chain(deliverers) {
+            thread.join().unwrap();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "the test overran its time"
+        );
+    }
+
+    let ledger = ledger.lock().unwrap();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+
+    let mut present = BTreeMap::new();
+    for user in USERS {
+        for (uid, size, subject) in stored(&db, user) {
+            // Whole messages only: a torn write would show in the size.
+            assert_eq!(
+                size,
+                message(&subject).len() as u64,
+                "{uid} {subject} is torn"
+            );
+            assert!(present.insert(uid, subject).is_none(), "duplicate UID");
+        }
+    }
+    let present_subjects: BTreeSet<&String> = present.values().collect();
+    // Marks that some session may legitimately have applied.
+    let in_doubt: BTreeSet<&String> = ledger.in_doubt.iter().flatten().collect();
+    let may_be_removed = |uid: &String| ledger.committed.contains(uid) || in_doubt.contains(uid);
+    let removable_subjects: BTreeSet<&String> = ledger
+        .seen
+        .iter()
+        .filter(|(uid, _)| may_be_removed(uid))
+        .map(|(_, subject)| subject)
+        .collect();
+    // Every acknowledged delivery is stored, or a QUIT removed it.
+    for subject in &ledger.delivered {
+        assert!(
+            present_subjects.contains(subject) || removable_subjects.contains(subject),
+            "{subject} was delivered (exit 0) and is gone without a QUIT"
+        );
+    }
+    // Committed deletions happened.
+    for uid in &ledger.committed {
+        assert!(
+            !present.contains_key(uid),
+            "{uid} survived a QUIT that answered +OK"
+        );
+    }
+    // A session cut off before QUIT removed nothing (a later session's
+    // deletions aside).
+    for marks in &ledger.cut_before_quit {
+        for uid in marks.iter().filter(|u| !may_be_removed(u)) {
+            assert!(
+                present.contains_key(uid),
+                "{uid} removed by a session that never sent QUIT"
+            );
+        }
+    }
+    // A QUIT whose answer was lost removed all of its marks or none.
+    for marks in &ledger.in_doubt {
+        let own: Vec<&String> = marks
+            .iter()
+            .filter(|u| !ledger.committed.contains(*u))
+            .collect();
+        let gone = own.iter().filter(|u| !present.contains_key(**u)).count();
+        assert!(
+            gone == 0 || gone == own.len(),
+            "half-applied deletions: {gone} of {}",
+            own.len()
+        );
+    }
+    // A UID always named the same message.
+    for (uid, subject) in &present {
+        if let Some(seen) = ledger.seen.get(uid) {
+            assert_eq!(seen, subject, "UID {uid} was reused");
+        }
+    }
+    eprintln!(
+        "{ROUNDS} kills: {} deliveries acknowledged, {} messages stored, {} deletions committed, \
+         {} sessions cut off before QUIT, {} with QUIT unanswered",
+        ledger.delivered.len(),
+        present.len(),
+        ledger.committed.len(),
+        ledger.cut_before_quit.len(),
+        ledger.in_doubt.len()
+    );
+    assert!(
+        !ledger.delivered.is_empty() && !ledger.committed.is_empty(),
+        "the load never ran"
+    );
+}
