@@ -117,7 +117,15 @@ struct Conn {
 
 impl Conn {
     async fn open(addr: SocketAddr, timeout: Duration) -> Result<Conn, Failure> {
-        let stream = TcpStream::connect(addr).await.map_err(Failure::Connect)?;
+        let connect = async { Some(TcpStream::connect(addr).await) };
+        let give_up = async {
+            Timer::after(timeout).await;
+            None
+        };
+        let stream = smol::future::or(connect, give_up)
+            .await
+            .ok_or(Failure::Timeout)?
+            .map_err(Failure::Connect)?;
         let mut conn = Conn {
             reader: BufReader::with_capacity(256 * 1024, stream.clone()),
             writer: stream,

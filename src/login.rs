@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use crate::auth::{self, Argon2Params};
+use crate::auth::{self, Argon2Params, Secret};
 use crate::protocol::reply::RespCode;
 use crate::session::{LoginOutcome, LoginRequest, Maildrop, Proof};
 use crate::storage::{StorageError, Store};
@@ -95,56 +95,81 @@ impl Verifier {
         }
     }
 
-    /// Returns the user's id and stored name when the proof is right.
-    pub fn verify(
-        &self,
-        store: &Store,
-        request: &LoginRequest,
-    ) -> Result<Option<(i64, String)>, StorageError> {
+    /// The cheap, blocking part of a login check: looks the user up and
+    /// either decides at once (APOP is one MD5) or says which argon2 hash
+    /// the password must be verified against (a dummy for an unknown user).
+    pub fn prepare(&self, store: &Store, request: &LoginRequest) -> Result<Check, StorageError> {
         let credentials = store.credentials(&request.user)?;
-        let accepted = match (&credentials, &request.proof) {
-            (Some(user), Proof::Password(password)) => {
-                auth::verify_password(&user.password_hash, password.expose())
-            }
-            (None, Proof::Password(password)) => {
-                // Same work, same answer as a wrong password.
-                if let Some(dummy) = self.dummy_hash(store)? {
-                    auth::verify_password(&dummy, password.expose());
-                }
-                false
-            }
-            (Some(user), Proof::Apop { timestamp, digest }) => match &user.apop_secret {
-                Some(secret) => auth::apop_digest_matches(timestamp, secret, digest.expose()),
-                None => false,
+        Ok(match (credentials, &request.proof) {
+            (Some(user), Proof::Password(password)) => Check::Password {
+                phc: user.password_hash.into(),
+                password: password.clone(),
+                user: Some((user.id, user.name)),
             },
-            (None, Proof::Apop { .. }) => false,
-        };
-        Ok(credentials
-            .filter(|_| accepted)
-            .map(|user| (user.id, user.name)))
+            // Same work, same answer as a wrong password.
+            (None, Proof::Password(password)) => match self.dummy_hash(store)? {
+                Some(phc) => Check::Password {
+                    phc,
+                    password: password.clone(),
+                    user: None,
+                },
+                None => Check::Decided(None),
+            },
+            (Some(user), Proof::Apop { timestamp, digest }) => {
+                let accepted = user.apop_secret.as_deref().is_some_and(|secret| {
+                    auth::apop_digest_matches(timestamp, secret, digest.expose())
+                });
+                Check::Decided(accepted.then_some((user.id, user.name)))
+            }
+            (None, Proof::Apop { .. }) => Check::Decided(None),
+        })
     }
 }
 
-/// Checks a login request, takes the maildrop lock and loads the maildrop.
-/// The lock comes back with an accepted outcome and must live as long as
-/// the session.
-pub fn attempt(
+/// What is left of a login check after [`Verifier::prepare`].
+#[derive(Debug)]
+pub enum Check {
+    /// Verify the password against this hash (slow: argon2); the user is
+    /// `None` when it does not exist, so the answer is no either way.
+    Password {
+        /// The PHC string to verify against.
+        phc: Arc<str>,
+        /// The password offered.
+        password: Secret,
+        /// The user's id and stored name, if the user exists.
+        user: Option<(i64, String)>,
+    },
+    /// The answer is known: the user's id and name, or `None` for no.
+    Decided(Option<(i64, String)>),
+}
+
+impl Check {
+    /// The user, once `verified` says whether the password matched.
+    pub fn conclude(self, verified: impl FnOnce(&str, &Secret) -> bool) -> Option<(i64, String)> {
+        match self {
+            Check::Password {
+                phc,
+                password,
+                user,
+            } => {
+                let matched = verified(&phc, &password);
+                user.filter(|_| matched)
+            }
+            Check::Decided(user) => user,
+        }
+    }
+}
+
+/// Takes the maildrop lock and loads the maildrop of a verified user
+/// (`None`: the credentials were wrong). Blocking (SQLite). The lock comes
+/// back with an accepted outcome and must live as long as the session.
+pub fn open_maildrop(
     store: &Store,
-    verifier: &Verifier,
     locks: &MaildropLocks,
-    request: &LoginRequest,
+    user: Option<(i64, String)>,
 ) -> (LoginOutcome, Option<MaildropLock>) {
-    let failed = |error: StorageError| {
-        log::error!("login for '{}' failed: {error}", request.user);
-        (
-            LoginOutcome::Failed(RespCode::sys(error.is_temporary())),
-            None,
-        )
-    };
-    let (user_id, name) = match verifier.verify(store, request) {
-        Ok(Some(user)) => user,
-        Ok(None) => return (LoginOutcome::Rejected, None),
-        Err(error) => return failed(error),
+    let Some((user_id, name)) = user else {
+        return (LoginOutcome::Rejected, None);
     };
     let Some(lock) = locks.try_lock(user_id) else {
         return (LoginOutcome::InUse, None);
@@ -154,7 +179,34 @@ pub fn attempt(
             LoginOutcome::Accepted(Maildrop::new(user_id, name, messages)),
             Some(lock),
         ),
-        Err(error) => failed(error),
+        Err(error) => failed(&error),
+    }
+}
+
+/// The outcome for a storage failure during login, logged.
+pub fn failed(error: &StorageError) -> (LoginOutcome, Option<MaildropLock>) {
+    log::error!("login failed: {error}");
+    (
+        LoginOutcome::Failed(RespCode::sys(error.is_temporary())),
+        None,
+    )
+}
+
+/// A whole login check on the calling thread (tests, tools): prepare,
+/// verify, open the maildrop.
+pub fn attempt(
+    store: &Store,
+    verifier: &Verifier,
+    locks: &MaildropLocks,
+    request: &LoginRequest,
+) -> (LoginOutcome, Option<MaildropLock>) {
+    match verifier.prepare(store, request) {
+        Ok(check) => {
+            let user =
+                check.conclude(|phc, password| auth::verify_password(phc, password.expose()));
+            open_maildrop(store, locks, user)
+        }
+        Err(error) => failed(&error),
     }
 }
 

@@ -222,6 +222,12 @@ fn greeting_offers_apop_only_when_an_apop_user_exists() {
     server.add_user("alice", "pw");
     assert_eq!(server.connect().greeting, "+OK poplite ready");
     server.add_apop_user("bob", "tanstaaf");
+    // The server looks again at most a second later.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.connect().greeting.contains('<') {
+        assert!(Instant::now() < deadline, "APOP never turned on");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let a = server.connect().greeting;
     let b = server.connect().greeting;
     assert_ne!(a, b, "timestamps must be fresh per connection");

@@ -14,11 +14,11 @@ use smol::Timer;
 
 use super::{ApopMode, Shared};
 use crate::auth;
-use crate::login::{self, MaildropLock};
+use crate::login::{self, Check, MaildropLock};
 use crate::protocol::line::{LineEvent, LineReader};
 use crate::protocol::reply::{Reply, RespCode};
 use crate::protocol::transfer::{Extent, Layout, Transfer};
-use crate::session::{Action, LoginOutcome, LoginRequest, Proof, Session, SessionConfig};
+use crate::session::{Action, LoginOutcome, LoginRequest, Session, SessionConfig};
 use crate::storage::StorageError;
 
 /// Replies are collected and written together once this many octets wait,
@@ -89,7 +89,7 @@ pub(super) async fn serve(
         shared,
         stop,
         reader: LineReader::new(),
-        out: Vec::with_capacity(4096),
+        out: Vec::new(),
         lock: None,
         user: None,
         tally: Tally::default(),
@@ -112,15 +112,7 @@ impl Connection {
         let apop = match config.apop {
             ApopMode::Always => true,
             ApopMode::Never => false,
-            ApopMode::Auto => {
-                let store = Arc::clone(&self.shared.store);
-                blocking::unblock(move || store.any_apop_secret())
-                    .await
-                    .unwrap_or_else(|error| {
-                        log::error!("session {}: cannot check for APOP users: {error}", self.id);
-                        false
-                    })
-            }
+            ApopMode::Auto => self.shared.apop_users.any(&self.shared.store).await,
         };
         let apop_timestamp = if apop {
             match auth::new_apop_timestamp(&config.hostname) {
@@ -203,7 +195,9 @@ impl Connection {
 
     /// The next line, flushing pending replies before waiting for input.
     async fn next_event(&mut self, max_len: usize) -> Result<LineEvent, End> {
-        let mut buf = [0u8; 4096];
+        // Small: it lives in every idle connection's future. Command lines
+        // are short; a long pipelined burst just takes a few more reads.
+        let mut buf = [0u8; 1024];
         loop {
             if let Some(event) = self.reader.next_line(max_len) {
                 return Ok(event);
@@ -281,18 +275,25 @@ impl Connection {
         // dear hash) does not show in the reply's timing.
         let started = std::time::Instant::now();
         let user = request.user.clone();
-        let hashes = matches!(request.proof, Proof::Password(_));
-        // argon2 takes ~20 MiB and a core per hash: bound how many run at once.
-        let permit = match hashes {
-            true => Some(self.shared.hash_permits.acquire_arc().await),
-            false => None,
+        let shared = Arc::clone(&self.shared);
+        let check =
+            blocking::unblock(move || shared.verifier.prepare(&shared.store, &request)).await;
+        let verified = match check {
+            Ok(Check::Password {
+                phc,
+                password,
+                user,
+            }) => {
+                let matched = self.shared.hashes.verify(phc, password).await;
+                user.filter(|_| matched)
+            }
+            Ok(Check::Decided(user)) => user,
+            Err(error) => return login::failed(&error).0,
         };
         let shared = Arc::clone(&self.shared);
-        let (outcome, lock) = blocking::unblock(move || {
-            login::attempt(&shared.store, &shared.verifier, &shared.locks, &request)
-        })
-        .await;
-        drop(permit);
+        let (outcome, lock) =
+            blocking::unblock(move || login::open_maildrop(&shared.store, &shared.locks, verified))
+                .await;
         self.lock = lock;
         match &outcome {
             LoginOutcome::Accepted(maildrop) => {

@@ -11,7 +11,7 @@ mod migrations;
 use std::fs::OpenOptions;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use rusqlite::types::ValueRef;
@@ -133,8 +133,9 @@ impl StorageError {
 pub struct StoreOptions {
     /// How long a writer waits for another process's lock before failing.
     pub busy_timeout: Duration,
-    /// Idle connections kept open for reuse.
-    pub max_idle_connections: usize,
+    /// SQLite connections open at once; more callers wait for one. Each
+    /// has its own page cache, so a burst of callers must not open one each.
+    pub max_connections: usize,
     /// Create the file (mode 0600) when it does not exist.
     pub create_if_missing: bool,
 }
@@ -143,7 +144,7 @@ impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             busy_timeout: Duration::from_secs(10),
-            max_idle_connections: 16,
+            max_connections: 8,
             create_if_missing: true,
         }
     }
@@ -208,11 +209,19 @@ pub struct MailboxEntry {
     pub subject: Option<String>,
 }
 
+/// Open SQLite connections: the idle ones, and how many exist in all.
+struct Pool {
+    idle: Vec<Connection>,
+    open: usize,
+}
+
 /// The poplite database: a small pool of SQLite connections to one file.
 pub struct Store {
     path: PathBuf,
     options: StoreOptions,
-    idle: Mutex<Vec<Connection>>,
+    pool: Mutex<Pool>,
+    /// Signalled when a connection goes back to the pool.
+    returned: Condvar,
     uid_prefix: String,
 }
 
@@ -264,7 +273,11 @@ impl Store {
         let mut store = Store {
             path,
             options,
-            idle: Mutex::new(Vec::new()),
+            pool: Mutex::new(Pool {
+                idle: Vec::new(),
+                open: 1,
+            }),
+            returned: Condvar::new(),
             uid_prefix: String::new(),
         };
         let mut conn = store.open_unconfigured()?;
@@ -354,22 +367,45 @@ impl Store {
         &self,
         work: impl FnOnce(&mut Connection) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
-        let reused = self.idle.lock().ok().and_then(|mut idle| idle.pop());
-        let mut conn = match reused {
+        let mut conn = match self.take_or_reserve() {
             Some(conn) => conn,
-            None => self.connect()?,
+            None => match self.connect() {
+                Ok(conn) => conn,
+                Err(error) => {
+                    self.lock_pool().open -= 1;
+                    self.returned.notify_one();
+                    return Err(error);
+                }
+            },
         };
         let result = work(&mut conn);
         self.release(conn);
         result
     }
 
-    fn release(&self, conn: Connection) {
-        if let Ok(mut idle) = self.idle.lock() {
-            if idle.len() < self.options.max_idle_connections {
-                idle.push(conn);
+    /// An idle connection, or `None` after reserving a slot to open one,
+    /// waiting while every slot is in use.
+    fn take_or_reserve(&self) -> Option<Connection> {
+        let mut pool = self.lock_pool();
+        loop {
+            if let Some(conn) = pool.idle.pop() {
+                return Some(conn);
             }
+            if pool.open < self.options.max_connections.max(1) {
+                pool.open += 1;
+                return None;
+            }
+            pool = self.returned.wait(pool).unwrap_or_else(|p| p.into_inner());
         }
+    }
+
+    fn lock_pool(&self) -> std::sync::MutexGuard<'_, Pool> {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn release(&self, conn: Connection) {
+        self.lock_pool().idle.push(conn);
+        self.returned.notify_one();
     }
 
     /// Adds a user with an argon2 PHC hash and, for APOP, a secret.

@@ -269,3 +269,29 @@ fn users_and_mailbox_listings() {
     assert!(mailbox[0].received.ends_with('Z'));
     assert!(store.any_apop_secret().unwrap());
 }
+
+#[test]
+fn a_burst_of_callers_shares_a_bounded_number_of_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        max_connections: 2,
+        ..StoreOptions::default()
+    };
+    let store = std::sync::Arc::new(Store::open_with(dir.path().join("p.db"), options).unwrap());
+    store.add_user("alice", "h", None).unwrap();
+    let threads: Vec<_> = (0..20)
+        .map(|_| {
+            let store = std::sync::Arc::clone(&store);
+            std::thread::spawn(move || {
+                for _ in 0..50 {
+                    assert_eq!(store.users().unwrap().len(), 1);
+                    assert!(store.lock_pool().open <= 2);
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    assert!(store.lock_pool().open <= 2);
+}

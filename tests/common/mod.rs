@@ -28,7 +28,7 @@ pub fn test_config() -> ServerConfig {
         auth_failure_delay: Duration::from_millis(20),
         apop: ApopMode::Auto,
         hostname: "test.example".into(),
-        max_concurrent_hashes: 2,
+        hash_threads: 2,
         ..ServerConfig::default()
     }
 }
