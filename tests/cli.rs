@@ -573,6 +573,36 @@ fn read_until(from: &mut impl std::io::Read, seen: &mut Vec<u8>, needle: &str) {
     }
 }
 
+/// Waits (bounded) until the terminal of `script`'s child has echo off.
+fn wait_for_echo_off(script_pid: u32) {
+    let deadline = std::time::Instant::now() + common::IO_TIMEOUT;
+    loop {
+        let children =
+            std::fs::read_to_string(format!("/proc/{script_pid}/task/{script_pid}/children"))
+                .unwrap_or_default();
+        let tty = children
+            .split_whitespace()
+            .find_map(|pid| std::fs::read_link(format!("/proc/{pid}/fd/0")).ok());
+        if let Some(tty) = tty {
+            let settings = std::process::Command::new("stty")
+                .arg("-F")
+                .arg(&tty)
+                .arg("-a")
+                .output();
+            if let Ok(settings) = settings {
+                if String::from_utf8_lossy(&settings.stdout)
+                    .split_whitespace()
+                    .any(|f| f == "-echo")
+                {
+                    return;
+                }
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "echo never went off");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 #[test]
 fn user_add_prompts_twice_on_a_terminal_without_echo() {
     use std::io::Write;
@@ -607,8 +637,12 @@ fn user_add_prompts_twice_on_a_terminal_without_echo() {
     let mut output = child.stdout.take().unwrap();
     let mut seen = Vec::new();
     read_until(&mut output, &mut seen, "New password for bob: ");
+    // A person reads the prompt before typing; the prompt is printed just
+    // before echo goes off, so wait for the terminal to say it is off.
+    wait_for_echo_off(child.id());
     input.write_all(b"s3cret words\n").unwrap();
     read_until(&mut output, &mut seen, "Again: ");
+    wait_for_echo_off(child.id());
     input.write_all(b"s3cret words\n").unwrap();
     read_until(&mut output, &mut seen, "added user bob");
     drop(input);
