@@ -455,7 +455,7 @@ fn mail_arriving_during_a_session_is_neither_seen_nor_removed() {
 
 #[test]
 fn idle_sessions_are_logged_out_without_applying_deletions() {
-    let server = TestServer::start_with(|c| c.idle_timeout = Duration::from_millis(300));
+    let server = TestServer::start_with(|c| c.idle_timeout = Duration::from_millis(1500));
     server.add_user("alice", "pw");
     server.deliver("alice", b"Subject: keep me\n\nx\n");
     let mut c = server.connect();
@@ -611,7 +611,7 @@ fn commands_outside_their_state_get_errors() {
 
 #[test]
 fn the_maildrop_is_free_again_after_an_autologout() {
-    let server = TestServer::start_with(|c| c.idle_timeout = Duration::from_millis(300));
+    let server = TestServer::start_with(|c| c.idle_timeout = Duration::from_millis(1500));
     server.add_user("alice", "pw");
     let mut c = server.connect();
     c.login("alice", "pw");
