@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use poplite::auth::{self, Argon2Params};
-use poplite::server::{self, Server, ServerConfig};
+use poplite::server::{BackgroundServer, ServerConfig};
 use poplite::{Message, Store};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -27,22 +27,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         listen: vec!["127.0.0.1:0".parse()?],
         ..ServerConfig::default()
     };
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let (stop, stop_rx) = smol::channel::bounded::<()>(1);
-    let server_store = Arc::clone(&store);
-    let server_thread = std::thread::spawn(move || {
-        server::run_on_executor(|executor| async move {
-            let server = Server::bind(server_store, config).await?;
-            let _ = addr_tx.send(server.local_addrs()[0]);
-            server
-                .run(&executor, async move {
-                    let _ = stop_rx.recv().await;
-                })
-                .await;
-            Ok::<(), server::ServerError>(())
-        })
-    });
-    let addr = addr_rx.recv_timeout(Duration::from_secs(10))?;
+    let mut server = BackgroundServer::start(Arc::clone(&store), config)?;
+    let addr = server.addr();
     println!("serving on {addr}");
 
     let stream = TcpStream::connect(addr)?;
@@ -65,10 +51,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
 
-    drop(stop);
-    server_thread
-        .join()
-        .map_err(|_| "server thread panicked")??;
+    server.stop();
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{run_cli, ServerProcess, TEST_PARAMS};
+use common::{cli_add_user, cli_mailbox, ServerProcess};
 
 const USERS: [&str; 3] = ["ann", "ben", "cat"];
 const ROUNDS: u64 = 12;
@@ -187,18 +187,9 @@ fn deliverer(
 }
 
 fn stored(db: &Path, user: &str) -> Vec<(String, u64, String)> {
-    let out = run_cli(db, &["mailbox", user], b"");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            (f[0].to_string(), f[1].parse().unwrap(), f[3].to_string())
-        })
+    cli_mailbox(db, user)
+        .into_iter()
+        .map(|row| (row[0].clone(), row[1].parse().unwrap(), row[3].clone()))
         .collect()
 }
 
@@ -207,19 +198,7 @@ fn sigkill_at_random_moments_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("crash.db");
     for user in USERS {
-        let out = run_cli(
-            &db,
-            &[
-                "user",
-                "add",
-                user,
-                "--password-stdin",
-                "--argon2-params",
-                TEST_PARAMS,
-            ],
-            b"pw\n",
-        );
-        assert!(out.status.success());
+        cli_add_user(&db, user, "pw");
     }
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let seq = Arc::new(AtomicU64::new(0));

@@ -8,38 +8,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{run_cli, Client, ServerProcess, TEST_PARAMS};
+use common::{cli_add_user, cli_mailbox, run_cli, Client, ServerProcess};
 
 fn add_user(db: &Path, name: &str) {
-    let out = run_cli(
-        db,
-        &[
-            "user",
-            "add",
-            name,
-            "--password-stdin",
-            "--argon2-params",
-            TEST_PARAMS,
-        ],
-        b"pw\n",
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cli_add_user(db, name, "pw");
 }
 
 fn subjects(db: &Path, user: &str) -> Vec<String> {
-    let out = run_cli(db, &["mailbox", user], b"");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| l.split('\t').nth(3).unwrap_or_default().to_string())
+    cli_mailbox(db, user)
+        .into_iter()
+        .map(|row| row[3].clone())
         .collect()
 }
 

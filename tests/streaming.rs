@@ -6,7 +6,7 @@ mod common;
 
 use std::io::Write;
 
-use common::{run_cli, Client, ServerProcess, TEST_PARAMS};
+use common::{cli_add_user, run_cli, Client, ServerProcess};
 
 fn peak_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -38,19 +38,7 @@ fn drain_multi_line(c: &mut Client) -> u64 {
 fn retrieving_a_100_mb_message_keeps_server_memory_flat() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("big.db");
-    let added = run_cli(
-        &db,
-        &[
-            "user",
-            "add",
-            "alice",
-            "--password-stdin",
-            "--argon2-params",
-            TEST_PARAMS,
-        ],
-        b"pw\n",
-    );
-    assert!(added.status.success());
+    cli_add_user(&db, "alice", "pw");
 
     // 100 MB in 1 MB lines of letters: no dots, so the wire body is exactly the stored one.
     let eml = dir.path().join("big.eml");

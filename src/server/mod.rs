@@ -340,3 +340,72 @@ where
     }
     output
 }
+
+/// A server running on its own threads (for tests, examples and embedding),
+/// shut down gracefully when stopped or dropped.
+pub struct BackgroundServer {
+    addrs: Vec<SocketAddr>,
+    stop: Option<Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BackgroundServer {
+    /// Binds and starts serving; returns once the listeners are bound.
+    pub fn start(store: Arc<Store>, config: ServerConfig) -> Result<BackgroundServer, ServerError> {
+        let (bound_tx, bound_rx) = std::sync::mpsc::channel();
+        let (stop, stop_rx) = smol::channel::bounded::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("poplite-server".into())
+            .spawn(move || {
+                run_on_executor(|executor| async move {
+                    match Server::bind(store, config).await {
+                        Ok(server) => {
+                            let _ = bound_tx.send(Ok(server.local_addrs()));
+                            server
+                                .run(&executor, async move {
+                                    let _ = stop_rx.recv().await;
+                                })
+                                .await;
+                        }
+                        Err(error) => {
+                            let _ = bound_tx.send(Err(error));
+                        }
+                    }
+                })
+            })
+            .map_err(|source| ServerError::Threads { source })?;
+        let addrs = bound_rx.recv().map_err(|_| ServerError::Threads {
+            source: io::Error::other("the server thread ended before binding"),
+        })??;
+        Ok(BackgroundServer {
+            addrs,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// The first bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addrs[0]
+    }
+
+    /// Every bound address.
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// Stops accepting, closes sessions without applying their deletions,
+    /// and waits for the server's threads to finish.
+    pub fn stop(&mut self) {
+        self.stop.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for BackgroundServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -7,12 +7,11 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use poplite::auth::{self, Argon2Params};
 use poplite::message::Message;
-use poplite::server::{self, ApopMode, Server, ServerConfig};
+use poplite::server::{ApopMode, BackgroundServer, ServerConfig};
 use poplite::Store;
 
 /// How long any single read in a test may wait before the test fails.
@@ -38,8 +37,7 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub dir: tempfile::TempDir,
     pub store: Arc<Store>,
-    stop: Option<smol::channel::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    server: BackgroundServer,
 }
 
 impl TestServer {
@@ -60,29 +58,12 @@ impl TestServer {
     ) -> TestServer {
         let mut config = test_config();
         adjust(&mut config);
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let (stop, stop_rx) = smol::channel::bounded::<()>(1);
-        let server_store = Arc::clone(&store);
-        let thread = std::thread::spawn(move || {
-            server::run_on_executor(|executor| async move {
-                let server = Server::bind(server_store, config).await.unwrap();
-                addr_tx.send(server.local_addrs()[0]).unwrap();
-                server
-                    .run(&executor, async move {
-                        let _ = stop_rx.recv().await;
-                    })
-                    .await;
-            })
-        });
-        let addr = addr_rx
-            .recv_timeout(IO_TIMEOUT)
-            .expect("server did not start");
+        let server = BackgroundServer::start(Arc::clone(&store), config).unwrap();
         TestServer {
-            addr,
+            addr: server.addr(),
             dir,
             store,
-            stop: Some(stop),
-            thread: Some(thread),
+            server,
         }
     }
 
@@ -110,16 +91,7 @@ impl TestServer {
 
     /// Stops the server (as SIGTERM would) and waits for it.
     pub fn stop(&mut self) {
-        self.stop.take();
-        if let Some(thread) = self.thread.take() {
-            thread.join().unwrap();
-        }
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.stop();
+        self.server.stop();
     }
 }
 
@@ -252,6 +224,39 @@ pub fn run_cli(db: &Path, args: &[&str], stdin: &[u8]) -> std::process::Output {
     let _ = input.write_all(stdin);
     drop(input);
     child.wait_with_output().unwrap()
+}
+
+/// `poplite --db DB user add NAME` at the cheap test cost, asserting success.
+pub fn cli_add_user(db: &Path, name: &str, password: &str) {
+    let args = [
+        "user",
+        "add",
+        name,
+        "--password-stdin",
+        "--argon2-params",
+        TEST_PARAMS,
+    ];
+    let out = run_cli(db, &args, format!("{password}\n").as_bytes());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `poplite --db DB mailbox USER`, one row of columns (UID, size, time,
+/// Subject) per message, asserting success.
+pub fn cli_mailbox(db: &Path, user: &str) -> Vec<Vec<String>> {
+    let out = run_cli(db, &["mailbox", user], b"");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| line.split('\t').map(str::to_string).collect())
+        .collect()
 }
 
 /// The real binary serving `db` on an ephemeral port.
