@@ -176,25 +176,27 @@ impl DotStuffer {
     }
 
     /// Appends `chunk`, stuffed, to `out`.
-    pub fn push(&mut self, mut chunk: &[u8], out: &mut Vec<u8>) {
+    ///
+    /// Only lines that start with a dot need work, so this searches for
+    /// "\n." (vectorised) instead of walking every line: profiling a
+    /// 200 MB RETR showed the line walk as the server's top cost.
+    pub fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        let Some(&last) = chunk.last() else {
+            return;
+        };
         out.reserve(chunk.len() + 16);
-        while let Some(&first) = chunk.first() {
-            if self.at_line_start && first == b'.' {
-                out.push(b'.');
-            }
-            match chunk.iter().position(|&b| b == b'\n') {
-                Some(lf) => {
-                    out.extend_from_slice(&chunk[..=lf]);
-                    chunk = &chunk[lf + 1..];
-                    self.at_line_start = true;
-                }
-                None => {
-                    out.extend_from_slice(chunk);
-                    self.at_line_start = false;
-                    return;
-                }
-            }
+        if self.at_line_start && chunk[0] == b'.' {
+            out.push(b'.');
         }
+        let mut copied = 0;
+        for newline in memchr::memmem::find_iter(chunk, b"\n.") {
+            // Copy up to and including the LF, then the extra dot.
+            out.extend_from_slice(&chunk[copied..=newline]);
+            out.push(b'.');
+            copied = newline + 1;
+        }
+        out.extend_from_slice(&chunk[copied..]);
+        self.at_line_start = last == b'\n';
     }
 }
 

@@ -70,7 +70,7 @@ impl Default for ServerConfig {
             max_sasl_line: 8192,
             apop: ApopMode::Auto,
             hostname: gethostname::gethostname().to_string_lossy().into_owned(),
-            transfer_chunk: 64 * 1024,
+            transfer_chunk: 256 * 1024,
             hash_threads: available_cores(),
         }
     }
