@@ -27,16 +27,7 @@ fn assert_fails(output: &Output, code: i32, needle: &str) {
 }
 
 fn add_user(db: &Path, name: &str, password: &str, extra: &[&str]) -> Output {
-    let mut args = vec![
-        "user",
-        "add",
-        name,
-        "--password-stdin",
-        "--argon2-params",
-        TEST_PARAMS,
-    ];
-    args.extend_from_slice(extra);
-    run_cli(db, &args, format!("{password}\n").as_bytes())
+    common::cli_user_add(db, name, password, extra)
 }
 
 /// How many messages `mailbox alice` lists.

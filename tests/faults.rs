@@ -180,32 +180,8 @@ fn running_out_of_descriptors_makes_accept_back_off_and_recover() {
     let db = dir.path().join("mail.db");
     add_user(&db, "alice");
     // The real binary under a low descriptor limit (prlimit is util-linux).
-    let mut child = Command::new("prlimit")
-        .arg("--nofile=64")
-        .arg(env!("CARGO_BIN_EXE_poplite"))
-        .arg("--db")
-        .arg(&db)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--auth-failure-delay",
-            "10ms",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("prlimit");
-    let mut stderr = child.stderr.take().unwrap();
-    let log = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
-        text
-    });
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
-    let addr: std::net::SocketAddr = line.trim().rsplit(' ').next().unwrap().parse().unwrap();
+    let mut server = ServerProcess::start_under(&["prlimit", "--nofile=64"], &db, &[]);
+    let addr = server.addr;
 
     // Far more connections than descriptors: the server cannot accept them all.
     let mut flood = Vec::new();
@@ -215,10 +191,7 @@ fn running_out_of_descriptors_makes_accept_back_off_and_recover() {
         }
     }
     std::thread::sleep(Duration::from_millis(300));
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "the server died under EMFILE"
-    );
+    assert!(server.is_running(), "the server died under EMFILE");
     drop(flood);
 
     // Once descriptors are free again, the server serves as before.
@@ -236,9 +209,8 @@ fn running_out_of_descriptors_makes_accept_back_off_and_recover() {
         assert!(Instant::now() < deadline, "the server never recovered");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let _ = child.kill();
-    let _ = child.wait();
-    let log = log.join().unwrap();
+    let (status, log) = server.terminate();
+    assert!(status.success(), "{log}");
     assert!(
         log.contains("accept failed"),
         "the limit was never reached:\n{log}"

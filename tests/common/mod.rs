@@ -226,9 +226,10 @@ pub fn run_cli(db: &Path, args: &[&str], stdin: &[u8]) -> std::process::Output {
     child.wait_with_output().unwrap()
 }
 
-/// `poplite --db DB user add NAME` at the cheap test cost, asserting success.
-pub fn cli_add_user(db: &Path, name: &str, password: &str) {
-    let args = [
+/// `poplite --db DB user add NAME EXTRA…` at the cheap test cost, with
+/// `password` on stdin.
+pub fn cli_user_add(db: &Path, name: &str, password: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
         "user",
         "add",
         name,
@@ -236,7 +237,13 @@ pub fn cli_add_user(db: &Path, name: &str, password: &str) {
         "--argon2-params",
         TEST_PARAMS,
     ];
-    let out = run_cli(db, &args, format!("{password}\n").as_bytes());
+    args.extend_from_slice(extra);
+    run_cli(db, &args, format!("{password}\n").as_bytes())
+}
+
+/// [`cli_user_add`] that must succeed.
+pub fn cli_add_user(db: &Path, name: &str, password: &str) {
+    let out = cli_user_add(db, name, password, &[]);
     assert!(
         out.status.success(),
         "{}",
@@ -268,7 +275,22 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     pub fn start(db: &Path, extra: &[&str]) -> ServerProcess {
-        let mut child = poplite()
+        ServerProcess::start_under(&[], db, extra)
+    }
+
+    /// [`ServerProcess::start`] run through `wrapper` (e.g. `prlimit
+    /// --nofile=64`), which must exec the server in its own process.
+    pub fn start_under(wrapper: &[&str], db: &Path, extra: &[&str]) -> ServerProcess {
+        let binary = env!("CARGO_BIN_EXE_poplite");
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
+        let mut child = command
             .arg("--db")
             .arg(db)
             .args([
@@ -303,6 +325,11 @@ impl ServerProcess {
             addr,
             stderr: Some(stderr),
         }
+    }
+
+    /// True while the server process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Sends SIGTERM and waits (bounded) for the exit status.
