@@ -1,7 +1,8 @@
-//! Turns a [`LoginRequest`] into a [`LoginOutcome`]: checks the
-//! credentials, takes the maildrop's exclusive lock (RFC 1939 §4), and
-//! loads the maildrop snapshot. Blocking (argon2 and SQLite): the server
-//! runs it on a blocking thread.
+//! Turns a [`LoginRequest`] into a [`LoginOutcome`] in three steps:
+//! [`Verifier::prepare`] looks the user up (SQLite), the password is
+//! verified (argon2: the server does it on its hashing threads, [`attempt`]
+//! inline), and [`open_maildrop`] takes the maildrop's exclusive lock
+//! (RFC 1939 §4) and loads its snapshot. Steps one and three block.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};

@@ -635,3 +635,18 @@ fn unknown_users_and_wrong_passwords_are_answered_after_the_same_delay() {
         assert!(started.elapsed() >= delay, "{user}: answered early");
     }
 }
+
+#[test]
+fn a_server_with_nothing_to_listen_on_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(poplite::Store::open(dir.path().join("p.db")).unwrap());
+    let config = poplite::server::ServerConfig {
+        listen: Vec::new(),
+        ..common::test_config()
+    };
+    let refused = poplite::server::BackgroundServer::start(store, config);
+    assert!(matches!(
+        refused,
+        Err(poplite::server::ServerError::NoListenAddress)
+    ));
+}

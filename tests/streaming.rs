@@ -8,13 +8,18 @@ use std::io::Write;
 
 use common::{cli_add_user, run_cli, Client, ServerProcess};
 
-fn peak_rss_kib(pid: u32) -> u64 {
+/// A memory figure (`VmHWM`, `VmRSS`) of a process, from /proc, in KiB.
+fn memory_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/PID/status")
+        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    memory_kib(pid, "VmHWM")
 }
 
 /// Reads a multi-line body off the socket in 1 MiB steps, keeping only its
@@ -87,5 +92,47 @@ fn retrieving_a_100_mb_message_keeps_server_memory_flat() {
         "server peak RSS grew {growth_kib} KiB"
     );
     c.cmd("QUIT");
+    server.terminate();
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    memory_kib(pid, "VmRSS")
+}
+
+#[test]
+fn connections_idle_after_a_retr_keep_no_large_buffer() {
+    const CONNECTIONS: usize = 50;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("idle.db");
+    let eml = dir.path().join("m.eml");
+    let mut message = b"Subject: one megabyte\r\n\r\n".to_vec();
+    message.extend(
+        std::iter::repeat_n(b"abcdefghij".repeat(9).into_iter().chain(*b"\r\n"), 11_000).flatten(),
+    );
+    std::fs::write(&eml, &message).unwrap();
+    for i in 0..CONNECTIONS {
+        let user = format!("u{i}");
+        cli_add_user(&db, &user, "pw");
+        let out = run_cli(&db, &["deliver", &user, eml.to_str().unwrap()], b"");
+        assert!(out.status.success());
+    }
+    let server = ServerProcess::start(&db, &[]);
+    let pid = server.child.id();
+    let before = rss_kib(pid);
+    let mut idle = Vec::new();
+    for i in 0..CONNECTIONS {
+        let mut c = Client::connect(server.addr);
+        c.login(&format!("u{i}"), "pw");
+        assert!(c.cmd("RETR 1").starts_with("+OK"));
+        drain_multi_line(&mut c);
+        assert_eq!(c.cmd("NOOP"), "+OK");
+        idle.push(c);
+    }
+    // Each connection's reply buffer grew to the 256 KiB streaming step;
+    // once it is idle again that memory must have been given back.
+    let growth = rss_kib(pid).saturating_sub(before);
+    eprintln!("RSS growth with {CONNECTIONS} connections idle after a 1 MB RETR: {growth} KiB");
+    assert!(growth < 4 * 1024, "idle connections keep {growth} KiB");
+    drop(idle);
     server.terminate();
 }

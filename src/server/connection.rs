@@ -230,6 +230,10 @@ impl Connection {
             .await?;
         self.out = out;
         self.out.clear();
+        // An idle connection keeps no large buffer from its last RETR.
+        if self.out.capacity() > 16 * 1024 {
+            self.out = Vec::new();
+        }
         written.map_err(End::Io)
     }
 

@@ -25,7 +25,7 @@ use crate::storage::{StorageError, Store};
 /// When the greeting offers APOP (RFC 1939 §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ApopMode {
-    /// Only while some user has an APOP secret (checked per connection).
+    /// Only while some user has an APOP secret (looked up at most once a second).
     Auto,
     /// Always, even with no APOP user.
     Always,
@@ -95,6 +95,9 @@ pub enum ServerError {
         /// The operating system's reason.
         source: io::Error,
     },
+    /// The configuration names no address to listen on.
+    #[error("no address to listen on")]
+    NoListenAddress,
     /// A listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -163,6 +166,9 @@ pub struct Server {
 impl Server {
     /// Claims the database and binds every listen address.
     pub async fn bind(store: Arc<Store>, config: ServerConfig) -> Result<Server, ServerError> {
+        if config.listen.is_empty() {
+            return Err(ServerError::NoListenAddress);
+        }
         let claim = store.claim_for_serving()?;
         let mut listeners = Vec::new();
         for &addr in &config.listen {
@@ -384,7 +390,7 @@ impl BackgroundServer {
         })
     }
 
-    /// The first bound address.
+    /// The first bound address (there is always one: `bind` refuses none).
     pub fn addr(&self) -> SocketAddr {
         self.addrs[0]
     }
