@@ -30,6 +30,8 @@ Compare poplite and Dovecot (POP3) on this machine, on 127.0.0.1.
   --concurrency C      concurrent sessions for login/retr/cycle (default 8)
   --users N            mailboxes bench0..bench(N-1) (default 8)
   --messages N         messages per mailbox (default 50; every 25th is 2 MB)
+  --cycle-mailboxes N  mailboxes cycle0..(N-1) that `cycle` empties, refilled
+                       before each run (default 64)
   --big-mb N           size of big0's single message in MB, for `big` (default 200)
   --idle-conns N       connections held by `idle`, one user each (default 2000)
   --idle-duration D    how long `idle` holds them, logins included (default 90s)
@@ -50,6 +52,7 @@ CONCURRENCY=8
 SCENARIOS="login retr cycle big"
 MESSAGES=50
 USERS=8
+CYCLE_MAILBOXES=64
 BIG_MB=200
 IDLE_CONNS=2000
 IDLE_DURATION=90s
@@ -73,6 +76,7 @@ while [[ $# -gt 0 ]]; do
     --scenarios) need_arg "$@"; SCENARIOS=$2; shift 2 ;;
     --messages) need_arg "$@"; MESSAGES=$2; shift 2 ;;
     --users) need_arg "$@"; USERS=$2; shift 2 ;;
+    --cycle-mailboxes) need_arg "$@"; CYCLE_MAILBOXES=$2; shift 2 ;;
     --big-mb) need_arg "$@"; BIG_MB=$2; shift 2 ;;
     --idle-conns) need_arg "$@"; IDLE_CONNS=$2; shift 2 ;;
     --idle-duration) need_arg "$@"; IDLE_DURATION=$2; shift 2 ;;
@@ -85,7 +89,7 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
-for v in ROUNDS CONCURRENCY MESSAGES USERS BIG_MB IDLE_CONNS PORT_A PORT_B; do
+for v in ROUNDS CONCURRENCY MESSAGES USERS CYCLE_MAILBOXES BIG_MB IDLE_CONNS PORT_A PORT_B; do
     if ! is_uint "${!v}" || [[ ${!v} -lt 1 ]]; then
         die "--$(tr 'A-Z_' 'a-z-' <<<"$v") must be a positive integer"
     fi
@@ -531,6 +535,8 @@ def cmd_report(results_path, meta_path, out):
     w(f"- poplite {meta['poplite_rev']} (release build); Dovecot {meta['dovecot']}")
     w(f"- corpus: {meta['users']} mailboxes x {meta['messages']} messages "
       f"({meta['corpus_mb']:.1f} MB per mailbox: 2-20 KB each, every 25th 2 MB), LF line ends"
+      + (f"; cycle: {meta['cycle_mailboxes']} more such mailboxes, refilled before each run, "
+         "each emptied once per run" if meta.get("cycle_mailboxes") else "")
       + (f"; big0: one {meta['big_mb']} MB message" if meta.get("big_mb") else ""))
     w(f"- runs: {meta['rounds']} rounds x {meta['duration']} per scenario, alternating poplite/Dovecot; "
       f"concurrency {meta['concurrency']}; loadgen on the same machine")
@@ -587,6 +593,9 @@ def cmd_report(results_path, meta_path, out):
                 "errors (all rounds)": errors,
                 "_kinds": kinds,
             }
+            if scenario == "big":
+                per[server]["RSS MB, growth in run ↓"] = med(
+                    lambda r: (r["rss_peak_kb"] - r["rss_before_kb"]) / 1024)
             if scenario == "idle":
                 per[server]["connections held ↑"] = med(lambda r: r["loadgen"]["held"])
                 per[server]["RSS KB per held conn ↓"] = med(
@@ -618,6 +627,19 @@ def cmd_report(results_path, meta_path, out):
                 a, b = fmt(a), fmt(b)
             w(f"| {scenario} | {m} | {a} | {b} | {ratio} |")
     w("")
+    raw = [r["loadgen"]["mb_per_s"] for r in runs if r["scenario"] == "big" and r["server"] == "raw"]
+    if raw:
+        ceiling = statistics.median(raw)
+        w(f"Plain TCP copy of the same {meta.get('big_mb')} MB message over loopback, same client "
+          f"(`loadgen --raw-copy`, written from memory in 256 KiB writes), in the same rounds: "
+          f"**{ceiling:,.0f} MB/s**.")
+        for server, label in (("poplite", "poplite"), ("dovecot", "Dovecot")):
+            rs = [r["loadgen"]["mb_per_s"] for r in runs
+                  if r["scenario"] == "big" and r["server"] == server]
+            if rs and ceiling:
+                w(f"- {label} `big`: {statistics.median(rs):,.0f} MB/s = "
+                  f"**{100 * statistics.median(rs) / ceiling:.0f}%** of the plain copy")
+        w("")
     hb = meta.get("hash_verify_s")
     if hb:
         bound = meta["cores"] / hb
@@ -741,6 +763,10 @@ for ((i = 0; i < USERS; i++)); do
     add_user "bench$i"
     poplite_fill "bench$i"
 done
+if has_scenario cycle; then
+    log "poplite: adding $CYCLE_MAILBOXES users cycle0.. for cycle (filled before each run)"
+    for ((i = 0; i < CYCLE_MAILBOXES; i++)); do add_user "cycle$i"; done
+fi
 if has_scenario big; then
     add_user big0
     MAX_SIZE=$((BIG_BYTES * 2 + 1000000))
@@ -855,6 +881,9 @@ for ((i = 0; i < USERS; i++)); do
     make_home "bench$i"
     dovecot_fill "bench$i" "$W/corpus/manifest.json" 0
 done
+if has_scenario cycle; then
+    for ((i = 0; i < CYCLE_MAILBOXES; i++)); do make_home "cycle$i"; done
+fi
 if has_scenario big; then
     make_home big0
     dovecot_fill big0 "$W/corpus-big/manifest.json" 0
@@ -951,13 +980,14 @@ run_one() {
         extra=(--timeout 600s)
         ;;
     cycle)
+        users='cycle%d' count=$CYCLE_MAILBOXES
         GENERATION=$((GENERATION + 1))
         local i
-        for ((i = 0; i < USERS; i++)); do
+        for ((i = 0; i < CYCLE_MAILBOXES; i++)); do
             if [[ $server == poplite ]]; then
-                poplite_fill "bench$i"
+                poplite_fill "cycle$i"
             else
-                dovecot_fill "bench$i" "$W/corpus/manifest.json" "$GENERATION"
+                dovecot_fill "cycle$i" "$W/corpus/manifest.json" "$GENERATION"
             fi
         done
         sync
@@ -1019,16 +1049,37 @@ print(f"    {r['scenario']:<6} round {r['round']} {r['server']:<8} {g['sessions_
 PY
 }
 
+# run_raw_copy ROUND: `big` against a plain TCP copy of the same message,
+# with the same client, the ceiling both servers are measured against.
+run_raw_copy() {
+    local round=$1 json=$W/run-big-$1-raw.json
+    timeout --kill-after=10 "$(awk -v d="$DURATION_S" 'BEGIN { printf "%d", d * 2 + 600 }')" \
+        "$LOADGEN" --scenario big --concurrency 1 --duration "$DURATION" --users big0 \
+        --raw-copy "$W/corpus-big/big-00001.eml" --json "$json" >"$W/run-big-$round-raw.txt" 2>&1 ||
+        die "loadgen --raw-copy failed: $(tail -5 "$W/run-big-$round-raw.txt")"
+    python3 - "$json" "$round" >>"$RESULTS" <<'PY'
+import json, sys
+with open(sys.argv[1]) as f:
+    lg = json.load(f)
+print(json.dumps({"scenario": "big", "round": int(sys.argv[2]), "server": "raw", "loadgen": lg,
+                  "cpu_s": 0.0, "rss_before_kb": 0, "pss_before_kb": 0, "rss_peak_kb": 0,
+                  "pss_peak_kb": 0, "rss_end_kb": 0, "pss_end_kb": 0}))
+PY
+    printf '    big    round %s raw copy %8.1f MB/s\n' "$round" \
+        "$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["mb_per_s"])' "$json")" >&2
+}
+
 for scenario in "${SCENARIO_LIST[@]}"; do
     log "scenario $scenario: $ROUNDS rounds"
     for ((round = 1; round <= ROUNDS; round++)); do
         run_one "$scenario" "$round" poplite "$PORT_A" "$PID_A"
         run_one "$scenario" "$round" dovecot "$PORT_B" "$PID_B"
+        if [[ $scenario == big ]]; then run_raw_copy "$round"; fi
     done
 done
 
 # ---------------------------------------------------------------- report
-export M_DATE M_CORES=$CORES M_KERNEL M_REV=$REV M_DOVECOT=$DOVECOT_VERSION M_USERS=$USERS \
+export M_DATE M_CORES=$CORES M_KERNEL M_REV=$REV M_DOVECOT=$DOVECOT_VERSION M_USERS=$USERS M_CYCLE=$CYCLE_MAILBOXES \
     M_MESSAGES=$MESSAGES M_CORPUS_BYTES=$CORPUS_BYTES M_BIG_MB="" M_ROUNDS=$ROUNDS \
     M_DURATION=$DURATION M_CONCURRENCY=$CONCURRENCY M_HASH_NOTE=$HASH_NOTE \
     M_HASH_VERIFY_S=$HASH_VERIFY_S M_SODIUM_VERIFY_S=$SODIUM_VERIFY_S M_SINGLE_LOGIN=$SINGLE_LOGIN \
@@ -1052,6 +1103,7 @@ meta = {
     "date": e["M_DATE"], "cores": int(e["M_CORES"]), "mem": f"{mem_kb / 1048576:.0f} GiB RAM",
     "kernel": e["M_KERNEL"], "poplite_rev": e["M_REV"], "dovecot": e["M_DOVECOT"],
     "users": int(e["M_USERS"]), "messages": int(e["M_MESSAGES"]),
+    "cycle_mailboxes": int(e["M_CYCLE"]) if "cycle" in e["M_SCENARIOS"].split() else None,
     "corpus_mb": int(e["M_CORPUS_BYTES"]) / 1e6,
     "big_mb": int(e["M_BIG_MB"]) if e["M_BIG_MB"] else None,
     "rounds": int(e["M_ROUNDS"]), "duration": e["M_DURATION"],

@@ -10,7 +10,8 @@
 //! - `retr`: login, LIST, RETR every message, QUIT
 //! - `cycle`: login, UIDL, RETR and DELE every message, QUIT; each mailbox once
 //! - `idle`: hold `--concurrency` authenticated connections, NOOP every `--noop-every`
-//! - `big`: one session per worker, RETR message 1 over and over
+//! - `big`: one session per worker, RETR message 1 over and over; with
+//!   `--raw-copy FILE`, the same against a plain TCP copy of FILE instead
 //!
 //! It prints a table, and JSON with `--json FILE`. Only loopback targets
 //! are accepted: this is a benchmark tool, not a stress tool for networks.
@@ -57,6 +58,10 @@ struct Args {
     /// Give up on any single reply after this long.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     timeout: Duration,
+    /// For `big`: instead of `--addr`, measure a plain TCP copy of this
+    /// message over loopback (the ceiling a server's `big` is compared to).
+    #[arg(long)]
+    raw_copy: Option<std::path::PathBuf>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -391,8 +396,73 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[index].as_secs_f64() * 1000.0
 }
 
+/// The octets a POP3 server sends for RETR of `raw`: CRLF line ends, lines
+/// starting with `.` stuffed, and the terminator.
+fn as_retr_body(raw: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(raw.len() + raw.len() / 32 + 8);
+    let mut line_start = true;
+    for (i, &byte) in raw.iter().enumerate() {
+        if line_start && byte == b'.' {
+            body.push(b'.');
+        }
+        if byte == b'\n' && (i == 0 || raw[i - 1] != b'\r') {
+            body.push(b'\r');
+        }
+        body.push(byte);
+        line_start = byte == b'\n';
+    }
+    if !line_start {
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(b".\r\n");
+    body
+}
+
+/// A plain TCP copy over loopback, for `--raw-copy`: a thread that answers
+/// every command line with `+OK` and `RETR` with the message, written from
+/// memory in large writes. No storage, no parsing: the transport's ceiling.
+fn start_raw_copy_server(message: &std::path::Path) -> std::io::Result<SocketAddr> {
+    use std::io::{BufRead, Write};
+    let body = as_retr_body(&std::fs::read(message)?);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    std::thread::spawn(move || {
+        // One client at a time is all `big` needs; the thread ends with the process.
+        for stream in listener.incoming().flatten() {
+            let serve = || -> std::io::Result<()> {
+                let mut reader = std::io::BufReader::new(stream.try_clone()?);
+                let mut writer = stream;
+                writer.write_all(b"+OK raw copy\r\n")?;
+                let mut line = String::new();
+                while reader.read_line(&mut line)? > 0 {
+                    writer.write_all(b"+OK\r\n")?;
+                    if line.starts_with("RETR") {
+                        for chunk in body.chunks(256 * 1024) {
+                            writer.write_all(chunk)?;
+                        }
+                    }
+                    if line.starts_with("QUIT") {
+                        break;
+                    }
+                    line.clear();
+                }
+                Ok(())
+            };
+            let _ = serve();
+        }
+    });
+    Ok(addr)
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = Arc::new(Args::parse());
+    let mut args = Args::parse();
+    if let Some(message) = &args.raw_copy {
+        if args.scenario != Scenario::Big {
+            return Err("--raw-copy goes with --scenario big".into());
+        }
+        args.addr = start_raw_copy_server(message)?;
+    }
+    let args = Arc::new(args);
     if !args.addr.ip().is_loopback() {
         return Err("loadgen only targets loopback addresses (127.0.0.0/8, ::1)".into());
     }
@@ -481,6 +551,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_copy_body_is_what_retr_sends() {
+        assert_eq!(
+            as_retr_body(b".a\nb\r\n.\nc"),
+            b"..a\r\nb\r\n..\r\nc\r\n.\r\n"
+        );
+    }
 
     #[test]
     fn terminator_is_found_across_chunks() {
