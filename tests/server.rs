@@ -80,6 +80,71 @@ fn a_multi_megabyte_message_round_trips() {
     assert_eq!(unstuff(&body), normalize_line_endings(&raw));
 }
 
+/// A message of about `size` body octets, its lines marked with `tag`,
+/// every seventh starting with a dot.
+fn tagged_message(tag: usize, size: usize) -> Vec<u8> {
+    let mut raw = format!("Subject: message {tag}\r\n\r\n").into_bytes();
+    let mut line = 0;
+    while raw.len() < size {
+        let dot = if line % 7 == 3 { "." } else { "" };
+        raw.extend_from_slice(format!("{dot}m{tag} line {line}\r\n").as_bytes());
+        line += 1;
+    }
+    raw
+}
+
+#[test]
+fn reading_ahead_serves_every_message_its_own_bytes() {
+    // A 4 KiB transfer chunk: messages up to 1 KiB are read ahead, 4 KiB at
+    // a time; the sizes below sit on both sides of those limits.
+    let server = TestServer::start_with(|c| c.transfer_chunk = 4096);
+    server.add_user("alice", "pw");
+    let sizes = [
+        10, 900, 1000, 1024, 1025, 3000, 9000, 30, 700, 1000, 64, 20_000, 300, 300, 300, 300,
+    ];
+    let raws: Vec<Vec<u8>> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &size)| tagged_message(i + 1, size))
+        .collect();
+    for raw in &raws {
+        server.deliver("alice", raw);
+    }
+    let mut c = server.connect();
+    c.login("alice", "pw");
+    let retr = |c: &mut Client, n: usize| {
+        let (status, body) = c.multi(&format!("RETR {n}"));
+        assert_eq!(
+            status,
+            format!("+OK {} octets", raws[n - 1].len()),
+            "RETR {n}"
+        );
+        assert_eq!(unstuff(&body), raws[n - 1], "RETR {n}");
+    };
+    assert_eq!(c.cmd("DELE 3"), "+OK message 3 deleted");
+    // Forwards (skipping a deleted one), backwards, and jumping about.
+    for n in (1..=sizes.len()).filter(|&n| n != 3) {
+        retr(&mut c, n);
+    }
+    for n in (1..=sizes.len()).rev().filter(|&n| n != 3) {
+        retr(&mut c, n);
+    }
+    for n in [9, 2, 10, 4, 13, 1, 16] {
+        let (_, top) = c.multi(&format!("TOP {n} 0"));
+        assert!(raws[n - 1].starts_with(&unstuff(&top)), "TOP {n} 0");
+        retr(&mut c, n);
+    }
+    assert_eq!(c.cmd("RETR 3"), "-ERR message 3 already deleted");
+    // A RSET brings message 3 back; after a pause longer than anything is
+    // kept read ahead, every message still reads the same.
+    assert!(c.cmd("RSET").starts_with("+OK"));
+    retr(&mut c, 2);
+    std::thread::sleep(Duration::from_millis(1200));
+    for n in 3..=sizes.len() {
+        retr(&mut c, n);
+    }
+}
+
 #[test]
 fn top_header_matches_retr_and_counts_body_lines() {
     let server = server_with_awkward_mail();

@@ -15,15 +15,25 @@ use smol::Timer;
 use super::{ApopMode, Shared};
 use crate::auth;
 use crate::login::{self, Check, MaildropLock};
+use crate::protocol::command::MessageNumber;
 use crate::protocol::line::{LineEvent, LineReader};
 use crate::protocol::reply::{Reply, RespCode};
 use crate::protocol::transfer::{Extent, Layout, Transfer};
 use crate::session::{Action, LoginOutcome, LoginRequest, Session, SessionConfig};
-use crate::storage::StorageError;
+use crate::storage::{Bodies, StorageError};
 
 /// Replies are collected and written together once this many octets wait,
 /// or when the client has no more pipelined commands buffered.
 const FLUSH_THRESHOLD: usize = 64 * 1024;
+
+/// Small messages are read ahead of the client's RETRs, several in one
+/// trip to the storage thread pool, up to `transfer_chunk` octets in all;
+/// a message larger than this fraction of it is streamed on its own.
+const READ_AHEAD_MESSAGE_DIVISOR: usize = 4;
+
+/// Bodies read ahead are dropped when the client sends nothing for this
+/// long, so an idle connection holds no message data.
+const READ_AHEAD_KEEP: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How a connection ended, for the closing log line.
 #[derive(Debug)]
@@ -71,6 +81,8 @@ struct Connection {
     /// Who logged in, for the closing log line.
     user: Option<String>,
     tally: Tally,
+    /// Whole bodies of the messages the client will likely RETR next.
+    read_ahead: Option<Bodies>,
 }
 
 /// Serves one connection until it ends, however it ends.
@@ -93,6 +105,7 @@ pub(super) async fn serve(
         lock: None,
         user: None,
         tally: Tally::default(),
+        read_ahead: None,
     };
     let mut session = Session::new(conn.session_config().await);
     let end = conn.converse(&mut session).await;
@@ -165,15 +178,20 @@ impl Connection {
                     }
                     Action::Send {
                         status,
+                        number,
                         message_id,
                         layout,
                         extent,
                     } => {
-                        if let Err(end) =
-                            self.send_message(status, message_id, layout, extent).await
+                        let ahead = self.read_ahead(session, number, message_id, layout).await;
+                        let body = ahead.as_ref().and_then(|bodies| bodies.get(message_id));
+                        if let Err(end) = self
+                            .send_message(status, message_id, layout, extent, body)
+                            .await
                         {
                             return end;
                         }
+                        self.read_ahead = ahead;
                         break;
                     }
                     Action::Commit {
@@ -204,7 +222,24 @@ impl Connection {
             }
             self.flush().await?;
             let mut stream = self.stream.clone();
-            let read = match self.with_deadline(stream.read(&mut buf)).await {
+            let read = if self.read_ahead.is_none() {
+                self.with_deadline(stream.read(&mut buf)).await
+            } else {
+                // Reading is cancel-safe: a read cut short took no input.
+                let read = async { Some(self.with_deadline(stream.read(&mut buf)).await) };
+                let keep = async {
+                    Timer::after(READ_AHEAD_KEEP).await;
+                    None
+                };
+                match future::or(read, keep).await {
+                    Some(read) => read,
+                    None => {
+                        self.read_ahead = None;
+                        continue;
+                    }
+                }
+            };
+            let read = match read {
                 Err(End::Shutdown) => {
                     self.say_shutting_down().await;
                     return Err(End::Shutdown);
@@ -320,18 +355,69 @@ impl Connection {
         outcome
     }
 
+    /// Small messages read ahead, holding message `number`'s whole body:
+    /// what was read before, or read now together with the small messages
+    /// after it in one trip to the storage pool. `None`: stream it from
+    /// storage (a large message, or reading failed and the stream will say why).
+    async fn read_ahead(
+        &mut self,
+        session: &Session,
+        number: MessageNumber,
+        message_id: i64,
+        layout: Layout,
+    ) -> Option<Bodies> {
+        let held = self.read_ahead.take();
+        if held
+            .as_ref()
+            .is_some_and(|bodies| bodies.get(message_id).is_some())
+        {
+            return held;
+        }
+        drop(held);
+        let budget = self.shared.config.transfer_chunk as u64;
+        let small = |size: u64| size > 0 && size <= budget / READ_AHEAD_MESSAGE_DIVISOR as u64;
+        if !small(layout.size) {
+            return None;
+        }
+        let mut total = layout.size;
+        let mut wanted = vec![(message_id, layout.size)];
+        for (id, size) in session.messages_after(number) {
+            if !small(size) || total + size > budget {
+                break;
+            }
+            total += size;
+            wanted.push((id, size));
+        }
+        let store = Arc::clone(&self.shared.store);
+        match blocking::unblock(move || store.read_bodies(&wanted)).await {
+            Ok(bodies) => bodies.get(message_id).is_some().then_some(bodies),
+            Err(error) => {
+                log::debug!("session {}: reading ahead failed: {error}", self.id);
+                None
+            }
+        }
+    }
+
+    /// Sends `+OK status`, the message (from `body` when it was read
+    /// ahead, else streamed from storage chunk by chunk), and the terminator.
     async fn send_message(
         &mut self,
         status: String,
         message_id: i64,
         layout: Layout,
         extent: Extent,
+        body: Option<&[u8]>,
     ) -> Result<(), End> {
         let start = self.out.len();
         Reply::ok(status).encode(&mut self.out);
         let mut transfer = Transfer::new(layout, extent, self.shared.config.transfer_chunk);
         let mut flushed = false;
         while let Some((offset, len)) = transfer.next_read(&mut self.out) {
+            if let Some(body) = body {
+                // `read_bodies` checked the body is `layout.size` octets.
+                transfer.push(&body[offset as usize..][..len], &mut self.out);
+                continue;
+            }
             let store = Arc::clone(&self.shared.store);
             match blocking::unblock(move || store.read_body(message_id, offset, len)).await {
                 Ok(chunk) => transfer.push(&chunk, &mut self.out),

@@ -52,6 +52,18 @@ impl Maildrop {
             .filter_map(|(i, m)| MessageNumber::from_index(i).map(|n| (n, m)))
     }
 
+    /// `(id, size)` of the messages after `n` not marked deleted, in
+    /// order: what a client reading its maildrop through is likely to ask
+    /// for next.
+    pub fn live_after(&self, n: MessageNumber) -> impl Iterator<Item = (i64, u64)> + '_ {
+        let next = (n.index() + 1).min(self.messages.len());
+        self.messages[next..]
+            .iter()
+            .zip(&self.deleted[next..])
+            .filter(|(_, &deleted)| !deleted)
+            .map(|(m, _)| (m.id, m.size))
+    }
+
     /// The message `n`, or the `-ERR` to answer when it does not exist or
     /// is marked deleted.
     pub fn get(&self, n: MessageNumber) -> Result<&MessageMeta, Reply> {

@@ -7,7 +7,7 @@ pub mod maildrop;
 pub mod sasl;
 
 use crate::auth::Secret;
-use crate::protocol::command::{self, Command, ParseError};
+use crate::protocol::command::{self, Command, MessageNumber, ParseError};
 use crate::protocol::line::LineEvent;
 use crate::protocol::reply::{Reply, RespCode};
 use crate::protocol::transfer::{Extent, Layout};
@@ -27,6 +27,8 @@ pub enum Action {
     Send {
         /// The status line's text.
         status: String,
+        /// The message's number in this session.
+        number: MessageNumber,
         /// The message's database id.
         message_id: i64,
         /// Where its header ends.
@@ -206,6 +208,17 @@ impl Session {
                 }
             },
         }
+    }
+
+    /// `(id, size)` of the live messages after message `n`, in order (none
+    /// outside the TRANSACTION state): a hint for reading ahead of the
+    /// client's next RETR.
+    pub fn messages_after(&self, n: MessageNumber) -> impl Iterator<Item = (i64, u64)> + '_ {
+        let maildrop = match &self.state {
+            State::Transaction(maildrop) => Some(maildrop),
+            _ => None,
+        };
+        maildrop.into_iter().flat_map(move |m| m.live_after(n))
     }
 
     /// Continues after the driver checked the credentials of [`Action::Login`].
@@ -438,13 +451,14 @@ impl Session {
     }
 }
 
-fn send(maildrop: &Maildrop, n: command::MessageNumber, extent: Extent) -> Action {
+fn send(maildrop: &Maildrop, n: MessageNumber, extent: Extent) -> Action {
     match maildrop.get(n) {
         Ok(m) => Action::Send {
             status: match extent {
                 Extent::Whole => format!("{} octets", m.size),
                 Extent::Top(_) => "top of message follows".to_string(),
             },
+            number: n,
             message_id: m.id,
             layout: Layout {
                 size: m.size,

@@ -98,6 +98,7 @@ impl Client<'_> {
                         message_id,
                         layout,
                         extent,
+                        ..
                     } => {
                         Reply::ok(status).encode(&mut out);
                         let mut transfer = Transfer::new(layout, extent, 7);

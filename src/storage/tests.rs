@@ -182,6 +182,59 @@ fn bodies_read_back_by_range() {
 }
 
 #[test]
+fn several_whole_bodies_come_back_without_missing_or_changed_ones() {
+    let (_dir, store) = store();
+    let big: String = "x".repeat(BODY_CHUNK + 10);
+    store
+        .deliver("alice", &[msg("a"), msg(&big), msg("c")])
+        .unwrap();
+    let (user_id, _) = store.user("alice").unwrap();
+    let ids: Vec<i64> = store
+        .maildrop(user_id)
+        .unwrap()
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    let big_size = BODY_CHUNK as u64 + 12;
+    let wanted = [(ids[2], 3), (9999, 3), (ids[1], big_size), (ids[0], 4)];
+    let bodies = store.read_bodies(&wanted).unwrap();
+    assert_eq!(bodies.get(ids[2]), Some(&b"c\r\n"[..]));
+    let whole = store.read_body(ids[1], 0, big_size as usize).unwrap();
+    assert_eq!(bodies.get(ids[1]), Some(&whole[..]));
+    // Gone, or not the size listed: left out.
+    assert_eq!(bodies.get(9999), None);
+    assert_eq!(bodies.get(ids[0]), None);
+}
+
+#[test]
+fn a_new_database_gets_large_pages_and_an_old_one_keeps_its_own() {
+    let page_size = |store: &Store| -> i64 {
+        store
+            .with_conn(|c| Ok(c.query_row("PRAGMA page_size", [], |r| r.get(0))?))
+            .unwrap()
+    };
+    let (_dir, store) = store();
+    assert_eq!(page_size(&store), PAGE_SIZE as i64);
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let first = Store::open(&path).unwrap();
+        first.add_user("alice", "$argon2id$fake", None).unwrap();
+        drop(first);
+        // An existing database in 4 KiB pages, as earlier versions made them.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("PRAGMA journal_mode = DELETE; PRAGMA page_size = 4096; VACUUM; PRAGMA journal_mode = WAL;")
+            .unwrap();
+    }
+    let old = Store::open(&path).unwrap();
+    assert_eq!(page_size(&old), 4096);
+    old.deliver("alice", &[msg("still works")]).unwrap();
+    let (user_id, _) = old.user("alice").unwrap();
+    assert_eq!(old.maildrop(user_id).unwrap().len(), 1);
+}
+
+#[test]
 fn reads_across_chunk_boundaries_match_the_message() {
     let (_dir, store) = store();
     let raw: Vec<u8> = (0..3 * BODY_CHUNK + 123)
