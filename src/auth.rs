@@ -152,6 +152,10 @@ pub fn verify_password(phc: &str, password: &[u8]) -> bool {
     verify_password_in(phc, password, &mut Vec::new())
 }
 
+/// Argon2 blocks (1 KiB each) in a buffer large enough that the allocator
+/// maps it by itself and gives it back to the system when it is freed.
+const OWN_MAPPING_BLOCKS: usize = 33 * 1024;
+
 /// [`verify_password`] with caller-owned argon2 memory, grown as needed
 /// and reused across calls. A long-lived hashing thread keeps one buffer:
 /// allocating ~19 MiB per login made glibc keep freed blocks resident
@@ -188,6 +192,11 @@ pub fn verify_password_in(phc: &str, password: &[u8], memory: &mut Vec<Block>) -
     };
     let blocks = params.block_count();
     if memory.len() < blocks {
+        // Past glibc's largest mmap threshold (32 MiB on 64-bit), a block is
+        // always mapped on its own and unmapped when freed; a smaller one
+        // stays resident in the arena after it is dropped. Pages past
+        // `blocks` are never touched, so they take no memory.
+        memory.reserve_exact(blocks.max(OWN_MAPPING_BLOCKS).saturating_sub(memory.len()));
         memory.resize(blocks, Block::default());
     }
     let mut computed = vec![0u8; expected.len()];

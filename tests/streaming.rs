@@ -101,38 +101,121 @@ fn rss_kib(pid: u32) -> u64 {
 
 #[test]
 fn connections_idle_after_a_retr_keep_no_large_buffer() {
-    const CONNECTIONS: usize = 50;
+    // Two waves of connections, each left idle after a streamed 1 MB RETR
+    // and a RETR that reads three 50 KB messages ahead. Memory a connection
+    // kept would double the growth in the second wave; memory it gave back
+    // is reused by the second wave, which then costs little.
+    const WAVE: usize = 50;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("idle.db");
-    let eml = dir.path().join("m.eml");
+    let line = |_| b"abcdefghij".repeat(9).into_iter().chain(*b"\r\n");
+    let big = dir.path().join("m.eml");
     let mut message = b"Subject: one megabyte\r\n\r\n".to_vec();
-    message.extend(
-        std::iter::repeat_n(b"abcdefghij".repeat(9).into_iter().chain(*b"\r\n"), 11_000).flatten(),
-    );
-    std::fs::write(&eml, &message).unwrap();
-    for i in 0..CONNECTIONS {
+    message.extend((0..11_000).flat_map(line));
+    std::fs::write(&big, &message).unwrap();
+    let small = dir.path().join("s.eml");
+    let mut text = b"Subject: fifty kilobytes\r\n\r\n".to_vec();
+    text.extend((0..540).flat_map(line));
+    std::fs::write(&small, &text).unwrap();
+    let (big, small) = (big.to_str().unwrap(), small.to_str().unwrap());
+    for i in 0..2 * WAVE {
         let user = format!("u{i}");
         cli_add_user(&db, &user, "pw");
-        let out = run_cli(&db, &["deliver", &user, eml.to_str().unwrap()], b"");
+        let out = run_cli(
+            &db,
+            &["deliver", &user, big, small, small, small, small],
+            b"",
+        );
         assert!(out.status.success());
     }
     let server = ServerProcess::start(&db, &[]);
     let pid = server.child.id();
     let before = rss_kib(pid);
     let mut idle = Vec::new();
-    for i in 0..CONNECTIONS {
-        let mut c = Client::connect(server.addr);
-        c.login(&format!("u{i}"), "pw");
-        assert!(c.cmd("RETR 1").starts_with("+OK"));
-        drain_multi_line(&mut c);
-        assert_eq!(c.cmd("NOOP"), "+OK");
-        idle.push(c);
+    let mut growth = Vec::new();
+    for wave in 0..2 {
+        for i in wave * WAVE..(wave + 1) * WAVE {
+            let mut c = Client::connect(server.addr);
+            c.login(&format!("u{i}"), "pw");
+            for n in [1, 2] {
+                assert!(c.cmd(&format!("RETR {n}")).starts_with("+OK"));
+                drain_multi_line(&mut c);
+            }
+            assert_eq!(c.cmd("NOOP"), "+OK");
+            idle.push(c);
+        }
+        // Past the second that read-ahead is kept for an idle client.
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        growth.push(rss_kib(pid).saturating_sub(before));
     }
-    // Each connection's reply buffer grew to the 256 KiB streaming step;
-    // once it is idle again that memory must have been given back.
-    let growth = rss_kib(pid).saturating_sub(before);
-    eprintln!("RSS growth with {CONNECTIONS} connections idle after a 1 MB RETR: {growth} KiB");
-    assert!(growth < 4 * 1024, "idle connections keep {growth} KiB");
+    let second_wave = growth[1].saturating_sub(growth[0]);
+    eprintln!(
+        "RSS growth with {WAVE} connections idle after RETRs: {} KiB; {WAVE} more: {second_wave} KiB",
+        growth[0]
+    );
+    // Kept, each would hold a 256 KiB reply buffer and 150 KB read ahead.
+    assert!(
+        second_wave < 4 * 1024,
+        "idle connections keep {second_wave} KiB"
+    );
+    assert!(growth[0] < 16 * 1024, "{} KiB for one wave", growth[0]);
+    // Still served right, from storage now.
+    for c in &mut idle {
+        let (status, _) = c.multi("RETR 3");
+        assert_eq!(status, format!("+OK {} octets", text.len()));
+    }
     drop(idle);
+    server.terminate();
+}
+
+#[test]
+fn an_idle_server_gives_its_password_hashing_memory_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hash.db");
+    // The default cost: each verification needs a 19 MiB argon2 buffer.
+    for user in ["a", "b"] {
+        let out = run_cli(&db, &["user", "add", user, "--password-stdin"], b"pw\n");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let server = ServerProcess::start(&db, &[]);
+    let pid = server.child.id();
+    let before = rss_kib(pid);
+    let logins: Vec<_> = ["a", "b", "a", "b"]
+        .into_iter()
+        .map(|user| {
+            let addr = server.addr;
+            std::thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                c.login(user, "pw");
+                c.cmd("QUIT");
+            })
+        })
+        .collect();
+    for login in logins {
+        login.join().unwrap();
+    }
+    let after_logins = rss_kib(pid).saturating_sub(before);
+    assert!(
+        after_logins > 16 * 1024,
+        "the logins should have needed argon2 memory, RSS grew only {after_logins} KiB"
+    );
+    // Bounded wait: the hashing threads let go after 2 s without work.
+    let mut growth = after_logins;
+    for _ in 0..100 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        growth = rss_kib(pid).saturating_sub(before);
+        if growth < 4 * 1024 {
+            break;
+        }
+    }
+    eprintln!("RSS growth: {after_logins} KiB after 4 logins, {growth} KiB once idle");
+    assert!(
+        growth < 4 * 1024,
+        "an idle server keeps {growth} KiB of login memory"
+    );
     server.terminate();
 }

@@ -2,14 +2,23 @@
 //! default. It bounds how many verifications run at once (each is a core
 //! and ~19 MiB), queues the rest, and lets each thread reuse one argon2
 //! buffer: allocating it per login made glibc keep freed buffers resident
-//! (1.4 GB peak RSS under a login flood, against 45 MB with reuse).
+//! (1.4 GB peak RSS under a login flood, against 45 MB with reuse). A
+//! thread with no work for [`RELEASE_AFTER`] gives its buffer back, so a
+//! server holding idle sessions does not hold login-time memory too.
 
+use std::time::Duration;
+
+use futures_lite::future;
 use smol::channel::{Receiver, Sender};
+use smol::Timer;
 
 use crate::auth::{self, Secret};
 
 /// How many verifications may wait for a thread before callers wait too.
 const QUEUE: usize = 1024;
+
+/// How long a hashing thread keeps its argon2 buffer without work.
+const RELEASE_AFTER: Duration = Duration::from_secs(2);
 
 struct Job {
     phc: std::sync::Arc<str>,
@@ -33,7 +42,7 @@ impl HashPool {
                 .name(format!("poplite-hash-{i}"))
                 .spawn(move || {
                     let mut memory = Vec::new();
-                    while let Ok(job) = queue.recv_blocking() {
+                    while let Some(job) = next_job(&queue, &mut memory) {
                         let matched =
                             auth::verify_password_in(&job.phc, job.password.expose(), &mut memory);
                         let _ = job.reply.send_blocking(matched);
@@ -56,4 +65,22 @@ impl HashPool {
         }
         answer.recv().await.unwrap_or(false)
     }
+}
+
+/// The next job, or `None` once the pool is dropped. While none comes for
+/// [`RELEASE_AFTER`], `memory` is given back to the system.
+fn next_job(queue: &Receiver<Job>, memory: &mut Vec<argon2::Block>) -> Option<Job> {
+    if !memory.is_empty() {
+        let job = async { Some(queue.recv().await.ok()) };
+        let quiet = async {
+            Timer::after(RELEASE_AFTER).await;
+            None
+        };
+        if let Some(job) = smol::block_on(future::or(job, quiet)) {
+            return job;
+        }
+        // Unmapped at once: see `auth::verify_password_in`.
+        *memory = Vec::new();
+    }
+    queue.recv_blocking().ok()
 }
