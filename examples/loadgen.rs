@@ -244,27 +244,36 @@ enum ScanState {
 
 impl TerminatorScanner {
     /// The index just past the terminator, if it ends inside `buf`.
+    ///
+    /// Vectorised: a byte-at-a-time scan took 60 % of the load generator's
+    /// CPU in `retr`, a core the servers under test should have had.
     fn scan(&mut self, buf: &[u8]) -> Option<usize> {
+        // Finish a terminator that the previous chunk began (at most 3 octets).
         let mut i = 0;
-        while i < buf.len() {
-            self.state = match (self.state, buf[i]) {
+        while self.state != ScanState::Middle {
+            let &byte = buf.get(i)?;
+            self.state = match (self.state, byte) {
                 (ScanState::LineStart, b'.') => ScanState::Dot,
                 (ScanState::Dot, b'\r') => ScanState::DotCr,
                 (ScanState::DotCr, b'\n') => return Some(i + 1),
                 (_, b'\n') => ScanState::LineStart,
-                _ => match buf[i..].iter().position(|&b| b == b'\n') {
-                    Some(lf) => {
-                        i += lf + 1;
-                        self.state = ScanState::LineStart;
-                        continue;
-                    }
-                    None => {
-                        self.state = ScanState::Middle;
-                        return None;
-                    }
-                },
+                _ => ScanState::Middle,
             };
             i += 1;
+        }
+        let rest = &buf[i..];
+        if let Some(at) = memchr::memmem::find(rest, b"\n.\r\n") {
+            return Some(i + at + 4);
+        }
+        // Where the chunk leaves off: only its last three octets can have
+        // begun a terminator.
+        for &byte in &rest[rest.len().saturating_sub(3)..] {
+            self.state = match (self.state, byte) {
+                (_, b'\n') => ScanState::LineStart,
+                (ScanState::LineStart, b'.') => ScanState::Dot,
+                (ScanState::Dot, b'\r') => ScanState::DotCr,
+                _ => ScanState::Middle,
+            };
         }
         None
     }
@@ -573,5 +582,23 @@ mod tests {
         }
         let mut empty = TerminatorScanner::default();
         assert_eq!(empty.scan(b".\r\n"), Some(3));
+    }
+
+    #[test]
+    fn terminator_is_found_when_split_three_ways() {
+        let body = b".a\r\n.\r.\r\nb\n.\r\n";
+        for first in 0..body.len() {
+            for second in first..body.len() {
+                let mut scanner = TerminatorScanner::default();
+                let parts = [&body[..first], &body[first..second], &body[second..]];
+                let mut offset = 0;
+                let end = parts.iter().find_map(|part| {
+                    let end = scanner.scan(part).map(|e| e + offset);
+                    offset += part.len();
+                    end
+                });
+                assert_eq!(end, Some(body.len()), "split at {first}, {second}");
+            }
+        }
     }
 }
