@@ -95,9 +95,13 @@ fn tagged_message(tag: usize, size: usize) -> Vec<u8> {
 
 #[test]
 fn reading_ahead_serves_every_message_its_own_bytes() {
-    // A 4 KiB transfer chunk: messages up to 1 KiB are read ahead, 4 KiB at
-    // a time; the sizes below sit on both sides of those limits.
-    let server = TestServer::start_with(|c| c.transfer_chunk = 4096);
+    // 4 KiB read ahead and transfer chunks: messages up to 1 KiB are read
+    // ahead, 4 KiB at a time, larger ones stream in 4 KiB steps; the sizes
+    // below sit on both sides of those limits.
+    let server = TestServer::start_with(|c| {
+        c.transfer_chunk = 4096;
+        c.read_ahead = 4096;
+    });
     server.add_user("alice", "pw");
     let sizes = [
         10, 900, 1000, 1024, 1025, 3000, 9000, 30, 700, 1000, 64, 20_000, 300, 300, 300, 300,
@@ -647,6 +651,42 @@ fn listing_never_reads_message_bodies() {
     assert!(c.cmd("LIST 3").starts_with("+OK 3 "));
     assert_eq!(c.cmd("RETR 1"), "-ERR [SYS/PERM] message cannot be read");
     assert_eq!(c.cmd("NOOP"), "+OK");
+}
+
+#[test]
+fn a_body_that_breaks_mid_stream_closes_the_connection_without_a_terminator() {
+    // 4 KiB steps: much of the message is sent before the missing chunk is
+    // reached, so the reply can no longer become -ERR. A client must see the
+    // connection close, never a terminator after a short body.
+    let server = TestServer::start_with(|c| c.transfer_chunk = 4096);
+    server.add_user("alice", "pw");
+    let raw = tagged_message(1, 1_000_000);
+    server.deliver("alice", &raw);
+    let conn = rusqlite::Connection::open(server.db_path()).unwrap();
+    let gone = conn
+        .execute("DELETE FROM message_chunks WHERE seq >= 8", [])
+        .unwrap();
+    assert!(gone > 0);
+    let mut c = server.connect();
+    c.login("alice", "pw");
+    assert_eq!(c.cmd("RETR 1"), format!("+OK {} octets", raw.len()));
+    let mut received = Vec::new();
+    let mut buf = [0u8; 64 * 1024];
+    for _ in 0..10_000 {
+        let n = c.read_raw(&mut buf);
+        if n == 0 {
+            break;
+        }
+        received.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        received.len() >= 8 * 64 * 1024,
+        "only {} octets before the break",
+        received.len()
+    );
+    assert!(received.len() < raw.len());
+    assert!(!received.ends_with(b"\r\n.\r\n"));
+    assert_eq!(unstuff(&received), raw[..unstuff(&received).len()]);
 }
 
 #[test]

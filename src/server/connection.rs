@@ -27,13 +27,23 @@ use crate::storage::{Bodies, StorageError};
 const FLUSH_THRESHOLD: usize = 64 * 1024;
 
 /// Small messages are read ahead of the client's RETRs, several in one
-/// trip to the storage thread pool, up to `transfer_chunk` octets in all;
+/// trip to the storage thread pool, up to `read_ahead` octets in all;
 /// a message larger than this fraction of it is streamed on its own.
 const READ_AHEAD_MESSAGE_DIVISOR: usize = 4;
 
 /// Bodies read ahead are dropped when the client sends nothing for this
 /// long, so an idle connection holds no message data.
 const READ_AHEAD_KEEP: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// One chunk of a streamed message, back from the storage pool.
+struct StreamedChunk {
+    transfer: Transfer,
+    /// The buffer handed over, with the chunk stuffed onto its end.
+    out: Vec<u8>,
+    /// The range to read next, if any.
+    next: Option<(u64, usize)>,
+    read: Result<(), StorageError>,
+}
 
 /// How a connection ended, for the closing log line.
 #[derive(Debug)]
@@ -221,6 +231,10 @@ impl Connection {
                 return Ok(event);
             }
             self.flush().await?;
+            // An idle connection keeps no large buffer from its last RETR.
+            if self.out.capacity() > 16 * 1024 {
+                self.out = Vec::new();
+            }
             let mut stream = self.stream.clone();
             let read = if self.read_ahead.is_none() {
                 self.with_deadline(stream.read(&mut buf)).await
@@ -265,10 +279,6 @@ impl Connection {
             .await?;
         self.out = out;
         self.out.clear();
-        // An idle connection keeps no large buffer from its last RETR.
-        if self.out.capacity() > 16 * 1024 {
-            self.out = Vec::new();
-        }
         written.map_err(End::Io)
     }
 
@@ -374,7 +384,7 @@ impl Connection {
             return held;
         }
         drop(held);
-        let budget = self.shared.config.transfer_chunk as u64;
+        let budget = self.shared.config.read_ahead as u64;
         let small = |size: u64| size > 0 && size <= budget / READ_AHEAD_MESSAGE_DIVISOR as u64;
         if !small(layout.size) {
             return None;
@@ -399,7 +409,7 @@ impl Connection {
     }
 
     /// Sends `+OK status`, the message (from `body` when it was read
-    /// ahead, else streamed from storage chunk by chunk), and the terminator.
+    /// ahead, else streamed from storage), and the terminator.
     async fn send_message(
         &mut self,
         status: String,
@@ -411,43 +421,104 @@ impl Connection {
         let start = self.out.len();
         Reply::ok(status).encode(&mut self.out);
         let mut transfer = Transfer::new(layout, extent, self.shared.config.transfer_chunk);
-        let mut flushed = false;
-        while let Some((offset, len)) = transfer.next_read(&mut self.out) {
-            if let Some(body) = body {
+        if let Some(body) = body {
+            while let Some((offset, len)) = transfer.next_read(&mut self.out) {
                 // `read_bodies` checked the body is `layout.size` octets.
                 transfer.push(&body[offset as usize..][..len], &mut self.out);
-                continue;
             }
-            let store = Arc::clone(&self.shared.store);
-            match blocking::unblock(move || store.read_body(message_id, offset, len)).await {
-                Ok(chunk) => transfer.push(&chunk, &mut self.out),
-                Err(error) if !flushed => {
-                    // Nothing of this reply is sent yet: answer -ERR instead.
-                    log::error!(
-                        "session {}: cannot read message {message_id}: {error}",
-                        self.id
-                    );
-                    self.out.truncate(start);
-                    Reply::err_code(
-                        RespCode::sys(error.is_temporary()),
-                        "message cannot be read",
-                    )
-                    .encode(&mut self.out);
-                    return Ok(());
-                }
-                Err(error) => return Err(End::TransferFailed(error)),
-            }
-            if self.out.len() >= FLUSH_THRESHOLD {
-                self.flush().await?;
-                flushed = true;
-            }
+            transfer.finish(&mut self.out);
+        } else {
+            self.stream_message(transfer, message_id, start).await?;
         }
-        transfer.finish(&mut self.out);
         if extent == Extent::Whole {
             self.tally.retrieved += 1;
             self.tally.retrieved_octets += layout.size;
         }
         Ok(())
+    }
+
+    /// Streams a message from storage after its status line. The storage
+    /// pool reads and stuffs the next chunk straight into a second buffer
+    /// while this task writes the previous one, so reading and sending
+    /// overlap and each octet is copied once between SQLite and the socket.
+    /// If nothing is sent when reading fails, the reply from `start` on
+    /// becomes an -ERR.
+    async fn stream_message(
+        &mut self,
+        mut transfer: Transfer,
+        message_id: i64,
+        start: usize,
+    ) -> Result<(), End> {
+        let Some(first) = transfer.next_read(&mut self.out) else {
+            transfer.finish(&mut self.out);
+            return Ok(());
+        };
+        let mut spare = Vec::new();
+        let out = std::mem::take(&mut self.out);
+        let mut job = self.read_chunk(transfer, message_id, first, out);
+        let mut flushed = false;
+        loop {
+            let chunk = job.await;
+            self.out = chunk.out;
+            let transfer = chunk.transfer;
+            if let Err(error) = chunk.read {
+                if flushed {
+                    return Err(End::TransferFailed(error));
+                }
+                // Nothing of this reply is sent yet: answer -ERR instead.
+                log::error!(
+                    "session {}: cannot read message {message_id}: {error}",
+                    self.id
+                );
+                self.out.truncate(start);
+                Reply::err_code(
+                    RespCode::sys(error.is_temporary()),
+                    "message cannot be read",
+                )
+                .encode(&mut self.out);
+                return Ok(());
+            }
+            let Some(next) = chunk.next else {
+                transfer.finish(&mut self.out);
+                return Ok(());
+            };
+            if self.out.len() < FLUSH_THRESHOLD {
+                let out = std::mem::take(&mut self.out);
+                job = self.read_chunk(transfer, message_id, next, out);
+                continue;
+            }
+            job = self.read_chunk(transfer, message_id, next, std::mem::take(&mut spare));
+            self.flush().await?;
+            flushed = true;
+            spare = std::mem::take(&mut self.out);
+        }
+    }
+
+    /// Starts reading `range` of a message on the storage pool, stuffing
+    /// it onto the end of `out`.
+    fn read_chunk(
+        &self,
+        mut transfer: Transfer,
+        message_id: i64,
+        (offset, len): (u64, usize),
+        mut out: Vec<u8>,
+    ) -> blocking::Task<StreamedChunk> {
+        let store = Arc::clone(&self.shared.store);
+        blocking::unblock(move || {
+            let read = store.read_body_with(message_id, offset, len, |piece| {
+                transfer.push(piece, &mut out)
+            });
+            let next = match read {
+                Ok(()) => transfer.next_read(&mut out),
+                Err(_) => None,
+            };
+            StreamedChunk {
+                transfer,
+                out,
+                next,
+                read,
+            }
+        })
     }
 
     async fn commit(&mut self, user_id: i64, message_ids: Vec<i64>) -> Result<usize, RespCode> {

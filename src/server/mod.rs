@@ -52,8 +52,13 @@ pub struct ServerConfig {
     pub apop: ApopMode,
     /// The host name in the APOP timestamp.
     pub hostname: String,
-    /// Octets read from the database per step of RETR/TOP.
+    /// Octets read from the database per step of RETR/TOP. Two such
+    /// buffers are in use while a large message streams (one filling, one
+    /// sending); 1 MiB streamed 200 MB at 1.9 GB/s against 1.2 at 256 KiB.
     pub transfer_chunk: usize,
+    /// Octets of small messages read ahead of a client's RETRs in one
+    /// storage trip; a message over a quarter of this is streamed.
+    pub read_ahead: usize,
     /// Threads verifying passwords, so at most this many argon2 runs at
     /// once (each takes a core and its memory cost, ~19 MiB by default).
     pub hash_threads: usize,
@@ -70,7 +75,8 @@ impl Default for ServerConfig {
             max_sasl_line: 8192,
             apop: ApopMode::Auto,
             hostname: gethostname::gethostname().to_string_lossy().into_owned(),
-            transfer_chunk: 256 * 1024,
+            transfer_chunk: 1024 * 1024,
+            read_ahead: 256 * 1024,
             hash_threads: available_cores(),
         }
     }

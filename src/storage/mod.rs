@@ -622,6 +622,24 @@ impl Store {
         offset: u64,
         len: usize,
     ) -> Result<Vec<u8>, StorageError> {
+        let mut out = Vec::with_capacity(len);
+        self.read_body_with(message_id, offset, len, |piece| {
+            out.extend_from_slice(piece)
+        })?;
+        Ok(out)
+    }
+
+    /// Hands `len` octets of a message body from `offset` to `each`, piece
+    /// by piece as SQLite holds them, so a caller that transforms them
+    /// (dot-stuffing) copies them once. On error some pieces may already
+    /// have been handed over.
+    pub fn read_body_with(
+        &self,
+        message_id: i64,
+        offset: u64,
+        len: usize,
+        mut each: impl FnMut(&[u8]),
+    ) -> Result<(), StorageError> {
         let chunk = BODY_CHUNK as u64;
         let first = offset / chunk;
         let last = (offset + len as u64).div_ceil(chunk).max(first + 1) - 1;
@@ -631,9 +649,9 @@ impl Store {
                  WHERE message_id = ?1 AND seq BETWEEN ?2 AND ?3 ORDER BY seq",
             )?;
             let mut rows = stmt.query(params![message_id, first as i64, last as i64])?;
-            let mut out = Vec::with_capacity(len);
+            let mut given = 0;
             let mut expected_seq = first;
-            while out.len() < len {
+            while given < len {
                 let Some(row) = rows.next()? else { break };
                 let seq: u64 = row.get(0)?;
                 if seq != expected_seq {
@@ -643,18 +661,19 @@ impl Store {
                     break;
                 };
                 // Where the next wanted octet sits inside this chunk.
-                let start = (offset + out.len() as u64 - seq * chunk) as usize;
+                let start = (offset + given as u64 - seq * chunk) as usize;
                 let Some(available) = data.get(start..) else {
                     break;
                 };
-                let take = (len - out.len()).min(available.len());
-                out.extend_from_slice(&available[..take]);
+                let take = (len - given).min(available.len());
+                each(&available[..take]);
+                given += take;
                 expected_seq += 1;
             }
-            if out.len() < len {
+            if given < len {
                 return Err(StorageError::MessageGone(message_id));
             }
-            Ok(out)
+            Ok(())
         })
     }
 
