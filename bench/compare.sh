@@ -32,6 +32,9 @@ Compare poplite and Dovecot (POP3) on this machine, on 127.0.0.1.
   --messages N         messages per mailbox (default 50; every 25th is 2 MB)
   --cycle-mailboxes N  mailboxes cycle0..(N-1) that `cycle` empties, refilled
                        before each run (default 64)
+  --argon2 PARAMS      argon2id cost of every user, as m=KIB,t=N,p=N (default:
+                       poplite's, m=19456,t=2,p=1); a cheap cost such as
+                       m=64,t=1,p=1 compares the mail path without the hash
   --big-mb N           size of big0's single message in MB, for `big` (default 200)
   --idle-conns N       connections held by `idle`, one user each (default 2000)
   --idle-duration D    how long `idle` holds them, logins included (default 90s)
@@ -54,6 +57,7 @@ MESSAGES=50
 USERS=8
 CYCLE_MAILBOXES=64
 BIG_MB=200
+ARGON2=""
 IDLE_CONNS=2000
 IDLE_DURATION=90s
 PORT_A=42110
@@ -78,6 +82,7 @@ while [[ $# -gt 0 ]]; do
     --users) need_arg "$@"; USERS=$2; shift 2 ;;
     --cycle-mailboxes) need_arg "$@"; CYCLE_MAILBOXES=$2; shift 2 ;;
     --big-mb) need_arg "$@"; BIG_MB=$2; shift 2 ;;
+    --argon2) need_arg "$@"; ARGON2=$2; shift 2 ;;
     --idle-conns) need_arg "$@"; IDLE_CONNS=$2; shift 2 ;;
     --idle-duration) need_arg "$@"; IDLE_DURATION=$2; shift 2 ;;
     --port-a) need_arg "$@"; PORT_A=$2; shift 2 ;;
@@ -94,6 +99,10 @@ for v in ROUNDS CONCURRENCY MESSAGES USERS CYCLE_MAILBOXES BIG_MB IDLE_CONNS POR
         die "--$(tr 'A-Z_' 'a-z-' <<<"$v") must be a positive integer"
     fi
 done
+if [[ -n $ARGON2 && ! $ARGON2 =~ ^m=[0-9]+,t=[0-9]+,p=[0-9]+$ ]]; then
+    die "--argon2 takes m=KIB,t=N,p=N, e.g. m=64,t=1,p=1"
+fi
+ARGON2_LABEL=${ARGON2:-m=19456,t=2,p=1}
 [[ $PORT_A -ne $PORT_B && $PORT_A -lt 65536 && $PORT_B -lt 65536 ]] || die "bad ports"
 
 # A duration (10s, 500ms, 2m, 1h, or plain seconds) in seconds, as a decimal.
@@ -598,6 +607,10 @@ def cmd_report(results_path, meta_path, out):
                     lambda r: (r["rss_peak_kb"] - r["rss_before_kb"]) / 1024)
             if scenario == "idle":
                 per[server]["connections held ↑"] = med(lambda r: r["loadgen"]["held"])
+                per[server]["RSS MB, all held (3 s before the end) ↓"] = med(
+                    lambda r: r.get("rss_held_kb", 0) / 1024 or None)
+                per[server]["PSS MB, all held (3 s before the end) ↓"] = med(
+                    lambda r: r.get("pss_held_kb", 0) / 1024 or None)
                 per[server]["RSS KB per held conn ↓"] = med(
                     lambda r: (r["rss_peak_kb"] - r["rss_before_kb"]) / r["loadgen"]["held"]
                     if r["loadgen"]["held"] else None)
@@ -640,11 +653,32 @@ def cmd_report(results_path, meta_path, out):
                 w(f"- {label} `big`: {statistics.median(rs):,.0f} MB/s = "
                   f"**{100 * statistics.median(rs) / ceiling:.0f}%** of the plain copy")
         w("")
+    def cpu_ms_per_session(scenario, server):
+        vals = [r["cpu_s"] * 1000 / r["loadgen"]["sessions"] for r in runs
+                if r["scenario"] == scenario and r["server"] == server and r["loadgen"]["sessions"]]
+        return statistics.median(vals) if vals else None
+
+    mail = [s for s in ("retr", "cycle") if s in meta["scenarios"]]
+    if "login" in meta["scenarios"] and mail:
+        w("CPU per session on the mail path: each scenario's CPU ms/session less `login`'s "
+          "(which is about one argon2id verification and the login exchange):")
+        w("")
+        w("| scenario | poplite ms | Dovecot ms | poplite/Dovecot |")
+        w("|---|---:|---:|---:|")
+        for scenario in mail:
+            d = {}
+            for server in ("poplite", "dovecot"):
+                total, login = cpu_ms_per_session(scenario, server), cpu_ms_per_session("login", server)
+                d[server] = total - login if total is not None and login is not None else None
+            a, b = d["poplite"], d["dovecot"]
+            ratio = f"{a / b:.2f}" if a is not None and b else "n/a"
+            w(f"| {scenario} | {fmt(a)} | {fmt(b)} | {ratio} |")
+        w("")
     hb = meta.get("hash_verify_s")
     if hb:
         bound = meta["cores"] / hb
         w(f"Hashing bound for `login`: {meta['cores']} cores / {hb * 1000:.1f} ms per argon2id "
-          f"verification (m=19456,t=2,p=1; argon2-cffi, median of 20) = **{bound:.1f} logins/s**.")
+          f"verification ({meta['hash_params']}; argon2-cffi, median of 20) = **{bound:.1f} logins/s**.")
         for server, label in (("poplite", "poplite"), ("dovecot", "Dovecot")):
             rs = [r["loadgen"]["sessions_per_s"] for r in runs
                   if r["scenario"] == "login" and r["server"] == server]
@@ -746,7 +780,9 @@ fi
 
 # ---------------------------------------------------------------- poplite set-up
 DB=$W/poplite.db
-add_user() { printf 'pw\n' | "$POPLITE" --db "$DB" user add "$1" --password-stdin >/dev/null; }
+COST_ARGS=()
+if [[ -n $ARGON2 ]]; then COST_ARGS=(--argon2-params "$ARGON2"); fi
+add_user() { printf 'pw\n' | "$POPLITE" --db "$DB" user add "$1" --password-stdin "${COST_ARGS[@]}" >/dev/null; }
 # Delivers messages so that USER has all of them again: only the missing
 # ones (the last ones of the corpus), as Dovecot's fill does.
 poplite_fill() {
@@ -758,7 +794,7 @@ poplite_fill() {
     fi
 }
 
-log "poplite: adding $USERS users (argon2id default cost) and delivering"
+log "poplite: adding $USERS users (argon2id $ARGON2_LABEL) and delivering"
 for ((i = 0; i < USERS; i++)); do
     add_user "bench$i"
     poplite_fill "bench$i"
@@ -775,10 +811,10 @@ if has_scenario big; then
 fi
 if has_scenario idle; then
     log "poplite: adding $IDLE_CONNS users idle0.. for idle (one mailbox per held connection)"
-    export POPLITE DB
+    export POPLITE DB ARGON2
     # shellcheck disable=SC2016 # expanded by the inner bash
     seq 0 $((IDLE_CONNS - 1)) | xargs -P "$CORES" -n 50 bash -c '
-        for i in "$@"; do printf "pw\n" | "$POPLITE" --db "$DB" user add "idle$i" --password-stdin >/dev/null || exit 255; done
+        for i in "$@"; do printf "pw\n" | "$POPLITE" --db "$DB" user add "idle$i" --password-stdin ${ARGON2:+--argon2-params "$ARGON2"} >/dev/null || exit 255; done
     ' _
 fi
 
@@ -856,10 +892,10 @@ write_dovecot_conf
 
 HASH_SCHEME=ARGON2ID
 if doveadm -c "$DCONF" pw -t "{ARGON2ID}$PHC" -p pw >/dev/null 2>&1; then
-    HASH_NOTE="the same argon2id PHC strings (m=19456,t=2,p=1) on both sides; Dovecot reads them as {ARGON2ID}"
+    HASH_NOTE="the same argon2id PHC strings ($ARGON2_LABEL) on both sides; Dovecot reads them as {ARGON2ID}"
 else
     HASH_SCHEME=PLAIN
-    HASH_NOTE="DIFFERENT: poplite argon2id (m=19456,t=2,p=1), Dovecot {PLAIN} (this Dovecot cannot verify {ARGON2ID})"
+    HASH_NOTE="DIFFERENT: poplite argon2id ($ARGON2_LABEL), Dovecot {PLAIN} (this Dovecot cannot verify {ARGON2ID})"
     MSG="this Dovecot build does not accept {ARGON2ID}\$argon2id\$...: Dovecot uses {PLAIN} passwords, so login numbers are NOT comparable"
     echo "$MSG" >>"$W/warnings.txt"
     warn "$MSG"
@@ -1006,6 +1042,12 @@ run_one() {
         --duration "$dur" --users "$users" --user-count "$count" --password pw \
         --json "$json" "${extra[@]}" >"$W/run-$scenario-$round-$server.txt" 2>&1 &
     LOADGEN_PID=$!
+    # idle: memory while every connection is held, 3 s before the end.
+    rm -f "$W/held"
+    if [[ $scenario == idle ]]; then
+        (sleep "$(awk -v d="$dur_s" 'BEGIN { print (d > 6 ? d - 3 : d / 2) }')" &&
+            "${TOOLS[@]}" mem "$pid" >"$W/held") &
+    fi
     local lg_status=0
     wait "$LOADGEN_PID" || lg_status=$?
     LOADGEN_PID=""
@@ -1017,12 +1059,13 @@ run_one() {
     [[ $lg_status -eq 0 && -s $json ]] ||
         die "loadgen failed (exit $lg_status) on $server/$scenario: $(tail -5 "$W/run-$scenario-$round-$server.txt")"
     kill -0 "$pid" 2>/dev/null || die "$server died during $scenario"
-    local sample="0 0 0"
+    local sample="0 0 0" held="0 0"
     if [[ -s $W/sample ]]; then sample=$(cat "$W/sample"); fi
+    if [[ -s $W/held ]]; then held=$(cat "$W/held"); fi
     python3 - "$json" "$scenario" "$round" "$server" "$cpu_before" "$cpu_after" \
-        "$mem_before" "$sample" "$mem_end" >>"$RESULTS" <<'PY'
+        "$mem_before" "$sample" "$mem_end" "$held" >>"$RESULTS" <<'PY'
 import json, sys
-j, scenario, rnd, server, c0, c1, before, sample, end = sys.argv[1:]
+j, scenario, rnd, server, c0, c1, before, sample, end, held = sys.argv[1:]
 with open(j) as f:
     lg = json.load(f)
 rss0, pss0 = map(int, before.split())
@@ -1032,7 +1075,8 @@ print(json.dumps({"scenario": scenario, "round": int(rnd), "server": server, "lo
                   "cpu_s": float(c1) - float(c0),
                   "rss_before_kb": rss0, "pss_before_kb": pss0,
                   "rss_peak_kb": max(peak_rss, rss1), "pss_peak_kb": max(peak_pss, pss1),
-                  "rss_end_kb": rss1, "pss_end_kb": pss1}))
+                  "rss_end_kb": rss1, "pss_end_kb": pss1,
+                  "rss_held_kb": int(held.split()[0]), "pss_held_kb": int(held.split()[1])}))
 PY
     python3 - "$RESULTS" >&2 <<'PY'
 import json, sys
@@ -1081,7 +1125,7 @@ done
 # ---------------------------------------------------------------- report
 export M_DATE M_CORES=$CORES M_KERNEL M_REV=$REV M_DOVECOT=$DOVECOT_VERSION M_USERS=$USERS M_CYCLE=$CYCLE_MAILBOXES \
     M_MESSAGES=$MESSAGES M_CORPUS_BYTES=$CORPUS_BYTES M_BIG_MB="" M_ROUNDS=$ROUNDS \
-    M_DURATION=$DURATION M_CONCURRENCY=$CONCURRENCY M_HASH_NOTE=$HASH_NOTE \
+    M_DURATION=$DURATION M_CONCURRENCY=$CONCURRENCY M_HASH_NOTE=$HASH_NOTE M_HASH_PARAMS=$ARGON2_LABEL \
     M_HASH_VERIFY_S=$HASH_VERIFY_S M_SODIUM_VERIFY_S=$SODIUM_VERIFY_S M_SINGLE_LOGIN=$SINGLE_LOGIN \
     M_SCENARIOS=$SCENARIOS M_WARNINGS=$W/warnings.txt
 M_DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)
@@ -1107,7 +1151,7 @@ meta = {
     "corpus_mb": int(e["M_CORPUS_BYTES"]) / 1e6,
     "big_mb": int(e["M_BIG_MB"]) if e["M_BIG_MB"] else None,
     "rounds": int(e["M_ROUNDS"]), "duration": e["M_DURATION"],
-    "concurrency": int(e["M_CONCURRENCY"]), "hash_note": e["M_HASH_NOTE"],
+    "concurrency": int(e["M_CONCURRENCY"]), "hash_note": e["M_HASH_NOTE"], "hash_params": e["M_HASH_PARAMS"],
     "hash_verify_s": num("M_HASH_VERIFY_S"), "sodium_verify_s": num("M_SODIUM_VERIFY_S"),
     "single_login": json.loads(e["M_SINGLE_LOGIN"]) if e["M_SINGLE_LOGIN"] else None,
     "dovecot_tuning": e["M_TUNING"], "scenarios": e["M_SCENARIOS"].split(), "warnings": warnings,
