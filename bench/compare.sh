@@ -780,9 +780,9 @@ fi
 
 # ---------------------------------------------------------------- poplite set-up
 DB=$W/poplite.db
-COST_ARGS=()
-if [[ -n $ARGON2 ]]; then COST_ARGS=(--argon2-params "$ARGON2"); fi
-add_user() { printf 'pw\n' | "$POPLITE" --db "$DB" user add "$1" --password-stdin "${COST_ARGS[@]}" >/dev/null; }
+add_user() {
+    printf 'pw\n' | "$POPLITE" --db "$DB" user add "$1" --password-stdin ${ARGON2:+--argon2-params "$ARGON2"} >/dev/null
+}
 # Delivers messages so that USER has all of them again: only the missing
 # ones (the last ones of the corpus), as Dovecot's fill does.
 poplite_fill() {

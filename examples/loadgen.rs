@@ -240,6 +240,21 @@ enum ScanState {
     Dot,
     DotCr,
     Middle,
+    /// The terminator's last octet was just seen.
+    End,
+}
+
+impl ScanState {
+    /// The state after `byte`.
+    fn after(self, byte: u8) -> ScanState {
+        match (self, byte) {
+            (ScanState::DotCr, b'\n') => ScanState::End,
+            (_, b'\n') => ScanState::LineStart,
+            (ScanState::LineStart, b'.') => ScanState::Dot,
+            (ScanState::Dot, b'\r') => ScanState::DotCr,
+            _ => ScanState::Middle,
+        }
+    }
 }
 
 impl TerminatorScanner {
@@ -252,28 +267,20 @@ impl TerminatorScanner {
         let mut i = 0;
         while self.state != ScanState::Middle {
             let &byte = buf.get(i)?;
-            self.state = match (self.state, byte) {
-                (ScanState::LineStart, b'.') => ScanState::Dot,
-                (ScanState::Dot, b'\r') => ScanState::DotCr,
-                (ScanState::DotCr, b'\n') => return Some(i + 1),
-                (_, b'\n') => ScanState::LineStart,
-                _ => ScanState::Middle,
-            };
+            self.state = self.state.after(byte);
             i += 1;
+            if self.state == ScanState::End {
+                return Some(i);
+            }
         }
         let rest = &buf[i..];
         if let Some(at) = memchr::memmem::find(rest, b"\n.\r\n") {
             return Some(i + at + 4);
         }
         // Where the chunk leaves off: only its last three octets can have
-        // begun a terminator.
+        // begun a terminator (a whole one would have been found above).
         for &byte in &rest[rest.len().saturating_sub(3)..] {
-            self.state = match (self.state, byte) {
-                (_, b'\n') => ScanState::LineStart,
-                (ScanState::LineStart, b'.') => ScanState::Dot,
-                (ScanState::Dot, b'\r') => ScanState::DotCr,
-                _ => ScanState::Middle,
-            };
+            self.state = self.state.after(byte);
         }
         None
     }

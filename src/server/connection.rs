@@ -482,15 +482,16 @@ impl Connection {
                 transfer.finish(&mut self.out);
                 return Ok(());
             };
-            if self.out.len() < FLUSH_THRESHOLD {
-                let out = std::mem::take(&mut self.out);
-                job = self.read_chunk(transfer, message_id, next, out);
-                continue;
+            // Below the threshold the next chunk goes onto the same buffer;
+            // past it, into the spare one while this one is sent.
+            let flush = self.out.len() >= FLUSH_THRESHOLD;
+            let buffer = std::mem::take(if flush { &mut spare } else { &mut self.out });
+            job = self.read_chunk(transfer, message_id, next, buffer);
+            if flush {
+                self.flush().await?;
+                flushed = true;
+                spare = std::mem::take(&mut self.out);
             }
-            job = self.read_chunk(transfer, message_id, next, std::mem::take(&mut spare));
-            self.flush().await?;
-            flushed = true;
-            spare = std::mem::take(&mut self.out);
         }
     }
 
