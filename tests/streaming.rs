@@ -104,8 +104,11 @@ fn connections_idle_after_a_retr_keep_no_large_buffer() {
     // Two waves of connections, each left idle after a streamed 1 MB RETR
     // and a RETR that reads three 50 KB messages ahead. Memory a connection
     // kept would double the growth in the second wave; memory it gave back
-    // is reused by the second wave, which then costs little.
-    const WAVE: usize = 50;
+    // is reused by the second wave, which then costs little. The allocator
+    // alone sometimes moves ~7 MB from the first wave's growth to the
+    // second's (seen before and after TLS came in), so a wave is large
+    // enough for what a connection would keep to stand out from that.
+    const WAVE: usize = 100;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("idle.db");
     let line = |_| b"abcdefghij".repeat(9).into_iter().chain(*b"\r\n");
@@ -153,12 +156,13 @@ fn connections_idle_after_a_retr_keep_no_large_buffer() {
         "RSS growth with {WAVE} connections idle after RETRs: {} KiB; {WAVE} more: {second_wave} KiB",
         growth[0]
     );
-    // Kept, each would hold a 256 KiB reply buffer and 150 KB read ahead.
+    // Kept, each would hold a 1 MiB stream buffer and 150 KB read ahead:
+    // over 100 MiB a wave.
     assert!(
-        second_wave < 4 * 1024,
+        second_wave < 12 * 1024,
         "idle connections keep {second_wave} KiB"
     );
-    assert!(growth[0] < 16 * 1024, "{} KiB for one wave", growth[0]);
+    assert!(growth[0] < 32 * 1024, "{} KiB for one wave", growth[0]);
     // Still served right, from storage now.
     for c in &mut idle {
         let (status, _) = c.multi("RETR 3");
