@@ -16,6 +16,7 @@ pub mod protocol;
 pub mod server;
 pub mod session;
 pub mod storage;
+pub mod tls;
 
 pub use message::Message;
 pub use storage::Store;

@@ -17,6 +17,7 @@ use poplite::auth::{self, Argon2Params, AuthError};
 use poplite::message::{Message, MessageError};
 use poplite::server::{self, ApopMode, Server, ServerConfig, ServerError};
 use poplite::storage::{self, StorageError, Store, StoreOptions};
+use poplite::tls::{self, Tls, TlsError};
 
 /// An embedded POP3 server that keeps its users and mail in one SQLite file.
 #[derive(Parser)]
@@ -46,6 +47,26 @@ enum Command {
         /// The user.
         user: String,
     },
+    /// Make TLS certificates.
+    #[command(subcommand)]
+    Cert(CertCommand),
+}
+
+#[derive(Subcommand)]
+enum CertCommand {
+    /// Write a new self-signed certificate and key to DIR/cert.pem and DIR/key.pem.
+    SelfSigned {
+        /// The directory (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// A host name or IP address clients will connect to (repeatable;
+        /// default: this machine's name, localhost, 127.0.0.1 and ::1).
+        #[arg(long = "name", value_name = "HOST")]
+        names: Vec<String>,
+        /// Replace existing files.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Args)]
@@ -53,6 +74,18 @@ struct ServeArgs {
     /// Address to listen on, e.g. 0.0.0.0:110 or [::1]:1110 (repeatable).
     #[arg(long = "listen", value_name = "ADDR", default_values = ["127.0.0.1:1110"])]
     listen: Vec<SocketAddr>,
+    /// Address for implicit TLS (POP3S), e.g. 0.0.0.0:995 (repeatable; needs --tls-cert).
+    #[arg(long = "listen-tls", value_name = "ADDR", requires = "tls_cert")]
+    listen_tls: Vec<SocketAddr>,
+    /// PEM certificate chain, leaf first: turns on STLS (reread on SIGHUP).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (RSA, ECDSA or Ed25519).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// With TLS configured, still allow plaintext passwords from other hosts without TLS.
+    #[arg(long)]
+    allow_plaintext_auth: bool,
     /// Close connections idle this long (RFC 1939 asks for at least 10m).
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = at_least_a_second)]
     idle_timeout: Duration,
@@ -156,6 +189,10 @@ enum CliError {
     Input(String),
     #[error("cannot handle signals: {0}")]
     Signals(std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot write {path}: {error}")]
+    Create { path: String, error: std::io::Error },
 }
 
 // sysexits.h: MTAs read these (65 bounce the message, 75 retry later).
@@ -163,6 +200,7 @@ const EX_USAGE: u8 = 64;
 const EX_DATAERR: u8 = 65;
 const EX_NOINPUT: u8 = 66;
 const EX_NOUSER: u8 = 67;
+const EX_CANTCREAT: u8 = 73;
 const EX_OSERR: u8 = 71;
 const EX_TEMPFAIL: u8 = 75;
 const EX_CONFIG: u8 = 78;
@@ -190,6 +228,9 @@ impl CliError {
             CliError::Message { .. } | CliError::Input(_) => EX_DATAERR,
             CliError::Open { .. } => EX_NOINPUT,
             CliError::Read { .. } => EX_TEMPFAIL,
+            CliError::Tls(TlsError::Generate(_)) => EX_OSERR,
+            CliError::Tls(_) => EX_CONFIG,
+            CliError::Create { .. } => EX_CANTCREAT,
         }
     }
 }
@@ -266,7 +307,61 @@ fn run(cli: Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
+        Command::Cert(CertCommand::SelfSigned { out, names, force }) => {
+            self_signed_cert(&out, names, force)
+        }
     }
+}
+
+/// Writes a self-signed certificate and its key (readable by the owner only).
+fn self_signed_cert(
+    dir: &std::path::Path,
+    names: Vec<String>,
+    force: bool,
+) -> Result<(), CliError> {
+    let names = if names.is_empty() {
+        let host = ServerConfig::default().hostname;
+        let mut names = vec![host, "localhost".into(), "127.0.0.1".into(), "::1".into()];
+        names.dedup();
+        names
+    } else {
+        names
+    };
+    let (cert, key) = tls::self_signed(&names)?;
+    let create_error = |path: &std::path::Path| {
+        let path = path.display().to_string();
+        move |error| CliError::Create { path, error }
+    };
+    std::fs::create_dir_all(dir).map_err(create_error(dir))?;
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    for (path, contents, mode) in [(&key_path, &key, 0o600), (&cert_path, &cert, 0o644)] {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true);
+        if force {
+            options.create(true).truncate(true);
+        } else {
+            options.create_new(true);
+        }
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+        let mut file = options.open(path).map_err(|error| {
+            let hint = if error.kind() == std::io::ErrorKind::AlreadyExists {
+                std::io::Error::other("it exists (use --force to replace it)")
+            } else {
+                error
+            };
+            create_error(path)(hint)
+        })?;
+        file.write_all(contents.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(create_error(path))?;
+    }
+    say(format_args!(
+        "wrote {} and {} for {}",
+        cert_path.display(),
+        key_path.display(),
+        names.join(", ")
+    ));
+    Ok(())
 }
 
 /// Where the database is and how to open it.
@@ -300,12 +395,21 @@ fn open_existing(db: &Database) -> Result<Store, StorageError> {
 }
 
 fn serve(db: &Database, args: ServeArgs) -> Result<(), CliError> {
+    // Before the database: a bad certificate is a configuration error
+    // that should not leave a new, empty database behind.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(Tls::load(cert, key)?)),
+        _ => None,
+    };
     let store = Arc::new(db.open()?);
     if args.idle_timeout < Duration::from_secs(600) {
         log::warn!("--idle-timeout below RFC 1939's minimum of 10 minutes");
     }
     let config = ServerConfig {
         listen: args.listen,
+        listen_tls: args.listen_tls,
+        tls: tls.clone(),
+        allow_plaintext_auth: args.allow_plaintext_auth,
         idle_timeout: args.idle_timeout,
         max_connections: args.max_connections as usize,
         auth_failure_delay: args.auth_failure_delay,
@@ -320,9 +424,9 @@ fn serve(db: &Database, args: ServeArgs) -> Result<(), CliError> {
             .unwrap_or_else(|| ServerConfig::default().hostname),
         ..ServerConfig::default()
     };
-    let mut signals =
-        async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])
-            .map_err(CliError::Signals)?;
+    use async_signal::Signal;
+    let mut signals = async_signal::Signals::new([Signal::Term, Signal::Int, Signal::Hup])
+        .map_err(CliError::Signals)?;
     server::run_on_executor(|executor| async move {
         let server = Server::bind(Arc::clone(&store), config).await?;
         let mut stdout = std::io::stdout().lock();
@@ -330,6 +434,10 @@ fn serve(db: &Database, args: ServeArgs) -> Result<(), CliError> {
             log::info!("listening on {addr}");
             // One flushed line per address: test harnesses read the port here.
             let _ = writeln!(stdout, "poplite listening on {addr}");
+        }
+        for addr in server.tls_addrs() {
+            log::info!("listening on {addr} (TLS)");
+            let _ = writeln!(stdout, "poplite listening on {addr} (TLS)");
         }
         let _ = stdout.flush();
         drop(stdout);
@@ -347,13 +455,35 @@ fn serve(db: &Database, args: ServeArgs) -> Result<(), CliError> {
         }
         server
             .run(&executor, async move {
-                if let Some(Ok(signal)) = signals.next().await {
-                    log::info!("received {signal:?}");
+                while let Some(Ok(signal)) = signals.next().await {
+                    if signal != Signal::Hup {
+                        log::info!("received {signal:?}");
+                        return;
+                    }
+                    reload_tls(tls.clone()).await;
                 }
             })
             .await;
         Ok(())
     })
+}
+
+/// SIGHUP: rereads the certificate and key (certbot renewals). Sessions
+/// keep the certificate they started with; new handshakes use the new one.
+async fn reload_tls(tls: Option<Arc<Tls>>) {
+    let Some(tls) = tls else {
+        log::info!("received SIGHUP: no TLS certificate to reload");
+        return;
+    };
+    let reloaded = blocking::unblock({
+        let tls = Arc::clone(&tls);
+        move || tls.reload()
+    })
+    .await;
+    match reloaded {
+        Ok(()) => log::info!("received SIGHUP: reloaded {}", tls.cert_path().display()),
+        Err(error) => log::error!("received SIGHUP: {error}; keeping the previous certificate"),
+    }
 }
 
 fn add_user(db: &Database, args: PasswordArgs) -> Result<(), CliError> {

@@ -370,6 +370,17 @@ impl Facts {
     }
 }
 
+/// How a client reaches the server.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// Plaintext.
+    Plain,
+    /// The plaintext listener, then STLS.
+    Stls,
+    /// The implicit-TLS listener (POP3S).
+    ImplicitTls,
+}
+
 fn poplib(
     server: &TestServer,
     mode: &str,
@@ -378,12 +389,35 @@ fn poplib(
     outdir: &Path,
     dele: &str,
 ) -> Facts {
+    poplib_via(server, Via::Plain, mode, user, secret, outdir, dele)
+}
+
+fn poplib_via(
+    server: &TestServer,
+    via: Via,
+    mode: &str,
+    user: &str,
+    secret: &str,
+    outdir: &Path,
+    dele: &str,
+) -> Facts {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/poplib_client.py");
+    let mut command = Command::new("python3");
+    let port = match via {
+        Via::ImplicitTls => server.tls_addr().port(),
+        Via::Plain | Via::Stls => server.addr.port(),
+    };
+    match via {
+        Via::Plain => command.env_remove("POPLIB_TLS"),
+        Via::Stls => command.env("POPLIB_TLS", "stls"),
+        Via::ImplicitTls => command.env("POPLIB_TLS", "implicit"),
+    };
     let output = run_bounded(
-        Command::new("python3")
+        command
+            .env("POPLIB_CAFILE", server.ca_path())
             .arg("-I")
             .arg(script)
-            .arg(server.addr.port().to_string())
+            .arg(port.to_string())
             .args([mode, user, secret])
             .arg(outdir)
             .arg(dele),
@@ -602,11 +636,38 @@ fn poplib_auth_plain_login_retrieves_and_deletes() {
 /// `curl -u CREDENTIALS EXTRA… pop3://127.0.0.1:PORT/PATH`, ignoring any
 /// ~/.curlrc and proxy settings.
 fn curl(server: &TestServer, credentials: &str, path: &str, extra: &[&str]) -> Output {
-    let url = format!("pop3://127.0.0.1:{}/{path}", server.addr.port());
+    curl_via(server, Via::Plain, credentials, path, extra)
+}
+
+/// [`curl`] over TLS: `--ssl-reqd` (STLS) or `pop3s://`, trusting the
+/// server's self-signed certificate only.
+fn curl_via(
+    server: &TestServer,
+    via: Via,
+    credentials: &str,
+    path: &str,
+    extra: &[&str],
+) -> Output {
+    let ca = server.ca_path();
+    let (url, tls) = match via {
+        Via::Plain => (
+            format!("pop3://127.0.0.1:{}/{path}", server.addr.port()),
+            vec![],
+        ),
+        Via::Stls => (
+            format!("pop3://127.0.0.1:{}/{path}", server.addr.port()),
+            vec!["--ssl-reqd", "--cacert", ca.to_str().unwrap()],
+        ),
+        Via::ImplicitTls => (
+            format!("pop3s://127.0.0.1:{}/{path}", server.tls_addr().port()),
+            vec!["--cacert", ca.to_str().unwrap()],
+        ),
+    };
     run_bounded(
         Command::new("curl")
             .args(["-q", "-s", "-S", "--noproxy", "*", "--max-time", "50"])
             .args(["-u", credentials])
+            .args(tls)
             .args(extra)
             .arg(&url),
         &format!("curl {url}"),
@@ -1159,4 +1220,122 @@ fn mpop_keep_on_fetches_each_message_once() {
     messages.push(new);
     mpop.run_ok(&server, "user", "alice", "alice-pw", true);
     assert_same_messages(mpop.delivered(), mpop_expected(&messages), "third run");
+}
+
+// ---------------------------------------------------------------------------
+// TLS: STLS and POP3S with poplib and curl
+// ---------------------------------------------------------------------------
+
+/// The server refuses plaintext passwords from "other hosts" (see
+/// tests/tls.rs for how loopback stands in for one), so these clients only
+/// get in because they really did STLS first.
+fn tls_server() -> TestServer {
+    TestServer::start_tls_with(|c| c.loopback_is_local = false)
+}
+
+#[test]
+fn poplib_stls_and_pop3_ssl_retrieve_exact_bytes_and_delete() {
+    if !client_available("python3") {
+        return;
+    }
+    let server = tls_server();
+    server.add_user("alice", "alice-pw");
+    let mut messages = samples();
+    messages.push(big_message());
+    let mut uids: Vec<String> = messages
+        .iter()
+        .map(|raw| server.deliver("alice", raw))
+        .collect();
+    let out = tempfile::tempdir().unwrap();
+
+    let facts = poplib_via(
+        &server,
+        Via::Stls,
+        "user",
+        "alice",
+        "alice-pw",
+        out.path(),
+        "1",
+    );
+    assert!(
+        facts.one("stls").starts_with("+OK"),
+        "{}",
+        facts.one("stls")
+    );
+    let capa = facts.all("capa");
+    assert!(
+        capa.contains(&"USER") && !capa.contains(&"STLS"),
+        "{capa:?}"
+    );
+    check_poplib_transfer(&facts, &messages, &uids, out.path());
+    assert!(facts.one("quit").starts_with("+OK"));
+    messages.remove(0);
+    uids.remove(0);
+    assert_eq!(uids_left(&server, "alice"), uids);
+
+    let facts = poplib_via(
+        &server,
+        Via::ImplicitTls,
+        "plain",
+        "alice",
+        "alice-pw",
+        out.path(),
+        "2",
+    );
+    assert!(facts.one("greeting").starts_with("+OK"));
+    check_poplib_transfer(&facts, &messages, &uids, out.path());
+    assert!(facts.one("quit").starts_with("+OK"));
+    uids.remove(1);
+    assert_eq!(uids_left(&server, "alice"), uids);
+
+    // Without STLS the same client is refused before any password is sent.
+    let facts = poplib(&server, "user", "alice", "alice-pw", out.path(), "");
+    assert!(
+        facts.one("login-error").starts_with("-ERR [AUTH]"),
+        "{}",
+        facts.one("login-error")
+    );
+}
+
+#[test]
+fn curl_ssl_reqd_and_pop3s_retrieve_exact_bytes_and_delete() {
+    if !client_available("curl") {
+        return;
+    }
+    let server = tls_server();
+    server.add_user("alice", "alice-pw");
+    let messages = [samples()[1].clone(), big_message()];
+    let uids: Vec<String> = messages
+        .iter()
+        .map(|raw| server.deliver("alice", raw))
+        .collect();
+    for via in [Via::Stls, Via::ImplicitTls] {
+        for (n, message) in (1..).zip(&messages) {
+            let output = curl_via(&server, via, "alice:alice-pw", &n.to_string(), &[]);
+            assert!(output.status.success(), "{}", transcript(&output));
+            assert_bytes(&output.stdout, &crlf(message), &format!("curl RETR {n}"));
+        }
+    }
+    let output = curl_via(
+        &server,
+        Via::ImplicitTls,
+        "alice:alice-pw",
+        "1",
+        &["-X", "DELE", "-I"],
+    );
+    assert!(output.status.success(), "{}", transcript(&output));
+    assert_eq!(uids_left(&server, "alice"), uids[1..]);
+
+    // Plain pop3:// may not log in here; curl gives up (67: login denied).
+    let output = curl(&server, "alice:alice-pw", "1", &[]);
+    assert_eq!(output.status.code(), Some(67), "{}", transcript(&output));
+    // A certificate curl does not trust: 60 (peer certificate cannot be authenticated).
+    let output = run_bounded(
+        Command::new("curl")
+            .args(["-q", "-s", "-S", "--noproxy", "*", "--max-time", "50"])
+            .args(["-u", "alice:alice-pw"])
+            .arg(format!("pop3s://127.0.0.1:{}/1", server.tls_addr().port())),
+        "curl pop3s without --cacert",
+    );
+    assert_eq!(output.status.code(), Some(60), "{}", transcript(&output));
 }

@@ -732,14 +732,38 @@ fn unknown_users_and_wrong_passwords_are_answered_after_the_same_delay() {
     let delay = Duration::from_millis(400);
     let server = TestServer::start_with(|c| c.auth_failure_delay = delay);
     server.add_user("alice", "pw");
-    let mut c = server.connect();
-    for user in ["alice", "nobody", "alice", "nobody"] {
-        c.cmd(&format!("USER {user}"));
-        let started = Instant::now();
-        assert!(c.cmd("PASS wrong").starts_with("-ERR [AUTH]"));
-        // A lower bound only: the delay is measured from the attempt's start.
-        assert!(started.elapsed() >= delay, "{user}: answered early");
+    // Two attempts per connection: the third failure would close it.
+    for users in [["alice", "nobody"], ["nobody", "alice"]] {
+        let mut c = server.connect();
+        for user in users {
+            c.cmd(&format!("USER {user}"));
+            let started = Instant::now();
+            assert!(c.cmd("PASS wrong").starts_with("-ERR [AUTH]"));
+            // A lower bound only: the delay is measured from the attempt's start.
+            assert!(started.elapsed() >= delay, "{user}: answered early");
+        }
     }
+}
+
+#[test]
+fn the_third_failed_login_closes_the_connection() {
+    let server = TestServer::start_with(|c| c.auth_failure_delay = Duration::ZERO);
+    server.add_user("alice", "pw");
+    let mut c = server.connect();
+    for _ in 0..2 {
+        c.cmd("USER alice");
+        assert_eq!(c.cmd("PASS wrong"), "-ERR [AUTH] authentication failed");
+    }
+    c.cmd("USER alice");
+    assert_eq!(
+        c.cmd("PASS wrong"),
+        "-ERR [AUTH] authentication failed; too many failures, closing"
+    );
+    assert!(c.is_closed(), "the server closed the connection");
+    // A new connection may try again, and a right password still works.
+    let mut c = server.connect();
+    c.cmd("USER alice");
+    assert!(c.cmd("PASS pw").starts_with("+OK"));
 }
 
 #[test]

@@ -62,6 +62,8 @@ pub enum Command {
     },
     /// `CAPA`
     Capa,
+    /// `STLS` (RFC 2595 §4)
+    Stls,
     /// `QUIT`
     Quit,
     /// `STAT`
@@ -161,6 +163,8 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
         (b"AUTH", _) => usage("AUTH [mechanism [initial-response]]"),
         (b"CAPA", []) => Ok(Command::Capa),
         (b"CAPA", _) => usage("CAPA"),
+        (b"STLS", []) => Ok(Command::Stls),
+        (b"STLS", _) => usage("STLS"),
         (b"QUIT", []) => Ok(Command::Quit),
         (b"QUIT", _) => usage("QUIT"),
         (b"STAT", []) => Ok(Command::Stat),

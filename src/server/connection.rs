@@ -1,17 +1,20 @@
-//! Drives one client's [`Session`] over a TCP stream: reads lines, carries
-//! out the session's actions, and writes replies. All SQLite and argon2
-//! work goes through `blocking::unblock`; waits (idle timeout, failed-auth
-//! delay) are timers, so a slow or idle client holds no thread.
+//! Drives one client's [`Session`] over a TCP or TLS stream: reads lines,
+//! carries out the session's actions (STLS included), and writes replies.
+//! All SQLite and argon2 work goes through `blocking::unblock`; waits (idle
+//! timeout, failed-auth delay) are timers, so a slow or idle client holds
+//! no thread.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_net::TcpStream;
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
 use smol::channel::Receiver;
 use smol::Timer;
 
+use super::transport::Transport;
 use super::{ApopMode, Shared};
 use crate::auth;
 use crate::login::{self, Check, MaildropLock};
@@ -19,7 +22,7 @@ use crate::protocol::command::MessageNumber;
 use crate::protocol::line::{LineEvent, LineReader};
 use crate::protocol::reply::{Reply, RespCode};
 use crate::protocol::transfer::{Extent, Layout, Transfer};
-use crate::session::{Action, LoginOutcome, LoginRequest, Session, SessionConfig};
+use crate::session::{Action, LoginOutcome, LoginRequest, Session, SessionConfig, TlsState};
 use crate::storage::{Bodies, StorageError};
 
 /// Replies are collected and written together once this many octets wait,
@@ -33,7 +36,7 @@ const READ_AHEAD_MESSAGE_DIVISOR: usize = 4;
 
 /// Bodies read ahead are dropped when the client sends nothing for this
 /// long, so an idle connection holds no message data.
-const READ_AHEAD_KEEP: std::time::Duration = std::time::Duration::from_secs(1);
+const READ_AHEAD_KEEP: Duration = Duration::from_secs(1);
 
 /// One chunk of a streamed message, back from the storage pool.
 struct StreamedChunk {
@@ -55,6 +58,8 @@ enum End {
     Io(std::io::Error),
     /// A message could not be read after part of it was sent.
     TransferFailed(StorageError),
+    /// The TLS handshake failed or timed out.
+    TlsHandshake(std::io::Error),
 }
 
 impl std::fmt::Display for End {
@@ -66,6 +71,7 @@ impl std::fmt::Display for End {
             End::Shutdown => write!(f, "server shutdown"),
             End::Io(e) => write!(f, "I/O error: {e}"),
             End::TransferFailed(e) => write!(f, "transfer failed: {e}"),
+            End::TlsHandshake(e) => write!(f, "TLS handshake failed: {e}"),
         }
     }
 }
@@ -78,12 +84,50 @@ struct Tally {
     deleted: usize,
 }
 
+/// When waiting on the client gives up: after the idle timeout, or at
+/// once when the server shuts down.
+struct Deadline {
+    idle: Duration,
+    stop: Receiver<()>,
+}
+
+impl Deadline {
+    /// Runs `io` unless the idle timeout passes or the server shuts down
+    /// first. A client that stops reading is as idle as one that stops
+    /// writing, so writes get the same deadline.
+    async fn run<T>(&self, io: impl std::future::Future<Output = T>) -> Result<T, End> {
+        self.within(self.idle, io).await
+    }
+
+    /// [`Deadline::run`] with another time limit.
+    async fn within<T>(
+        &self,
+        limit: Duration,
+        io: impl std::future::Future<Output = T>,
+    ) -> Result<T, End> {
+        future::or(async { Ok(io.await) }, async {
+            future::or(
+                async {
+                    Timer::after(limit).await;
+                    Err(End::IdleTimeout)
+                },
+                async {
+                    let _ = self.stop.recv().await;
+                    Err(End::Shutdown)
+                },
+            )
+            .await
+        })
+        .await
+    }
+}
+
 struct Connection {
     id: u64,
     peer: SocketAddr,
-    stream: TcpStream,
+    stream: Transport,
     shared: Arc<Shared>,
-    stop: Receiver<()>,
+    deadline: Deadline,
     reader: LineReader,
     out: Vec<u8>,
     /// Held from a successful login until the connection ends.
@@ -95,21 +139,30 @@ struct Connection {
     read_ahead: Option<Bodies>,
 }
 
-/// Serves one connection until it ends, however it ends.
+/// Serves one connection until it ends, however it ends; on an
+/// implicit-TLS listener the handshake comes before the greeting.
 pub(super) async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
     stop: Receiver<()>,
+    implicit_tls: bool,
 ) {
     let id = shared.next_session_id.fetch_add(1, Ordering::Relaxed);
-    log::info!("session {id}: connection from {peer}");
+    log::info!(
+        "session {id}: connection from {peer}{}",
+        if implicit_tls { " (TLS)" } else { "" }
+    );
+    let deadline = Deadline {
+        idle: shared.config.idle_timeout,
+        stop,
+    };
     let mut conn = Connection {
         id,
         peer,
-        stream,
+        stream: Transport::Plain(stream),
         shared,
-        stop,
+        deadline,
         reader: LineReader::new(),
         out: Vec::new(),
         lock: None,
@@ -117,8 +170,18 @@ pub(super) async fn serve(
         tally: Tally::default(),
         read_ahead: None,
     };
-    let mut session = Session::new(conn.session_config().await);
-    let end = conn.converse(&mut session).await;
+    let end = match implicit_tls {
+        true => conn.start_tls().await.err(),
+        false => None,
+    };
+    let end = match end {
+        Some(end) => end,
+        None => {
+            let mut session = Session::new(conn.session_config().await);
+            conn.converse(&mut session).await
+        }
+    };
+    conn.close().await;
     let tally = &conn.tally;
     log::info!(
         "session {id}: {peer} user={} ended by {end}; retrieved {} messages ({} octets), deleted {}",
@@ -148,11 +211,49 @@ impl Connection {
         } else {
             None
         };
+        let tls = match (self.stream.is_tls(), &config.tls) {
+            (true, _) => TlsState::Active,
+            (false, Some(_)) => TlsState::Offered,
+            (false, None) => TlsState::Unavailable,
+        };
         SessionConfig {
             apop_timestamp,
             max_command_line: config.max_command_line,
             max_sasl_line: config.max_sasl_line,
+            tls,
+            plaintext_auth: super::plaintext_auth_allowed(config, tls, self.peer),
         }
+    }
+
+    /// Shakes hands as the TLS server, within the handshake time limit.
+    async fn start_tls(&mut self) -> Result<(), End> {
+        let Some(tls) = &self.shared.config.tls else {
+            return Err(End::TlsHandshake(std::io::Error::other(
+                "no certificate configured",
+            )));
+        };
+        // Boxed: a handshake's state is large, and inline it would grow
+        // every connection's task, idle or not, for the whole session.
+        let handshake = Box::pin(self.stream.start_tls(tls.acceptor()));
+        let limit = self.shared.config.tls_handshake_timeout;
+        match self.deadline.within(limit, handshake).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(End::TlsHandshake(error)),
+            Err(End::IdleTimeout) => Err(End::TlsHandshake(std::io::ErrorKind::TimedOut.into())),
+            Err(end) => Err(end),
+        }
+    }
+
+    /// Ends the stream: a TLS client gets close_notify, so it can tell the
+    /// last reply was whole. Bounded: the client may not be reading.
+    async fn close(&mut self) {
+        let close = async {
+            let _ = self.stream.close().await;
+        };
+        let give_up = async {
+            Timer::after(Duration::from_secs(1)).await;
+        };
+        future::or(close, give_up).await;
     }
 
     async fn converse(&mut self, session: &mut Session) -> End {
@@ -185,6 +286,21 @@ impl Connection {
                     Action::Login(request) => {
                         let outcome = self.login(request).await;
                         session.login_finished(outcome)
+                    }
+                    Action::StartTls(reply) => {
+                        reply.encode(&mut self.out);
+                        if let Err(end) = self.flush().await {
+                            return end;
+                        }
+                        // RFC 2595 §4 and CVE-2011-0411: commands pipelined
+                        // behind STLS came in plaintext; none may run inside TLS.
+                        self.reader = LineReader::new();
+                        if let Err(end) = self.start_tls().await {
+                            return end;
+                        }
+                        log::info!("session {}: TLS started", self.id);
+                        session.tls_started();
+                        break;
                     }
                     Action::Send {
                         status,
@@ -235,12 +351,13 @@ impl Connection {
             if self.out.capacity() > 16 * 1024 {
                 self.out = Vec::new();
             }
-            let mut stream = self.stream.clone();
+            let (stream, deadline) = (&mut self.stream, &self.deadline);
             let read = if self.read_ahead.is_none() {
-                self.with_deadline(stream.read(&mut buf)).await
+                deadline.run(stream.read(&mut buf)).await
             } else {
-                // Reading is cancel-safe: a read cut short took no input.
-                let read = async { Some(self.with_deadline(stream.read(&mut buf)).await) };
+                // Reading is cancel-safe (TLS too: rustls keeps what it
+                // decrypted): a read cut short took no input.
+                let read = async { Some(deadline.run(stream.read(&mut buf)).await) };
                 let keep = async {
                     Timer::after(READ_AHEAD_KEEP).await;
                     None
@@ -272,12 +389,15 @@ impl Connection {
         if self.out.is_empty() {
             return Ok(());
         }
-        let mut stream = self.stream.clone();
-        let out = std::mem::take(&mut self.out);
+        let (stream, out) = (&mut self.stream, &self.out);
         let written = self
-            .with_deadline(async { stream.write_all(&out).await })
+            .deadline
+            .run(async move {
+                stream.write_all(out).await?;
+                // TLS may hold the last record until flushed.
+                stream.flush().await
+            })
             .await?;
-        self.out = out;
         self.out.clear();
         written.map_err(End::Io)
     }
@@ -286,36 +406,16 @@ impl Connection {
     /// Only called there: mid-reply, an extra line would corrupt the reply.
     async fn say_shutting_down(&mut self) {
         let notice = Reply::err_code(RespCode::SysTemp, "server shutting down").to_bytes();
-        let mut stream = self.stream.clone();
+        let stream = &mut self.stream;
         let write = async {
-            let _ = stream.write_all(&notice).await;
+            if stream.write_all(&notice).await.is_ok() {
+                let _ = stream.flush().await;
+            }
         };
         let give_up = async {
             Timer::after(std::time::Duration::from_secs(1)).await;
         };
         future::or(write, give_up).await;
-    }
-
-    /// Runs `io` unless the idle timeout passes or the server shuts down
-    /// first. A client that stops reading is as idle as one that stops
-    /// writing, so writes get the same deadline.
-    async fn with_deadline<T>(&self, io: impl std::future::Future<Output = T>) -> Result<T, End> {
-        let idle = self.shared.config.idle_timeout;
-        let stop = self.stop.clone();
-        future::or(async { Ok(io.await) }, async {
-            future::or(
-                async {
-                    Timer::after(idle).await;
-                    Err(End::IdleTimeout)
-                },
-                async {
-                    let _ = stop.recv().await;
-                    Err(End::Shutdown)
-                },
-            )
-            .await
-        })
-        .await
     }
 
     async fn login(&mut self, request: LoginRequest) -> LoginOutcome {

@@ -5,6 +5,7 @@
 
 mod connection;
 mod hasher;
+mod transport;
 
 use std::future::Future;
 use std::io;
@@ -20,7 +21,9 @@ use smol::{Executor, Timer};
 
 use crate::login::{MaildropLocks, Verifier};
 use crate::protocol::reply::{Reply, RespCode};
+use crate::session::TlsState;
 use crate::storage::{StorageError, Store};
+use crate::tls::Tls;
 
 /// When the greeting offers APOP (RFC 1939 §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,8 +39,22 @@ pub enum ApopMode {
 /// Everything the server can be told; tests use tiny timeouts and limits.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Addresses to listen on.
+    /// Addresses to listen on (plaintext, with STLS when `tls` is set).
     pub listen: Vec<SocketAddr>,
+    /// Addresses where every connection starts with a TLS handshake
+    /// (POP3S, usually port 995); they need `tls`.
+    pub listen_tls: Vec<SocketAddr>,
+    /// The certificate and key for STLS and `listen_tls`.
+    pub tls: Option<Arc<Tls>>,
+    /// Allow USER/PASS and AUTH PLAIN/LOGIN on unencrypted connections from
+    /// other hosts even though TLS is configured.
+    pub allow_plaintext_auth: bool,
+    /// Whether loopback clients count as this host for the plaintext
+    /// policy. Always true in service; tests turn it off to stand in for a
+    /// client on another host.
+    pub loopback_is_local: bool,
+    /// Give up on a TLS handshake not done in this time.
+    pub tls_handshake_timeout: Duration,
     /// Close a connection silent for this long (RFC 1939 §3: at least 10 minutes).
     pub idle_timeout: Duration,
     /// Connections served at once; one more is told `[SYS/TEMP]` and closed.
@@ -68,6 +85,11 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 1110))],
+            listen_tls: Vec::new(),
+            tls: None,
+            allow_plaintext_auth: false,
+            loopback_is_local: true,
+            tls_handshake_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(600),
             max_connections: 1024,
             auth_failure_delay: Duration::from_secs(1),
@@ -80,6 +102,17 @@ impl Default for ServerConfig {
             hash_threads: available_cores(),
         }
     }
+}
+
+/// Whether a connection in `tls` state from `peer` may authenticate with
+/// a plaintext password. Without a certificate there is no choice (telnet
+/// use); with one, only over TLS or from this host, unless the admin
+/// allows it. Dovecot's `disable_plaintext_auth` works the same way.
+fn plaintext_auth_allowed(config: &ServerConfig, tls: TlsState, peer: SocketAddr) -> bool {
+    config.allow_plaintext_auth
+        || config.tls.is_none()
+        || tls == TlsState::Active
+        || (config.loopback_is_local && peer.ip().to_canonical().is_loopback())
 }
 
 /// The machine's core count (1 if unknown).
@@ -104,6 +137,9 @@ pub enum ServerError {
     /// The configuration names no address to listen on.
     #[error("no address to listen on")]
     NoListenAddress,
+    /// Implicit-TLS listeners were asked for without a certificate.
+    #[error("TLS listeners need a certificate and key (--tls-cert, --tls-key)")]
+    TlsWithoutCertificate,
     /// A listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -164,7 +200,8 @@ impl ApopUsers {
 /// A bound, not yet running, POP3 server.
 pub struct Server {
     shared: Arc<Shared>,
-    listeners: Vec<TcpListener>,
+    /// Each listener, and whether its connections start with TLS.
+    listeners: Vec<(TcpListener, bool)>,
     /// This process's claim on the database; `run` holds it until it returns.
     claim: std::fs::File,
 }
@@ -172,14 +209,25 @@ pub struct Server {
 impl Server {
     /// Claims the database and binds every listen address.
     pub async fn bind(store: Arc<Store>, config: ServerConfig) -> Result<Server, ServerError> {
-        if config.listen.is_empty() {
+        if config.listen.is_empty() && config.listen_tls.is_empty() {
             return Err(ServerError::NoListenAddress);
+        }
+        if !config.listen_tls.is_empty() && config.tls.is_none() {
+            return Err(ServerError::TlsWithoutCertificate);
         }
         let claim = store.claim_for_serving()?;
         let mut listeners = Vec::new();
-        for &addr in &config.listen {
+        let plain = config.listen.iter().map(|&addr| (addr, false));
+        let implicit_tls = config.listen_tls.iter().map(|&addr| (addr, true));
+        for (addr, tls) in plain.chain(implicit_tls) {
             let listener = listen(addr).map_err(|source| ServerError::Bind { addr, source })?;
-            listeners.push(listener);
+            if !tls && config.tls.is_none() && !addr.ip().is_loopback() {
+                log::warn!(
+                    "listening on {addr} without TLS: passwords cross the network in \
+                     plaintext (give --tls-cert and --tls-key)"
+                );
+            }
+            listeners.push((listener, tls));
         }
         let shared = Arc::new(Shared {
             hashes: hasher::HashPool::start(config.hash_threads)
@@ -199,11 +247,21 @@ impl Server {
         })
     }
 
-    /// The addresses actually bound (useful after binding port 0).
+    /// The plaintext listeners' addresses as bound (useful after port 0).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.bound(false)
+    }
+
+    /// The implicit-TLS listeners' addresses as bound.
+    pub fn tls_addrs(&self) -> Vec<SocketAddr> {
+        self.bound(true)
+    }
+
+    fn bound(&self, implicit_tls: bool) -> Vec<SocketAddr> {
         self.listeners
             .iter()
-            .filter_map(|l| l.local_addr().ok())
+            .filter(|(_, tls)| *tls == implicit_tls)
+            .filter_map(|(l, _)| l.local_addr().ok())
             .collect()
     }
 
@@ -215,9 +273,10 @@ impl Server {
         // `alive`, so `alive_rx` reports closed once the last one is gone.
         let (stop, stop_rx) = smol::channel::bounded::<()>(1);
         let (alive, alive_rx) = smol::channel::bounded::<()>(1);
-        for listener in self.listeners {
+        for (listener, implicit_tls) in self.listeners {
             let task = accept_loop(
                 listener,
+                implicit_tls,
                 Arc::clone(&self.shared),
                 Arc::clone(executor),
                 stop_rx.clone(),
@@ -257,6 +316,7 @@ fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
 
 async fn accept_loop(
     listener: TcpListener,
+    implicit_tls: bool,
     shared: Arc<Shared>,
     executor: Arc<Executor<'static>>,
     stop: Receiver<()>,
@@ -288,12 +348,21 @@ async fn accept_loop(
         let guard = ConnectionSlot(Arc::clone(&shared));
         if active >= shared.config.max_connections {
             log::warn!("{peer}: refused, {active} connections already open");
-            executor
-                .spawn(refuse(stream, guard, alive.clone()))
-                .detach();
+            // A TLS client could not read a plaintext reply: just close.
+            if !implicit_tls {
+                executor
+                    .spawn(refuse(stream, guard, alive.clone()))
+                    .detach();
+            }
             continue;
         }
-        let task = connection::serve(stream, peer, Arc::clone(&shared), stop.clone());
+        let task = connection::serve(
+            stream,
+            peer,
+            Arc::clone(&shared),
+            stop.clone(),
+            implicit_tls,
+        );
         let alive = alive.clone();
         // Detached: it ends on `stop`, an idle timeout or the client, and
         // holds `alive` so that shutdown waits for it.
@@ -357,6 +426,7 @@ where
 /// shut down gracefully when stopped or dropped.
 pub struct BackgroundServer {
     addrs: Vec<SocketAddr>,
+    tls_addrs: Vec<SocketAddr>,
     stop: Option<Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -372,7 +442,8 @@ impl BackgroundServer {
                 run_on_executor(|executor| async move {
                     match Server::bind(store, config).await {
                         Ok(server) => {
-                            let _ = bound_tx.send(Ok(server.local_addrs()));
+                            let addrs = (server.local_addrs(), server.tls_addrs());
+                            let _ = bound_tx.send(Ok(addrs));
                             server
                                 .run(&executor, async move {
                                     let _ = stop_rx.recv().await;
@@ -386,24 +457,35 @@ impl BackgroundServer {
                 })
             })
             .map_err(|source| ServerError::Threads { source })?;
-        let addrs = bound_rx.recv().map_err(|_| ServerError::Threads {
+        let (addrs, tls_addrs) = bound_rx.recv().map_err(|_| ServerError::Threads {
             source: io::Error::other("the server thread ended before binding"),
         })??;
         Ok(BackgroundServer {
             addrs,
+            tls_addrs,
             stop: Some(stop),
             thread: Some(thread),
         })
     }
 
-    /// The first bound address (there is always one: `bind` refuses none).
+    /// The first plaintext address, else the first implicit-TLS one
+    /// (there is always one: `bind` refuses none).
     pub fn addr(&self) -> SocketAddr {
-        self.addrs[0]
+        self.addrs
+            .first()
+            .or(self.tls_addrs.first())
+            .copied()
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 
-    /// Every bound address.
+    /// Every plaintext address.
     pub fn addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// Every implicit-TLS address.
+    pub fn tls_addrs(&self) -> &[SocketAddr] {
+        &self.tls_addrs
     }
 
     /// Stops accepting, closes sessions without applying their deletions,

@@ -46,6 +46,10 @@ pub enum Action {
     },
     /// Send the reply and close the connection.
     Close(Reply),
+    /// Send the reply, discard whatever the client sent after the command
+    /// (RFC 2595 §4: it was plaintext, and must never run inside TLS),
+    /// shake hands, then call [`Session::tls_started`]; close if that fails.
+    StartTls(Reply),
 }
 
 /// Credentials to check.
@@ -84,7 +88,7 @@ pub enum LoginOutcome {
     Failed(RespCode),
 }
 
-/// Limits and the greeting's APOP timestamp for one session.
+/// Limits, transport security and the greeting's APOP timestamp for one session.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
     /// The greeting's `<…@host>` timestamp; `None` turns APOP off.
@@ -93,6 +97,11 @@ pub struct SessionConfig {
     pub max_command_line: usize,
     /// Longest SASL client response line (RFC 5034 §4 sets no limit).
     pub max_sasl_line: usize,
+    /// Whether the connection is encrypted, or can be made so with STLS.
+    pub tls: TlsState,
+    /// Whether USER/PASS and AUTH PLAIN/LOGIN may be used now; when not,
+    /// they are refused until STLS (Dovecot's `disable_plaintext_auth`).
+    pub plaintext_auth: bool,
 }
 
 impl Default for SessionConfig {
@@ -101,9 +110,26 @@ impl Default for SessionConfig {
             apop_timestamp: None,
             max_command_line: 255,
             max_sasl_line: 8192,
+            tls: TlsState::Unavailable,
+            plaintext_auth: true,
         }
     }
 }
+
+/// A connection's transport security, as far as the protocol cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsState {
+    /// Plaintext, and the server has no certificate: no STLS.
+    Unavailable,
+    /// Plaintext; STLS is offered (RFC 2595 §4).
+    Offered,
+    /// Encrypted: after STLS, or on an implicit-TLS listener.
+    Active,
+}
+
+/// Failed logins one connection may make; the last one also closes it,
+/// so a password guesser has to reconnect (and pay the handshake) often.
+pub const MAX_AUTH_FAILURES: u32 = 3;
 
 /// The `IMPLEMENTATION` capability's argument.
 pub const IMPLEMENTATION: &str = concat!("poplite/", env!("CARGO_PKG_VERSION"));
@@ -136,6 +162,8 @@ enum State {
 pub struct Session {
     config: SessionConfig,
     state: State,
+    /// Logins rejected so far on this connection.
+    auth_failures: u32,
 }
 
 impl Session {
@@ -147,7 +175,17 @@ impl Session {
                 user: None,
                 sasl: None,
             },
+            auth_failures: 0,
         }
+    }
+
+    /// Continues after the driver finished the TLS handshake of
+    /// [`Action::StartTls`]. Everything learnt before it is forgotten
+    /// (RFC 2595 §4): a USER given in plaintext does not count.
+    pub fn tls_started(&mut self) {
+        self.config.tls = TlsState::Active;
+        self.config.plaintext_auth = true;
+        self.state = Self::fresh_authorization();
     }
 
     /// The greeting, with the APOP timestamp when APOP is on (RFC 1939 §7).
@@ -234,10 +272,20 @@ impl Session {
             }
             // fetchmail treats replies with "lock", "wait" or "in use" as a busy
             // maildrop and retries forever: a bad password must say none of them.
-            LoginOutcome::Rejected => (
-                Self::fresh_authorization(),
-                Reply::err_code(RespCode::Auth, "authentication failed"),
-            ),
+            LoginOutcome::Rejected => {
+                self.auth_failures += 1;
+                if self.auth_failures >= MAX_AUTH_FAILURES {
+                    self.state = State::Closed;
+                    return Action::Close(Reply::err_code(
+                        RespCode::Auth,
+                        "authentication failed; too many failures, closing",
+                    ));
+                }
+                (
+                    Self::fresh_authorization(),
+                    Reply::err_code(RespCode::Auth, "authentication failed"),
+                )
+            }
             LoginOutcome::InUse => (
                 Self::fresh_authorization(),
                 Reply::err_code(
@@ -272,22 +320,44 @@ impl Session {
         }
     }
 
-    /// CAPA (RFC 2449 §5): the same list in both states.
+    /// CAPA (RFC 2449 §5). USER and SASL PLAIN/LOGIN only where plaintext
+    /// authentication is allowed; STLS only before TLS and login
+    /// (RFC 2595 §4), since it is refused after either.
     fn capabilities(&self) -> Reply {
-        Reply::multi_line(
-            "Capability list follows",
-            [
-                "TOP".to_string(),
-                "UIDL".to_string(),
-                "USER".to_string(),
-                format!("SASL {}", sasl::MECHANISMS.join(" ")),
-                "RESP-CODES".to_string(),
-                "AUTH-RESP-CODE".to_string(),
-                "PIPELINING".to_string(),
-                "EXPIRE NEVER".to_string(),
-                format!("IMPLEMENTATION {IMPLEMENTATION}"),
-            ],
-        )
+        let mut lines = vec!["TOP".to_string(), "UIDL".to_string()];
+        if self.config.plaintext_auth {
+            lines.push("USER".to_string());
+        }
+        let mechanisms = self.mechanisms();
+        if !mechanisms.is_empty() {
+            lines.push(format!("SASL {}", mechanisms.join(" ")));
+        }
+        let authorizing = matches!(self.state, State::Authorization { .. });
+        if authorizing && self.config.tls == TlsState::Offered {
+            lines.push("STLS".to_string());
+        }
+        lines.extend(
+            ["RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "EXPIRE NEVER"].map(String::from),
+        );
+        lines.push(format!("IMPLEMENTATION {IMPLEMENTATION}"));
+        Reply::multi_line("Capability list follows", lines)
+    }
+
+    /// The SASL mechanisms AUTH accepts now: both send the password itself.
+    fn mechanisms(&self) -> &'static [&'static str] {
+        if self.config.plaintext_auth {
+            &sasl::MECHANISMS
+        } else {
+            &[]
+        }
+    }
+
+    /// The refusal of USER, PASS and AUTH PLAIN/LOGIN before STLS.
+    fn plaintext_refused() -> Action {
+        Action::Reply(Reply::err_code(
+            RespCode::Auth,
+            "plaintext authentication needs TLS here: send STLS first",
+        ))
     }
 
     fn authorization(&mut self, command: Command, pending_user: Option<String>) -> Action {
@@ -295,6 +365,18 @@ impl Session {
             return Action::Reply(Reply::err("not in AUTHORIZATION state"));
         };
         match command {
+            Command::User(_)
+            | Command::Pass(_)
+            | Command::Auth {
+                mechanism: Some(_), ..
+            } if !self.config.plaintext_auth => Self::plaintext_refused(),
+            Command::Stls => match self.config.tls {
+                TlsState::Offered => Action::StartTls(Reply::ok("begin TLS negotiation")),
+                TlsState::Active => Action::Reply(Reply::err("TLS is already active")),
+                TlsState::Unavailable => {
+                    Action::Reply(Reply::err("STLS is not available on this server"))
+                }
+            },
             // USER never says whether the user exists (PASS fails the same way).
             Command::User(name) => {
                 *user = Some(name);
@@ -315,7 +397,7 @@ impl Session {
                 mechanism: None, ..
             } => Action::Reply(Reply::multi_line(
                 "SASL mechanisms follow",
-                sasl::MECHANISMS,
+                self.mechanisms().iter().copied(),
             )),
             Command::Auth {
                 mechanism: Some(mechanism),
@@ -445,6 +527,7 @@ impl Session {
             Command::User(_) | Command::Pass(_) | Command::Apop { .. } | Command::Auth { .. } => {
                 Reply::err("already authenticated")
             }
+            Command::Stls => Reply::err("STLS is not allowed after authentication"),
             Command::Capa => self.capabilities(),
         };
         Action::Reply(reply)

@@ -42,10 +42,14 @@ impl World {
     }
 
     fn client(&self, apop: bool) -> Client<'_> {
-        let session = Session::new(SessionConfig {
+        self.client_with(SessionConfig {
             apop_timestamp: apop.then(|| TIMESTAMP.to_string()),
             ..SessionConfig::default()
-        });
+        })
+    }
+
+    fn client_with(&self, config: SessionConfig) -> Client<'_> {
+        let session = Session::new(config);
         Client {
             world: self,
             session,
@@ -84,6 +88,14 @@ impl Client<'_> {
                         reply.encode(&mut out);
                         self.closed = true;
                         self.lock = None;
+                        break;
+                    }
+                    Action::StartTls(reply) => {
+                        // As the driver does: drop what was pipelined, then
+                        // pretend the handshake succeeded.
+                        reply.encode(&mut out);
+                        self.reader = LineReader::new();
+                        self.session.tls_started();
                         break;
                     }
                     Action::Login(request) => {
@@ -316,6 +328,77 @@ fn capa_is_the_same_before_and_after_login() {
              IMPLEMENTATION {IMPLEMENTATION}\r\n.\r\n"
         )
     );
+}
+
+#[test]
+fn before_stls_capa_offers_it_and_plaintext_logins_wait_for_it() {
+    let world = World::new();
+    let mut c = world.client_with(SessionConfig {
+        apop_timestamp: Some(TIMESTAMP.to_string()),
+        tls: TlsState::Offered,
+        plaintext_auth: false,
+        ..SessionConfig::default()
+    });
+    let tail = format!(
+        "RESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\nEXPIRE NEVER\r\n\
+         IMPLEMENTATION {IMPLEMENTATION}\r\n.\r\n"
+    );
+    assert_eq!(
+        c.send("CAPA\r\n"),
+        format!("+OK Capability list follows\r\nTOP\r\nUIDL\r\nSTLS\r\n{tail}")
+    );
+    let refused = "-ERR [AUTH] plaintext authentication needs TLS here: send STLS first\r\n";
+    assert_eq!(c.send("USER bob\r\n"), refused);
+    assert_eq!(c.send("AUTH PLAIN\r\n"), refused);
+    assert_eq!(c.send("AUTH\r\n"), "+OK SASL mechanisms follow\r\n.\r\n");
+    // STLS: the pipelined USER is dropped with the rest of the plaintext.
+    assert_eq!(
+        c.send("STLS\r\nUSER bob\r\n"),
+        "+OK begin TLS negotiation\r\n"
+    );
+    assert_eq!(
+        c.send("CAPA\r\n"),
+        format!("+OK Capability list follows\r\nTOP\r\nUIDL\r\nUSER\r\nSASL PLAIN LOGIN\r\n{tail}")
+    );
+    assert_eq!(c.send("STLS\r\n"), "-ERR TLS is already active\r\n");
+    assert!(c
+        .send("USER bob\r\nPASS two words\r\n")
+        .ends_with("+OK bob's maildrop has 0 messages (0 octets)\r\n"));
+}
+
+#[test]
+fn apop_needs_no_tls_since_it_sends_no_password() {
+    let world = rfc_world();
+    let mut c = world.client_with(SessionConfig {
+        apop_timestamp: Some(TIMESTAMP.to_string()),
+        tls: TlsState::Offered,
+        plaintext_auth: false,
+        ..SessionConfig::default()
+    });
+    assert!(c
+        .send("APOP mrose c4c9334bac560ecc979e58001b3e22fb\r\n")
+        .starts_with("+OK"));
+    assert_eq!(
+        c.send("STLS\r\n"),
+        "-ERR STLS is not allowed after authentication\r\n"
+    );
+}
+
+#[test]
+fn the_third_failed_login_closes_the_session() {
+    let world = World::new();
+    let mut c = world.client(false);
+    let failed = "+OK send PASS\r\n-ERR [AUTH] authentication failed\r\n";
+    assert_eq!(c.send("USER bob\r\nPASS wrong\r\n"), failed);
+    assert_eq!(
+        c.send("AUTH PLAIN AGJvYgB3cm9uZw==\r\n"),
+        "-ERR [AUTH] authentication failed\r\n"
+    );
+    assert_eq!(
+        c.send("USER nobody\r\nPASS wrong\r\nNOOP\r\n"),
+        "+OK send PASS\r\n-ERR [AUTH] authentication failed; too many failures, closing\r\n"
+    );
+    assert!(c.closed);
 }
 
 #[test]

@@ -9,9 +9,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_rustls::rustls;
 use poplite::auth::{self, Argon2Params};
 use poplite::message::Message;
 use poplite::server::{ApopMode, BackgroundServer, ServerConfig};
+use poplite::tls::Tls;
 use poplite::Store;
 
 /// How long any single read in a test may wait before the test fails.
@@ -49,6 +51,19 @@ impl TestServer {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(dir.path().join("poplite.db")).unwrap());
         TestServer::start_on(dir, store, adjust)
+    }
+
+    /// A server with a self-signed certificate ([`TestServer::ca_path`]):
+    /// STLS on the plain listener, and an implicit-TLS listener.
+    pub fn start_tls_with(adjust: impl FnOnce(&mut ServerConfig)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = write_cert(dir.path());
+        let store = Arc::new(Store::open(dir.path().join("poplite.db")).unwrap());
+        TestServer::start_on(dir, store, |config| {
+            config.tls = Some(Arc::new(Tls::load(cert, key).unwrap()));
+            config.listen_tls = vec!["127.0.0.1:0".parse().unwrap()];
+            adjust(config);
+        })
     }
 
     pub fn start_on(
@@ -89,6 +104,21 @@ impl TestServer {
         Client::connect(self.addr)
     }
 
+    /// The implicit-TLS listener's address.
+    pub fn tls_addr(&self) -> SocketAddr {
+        self.server.tls_addrs()[0]
+    }
+
+    /// The self-signed certificate clients should trust.
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.path().join("cert.pem")
+    }
+
+    /// Connects to the implicit-TLS listener and reads the greeting.
+    pub fn connect_tls(&self) -> Client {
+        Client::connect_tls(self.tls_addr(), &self.ca_path())
+    }
+
     /// Stops the server (as SIGTERM would) and waits for it.
     pub fn stop(&mut self) {
         self.server.stop();
@@ -106,26 +136,118 @@ pub fn add_user(store: &Store, name: &str, password: &str, apop: bool) {
         .unwrap();
 }
 
-/// A blocking POP3 client that speaks raw lines.
+/// Writes a new self-signed certificate for localhost and 127.0.0.1 to
+/// `dir`/cert.pem and its key to `dir`/key.pem; returns both paths.
+pub fn write_cert(dir: &Path) -> (PathBuf, PathBuf) {
+    let names = ["localhost".to_string(), "127.0.0.1".to_string()];
+    let (cert, key) = poplite::tls::self_signed(&names).unwrap();
+    let paths = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&paths.0, cert).unwrap();
+    std::fs::write(&paths.1, key).unwrap();
+    paths
+}
+
+/// A TLS client configuration that trusts only the certificate in `ca`.
+pub fn tls_client_config(ca: &Path) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+/// The client's byte stream: plain TCP or TLS over it.
+pub trait Duplex: Read + Write + Send {}
+impl<T: Read + Write + Send> Duplex for T {}
+
+/// A TLS stream over TCP, handshake done.
+pub type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// Shakes hands as a TLS client for "localhost" over `tcp`.
+pub fn tls_handshake(
+    tcp: TcpStream,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<TlsStream, std::io::Error> {
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(config, name).map_err(std::io::Error::other)?;
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock)?;
+    }
+    Ok(tls)
+}
+
+/// A blocking POP3 client that speaks raw lines, over TCP or TLS.
 pub struct Client {
+    /// The TCP socket (under TLS, it carries ciphertext).
     pub stream: TcpStream,
-    reader: BufReader<TcpStream>,
+    reader: BufReader<Box<dyn Duplex>>,
     pub greeting: String,
+    /// The server's certificate, once TLS is up.
+    pub peer_certificate: Option<Vec<u8>>,
 }
 
 impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
+        let stream = Client::tcp(addr);
+        let reader = BufReader::new(Box::new(stream.try_clone().unwrap()) as Box<dyn Duplex>);
+        Client::greeted(stream, reader, None)
+    }
+
+    /// Connects to an implicit-TLS listener trusting `ca`.
+    pub fn connect_tls(addr: SocketAddr, ca: &Path) -> Client {
+        let stream = Client::tcp(addr);
+        let tls = tls_handshake(stream.try_clone().unwrap(), tls_client_config(ca)).unwrap();
+        let peer = leaf_certificate(&tls);
+        Client::greeted(stream, BufReader::new(Box::new(tls)), peer)
+    }
+
+    fn tcp(addr: SocketAddr) -> TcpStream {
         let stream = TcpStream::connect(addr).unwrap();
         stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-        let reader = BufReader::new(stream.try_clone().unwrap());
+        stream
+    }
+
+    fn greeted(
+        stream: TcpStream,
+        reader: BufReader<Box<dyn Duplex>>,
+        peer_certificate: Option<Vec<u8>>,
+    ) -> Client {
         let mut client = Client {
             stream,
             reader,
             greeting: String::new(),
+            peer_certificate,
         };
         client.greeting = client.line();
         client
+    }
+
+    /// Sends STLS, expects `+OK`, and shakes hands trusting `ca`.
+    pub fn stls(&mut self, ca: &Path) -> Result<(), std::io::Error> {
+        let reply = self.cmd("STLS");
+        assert!(reply.starts_with("+OK"), "STLS: {reply}");
+        self.start_tls(ca)
+    }
+
+    /// Shakes hands now, over the TCP socket, trusting `ca`.
+    pub fn start_tls(&mut self, ca: &Path) -> Result<(), std::io::Error> {
+        assert!(
+            self.reader.buffer().is_empty(),
+            "the server sent more after +OK"
+        );
+        let tls = tls_handshake(self.stream.try_clone().unwrap(), tls_client_config(ca))?;
+        self.peer_certificate = leaf_certificate(&tls);
+        self.reader = BufReader::new(Box::new(tls));
+        Ok(())
     }
 
     /// Reads one line, returned with its CRLF stripped.
@@ -141,7 +263,9 @@ impl Client {
     }
 
     pub fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).unwrap();
+        let stream = self.reader.get_mut();
+        stream.write_all(bytes).unwrap();
+        stream.flush().unwrap();
     }
 
     /// Sends one command and returns the one-line reply.
@@ -191,6 +315,11 @@ impl Client {
         let mut byte = [0u8; 1];
         matches!(self.reader.read(&mut byte), Ok(0))
     }
+}
+
+fn leaf_certificate(tls: &TlsStream) -> Option<Vec<u8>> {
+    let chain = tls.conn.peer_certificates()?;
+    chain.first().map(|cert| cert.to_vec())
 }
 
 /// Reverses dot-stuffing of a multi-line body.
@@ -270,6 +399,8 @@ pub fn cli_mailbox(db: &Path, user: &str) -> Vec<Vec<String>> {
 pub struct ServerProcess {
     pub child: Child,
     pub addr: SocketAddr,
+    /// The first `--listen-tls` address, if any was asked for.
+    pub tls_addr: Option<SocketAddr>,
     stderr: Option<std::thread::JoinHandle<String>>,
 }
 
@@ -312,17 +443,25 @@ impl ServerProcess {
             let _ = stderr_pipe.read_to_string(&mut text);
             text
         });
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("poplite listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-            .parse()
-            .unwrap();
+        // One line per listener, the plaintext ones first.
+        let mut stdout = BufReader::new(stdout);
+        let mut next_addr = || {
+            let mut line = String::new();
+            stdout.read_line(&mut line).unwrap();
+            let addr = line
+                .trim()
+                .strip_prefix("poplite listening on ")
+                .unwrap_or_else(|| panic!("unexpected line: {line:?}"));
+            addr.trim_end_matches(" (TLS)")
+                .parse::<SocketAddr>()
+                .unwrap()
+        };
+        let addr = next_addr();
+        let tls_addr = extra.contains(&"--listen-tls").then(next_addr);
         ServerProcess {
             child,
             addr,
+            tls_addr,
             stderr: Some(stderr),
         }
     }

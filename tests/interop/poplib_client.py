@@ -6,6 +6,11 @@ MODE is how to log in: "user" (USER/PASS), "apop" (poplib.POP3.apop) or
 "plain" (AUTH PLAIN with an initial response). DELE is a comma-separated
 list of message numbers to delete before QUIT.
 
+With POPLIB_TLS=stls the client sends STLS (poplib.POP3.stls) before
+anything else; with POPLIB_TLS=implicit it connects with poplib.POP3_SSL.
+Either way it trusts only the certificate in POPLIB_CAFILE, which must
+name 127.0.0.1.
+
 Prints one fact per line for the Rust side to check:
   greeting TEXT | capa NAME ARGS... | login TEXT | login-error TEXT |
   stat COUNT SIZE | list N SIZE | uidl N UID | retr N OCTETS |
@@ -17,6 +22,7 @@ final CRLF, to OUTDIR/retr.N and OUTDIR/top.N.
 import base64
 import os
 import poplib
+import ssl
 import sys
 
 
@@ -28,7 +34,16 @@ def main():
     port, mode, user, secret, outdir = sys.argv[1:6]
     dele = [int(n) for n in sys.argv[6].split(",") if n] if len(sys.argv) > 6 else []
     out = []
-    pop = poplib.POP3("127.0.0.1", int(port), timeout=30)
+    tls = os.environ.get("POPLIB_TLS", "")
+    context = None
+    if tls:
+        context = ssl.create_default_context(cafile=os.environ["POPLIB_CAFILE"])
+    if tls == "implicit":
+        pop = poplib.POP3_SSL("127.0.0.1", int(port), timeout=30, context=context)
+    else:
+        pop = poplib.POP3("127.0.0.1", int(port), timeout=30)
+    if tls == "stls":
+        out.append("stls " + text(pop.stls(context=context)))
     out.append("greeting " + text(pop.getwelcome()))
     for name, args in sorted(pop.capa().items()):
         out.append(" ".join(["capa", name] + args))
