@@ -293,15 +293,19 @@ fn sighup_reloads_the_certificate_for_new_handshakes_and_keeps_sessions() {
     let old_certificate = old_session.peer_certificate.clone().unwrap();
 
     // A renewal replaces both files; the server rereads them on SIGHUP.
+    // Until it has, handshakes still show the old certificate: trust both.
+    let old_pem = std::fs::read(&cert).unwrap();
     common::write_cert(dir.path());
+    let both = dir.path().join("both.pem");
+    std::fs::write(&both, [old_pem, std::fs::read(&cert).unwrap()].concat()).unwrap();
     let pid = server.child.id().to_string();
     let hup = std::process::Command::new("kill")
         .args(["-HUP", &pid])
         .status();
     assert!(hup.unwrap().success());
     let mut renewed = None;
-    for _ in 0..100 {
-        let c = Client::connect_tls(tls_addr, &cert);
+    for _ in 0..40 {
+        let c = Client::connect_tls(tls_addr, &both);
         if c.peer_certificate.as_ref() != Some(&old_certificate) {
             renewed = Some(c);
             break;
@@ -322,6 +326,7 @@ fn sighup_reloads_the_certificate_for_new_handshakes_and_keeps_sessions() {
         .args(["-HUP", &pid])
         .status();
     assert!(hup.unwrap().success());
+    server.wait_for_log("keeping the previous certificate");
     let (status, log) = server.terminate();
     assert!(status.success(), "{log}");
     assert!(log.contains("reloaded"), "{log}");

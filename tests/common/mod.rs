@@ -402,6 +402,8 @@ pub struct ServerProcess {
     /// The first `--listen-tls` address, if any was asked for.
     pub tls_addr: Option<SocketAddr>,
     stderr: Option<std::thread::JoinHandle<String>>,
+    /// The log so far, for [`ServerProcess::wait_for_log`].
+    log: Arc<std::sync::Mutex<String>>,
 }
 
 impl ServerProcess {
@@ -437,11 +439,17 @@ impl ServerProcess {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
-        let mut stderr_pipe = child.stderr.take().unwrap();
+        let stderr_pipe = child.stderr.take().unwrap();
+        let log = Arc::new(std::sync::Mutex::new(String::new()));
+        let log_so_far = Arc::clone(&log);
         let stderr = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stderr_pipe.read_to_string(&mut text);
-            text
+            for line in BufReader::new(stderr_pipe).lines() {
+                let Ok(line) = line else { break };
+                let mut log = log_so_far.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+            log_so_far.lock().unwrap().clone()
         });
         // One line per listener, the plaintext ones first.
         let mut stdout = BufReader::new(stdout);
@@ -463,6 +471,19 @@ impl ServerProcess {
             addr,
             tls_addr,
             stderr: Some(stderr),
+            log,
+        }
+    }
+
+    /// Waits (bounded) until the server has logged a line containing `needle`.
+    pub fn wait_for_log(&self, needle: &str) {
+        let deadline = Instant::now() + IO_TIMEOUT;
+        while !self.log.lock().unwrap().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "the server never logged {needle:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
