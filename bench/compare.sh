@@ -933,8 +933,9 @@ doveconf -c "$DCONF" -n >"$W/dovecot/doveconf-n.txt" 2>"$W/dovecot/doveconf.err"
     die "Dovecot rejects the configuration: $(cat "$W/dovecot/doveconf.err")"
 
 # ---------------------------------------------------------------- start servers
-SERVE_EXTRA=()
-if has_scenario idle; then SERVE_EXTRA=(--max-connections $((IDLE_CONNS + 256))); fi
+# Every load-generator connection comes from 127.0.0.1: no per-address limit.
+SERVE_EXTRA=(--max-connections-per-ip 0)
+if has_scenario idle; then SERVE_EXTRA+=(--max-connections $((IDLE_CONNS + 256))); fi
 log "starting poplite on 127.0.0.1:$PORT_A and Dovecot on 127.0.0.1:$PORT_B"
 RUST_LOG=warn "$POPLITE" --db "$DB" serve --listen "127.0.0.1:$PORT_A" --auth-failure-delay 1s \
     "${SERVE_EXTRA[@]}" </dev/null >"$W/poplite.out" 2>"$W/poplite.log" &

@@ -92,6 +92,12 @@ struct ServeArgs {
     /// Connections served at once; more are told to try again later.
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
+    /// Connections one client address (IPv6: one /64) may hold; 0 for no limit.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    max_connections_per_ip: usize,
+    /// Networks exempt from the per-address limit and the failed-login back-off, e.g. 192.168.1.0/24,fd00::/8.
+    #[arg(long, value_name = "CIDR,...", value_delimiter = ',')]
+    trusted_networks: Vec<server::Network>,
     /// Pause before answering a failed login.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
     auth_failure_delay: Duration,
@@ -410,6 +416,11 @@ fn serve(db: &Database, args: ServeArgs) -> Result<(), CliError> {
         listen_tls: args.listen_tls,
         tls: tls.clone(),
         allow_plaintext_auth: args.allow_plaintext_auth,
+        max_connections_per_ip: match args.max_connections_per_ip {
+            0 => usize::MAX,
+            n => n,
+        },
+        trusted_networks: args.trusted_networks,
         idle_timeout: args.idle_timeout,
         max_connections: args.max_connections as usize,
         auth_failure_delay: args.auth_failure_delay,

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -779,4 +779,117 @@ fn a_server_with_nothing_to_listen_on_is_refused() {
         refused,
         Err(poplite::server::ServerError::NoListenAddress)
     ));
+}
+
+#[test]
+fn one_address_may_hold_only_its_share_of_connections() {
+    let server = TestServer::start_with(|c| c.max_connections_per_ip = 2);
+    let first = server.connect();
+    let _second = server.connect();
+    let mut third = Client::connect(server.addr);
+    assert_eq!(
+        third.greeting,
+        "-ERR [SYS/TEMP] too many connections from your address, try again later"
+    );
+    assert!(third.is_closed());
+    drop(first);
+    // The slot is free once the server has seen the close: bounded retry.
+    let mut greeting = String::new();
+    for _ in 0..200 {
+        greeting = Client::connect(server.addr).greeting;
+        if greeting.starts_with("+OK") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(greeting.starts_with("+OK"), "{greeting}");
+
+    let trusted = TestServer::start_with(|c| {
+        c.max_connections_per_ip = 1;
+        c.trusted_networks = vec!["127.0.0.0/8".parse().unwrap()];
+    });
+    let held: Vec<Client> = (0..5).map(|_| trusted.connect()).collect();
+    assert!(held.iter().all(|c| c.greeting.starts_with("+OK")));
+}
+
+#[test]
+fn an_address_that_keeps_failing_backs_off_before_any_password_is_checked() {
+    let server = TestServer::start_with(|c| c.auth_failure_delay = Duration::ZERO);
+    server.add_user("alice", "pw");
+    let fail = |c: &mut Client| {
+        c.cmd("USER alice");
+        c.cmd("PASS wrong")
+    };
+    // Five free failures (the third closes its connection), then a sixth
+    // that starts the back-off.
+    for attempts in [3, 3] {
+        let mut c = server.connect();
+        for _ in 0..attempts {
+            assert!(fail(&mut c).starts_with("-ERR [AUTH]"));
+        }
+    }
+    // Now even the right password is not checked.
+    let mut c = server.connect();
+    c.cmd("USER alice");
+    let reply = c.cmd("PASS pw");
+    assert!(
+        reply.starts_with(
+            "-ERR [LOGIN-DELAY] too many failed logins from your address; try again in"
+        ),
+        "{reply}"
+    );
+    // The back-off (2 s after the sixth failure) ends; a login clears it.
+    let mut logged_in = false;
+    for _ in 0..60 {
+        std::thread::sleep(Duration::from_millis(100));
+        let mut c = server.connect();
+        c.cmd("USER alice");
+        if c.cmd("PASS pw").starts_with("+OK") {
+            logged_in = true;
+            break;
+        }
+    }
+    assert!(logged_in, "the back-off never ended");
+}
+
+#[test]
+fn trusted_networks_never_back_off() {
+    let server = TestServer::start_with(|c| {
+        c.auth_failure_delay = Duration::ZERO;
+        c.trusted_networks = vec!["127.0.0.1".parse().unwrap()];
+    });
+    server.add_user("alice", "pw");
+    for _ in 0..4 {
+        let mut c = server.connect();
+        for _ in 0..2 {
+            c.cmd("USER alice");
+            assert!(c.cmd("PASS wrong").starts_with("-ERR [AUTH]"));
+        }
+    }
+    let mut c = server.connect();
+    c.login("alice", "pw");
+}
+
+#[test]
+fn a_line_trickled_a_byte_at_a_time_still_ends_at_the_idle_timeout() {
+    let server = TestServer::start_with(|c| c.idle_timeout = Duration::from_millis(500));
+    let mut c = server.connect();
+    // Each byte comes well inside the idle timeout, but the line never ends.
+    let mut closed = false;
+    for _ in 0..200 {
+        if c.stream.write_all(b"N").is_err() {
+            closed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        c.stream.set_nonblocking(true).unwrap();
+        let mut byte = [0u8; 1];
+        let read = c.stream.peek(&mut byte);
+        c.stream.set_nonblocking(false).unwrap();
+        if matches!(read, Ok(0)) {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "a never-ending line held the connection for 10 s");
 }

@@ -82,6 +82,11 @@ impl LineReader {
         self.buf[self.consumed..].contains(&b'\n')
     }
 
+    /// True while part of a line has arrived but not its end.
+    pub fn is_mid_line(&self) -> bool {
+        self.discarding || self.consumed < self.buf.len()
+    }
+
     fn compact(&mut self) {
         // Drop consumed bytes once they dominate, keeping `feed` amortised O(n).
         if self.consumed > 4096 && self.consumed * 2 > self.buf.len() {

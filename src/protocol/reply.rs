@@ -15,6 +15,8 @@ pub enum RespCode {
     SysTemp,
     /// `[SYS/PERM]`: a server-side problem that needs an administrator.
     SysPerm,
+    /// `[LOGIN-DELAY]`: no login is accepted from here for a while (RFC 2449 §8.1.1).
+    LoginDelay,
 }
 
 impl RespCode {
@@ -35,6 +37,7 @@ impl fmt::Display for RespCode {
             RespCode::Auth => "[AUTH]",
             RespCode::SysTemp => "[SYS/TEMP]",
             RespCode::SysPerm => "[SYS/PERM]",
+            RespCode::LoginDelay => "[LOGIN-DELAY]",
         })
     }
 }

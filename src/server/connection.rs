@@ -342,9 +342,15 @@ impl Connection {
         // Small: it lives in every idle connection's future. Command lines
         // are short; a long pipelined burst just takes a few more reads.
         let mut buf = [0u8; 1024];
+        // A line must be finished within one idle timeout of its start, so
+        // a client trickling a byte a minute cannot hold a connection.
+        let mut line_started = None;
         loop {
             if let Some(event) = self.reader.next_line(max_len) {
                 return Ok(event);
+            }
+            if self.reader.is_mid_line() {
+                line_started.get_or_insert_with(std::time::Instant::now);
             }
             self.flush().await?;
             // An idle connection keeps no large buffer from its last RETR.
@@ -352,12 +358,18 @@ impl Connection {
                 self.out = Vec::new();
             }
             let (stream, deadline) = (&mut self.stream, &self.deadline);
+            let limit = match line_started {
+                Some(started) => {
+                    (started + deadline.idle).saturating_duration_since(std::time::Instant::now())
+                }
+                None => deadline.idle,
+            };
             let read = if self.read_ahead.is_none() {
-                deadline.run(stream.read(&mut buf)).await
+                deadline.within(limit, stream.read(&mut buf)).await
             } else {
                 // Reading is cancel-safe (TLS too: rustls keeps what it
                 // decrypted): a read cut short took no input.
-                let read = async { Some(deadline.run(stream.read(&mut buf)).await) };
+                let read = async { Some(deadline.within(limit, stream.read(&mut buf)).await) };
                 let keep = async {
                     Timer::after(READ_AHEAD_KEEP).await;
                     None
@@ -424,6 +436,23 @@ impl Connection {
         // dear hash) does not show in the reply's timing.
         let started = std::time::Instant::now();
         let user = request.user.clone();
+        let ip = self.peer.ip();
+        let trusted = self.shared.config.is_trusted(ip);
+        // A backing-off address gets no hashing at all: that is the point.
+        let backing_off = match trusted {
+            true => None,
+            false => self.shared.failed_logins.wait(ip, started),
+        };
+        if let Some(wait) = backing_off {
+            log::warn!(
+                "session {}: login for {user} from {} not checked: backing off for {}s",
+                self.id,
+                self.peer,
+                wait.as_secs()
+            );
+            Timer::at(started + self.shared.config.auth_failure_delay).await;
+            return LoginOutcome::BackingOff(wait.as_secs_f64().ceil() as u64);
+        }
         let shared = Arc::clone(&self.shared);
         let check =
             blocking::unblock(move || shared.verifier.prepare(&shared.store, &request)).await;
@@ -447,6 +476,7 @@ impl Connection {
         match &outcome {
             LoginOutcome::Accepted(maildrop) => {
                 log::info!("session {}: {} logged in as {user}", self.id, self.peer);
+                self.shared.failed_logins.succeeded(ip);
                 self.user = Some(maildrop.user().to_string());
             }
             LoginOutcome::Rejected => {
@@ -455,12 +485,17 @@ impl Connection {
                     self.id,
                     self.peer
                 );
+                if !trusted {
+                    self.shared
+                        .failed_logins
+                        .failed(ip, std::time::Instant::now());
+                }
                 Timer::at(started + self.shared.config.auth_failure_delay).await;
             }
             LoginOutcome::InUse => {
                 log::info!("session {}: {user}'s maildrop is in use", self.id)
             }
-            LoginOutcome::Failed(_) => {}
+            LoginOutcome::Failed(_) | LoginOutcome::BackingOff(_) => {}
         }
         outcome
     }

@@ -5,7 +5,10 @@
 
 mod connection;
 mod hasher;
+mod limits;
 mod transport;
+
+pub use limits::Network;
 
 use std::future::Future;
 use std::io;
@@ -55,6 +58,11 @@ pub struct ServerConfig {
     pub loopback_is_local: bool,
     /// Give up on a TLS handshake not done in this time.
     pub tls_handshake_timeout: Duration,
+    /// Connections one client address (an IPv6 /64) may hold at once.
+    pub max_connections_per_ip: usize,
+    /// Clients exempt from the per-address connection limit and from the
+    /// back-off after failed logins (e.g. a webmail host, a NAT gateway).
+    pub trusted_networks: Vec<Network>,
     /// Close a connection silent for this long (RFC 1939 §3: at least 10 minutes).
     pub idle_timeout: Duration,
     /// Connections served at once; one more is told `[SYS/TEMP]` and closed.
@@ -90,6 +98,8 @@ impl Default for ServerConfig {
             allow_plaintext_auth: false,
             loopback_is_local: true,
             tls_handshake_timeout: Duration::from_secs(30),
+            max_connections_per_ip: 64,
+            trusted_networks: Vec::new(),
             idle_timeout: Duration::from_secs(600),
             max_connections: 1024,
             auth_failure_delay: Duration::from_secs(1),
@@ -113,6 +123,13 @@ fn plaintext_auth_allowed(config: &ServerConfig, tls: TlsState, peer: SocketAddr
         || config.tls.is_none()
         || tls == TlsState::Active
         || (config.loopback_is_local && peer.ip().to_canonical().is_loopback())
+}
+
+impl ServerConfig {
+    /// Whether `ip` is in one of the trusted networks.
+    fn is_trusted(&self, ip: std::net::IpAddr) -> bool {
+        self.trusted_networks.iter().any(|net| net.contains(ip))
+    }
 }
 
 /// The machine's core count (1 if unknown).
@@ -158,6 +175,8 @@ struct Shared {
     locks: MaildropLocks,
     hashes: hasher::HashPool,
     connections: AtomicUsize,
+    per_source: Arc<limits::ConnectionsPerSource>,
+    failed_logins: limits::FailedLogins,
     next_session_id: AtomicU64,
     apop_users: ApopUsers,
 }
@@ -237,6 +256,8 @@ impl Server {
             verifier: Verifier::new(),
             locks: MaildropLocks::new(),
             connections: AtomicUsize::new(0),
+            per_source: Arc::default(),
+            failed_logins: limits::FailedLogins::default(),
             next_session_id: AtomicU64::new(1),
             apop_users: ApopUsers::default(),
         });
@@ -346,16 +367,34 @@ async fn accept_loop(
         };
         let active = shared.connections.fetch_add(1, Ordering::SeqCst);
         let guard = ConnectionSlot(Arc::clone(&shared));
-        if active >= shared.config.max_connections {
+        let config = &shared.config;
+        let admitted = if active >= config.max_connections {
             log::warn!("{peer}: refused, {active} connections already open");
-            // A TLS client could not read a plaintext reply: just close.
-            if !implicit_tls {
-                executor
-                    .spawn(refuse(stream, guard, alive.clone()))
-                    .detach();
+            Err("too many connections, try again later")
+        } else if config.is_trusted(peer.ip()) {
+            Ok(None)
+        } else {
+            let limit = config.max_connections_per_ip;
+            match shared.per_source.try_open(peer.ip(), limit) {
+                Some(slot) => Ok(Some(slot)),
+                None => {
+                    log::warn!("{peer}: refused, {limit} connections from this address open");
+                    Err("too many connections from your address, try again later")
+                }
             }
-            continue;
-        }
+        };
+        let source_slot = match admitted {
+            Ok(slot) => slot,
+            Err(text) => {
+                // A TLS client could not read a plaintext reply: just close.
+                if !implicit_tls {
+                    executor
+                        .spawn(refuse(stream, text, guard, alive.clone()))
+                        .detach();
+                }
+                continue;
+            }
+        };
         let task = connection::serve(
             stream,
             peer,
@@ -369,6 +408,7 @@ async fn accept_loop(
         executor
             .spawn(async move {
                 task.await;
+                drop(source_slot);
                 drop(guard);
                 drop(alive);
             })
@@ -385,8 +425,13 @@ impl Drop for ConnectionSlot {
     }
 }
 
-async fn refuse(mut stream: TcpStream, _slot: ConnectionSlot, _alive: Sender<()>) {
-    let reply = Reply::err_code(RespCode::SysTemp, "too many connections, try again later");
+async fn refuse(
+    mut stream: TcpStream,
+    text: &'static str,
+    _slot: ConnectionSlot,
+    _alive: Sender<()>,
+) {
+    let reply = Reply::err_code(RespCode::SysTemp, text);
     let write = async {
         let _ = stream.write_all(&reply.to_bytes()).await;
     };

@@ -84,6 +84,9 @@ pub enum LoginOutcome {
     Rejected,
     /// Another session holds the maildrop.
     InUse,
+    /// Not checked: the client's address failed too often and must wait
+    /// this many more seconds.
+    BackingOff(u64),
     /// The server could not check; the code says whether to retry.
     Failed(RespCode),
 }
@@ -272,19 +275,24 @@ impl Session {
             }
             // fetchmail treats replies with "lock", "wait" or "in use" as a busy
             // maildrop and retries forever: a bad password must say none of them.
-            LoginOutcome::Rejected => {
+            LoginOutcome::Rejected | LoginOutcome::BackingOff(_) => {
+                let (code, text) = match outcome {
+                    LoginOutcome::BackingOff(seconds) => (
+                        RespCode::LoginDelay,
+                        format!(
+                            "too many failed logins from your address; \
+                             try again in {seconds} seconds"
+                        ),
+                    ),
+                    _ => (RespCode::Auth, "authentication failed".to_string()),
+                };
                 self.auth_failures += 1;
                 if self.auth_failures >= MAX_AUTH_FAILURES {
                     self.state = State::Closed;
-                    return Action::Close(Reply::err_code(
-                        RespCode::Auth,
-                        "authentication failed; too many failures, closing",
-                    ));
+                    let text = format!("{text}; too many failures, closing");
+                    return Action::Close(Reply::err_code(code, text));
                 }
-                (
-                    Self::fresh_authorization(),
-                    Reply::err_code(RespCode::Auth, "authentication failed"),
-                )
+                (Self::fresh_authorization(), Reply::err_code(code, text))
             }
             LoginOutcome::InUse => (
                 Self::fresh_authorization(),
