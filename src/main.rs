@@ -229,6 +229,7 @@ impl CliError {
             },
             CliError::Auth(AuthError::BadParams(_)) => EX_USAGE,
             CliError::Auth(AuthError::Random(_)) => EX_OSERR,
+            CliError::Server(ServerError::Storage(StorageError::WorldWritable(_))) => EX_CONFIG,
             CliError::Server(ServerError::Storage(_)) => EX_TEMPFAIL,
             CliError::Server(_) | CliError::Signals(_) => EX_OSERR,
             CliError::Message { .. } | CliError::Input(_) => EX_DATAERR,

@@ -696,6 +696,22 @@ fn a_second_server_on_the_same_database_is_refused() {
 }
 
 #[test]
+fn a_world_writable_database_is_not_served() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_dir, db) = temp_db();
+    add_user(&db, "alice", "pw", &[]);
+    let mode = std::fs::metadata(&db).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "created private");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let refused = run_cli(&db, &["serve", "--listen", "127.0.0.1:0"], b"");
+    assert_fails(&refused, 78, "writable by every user");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let server = ServerProcess::start(&db, &[]);
+    let (status, _) = server.terminate();
+    assert!(status.success());
+}
+
+#[test]
 fn logs_never_hold_passwords_digests_or_sasl_payloads() {
     let (_dir, db) = temp_db();
     add_user(&db, "alice", "Pa55-word", &["--apop"]);

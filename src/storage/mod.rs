@@ -87,6 +87,9 @@ pub enum StorageError {
     /// Another `serve` process already serves this database.
     #[error("{0}: another poplite server is already serving this database")]
     AlreadyServed(PathBuf),
+    /// Every local user could rewrite the mail and the passwords.
+    #[error("{0}: writable by every user on this machine; refusing to serve it (chmod o-w)")]
+    WorldWritable(PathBuf),
     /// A message was removed while a session still listed it.
     #[error("message {0} no longer exists")]
     MessageGone(i64),
@@ -119,7 +122,8 @@ impl StorageError {
             | StorageError::UserExists(_)
             | StorageError::UnknownUser(_)
             | StorageError::InvalidUserName { .. }
-            | StorageError::MessageGone(_) => false,
+            | StorageError::MessageGone(_)
+            | StorageError::WorldWritable(_) => false,
             StorageError::Sqlite(e) => !matches!(
                 e.sqlite_error_code(),
                 Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
@@ -332,6 +336,10 @@ impl Store {
             path: self.path.clone(),
             source,
         })?;
+        let mode = file.metadata().map(|m| m.permissions().mode()).unwrap_or(0);
+        if mode & 0o002 != 0 {
+            return Err(StorageError::WorldWritable(self.path.clone()));
+        }
         match file.try_lock() {
             Ok(()) => Ok(file),
             Err(std::fs::TryLockError::WouldBlock) => {
