@@ -893,3 +893,45 @@ fn a_line_trickled_a_byte_at_a_time_still_ends_at_the_idle_timeout() {
     }
     assert!(closed, "a never-ending line held the connection for 10 s");
 }
+
+/// Unknown users cost the same argon2 work as wrong passwords, so even
+/// with no failure delay the two take about as long. Compared as a ratio
+/// of medians, generously: skipping the hash for unknown users would make
+/// them ~100 times faster at this cost.
+#[test]
+fn unknown_users_and_wrong_passwords_take_the_same_time() {
+    let server = TestServer::start_with(|c| {
+        c.auth_failure_delay = Duration::ZERO;
+        // Many failures from one address: keep the back-off out of it.
+        c.trusted_networks = vec!["127.0.0.1".parse().unwrap()];
+    });
+    let params = "m=8192,t=1,p=1".parse().unwrap();
+    let hash = poplite::auth::hash_password(b"pw", params).unwrap();
+    server.store.add_user("alice", &hash, None).unwrap();
+    let mut timings = [Vec::new(), Vec::new()];
+    for round in 0..12 {
+        let mut c = server.connect();
+        // Alternate which goes first, so warm-up favours neither.
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for which in order {
+            let user = ["alice", "nobody"][which];
+            c.cmd(&format!("USER {user}"));
+            let started = Instant::now();
+            assert!(c.cmd("PASS wrong").starts_with("-ERR [AUTH]"));
+            timings[which].push(started.elapsed());
+        }
+    }
+    let median = |times: &mut Vec<Duration>| {
+        times.sort();
+        times[times.len() / 2].as_secs_f64()
+    };
+    let wrong_password = median(&mut timings[0]);
+    let unknown_user = median(&mut timings[1]);
+    let ratio = unknown_user / wrong_password;
+    eprintln!(
+        "median failed login: wrong password {:.2} ms, unknown user {:.2} ms (ratio {ratio:.2})",
+        wrong_password * 1e3,
+        unknown_user * 1e3
+    );
+    assert!((0.5..2.0).contains(&ratio), "ratio {ratio:.2}");
+}
