@@ -16,6 +16,7 @@ use futures_lite::StreamExt;
 use poplite::auth::{self, Argon2Params, AuthError};
 use poplite::message::{Message, MessageError};
 use poplite::server::{self, ApopMode, Server, ServerConfig, ServerError};
+use poplite::session::sasl::Mechanism;
 use poplite::storage::{self, StorageError, Store, StoreOptions};
 use poplite::tls::{self, Tls, TlsError};
 
@@ -92,6 +93,12 @@ struct ServeArgs {
     /// Connections served at once; more are told to try again later.
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
+    /// SASL mechanisms AUTH offers without TLS: PLAIN,LOGIN, one of them, or none.
+    #[arg(long, value_name = "LIST", default_value = "PLAIN,LOGIN", value_parser = mechanism_list)]
+    sasl_mechanisms: MechanismList,
+    /// SASL mechanisms AUTH offers under TLS (after STLS, on --listen-tls).
+    #[arg(long, value_name = "LIST", default_value = "PLAIN,LOGIN", value_parser = mechanism_list)]
+    sasl_mechanisms_tls: MechanismList,
     /// Connections one client address (IPv6: one /64) may hold; 0 for no limit.
     #[arg(long, value_name = "N", default_value_t = 64)]
     max_connections_per_ip: usize,
@@ -110,6 +117,25 @@ struct ServeArgs {
     /// Host name for the APOP greeting (default: this machine's).
     #[arg(long, value_name = "NAME")]
     hostname: Option<String>,
+}
+
+/// SASL mechanisms in the order given (one argument, so clap keeps it whole).
+#[derive(Clone)]
+struct MechanismList(Vec<Mechanism>);
+
+/// A comma-separated list of SASL mechanisms, or `none`.
+fn mechanism_list(text: &str) -> Result<MechanismList, String> {
+    if text.eq_ignore_ascii_case("none") {
+        return Ok(MechanismList(Vec::new()));
+    }
+    let mut list: Vec<Mechanism> = Vec::new();
+    for name in text.split(',') {
+        let mechanism = name.trim().parse()?;
+        if !list.contains(&mechanism) {
+            list.push(mechanism);
+        }
+    }
+    Ok(MechanismList(list))
 }
 
 /// A duration of one second or more: shorter would drop every client.
@@ -422,6 +448,8 @@ fn serve(db: &Database, args: ServeArgs) -> Result<(), CliError> {
             n => n,
         },
         trusted_networks: args.trusted_networks,
+        sasl_without_tls: args.sasl_mechanisms.0,
+        sasl_with_tls: args.sasl_mechanisms_tls.0,
         idle_timeout: args.idle_timeout,
         max_connections: args.max_connections as usize,
         auth_failure_delay: args.auth_failure_delay,

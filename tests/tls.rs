@@ -148,6 +148,36 @@ fn loopback_clients_may_log_in_without_tls() {
 }
 
 #[test]
+fn sasl_mechanisms_are_chosen_separately_with_and_without_tls() {
+    use poplite::session::sasl::Mechanism;
+    let server = TestServer::start_tls_with(|c| {
+        c.sasl_without_tls = vec![Mechanism::Login];
+        c.sasl_with_tls = vec![Mechanism::Plain];
+    });
+    server.add_user("alice", "pw");
+    let mut c = server.connect();
+    assert!(capa(&mut c).contains(&"SASL LOGIN".to_string()));
+    assert_eq!(
+        c.cmd("AUTH PLAIN AGFsaWNlAHB3"),
+        "-ERR unsupported SASL mechanism"
+    );
+    let (_, listed) = c.multi("AUTH");
+    assert_eq!(listed, b"LOGIN\r\n");
+    c.stls(&server.ca_path()).unwrap();
+    assert!(capa(&mut c).contains(&"SASL PLAIN".to_string()));
+    assert_eq!(c.cmd("AUTH LOGIN"), "-ERR unsupported SASL mechanism");
+    assert!(c.cmd("AUTH PLAIN AGFsaWNlAHB3").starts_with("+OK"));
+
+    // None at all before TLS: CAPA drops the SASL line; USER still works.
+    let server = TestServer::start_tls_with(|c| c.sasl_without_tls = Vec::new());
+    server.add_user("alice", "pw");
+    let mut c = server.connect();
+    let before = capa(&mut c);
+    assert!(!before.iter().any(|l| l.starts_with("SASL")), "{before:?}");
+    c.login("alice", "pw");
+}
+
+#[test]
 fn without_a_certificate_stls_is_neither_offered_nor_accepted() {
     let server = TestServer::start();
     let mut c = server.connect();
@@ -376,6 +406,7 @@ fn tls_listeners_and_half_a_pair_are_usage_errors() {
     for args in [
         vec!["serve", "--listen-tls", "127.0.0.1:0"],
         vec!["serve", "--tls-cert", cert.to_str().unwrap()],
+        vec!["serve", "--sasl-mechanisms", "PLAIN,CRAM-MD5"],
     ] {
         let out = common::run_cli(&db, &args, b"");
         assert_eq!(out.status.code(), Some(64), "{args:?}");

@@ -222,6 +222,8 @@ impl Connection {
             max_sasl_line: config.max_sasl_line,
             tls,
             plaintext_auth: super::plaintext_auth_allowed(config, tls, self.peer),
+            sasl_without_tls: config.sasl_without_tls.clone(),
+            sasl_with_tls: config.sasl_with_tls.clone(),
         }
     }
 

@@ -24,6 +24,7 @@ use smol::{Executor, Timer};
 
 use crate::login::{MaildropLocks, Verifier};
 use crate::protocol::reply::{Reply, RespCode};
+use crate::session::sasl::{self, Mechanism};
 use crate::session::TlsState;
 use crate::storage::{StorageError, Store};
 use crate::tls::Tls;
@@ -58,6 +59,10 @@ pub struct ServerConfig {
     pub loopback_is_local: bool,
     /// Give up on a TLS handshake not done in this time.
     pub tls_handshake_timeout: Duration,
+    /// SASL mechanisms offered without TLS (where plaintext logins are allowed).
+    pub sasl_without_tls: Vec<Mechanism>,
+    /// SASL mechanisms offered under TLS.
+    pub sasl_with_tls: Vec<Mechanism>,
     /// Connections one client address (an IPv6 /64) may hold at once.
     pub max_connections_per_ip: usize,
     /// Clients exempt from the per-address connection limit and from the
@@ -98,6 +103,8 @@ impl Default for ServerConfig {
             allow_plaintext_auth: false,
             loopback_is_local: true,
             tls_handshake_timeout: Duration::from_secs(30),
+            sasl_without_tls: sasl::MECHANISMS.to_vec(),
+            sasl_with_tls: sasl::MECHANISMS.to_vec(),
             max_connections_per_ip: 64,
             trusted_networks: Vec::new(),
             idle_timeout: Duration::from_secs(600),

@@ -12,7 +12,7 @@ use crate::protocol::line::LineEvent;
 use crate::protocol::reply::{Reply, RespCode};
 use crate::protocol::transfer::{Extent, Layout};
 pub use maildrop::Maildrop;
-use sasl::SaslError;
+use sasl::{Mechanism, SaslError};
 
 /// What the driver must do next.
 #[derive(Debug)]
@@ -105,6 +105,10 @@ pub struct SessionConfig {
     /// Whether USER/PASS and AUTH PLAIN/LOGIN may be used now; when not,
     /// they are refused until STLS (Dovecot's `disable_plaintext_auth`).
     pub plaintext_auth: bool,
+    /// SASL mechanisms AUTH offers without TLS (Courier's POP3AUTH).
+    pub sasl_without_tls: Vec<Mechanism>,
+    /// SASL mechanisms AUTH offers under TLS (Courier's POP3AUTH_TLS).
+    pub sasl_with_tls: Vec<Mechanism>,
 }
 
 impl Default for SessionConfig {
@@ -115,6 +119,8 @@ impl Default for SessionConfig {
             max_sasl_line: 8192,
             tls: TlsState::Unavailable,
             plaintext_auth: true,
+            sasl_without_tls: sasl::MECHANISMS.to_vec(),
+            sasl_with_tls: sasl::MECHANISMS.to_vec(),
         }
     }
 }
@@ -338,7 +344,8 @@ impl Session {
         }
         let mechanisms = self.mechanisms();
         if !mechanisms.is_empty() {
-            lines.push(format!("SASL {}", mechanisms.join(" ")));
+            let names: Vec<&str> = mechanisms.iter().map(|m| m.name()).collect();
+            lines.push(format!("SASL {}", names.join(" ")));
         }
         let authorizing = matches!(self.state, State::Authorization { .. });
         if authorizing && self.config.tls == TlsState::Offered {
@@ -351,13 +358,10 @@ impl Session {
         Reply::multi_line("Capability list follows", lines)
     }
 
-    /// The SASL mechanisms AUTH accepts now: both send the password itself.
-    fn mechanisms(&self) -> &'static [&'static str] {
-        if self.config.plaintext_auth {
-            &sasl::MECHANISMS
-        } else {
-            &[]
-        }
+    /// The SASL mechanisms AUTH accepts now: none where plaintext logins
+    /// wait for TLS, since every one sends the password itself.
+    fn mechanisms(&self) -> &[Mechanism] {
+        mechanisms(&self.config)
     }
 
     /// The refusal of USER, PASS and AUTH PLAIN/LOGIN before STLS.
@@ -405,28 +409,28 @@ impl Session {
                 mechanism: None, ..
             } => Action::Reply(Reply::multi_line(
                 "SASL mechanisms follow",
-                self.mechanisms().iter().copied(),
+                self.mechanisms().iter().map(|m| m.name()),
             )),
             Command::Auth {
                 mechanism: Some(mechanism),
                 initial_response,
-            } => match (mechanism.as_str(), initial_response) {
-                ("PLAIN", None) => {
+            } => match (offered(&self.config, &mechanism), initial_response) {
+                (Some(Mechanism::Plain), None) => {
                     *sasl = Some(Sasl::PlainResponse);
                     Action::Reply(Reply::Challenge(String::new()))
                 }
-                ("PLAIN", Some(response)) => self.sasl_response(
+                (Some(Mechanism::Plain), Some(response)) => self.sasl_response(
                     Sasl::PlainResponse,
                     LineEvent::Line(response.expose().to_vec()),
                 ),
-                ("LOGIN", None) => {
+                (Some(Mechanism::Login), None) => {
                     *sasl = Some(Sasl::LoginUser);
                     Action::Reply(Reply::Challenge(sasl::LOGIN_USERNAME_CHALLENGE.into()))
                 }
-                ("LOGIN", Some(response)) => {
+                (Some(Mechanism::Login), Some(response)) => {
                     self.sasl_response(Sasl::LoginUser, LineEvent::Line(response.expose().to_vec()))
                 }
-                _ => Action::Reply(Reply::err("unsupported SASL mechanism")),
+                (None, _) => Action::Reply(Reply::err("unsupported SASL mechanism")),
             },
             Command::Quit => {
                 self.state = State::Closed;
@@ -540,6 +544,21 @@ impl Session {
         };
         Action::Reply(reply)
     }
+}
+
+/// See [`Session::mechanisms`]; apart, so it can be used while the state
+/// is borrowed.
+fn mechanisms(config: &SessionConfig) -> &[Mechanism] {
+    match (config.plaintext_auth, config.tls) {
+        (false, _) => &[],
+        (true, TlsState::Active) => &config.sasl_with_tls,
+        (true, _) => &config.sasl_without_tls,
+    }
+}
+
+/// The mechanism a client asked for, if it is offered now.
+fn offered(config: &SessionConfig, name: &str) -> Option<Mechanism> {
+    Mechanism::named(name).filter(|m| mechanisms(config).contains(m))
 }
 
 fn send(maildrop: &Maildrop, n: MessageNumber, extent: Extent) -> Action {

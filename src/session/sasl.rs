@@ -7,8 +7,44 @@ use base64::Engine;
 
 use crate::auth::Secret;
 
-/// The mechanisms, in the order CAPA and a bare AUTH list them.
-pub const MECHANISMS: [&str; 2] = ["PLAIN", "LOGIN"];
+/// A SASL mechanism poplite implements. Both send the password itself,
+/// so both count as plaintext authentication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mechanism {
+    /// RFC 4616.
+    Plain,
+    /// The de-facto LOGIN mechanism.
+    Login,
+}
+
+/// Every mechanism, in the order CAPA and a bare AUTH list them.
+pub const MECHANISMS: [Mechanism; 2] = [Mechanism::Plain, Mechanism::Login];
+
+impl Mechanism {
+    /// The name on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mechanism::Plain => "PLAIN",
+            Mechanism::Login => "LOGIN",
+        }
+    }
+
+    /// The mechanism a client named (case-insensitively), if implemented.
+    pub fn named(name: &str) -> Option<Mechanism> {
+        MECHANISMS
+            .into_iter()
+            .find(|m| m.name().eq_ignore_ascii_case(name))
+    }
+}
+
+impl std::str::FromStr for Mechanism {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Mechanism, String> {
+        Mechanism::named(name)
+            .ok_or_else(|| format!("unknown SASL mechanism {name:?} (poplite has PLAIN and LOGIN)"))
+    }
+}
 
 /// The LOGIN mechanism's challenges: base64 of "Username:" and "Password:".
 pub const LOGIN_USERNAME_CHALLENGE: &str = "VXNlcm5hbWU6";

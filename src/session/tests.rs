@@ -655,6 +655,8 @@ mod properties {
             (bytes, cuts) in input(),
             tls in prop::sample::select(vec![TlsState::Unavailable, TlsState::Offered, TlsState::Active]),
             plaintext_auth in any::<bool>(),
+            sasl_without_tls in prop::sample::subsequence(sasl::MECHANISMS.to_vec(), 0..=2),
+            sasl_with_tls in prop::sample::subsequence(sasl::MECHANISMS.to_vec(), 0..=2),
         ) {
             let world = rfc_world();
             world.deliver("bob", b"Subject: a\r\n\r\n.one\r\n..two\r\n");
@@ -666,6 +668,8 @@ mod properties {
                 max_sasl_line: 128,
                 tls,
                 plaintext_auth,
+                sasl_without_tls,
+                sasl_with_tls,
             });
             let mut at_login: Vec<i64> = Vec::new();
             let mut rest = &bytes[..];
