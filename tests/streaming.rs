@@ -103,11 +103,9 @@ fn rss_kib(pid: u32) -> u64 {
 fn connections_idle_after_a_retr_keep_no_large_buffer() {
     // Two waves of connections, each left idle after a streamed 1 MB RETR
     // and a RETR that reads three 50 KB messages ahead. Memory a connection
-    // kept would double the growth in the second wave; memory it gave back
-    // is reused by the second wave, which then costs little. The allocator
-    // alone sometimes moves ~7 MB from the first wave's growth to the
-    // second's (seen before and after TLS came in), so a wave is large
-    // enough for what a connection would keep to stand out from that.
+    // kept would grow RSS by over 100 MiB a wave; memory it gave back is
+    // reused. How the allocator's own growth splits between the waves
+    // varies (up to 10 MiB either way), so only the total is bounded.
     const WAVE: usize = 100;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("idle.db");
@@ -158,12 +156,14 @@ fn connections_idle_after_a_retr_keep_no_large_buffer() {
         growth[0]
     );
     // Kept, each would hold a 1 MiB stream buffer and 150 KB read ahead:
-    // over 100 MiB a wave.
+    // over 100 MiB a wave. Measured: 20-25 MiB for both waves together,
+    // split between them differently from run to run.
     assert!(
-        second_wave < 12 * 1024,
-        "idle connections keep {second_wave} KiB"
+        growth[1] < 48 * 1024,
+        "{} idle connections keep {} KiB",
+        2 * WAVE,
+        growth[1]
     );
-    assert!(growth[0] < 32 * 1024, "{} KiB for one wave", growth[0]);
     // Still served right, from storage now.
     for c in &mut idle {
         let (status, _) = c.multi("RETR 3");
@@ -178,7 +178,7 @@ fn an_idle_server_gives_its_password_hashing_memory_back() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("hash.db");
     // The default cost: each verification needs a 19 MiB argon2 buffer.
-    for user in ["a", "b"] {
+    for user in ["a", "b", "c", "d"] {
         let out = run_cli(&db, &["user", "add", user, "--password-stdin"], b"pw\n");
         assert!(
             out.status.success(),
@@ -189,7 +189,8 @@ fn an_idle_server_gives_its_password_hashing_memory_back() {
     let server = ServerProcess::start(&db, &[]);
     let pid = server.child.id();
     let before = rss_kib(pid);
-    let logins: Vec<_> = ["a", "b", "a", "b"]
+    // Four users: two logins as one user at once could find it in use.
+    let logins: Vec<_> = ["a", "b", "c", "d"]
         .into_iter()
         .map(|user| {
             let addr = server.addr;
