@@ -41,6 +41,7 @@ impl HashPool {
             std::thread::Builder::new()
                 .name(format!("poplite-hash-{i}"))
                 .spawn(move || {
+                    yield_to_sessions();
                     let mut memory = Vec::new();
                     while let Some(job) = next_job(&queue, &mut memory) {
                         let matched =
@@ -64,6 +65,28 @@ impl HashPool {
             return false;
         }
         answer.recv().await.unwrap_or(false)
+    }
+}
+
+/// The hashing threads' nice value: under contention the scheduler gives
+/// them about a tenth of a core's weight against a session's thread, so a
+/// login flood cannot slow the sessions already logged in; with nothing
+/// else to run they still get whole cores.
+const HASHING_NICE_PRIORITY: u8 = 24; // thread-priority's 0..=99 scale: nice 9
+
+/// Lowers this thread's priority to [`HASHING_NICE_PRIORITY`]; if the
+/// system refuses, hashing just runs at normal priority.
+fn yield_to_sessions() {
+    use thread_priority::{set_current_thread_priority, ThreadPriority};
+    let lowered = HASHING_NICE_PRIORITY
+        .try_into()
+        .map_err(|e| format!("{e:?}"))
+        .and_then(|value| {
+            set_current_thread_priority(ThreadPriority::Crossplatform(value))
+                .map_err(|e| format!("{e:?}"))
+        });
+    if let Err(error) = lowered {
+        log::debug!("hashing threads keep normal priority: {error}");
     }
 }
 
