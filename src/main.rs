@@ -130,6 +130,9 @@ fn mechanism_list(text: &str) -> Result<MechanismList, String> {
     }
     let mut list: Vec<Mechanism> = Vec::new();
     for name in text.split(',') {
+        if name.trim().eq_ignore_ascii_case("none") {
+            return Err("'none' stands alone: it cannot be listed with mechanisms".into());
+        }
         let mechanism = name.trim().parse()?;
         if !list.contains(&mechanism) {
             list.push(mechanism);
@@ -262,6 +265,7 @@ impl CliError {
             CliError::Open { .. } => EX_NOINPUT,
             CliError::Read { .. } => EX_TEMPFAIL,
             CliError::Tls(TlsError::Generate(_)) => EX_OSERR,
+            CliError::Tls(TlsError::BadName(_)) => EX_USAGE,
             CliError::Tls(_) => EX_CONFIG,
             CliError::Create { .. } => EX_CANTCREAT,
         }
@@ -367,26 +371,18 @@ fn self_signed_cert(
     };
     std::fs::create_dir_all(dir).map_err(create_error(dir))?;
     let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
-    for (path, contents, mode) in [(&key_path, &key, 0o600), (&cert_path, &cert, 0o644)] {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true);
-        if force {
-            options.create(true).truncate(true);
-        } else {
-            options.create_new(true);
+    let files = [(&key_path, &key, 0o600), (&cert_path, &cert, 0o644)];
+    // Both checked before either is written: a refusal changes nothing.
+    if !force {
+        for (path, _, _) in &files {
+            if path.symlink_metadata().is_ok() {
+                let exists = std::io::Error::other("it exists (use --force to replace it)");
+                return Err(create_error(path)(exists));
+            }
         }
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
-        let mut file = options.open(path).map_err(|error| {
-            let hint = if error.kind() == std::io::ErrorKind::AlreadyExists {
-                std::io::Error::other("it exists (use --force to replace it)")
-            } else {
-                error
-            };
-            create_error(path)(hint)
-        })?;
-        file.write_all(contents.as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(create_error(path))?;
+    }
+    for (path, contents, mode) in files {
+        write_replacing(path, contents.as_bytes(), mode).map_err(create_error(path))?;
     }
     say(format_args!(
         "wrote {} and {} for {}",
@@ -395,6 +391,30 @@ fn self_signed_cert(
         names.join(", ")
     ));
     Ok(())
+}
+
+/// Writes `path` whole under a temporary name, then renames it into
+/// place: a failure leaves the old file, never half a new one, and the new
+/// file gets `mode` whatever the old one had (a loosened key stays private).
+fn write_replacing(path: &std::path::Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".new");
+    let temporary = PathBuf::from(temporary);
+    let _ = std::fs::remove_file(&temporary);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&temporary)?;
+    let written = file
+        .write_all(contents)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::rename(&temporary, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written
 }
 
 /// Where the database is and how to open it.
@@ -443,10 +463,7 @@ fn serve(db: &Database, args: ServeArgs) -> Result<(), CliError> {
         listen_tls: args.listen_tls,
         tls: tls.clone(),
         allow_plaintext_auth: args.allow_plaintext_auth,
-        max_connections_per_ip: match args.max_connections_per_ip {
-            0 => usize::MAX,
-            n => n,
-        },
+        max_connections_per_ip: args.max_connections_per_ip,
         trusted_networks: args.trusted_networks,
         sasl_without_tls: args.sasl_mechanisms.0,
         sasl_with_tls: args.sasl_mechanisms_tls.0,

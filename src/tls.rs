@@ -44,6 +44,9 @@ pub enum TlsError {
     /// A self-signed certificate could not be made.
     #[error("cannot make a self-signed certificate: {0}")]
     Generate(String),
+    /// A name for a certificate is neither a host name nor an IP address.
+    #[error("{0:?} is not a host name or an IP address")]
+    BadName(String),
 }
 
 /// The server's TLS settings: where the certificate and key live, and the
@@ -104,15 +107,15 @@ fn server_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, TlsErr
         reason,
     };
     let chain = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| cert_error(pem_reason(e)))?
+        .map_err(|e| cert_error(pem_reason(e, "certificate")))?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| cert_error(pem_reason(e)))?;
+        .map_err(|e| cert_error(pem_reason(e, "certificate")))?;
     if chain.is_empty() {
         return Err(cert_error("no PEM certificate in it".into()));
     }
     let private_key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
         path: key.to_path_buf(),
-        reason: pem_reason(e),
+        reason: pem_reason(e, "private key"),
     })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let rejected = |error: rustls::Error| TlsError::Rejected {
@@ -133,18 +136,41 @@ fn server_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, TlsErr
         .map_err(rejected)
 }
 
-fn pem_reason(error: rustls::pki_types::pem::Error) -> String {
+/// Why a PEM file that should hold a `wanted` is no good, in words.
+fn pem_reason(error: rustls::pki_types::pem::Error, wanted: &str) -> String {
     match error {
         rustls::pki_types::pem::Error::Io(error) => error.to_string(),
-        rustls::pki_types::pem::Error::NoItemsFound => "no PEM item of the right kind in it".into(),
+        rustls::pki_types::pem::Error::NoItemsFound => format!("no PEM {wanted} in it"),
         other => format!("not valid PEM: {other}"),
     }
+}
+
+/// Whether `name` can go into a certificate: an IP address, or a DNS name
+/// (letters, digits and hyphens in dot-separated labels, optionally
+/// starting with a `*.` wildcard).
+fn is_certificate_name(name: &str) -> bool {
+    if name.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    let host = name.strip_prefix("*.").unwrap_or(name);
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    host.len() <= 253 && host.split('.').all(label_ok)
 }
 
 /// A new self-signed certificate for `names` (DNS names or IP addresses,
 /// the first also its common name), as PEM: `(certificate, private key)`.
 /// The key is ECDSA P-256.
 pub fn self_signed(names: &[String]) -> Result<(String, String), TlsError> {
+    if let Some(bad) = names.iter().find(|name| !is_certificate_name(name)) {
+        return Err(TlsError::BadName(bad.clone()));
+    }
     let generate = |e: rcgen::Error| TlsError::Generate(e.to_string());
     let mut params = rcgen::CertificateParams::new(names.to_vec()).map_err(generate)?;
     if let Some(first) = names.first() {
@@ -202,6 +228,27 @@ mod tests {
         assert!(matches!(error, TlsError::Key { .. }), "{error}");
         let error = Tls::load(dir.path().join("missing.pem"), &key).unwrap_err();
         assert!(error.to_string().contains("missing.pem"), "{error}");
+    }
+
+    #[test]
+    fn certificate_names_are_host_names_or_addresses() {
+        for good in [
+            "localhost",
+            "mail.example.org",
+            "*.example.org",
+            "127.0.0.1",
+            "::1",
+            "a-b.c",
+        ] {
+            assert!(is_certificate_name(good), "{good}");
+        }
+        for bad in ["", "bad name!", "a..b", "-a.b", "*", "x.*.y", "ünï"] {
+            assert!(!is_certificate_name(bad), "{bad:?}");
+        }
+        assert!(matches!(
+            self_signed(&["localhost".into(), "bad name".into()]),
+            Err(TlsError::BadName(name)) if name == "bad name"
+        ));
     }
 
     #[test]

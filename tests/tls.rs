@@ -281,9 +281,24 @@ fn cert_self_signed_writes_a_private_key_and_never_overwrites_silently() {
     );
     assert_eq!(std::fs::read(certs.join("cert.pem")).unwrap(), first);
 
+    // A loosened key is private again once replaced.
+    let loose = std::fs::Permissions::from_mode(0o666);
+    std::fs::set_permissions(certs.join("key.pem"), loose).unwrap();
     let forced = self_signed_cli(&certs, &["--name", "127.0.0.1", "--force"]);
     assert!(forced.status.success());
     assert_ne!(std::fs::read(certs.join("cert.pem")).unwrap(), first);
+    assert_eq!(mode("key.pem"), 0o600);
+
+    // Half a pair present: refused, and nothing is written.
+    let half = dir.path().join("half");
+    std::fs::create_dir(&half).unwrap();
+    std::fs::write(half.join("cert.pem"), "").unwrap();
+    let refused = self_signed_cli(&half, &[]);
+    assert_eq!(refused.status.code(), Some(73));
+    assert!(!half.join("key.pem").exists(), "a refusal wrote a key");
+    let bad = self_signed_cli(&half, &["--name", "bad name!"]);
+    assert_eq!(bad.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a host name"));
 
     // The pair serves, and a client trusting the certificate accepts it.
     let db = dir.path().join("p.db");
