@@ -706,6 +706,12 @@ fn a_world_writable_database_is_not_served() {
     let refused = run_cli(&db, &["serve", "--listen", "127.0.0.1:0"], b"");
     assert_fails(&refused, 78, "writable by every user");
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o640)).unwrap();
+    // A directory anyone may write to is as bad, unless sticky like /tmp.
+    let dir = db.parent().unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let refused = run_cli(&db, &["serve", "--listen", "127.0.0.1:0"], b"");
+    assert_fails(&refused, 78, "writable by every user");
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
     let server = ServerProcess::start(&db, &[]);
     let (status, _) = server.terminate();
     assert!(status.success());

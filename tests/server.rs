@@ -253,7 +253,11 @@ fn failed_logins_say_auth_and_never_look_like_a_busy_maildrop() {
 #[test]
 fn the_failed_auth_delay_holds_no_executor_thread() {
     let delay = Duration::from_millis(1500);
-    let server = TestServer::start_with(|config| config.auth_failure_delay = delay);
+    let server = TestServer::start_with(|config| {
+        config.auth_failure_delay = delay;
+        // Six failures at once from one address: keep the back-off out of it.
+        config.trusted_networks = vec!["127.0.0.1".parse().unwrap()];
+    });
     server.add_user("alice", "pw");
     server.add_user("bob", "pw");
     let mut bob = server.connect();
@@ -934,4 +938,30 @@ fn unknown_users_and_wrong_passwords_take_the_same_time() {
         unknown_user * 1e3
     );
     assert!((0.5..2.0).contains(&ratio), "ratio {ratio:.2}");
+}
+
+#[test]
+fn a_burst_of_simultaneous_guesses_is_not_all_hashed() {
+    let server = TestServer::start_with(|c| c.auth_failure_delay = Duration::from_millis(300));
+    // A hash dear enough (~10 ms) that all twelve guesses arrive while the
+    // first ones are still being checked.
+    let params = "m=8192,t=1,p=1".parse().unwrap();
+    let hash = poplite::auth::hash_password(b"pw", params).unwrap();
+    server.store.add_user("alice", &hash, None).unwrap();
+    let mut guessers: Vec<Client> = (0..12).map(|_| server.connect()).collect();
+    for c in &mut guessers {
+        c.cmd("USER alice");
+        c.send(b"PASS wrong\r\n");
+    }
+    let replies: Vec<String> = guessers.iter_mut().map(|c| c.line()).collect();
+    let checked = replies
+        .iter()
+        .filter(|r| r.starts_with("-ERR [AUTH]"))
+        .count();
+    let delayed = replies
+        .iter()
+        .filter(|r| r.starts_with("-ERR [LOGIN-DELAY]"))
+        .count();
+    // Only the free five are checked; the rest wait without any hashing.
+    assert_eq!((checked, delayed), (5, 7), "{replies:?}");
 }

@@ -15,7 +15,7 @@ use smol::channel::Receiver;
 use smol::Timer;
 
 use super::transport::Transport;
-use super::{ApopMode, Shared};
+use super::{best_effort, ApopMode, Shared};
 use crate::auth;
 use crate::login::{self, Check, MaildropLock};
 use crate::protocol::command::MessageNumber;
@@ -60,6 +60,8 @@ enum End {
     TransferFailed(StorageError),
     /// The TLS handshake failed or timed out.
     TlsHandshake(std::io::Error),
+    /// A command line was still unfinished one idle timeout after it began.
+    LineTimeout,
 }
 
 impl std::fmt::Display for End {
@@ -72,6 +74,7 @@ impl std::fmt::Display for End {
             End::Io(e) => write!(f, "I/O error: {e}"),
             End::TransferFailed(e) => write!(f, "transfer failed: {e}"),
             End::TlsHandshake(e) => write!(f, "TLS handshake failed: {e}"),
+            End::LineTimeout => write!(f, "a command line unfinished for the idle timeout"),
         }
     }
 }
@@ -249,13 +252,10 @@ impl Connection {
     /// Ends the stream: a TLS client gets close_notify, so it can tell the
     /// last reply was whole. Bounded: the client may not be reading.
     async fn close(&mut self) {
-        let close = async {
+        best_effort(Duration::from_secs(1), async {
             let _ = self.stream.close().await;
-        };
-        let give_up = async {
-            Timer::after(Duration::from_secs(1)).await;
-        };
-        future::or(close, give_up).await;
+        })
+        .await;
     }
 
     async fn converse(&mut self, session: &mut Session) -> End {
@@ -361,9 +361,7 @@ impl Connection {
             }
             let (stream, deadline) = (&mut self.stream, &self.deadline);
             let limit = match line_started {
-                Some(started) => {
-                    (started + deadline.idle).saturating_duration_since(std::time::Instant::now())
-                }
+                Some(started) => deadline.idle.saturating_sub(started.elapsed()),
                 None => deadline.idle,
             };
             let read = if self.read_ahead.is_none() {
@@ -389,11 +387,17 @@ impl Connection {
                     self.say_shutting_down().await;
                     return Err(End::Shutdown);
                 }
+                Err(End::IdleTimeout) if line_started.is_some() => return Err(End::LineTimeout),
                 other => other?,
             };
             match read {
                 Ok(0) => return Err(End::ClientClosed),
                 Ok(n) => self.reader.feed(&buf[..n]),
+                // A TLS client that hangs up without close_notify (curl
+                // does) has still just closed the connection between commands.
+                Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return Err(End::ClientClosed)
+                }
                 Err(error) => return Err(End::Io(error)),
             }
         }
@@ -421,15 +425,12 @@ impl Connection {
     async fn say_shutting_down(&mut self) {
         let notice = Reply::err_code(RespCode::SysTemp, "server shutting down").to_bytes();
         let stream = &mut self.stream;
-        let write = async {
+        best_effort(Duration::from_secs(1), async {
             if stream.write_all(&notice).await.is_ok() {
                 let _ = stream.flush().await;
             }
-        };
-        let give_up = async {
-            Timer::after(std::time::Duration::from_secs(1)).await;
-        };
-        future::or(write, give_up).await;
+        })
+        .await;
     }
 
     async fn login(&mut self, request: LoginRequest) -> LoginOutcome {
@@ -438,23 +439,29 @@ impl Connection {
         // dear hash) does not show in the reply's timing.
         let started = std::time::Instant::now();
         let user = request.user.clone();
-        let ip = self.peer.ip();
-        let trusted = self.shared.config.is_trusted(ip);
+        let delay = self.shared.config.auth_failure_delay;
+        // `after`, not `at`: an absurd delay must not overflow an Instant.
+        let answer_at =
+            |started: std::time::Instant| Timer::after(delay.saturating_sub(started.elapsed()));
         // A backing-off address gets no hashing at all: that is the point.
-        let backing_off = match trusted {
-            true => None,
-            false => self.shared.failed_logins.wait(ip, started),
+        let ip = self.peer.ip();
+        let attempt = match self.shared.config.is_trusted(ip) {
+            true => Ok(None),
+            false => self.shared.failed_logins.begin(ip, started).map(Some),
         };
-        if let Some(wait) = backing_off {
-            log::warn!(
-                "session {}: login for {user} from {} not checked: backing off for {}s",
-                self.id,
-                self.peer,
-                wait.as_secs()
-            );
-            Timer::at(started + self.shared.config.auth_failure_delay).await;
-            return LoginOutcome::BackingOff(wait.as_secs_f64().ceil() as u64);
-        }
+        let mut attempt = match attempt {
+            Ok(attempt) => attempt,
+            Err(wait) => {
+                log::warn!(
+                    "session {}: login for {user} from {} not checked: backing off for {}s",
+                    self.id,
+                    self.peer,
+                    wait.as_secs()
+                );
+                answer_at(started).await;
+                return LoginOutcome::BackingOff(wait.as_secs_f64().ceil() as u64);
+            }
+        };
         let shared = Arc::clone(&self.shared);
         let check =
             blocking::unblock(move || shared.verifier.prepare(&shared.store, &request)).await;
@@ -478,7 +485,9 @@ impl Connection {
         match &outcome {
             LoginOutcome::Accepted(maildrop) => {
                 log::info!("session {}: {} logged in as {user}", self.id, self.peer);
-                self.shared.failed_logins.succeeded(ip);
+                if let Some(attempt) = attempt.take() {
+                    attempt.succeeded();
+                }
                 self.user = Some(maildrop.user().to_string());
             }
             LoginOutcome::Rejected => {
@@ -487,12 +496,10 @@ impl Connection {
                     self.id,
                     self.peer
                 );
-                if !trusted {
-                    self.shared
-                        .failed_logins
-                        .failed(ip, std::time::Instant::now());
+                if let Some(attempt) = attempt.take() {
+                    attempt.failed(std::time::Instant::now());
                 }
-                Timer::at(started + self.shared.config.auth_failure_delay).await;
+                answer_at(started).await;
             }
             LoginOutcome::InUse => {
                 log::info!("session {}: {user}'s maildrop is in use", self.id)

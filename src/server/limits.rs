@@ -22,19 +22,26 @@ impl Network {
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip.to_canonical()) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
+                let mask = mask(32, self.prefix) as u32;
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
+                let mask = mask(128, self.prefix);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,
         }
+    }
+}
+
+/// The low `bits` bits of a mask whose top `prefix` of them are ones
+/// (`prefix` is at most `bits`: [`Network`] never holds more).
+fn mask(bits: u32, prefix: u8) -> u128 {
+    let zeros = bits.saturating_sub(u32::from(prefix));
+    let ones = u128::MAX.checked_shl(zeros).unwrap_or(0);
+    match bits {
+        128 => ones,
+        _ => ones & ((1u128 << bits) - 1),
     }
 }
 
@@ -58,10 +65,17 @@ impl FromStr for Network {
                 .filter(|&p| p <= max)
                 .ok_or_else(|| format!("{text:?}: the prefix length must be 0 to {max}"))?,
         };
-        Ok(Network {
-            addr: addr.to_canonical(),
-            prefix,
-        })
+        // ::ffff:a.b.c.d/N is the IPv4 network a.b.c.d/(N - 96), since
+        // peers are compared in their IPv4 form.
+        match (addr, addr.to_canonical()) {
+            (IpAddr::V6(_), v4 @ IpAddr::V4(_)) => match prefix.checked_sub(96) {
+                Some(prefix) => Ok(Network { addr: v4, prefix }),
+                None => Err(format!(
+                    "{text:?}: an IPv4-mapped network needs a prefix of 96 to 128"
+                )),
+            },
+            _ => Ok(Network { addr, prefix }),
+        }
     }
 }
 
@@ -72,7 +86,7 @@ impl std::fmt::Display for Network {
 }
 
 /// The key an address is counted under: IPv4 as is, IPv6 by its /64.
-fn source(ip: IpAddr) -> IpAddr {
+fn counting_key(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V6(v6) => {
             let prefix = u128::from(v6) & (u128::MAX << 64);
@@ -92,7 +106,7 @@ impl ConnectionsPerSource {
     /// Counts a new connection from `ip` unless it already has `limit`
     /// open; the returned guard uncounts it when dropped.
     pub(super) fn try_open(self: &Arc<Self>, ip: IpAddr, limit: usize) -> Option<SourceSlot> {
-        let key = source(ip);
+        let key = counting_key(ip);
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let count = open.entry(key).or_insert(0);
         if *count >= limit {
@@ -143,6 +157,10 @@ const MAX_TRACKED: usize = 100_000;
 #[derive(Debug, Clone, Copy)]
 struct Record {
     failures: u32,
+    /// Attempts being checked now: each counts as a failure until settled,
+    /// or a burst of simultaneous guesses would all be hashed before the
+    /// first failure is recorded.
+    in_flight: u32,
     last_failure: Instant,
     /// No login is checked from this address before this time.
     blocked_until: Option<Instant>,
@@ -155,49 +173,118 @@ pub(super) struct FailedLogins {
 }
 
 impl FailedLogins {
-    /// How long `ip` must still wait before a login is even checked.
-    pub(super) fn wait(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
-        let records = self.records.lock().unwrap_or_else(|p| p.into_inner());
-        let until = records.get(&source(ip))?.blocked_until?;
-        (until > now).then(|| until - now)
-    }
-
-    /// Counts a failed login from `ip`; past [`FREE_FAILURES`] the address
-    /// waits, twice as long at each further failure.
-    pub(super) fn failed(&self, ip: IpAddr, now: Instant) {
+    /// Starts checking a login from `ip`, or says how long the address
+    /// must wait first. Past [`FREE_FAILURES`], one attempt at a time.
+    pub(super) fn begin(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        now: Instant,
+    ) -> Result<LoginAttempt, Duration> {
+        let key = counting_key(ip);
         let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
-        if records.len() >= MAX_TRACKED {
-            records.retain(|_, r| now.duration_since(r.last_failure) < FORGET_AFTER);
-            if records.len() >= MAX_TRACKED {
-                let stalest = records.iter().min_by_key(|(_, r)| r.last_failure);
-                if let Some((&key, _)) = stalest {
-                    records.remove(&key);
-                }
-            }
+        if !records.contains_key(&key) && records.len() >= MAX_TRACKED {
+            evict_stalest(&mut records, now);
         }
-        let record = records.entry(source(ip)).or_insert(Record {
+        let record = records.entry(key).or_insert(Record {
             failures: 0,
+            in_flight: 0,
             last_failure: now,
             blocked_until: None,
         });
-        if now.duration_since(record.last_failure) >= FORGET_AFTER {
+        if record.in_flight == 0 && now.duration_since(record.last_failure) >= FORGET_AFTER {
             record.failures = 0;
+            record.blocked_until = None;
         }
-        record.failures += 1;
-        record.last_failure = now;
-        if record.failures > FREE_FAILURES {
-            let doublings = (record.failures - FREE_FAILURES - 1).min(20);
-            let backoff = FIRST_BACKOFF
-                .saturating_mul(1 << doublings)
-                .min(MAX_BACKOFF);
-            record.blocked_until = Some(now + backoff);
+        if let Some(until) = record.blocked_until.filter(|&until| until > now) {
+            return Err(until - now);
         }
+        if record.failures + record.in_flight >= FREE_FAILURES && record.in_flight > 0 {
+            return Err(FIRST_BACKOFF);
+        }
+        record.in_flight += 1;
+        Ok(LoginAttempt {
+            table: Arc::clone(self),
+            key,
+            settled: false,
+        })
     }
 
-    /// Forgets `ip`'s failures after it logged in.
-    pub(super) fn succeeded(&self, ip: IpAddr) {
+    /// Applies `change` to the record of an attempt that ends, and drops
+    /// the record once it holds nothing.
+    fn settle(&self, key: IpAddr, change: impl FnOnce(&mut Record)) {
         let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
-        records.remove(&source(ip));
+        if let Some(record) = records.get_mut(&key) {
+            record.in_flight = record.in_flight.saturating_sub(1);
+            change(record);
+            if record.failures == 0 && record.in_flight == 0 {
+                records.remove(&key);
+            }
+        }
+    }
+}
+
+/// Drops the stalest tenth of the settled records, so a spray of addresses
+/// costs bounded memory and a full table is not rescanned on every login.
+fn evict_stalest(records: &mut HashMap<IpAddr, Record>, now: Instant) {
+    records.retain(|_, r| r.in_flight > 0 || now.duration_since(r.last_failure) < FORGET_AFTER);
+    if records.len() < MAX_TRACKED {
+        return;
+    }
+    let mut settled: Vec<(Instant, IpAddr)> = records
+        .iter()
+        .filter(|(_, r)| r.in_flight == 0)
+        .map(|(&key, r)| (r.last_failure, key))
+        .collect();
+    settled.sort_unstable();
+    for (_, key) in settled.into_iter().take(MAX_TRACKED / 10) {
+        records.remove(&key);
+    }
+}
+
+/// One login being checked; see [`FailedLogins::begin`]. Dropped without
+/// a verdict (the check failed, the maildrop was busy) it counts for nothing.
+pub(super) struct LoginAttempt {
+    table: Arc<FailedLogins>,
+    key: IpAddr,
+    settled: bool,
+}
+
+impl LoginAttempt {
+    /// The password was wrong: past [`FREE_FAILURES`] the address waits,
+    /// twice as long at each further failure.
+    pub(super) fn failed(mut self, now: Instant) {
+        self.settled = true;
+        self.table.settle(self.key, |record| {
+            if now.duration_since(record.last_failure) >= FORGET_AFTER {
+                record.failures = 0;
+            }
+            record.failures += 1;
+            record.last_failure = now;
+            if record.failures > FREE_FAILURES {
+                let doublings = (record.failures - FREE_FAILURES - 1).min(20);
+                let backoff = FIRST_BACKOFF
+                    .saturating_mul(1 << doublings)
+                    .min(MAX_BACKOFF);
+                record.blocked_until = Some(now + backoff);
+            }
+        });
+    }
+
+    /// The login succeeded: the address starts afresh.
+    pub(super) fn succeeded(mut self) {
+        self.settled = true;
+        self.table.settle(self.key, |record| {
+            record.failures = 0;
+            record.blocked_until = None;
+        });
+    }
+}
+
+impl Drop for LoginAttempt {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.table.settle(self.key, |_| {});
+        }
     }
 }
 
@@ -232,6 +319,10 @@ mod tests {
             assert!(bad.parse::<Network>().is_err(), "{bad:?}");
         }
         assert_eq!(lan.to_string(), "192.168.1.0/24");
+        let mapped: Network = "::ffff:10.0.0.0/104".parse().unwrap();
+        assert_eq!(mapped.to_string(), "10.0.0.0/8");
+        assert!(mapped.contains(ip("10.1.2.3")) && !mapped.contains(ip("8.8.8.8")));
+        assert!("::ffff:10.0.0.0/8".parse::<Network>().is_err());
     }
 
     #[test]
@@ -248,39 +339,76 @@ mod tests {
         assert!(table.try_open(ip("2001:db8:0:1::1"), 1).is_some());
     }
 
+    fn fail(logins: &Arc<FailedLogins>, from: IpAddr, now: Instant) {
+        logins.begin(from, now).unwrap().failed(now);
+    }
+
     #[test]
     fn failures_past_the_free_ones_back_off_exponentially_and_success_forgets() {
-        let logins = FailedLogins::default();
+        let logins = Arc::new(FailedLogins::default());
         let now = Instant::now();
         let from = ip("203.0.113.9");
         for _ in 0..FREE_FAILURES {
-            logins.failed(from, now);
+            fail(&logins, from, now);
         }
-        assert_eq!(logins.wait(from, now), None);
-        logins.failed(from, now);
-        assert_eq!(logins.wait(from, now), Some(FIRST_BACKOFF));
-        logins.failed(from, now);
-        assert_eq!(logins.wait(from, now), Some(2 * FIRST_BACKOFF));
-        assert_eq!(logins.wait(from, now + 2 * FIRST_BACKOFF), None);
-        assert_eq!(logins.wait(ip("203.0.113.10"), now), None);
+        fail(&logins, from, now);
+        assert_eq!(logins.begin(from, now).err(), Some(FIRST_BACKOFF));
+        let later = now + FIRST_BACKOFF;
+        fail(&logins, from, later);
+        assert_eq!(logins.begin(from, later).err(), Some(2 * FIRST_BACKOFF));
+        assert!(logins.begin(ip("203.0.113.10"), later).is_ok());
+        let mut at = later + 2 * FIRST_BACKOFF;
         for _ in 0..40 {
-            logins.failed(from, now);
+            fail(&logins, from, at);
+            at += MAX_BACKOFF;
         }
-        assert_eq!(logins.wait(from, now), Some(MAX_BACKOFF));
-        logins.succeeded(from);
-        assert_eq!(logins.wait(from, now), None);
+        let last = at - MAX_BACKOFF;
+        assert_eq!(logins.begin(from, last).err(), Some(MAX_BACKOFF));
+        logins.begin(from, at).unwrap().succeeded();
+        assert!(logins.begin(from, at).is_ok());
+    }
+
+    #[test]
+    fn attempts_in_flight_count_so_a_burst_is_not_all_hashed() {
+        let logins = Arc::new(FailedLogins::default());
+        let now = Instant::now();
+        let from = ip("192.0.2.7");
+        let burst: Vec<_> = (0..30).map(|_| logins.begin(from, now)).collect();
+        let admitted = burst.iter().filter(|a| a.is_ok()).count();
+        assert_eq!(admitted, FREE_FAILURES as usize);
+        drop(burst);
+        // Abandoned attempts (a busy maildrop, a storage error) cost nothing.
+        assert!(logins.records.lock().unwrap().is_empty());
+        for _ in 0..FREE_FAILURES + 1 {
+            fail(&logins, from, now);
+        }
+        let after = now + FIRST_BACKOFF;
+        let one = logins.begin(from, after);
+        assert!(one.is_ok(), "one attempt once the wait is over");
+        assert!(logins.begin(from, after).is_err(), "but only one at a time");
     }
 
     #[test]
     fn an_hour_without_failures_starts_afresh() {
-        let logins = FailedLogins::default();
+        let logins = Arc::new(FailedLogins::default());
         let now = Instant::now();
         let from = ip("198.51.100.1");
-        for _ in 0..FREE_FAILURES {
-            logins.failed(from, now);
+        for _ in 0..FREE_FAILURES + 1 {
+            fail(&logins, from, now);
         }
-        let later = now + FORGET_AFTER;
-        logins.failed(from, later);
-        assert_eq!(logins.wait(from, later), None);
+        assert!(logins.begin(from, now + FORGET_AFTER).is_ok());
+    }
+
+    #[test]
+    fn a_full_table_sheds_its_stalest_tenth() {
+        let logins = Arc::new(FailedLogins::default());
+        let now = Instant::now();
+        for i in 0..MAX_TRACKED as u32 {
+            let at = now + Duration::from_millis(u64::from(i % 1000));
+            fail(&logins, IpAddr::from((0x0a00_0000 + i).to_be_bytes()), at);
+        }
+        fail(&logins, ip("192.0.2.1"), now + Duration::from_secs(2));
+        let len = logins.records.lock().unwrap().len();
+        assert_eq!(len, MAX_TRACKED - MAX_TRACKED / 10 + 1);
     }
 }

@@ -63,7 +63,8 @@ pub struct ServerConfig {
     pub sasl_without_tls: Vec<Mechanism>,
     /// SASL mechanisms offered under TLS.
     pub sasl_with_tls: Vec<Mechanism>,
-    /// Connections one client address (an IPv6 /64) may hold at once.
+    /// Connections one client address (an IPv6 /64) may hold at once; 0
+    /// for no limit.
     pub max_connections_per_ip: usize,
     /// Clients exempt from the per-address connection limit and from the
     /// back-off after failed logins (e.g. a webmail host, a NAT gateway).
@@ -183,7 +184,7 @@ struct Shared {
     hashes: hasher::HashPool,
     connections: AtomicUsize,
     per_source: Arc<limits::ConnectionsPerSource>,
-    failed_logins: limits::FailedLogins,
+    failed_logins: Arc<limits::FailedLogins>,
     next_session_id: AtomicU64,
     apop_users: ApopUsers,
 }
@@ -264,7 +265,7 @@ impl Server {
             locks: MaildropLocks::new(),
             connections: AtomicUsize::new(0),
             per_source: Arc::default(),
-            failed_logins: limits::FailedLogins::default(),
+            failed_logins: Arc::default(),
             next_session_id: AtomicU64::new(1),
             apop_users: ApopUsers::default(),
         });
@@ -378,7 +379,7 @@ async fn accept_loop(
         let admitted = if active >= config.max_connections {
             log::warn!("{peer}: refused, {active} connections already open");
             Err("too many connections, try again later")
-        } else if config.is_trusted(peer.ip()) {
+        } else if config.max_connections_per_ip == 0 || config.is_trusted(peer.ip()) {
             Ok(None)
         } else {
             let limit = config.max_connections_per_ip;
@@ -439,13 +440,19 @@ async fn refuse(
     _alive: Sender<()>,
 ) {
     let reply = Reply::err_code(RespCode::SysTemp, text);
-    let write = async {
+    best_effort(Duration::from_secs(5), async {
         let _ = stream.write_all(&reply.to_bytes()).await;
-    };
+    })
+    .await;
+}
+
+/// Runs `work`, abandoning it after `limit`: for last words to a client
+/// that may never read them.
+async fn best_effort(limit: Duration, work: impl Future<Output = ()>) {
     let give_up = async {
-        Timer::after(Duration::from_secs(5)).await;
+        Timer::after(limit).await;
     };
-    future::or(write, give_up).await;
+    future::or(work, give_up).await;
 }
 
 /// Runs `main` on a smol executor with one thread per core, returning its

@@ -287,7 +287,8 @@ impl Session {
                         RespCode::LoginDelay,
                         format!(
                             "too many failed logins from your address; \
-                             try again in {seconds} seconds"
+                             try again in {seconds} second{}",
+                            if seconds == 1 { "" } else { "s" }
                         ),
                     ),
                     _ => (RespCode::Auth, "authentication failed".to_string()),

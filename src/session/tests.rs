@@ -706,6 +706,11 @@ mod properties {
                                 break;
                             }
                             Action::Login(request) => {
+                                // Where plaintext waits for TLS, only APOP may get this far.
+                                if !c.session.config.plaintext_auth {
+                                    let apop = matches!(request.proof, Proof::Apop { .. });
+                                    prop_assert!(apop, "a password login got through");
+                                }
                                 let w = c.world;
                                 let (outcome, lock) = login::attempt(&w.store, &w.verifier, &w.locks, &request);
                                 c.lock = lock;

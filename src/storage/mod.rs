@@ -336,9 +336,23 @@ impl Store {
             path: self.path.clone(),
             source,
         })?;
-        let mode = file.metadata().map(|m| m.permissions().mode()).unwrap_or(0);
-        if mode & 0o002 != 0 {
-            return Err(StorageError::WorldWritable(self.path.clone()));
+        // Also the directory, unless sticky (/tmp): anyone could swap the
+        // file, or its -wal, for their own.
+        let dir = match self.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        for (path, sticky_is_safe) in [(self.path.as_path(), false), (dir, true)] {
+            let mode = std::fs::metadata(path)
+                .map_err(|source| StorageError::Create {
+                    path: path.to_path_buf(),
+                    source,
+                })?
+                .permissions()
+                .mode();
+            if mode & 0o002 != 0 && !(sticky_is_safe && mode & 0o1000 != 0) {
+                return Err(StorageError::WorldWritable(path.to_path_buf()));
+            }
         }
         match file.try_lock() {
             Ok(()) => Ok(file),
