@@ -157,9 +157,11 @@ const MAX_TRACKED: usize = 100_000;
 #[derive(Debug, Clone, Copy)]
 struct Record {
     failures: u32,
-    /// Attempts being checked now: each counts as a failure until settled,
-    /// or a burst of simultaneous guesses would all be hashed before the
-    /// first failure is recorded.
+    /// Attempts being checked now. Once the address has failed, each
+    /// counts as a failure until settled, or a burst of simultaneous
+    /// guesses would all be hashed before the next failure is recorded.
+    /// With no failure yet they count for nothing: many good logins at
+    /// once from one address (a NAT, a test suite) are normal.
     in_flight: u32,
     last_failure: Instant,
     /// No login is checked from this address before this time.
@@ -174,7 +176,8 @@ pub(super) struct FailedLogins {
 
 impl FailedLogins {
     /// Starts checking a login from `ip`, or says how long the address
-    /// must wait first. Past [`FREE_FAILURES`], one attempt at a time.
+    /// must wait first. An address that has failed may have only its
+    /// remaining free failures in flight; past [`FREE_FAILURES`], one.
     pub(super) fn begin(
         self: &Arc<Self>,
         ip: IpAddr,
@@ -198,7 +201,8 @@ impl FailedLogins {
         if let Some(until) = record.blocked_until.filter(|&until| until > now) {
             return Err(until - now);
         }
-        if record.failures + record.in_flight >= FREE_FAILURES && record.in_flight > 0 {
+        let suspect = record.failures > 0;
+        if suspect && record.in_flight > 0 && record.failures + record.in_flight >= FREE_FAILURES {
             return Err(FIRST_BACKOFF);
         }
         record.in_flight += 1;
@@ -373,12 +377,19 @@ mod tests {
         let logins = Arc::new(FailedLogins::default());
         let now = Instant::now();
         let from = ip("192.0.2.7");
-        let burst: Vec<_> = (0..30).map(|_| logins.begin(from, now)).collect();
-        let admitted = burst.iter().filter(|a| a.is_ok()).count();
-        assert_eq!(admitted, FREE_FAILURES as usize);
-        drop(burst);
+        // No failure yet: any number of logins may be checked at once.
+        let good: Vec<_> = (0..30).map(|_| logins.begin(from, now)).collect();
+        assert!(good.iter().all(Result::is_ok));
+        drop(good);
         // Abandoned attempts (a busy maildrop, a storage error) cost nothing.
         assert!(logins.records.lock().unwrap().is_empty());
+        // After one failure, only the remaining free ones may be in flight.
+        fail(&logins, from, now);
+        let burst: Vec<_> = (0..30).map(|_| logins.begin(from, now)).collect();
+        let admitted = burst.iter().filter(|a| a.is_ok()).count();
+        assert_eq!(admitted, FREE_FAILURES as usize - 1);
+        drop(burst);
+        logins.begin(from, now).unwrap().succeeded();
         for _ in 0..FREE_FAILURES + 1 {
             fail(&logins, from, now);
         }
