@@ -230,7 +230,7 @@ pub struct Server {
     /// Each listener, and whether its connections start with TLS.
     listeners: Vec<(TcpListener, bool)>,
     /// This process's claim on the database; `run` holds it until it returns.
-    claim: std::fs::File,
+    claim: crate::storage::ServeClaim,
 }
 
 impl Server {

@@ -237,9 +237,21 @@ struct Pool {
     open: usize,
 }
 
-/// The poplite database: a small pool of SQLite connections to one file.
+/// A server's claim on its database, see [`Store::claim_for_serving`].
+#[derive(Debug)]
+pub struct ServeClaim {
+    /// The locked file; none for an in-memory store, which nothing else can open.
+    _file: Option<std::fs::File>,
+}
+
+/// The poplite database: a small pool of SQLite connections to one file,
+/// or to one in-memory database (throwaway servers for tests).
 pub struct Store {
     path: PathBuf,
+    /// For an in-memory store: the `memdb` name the connections share, and
+    /// one connection held open for the store's life, since the database
+    /// vanishes with its last connection.
+    memory: Option<(String, Mutex<Connection>)>,
     options: StoreOptions,
     pool: Mutex<Pool>,
     /// Signalled when a connection goes back to the pool.
@@ -293,8 +305,40 @@ impl Store {
             }
             create_private_file(&path)?;
         }
+        Store::set_up(path, None, options, new)
+    }
+
+    /// A new, empty database that lives in this process's memory and
+    /// writes no file: gone when the store is dropped.
+    pub fn open_in_memory() -> Result<Store, StorageError> {
+        let mut random = [0u8; 8];
+        getrandom::fill(&mut random).map_err(|e| StorageError::Create {
+            path: PathBuf::from(":memory:"),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        // A name starting with '/' is shared by the connections of this
+        // process that use it (SQLite's memdb VFS), with normal locking.
+        let name = format!("/poplite-{hex}");
+        let anchor = Connection::open_with_flags(memory_uri(&name), memory_flags())?;
+        let memory = Some((name, Mutex::new(anchor)));
+        Store::set_up(
+            PathBuf::from(":memory:"),
+            memory,
+            StoreOptions::default(),
+            true,
+        )
+    }
+
+    fn set_up(
+        path: PathBuf,
+        memory: Option<(String, Mutex<Connection>)>,
+        options: StoreOptions,
+        new: bool,
+    ) -> Result<Store, StorageError> {
         let mut store = Store {
             path,
+            memory,
             options,
             pool: Mutex::new(Pool {
                 idle: Vec::new(),
@@ -321,9 +365,14 @@ impl Store {
         Ok(store)
     }
 
-    /// The database file's path.
+    /// The database file's path (`:memory:` for an in-memory store).
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether the database lives in memory, see [`Store::open_in_memory`].
+    pub fn is_in_memory(&self) -> bool {
+        self.memory.is_some()
     }
 
     /// Claims the database for one server process: maildrop locks live in
@@ -331,7 +380,10 @@ impl Store {
     /// out a maildrop that the first one holds. The claim (an exclusive
     /// `flock`, which does not interact with SQLite's own `fcntl` locks)
     /// lasts until the returned file is dropped or the process ends.
-    pub fn claim_for_serving(&self) -> Result<std::fs::File, StorageError> {
+    pub fn claim_for_serving(&self) -> Result<ServeClaim, StorageError> {
+        if self.memory.is_some() {
+            return Ok(ServeClaim { _file: None });
+        }
         let file = std::fs::File::open(&self.path).map_err(|source| StorageError::Create {
             path: self.path.clone(),
             source,
@@ -355,7 +407,7 @@ impl Store {
             }
         }
         match file.try_lock() {
-            Ok(()) => Ok(file),
+            Ok(()) => Ok(ServeClaim { _file: Some(file) }),
             Err(std::fs::TryLockError::WouldBlock) => {
                 Err(StorageError::AlreadyServed(self.path.clone()))
             }
@@ -381,7 +433,11 @@ impl Store {
             .options
             .busy_timeout
             .min(Duration::from_millis(i32::MAX as u64));
-        let opened = Connection::open_with_flags(&self.path, flags).and_then(|conn| {
+        let opened = match &self.memory {
+            Some((name, _)) => Connection::open_with_flags(memory_uri(name), memory_flags()),
+            None => Connection::open_with_flags(&self.path, flags),
+        };
+        let opened = opened.and_then(|conn| {
             conn.busy_timeout(busy_timeout)?;
             // Reading the header first: a file that is not a database fails
             // here, before any PRAGMA below could write to it.
@@ -402,8 +458,14 @@ impl Store {
     /// Per-connection settings. Switching to WAL writes the file header,
     /// so this runs only once the file is known to be poplite's.
     fn configure(&self, conn: &Connection) -> Result<(), StorageError> {
-        conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        if self.memory.is_some() {
+            // No file, so no WAL (it needs shared memory) and nothing to sync.
+            conn.pragma_update(None, "journal_mode", "MEMORY")?;
+            conn.pragma_update(None, "synchronous", "OFF")?;
+            return Ok(());
+        }
+        conn.pragma_update(None, "journal_mode", "WAL")?;
         // FULL: when `deliver` exits 0 or QUIT answers +OK, it is on disk.
         conn.pragma_update(None, "synchronous", "FULL")?;
         Ok(())
@@ -789,6 +851,18 @@ fn is_new_database(path: &Path) -> bool {
     let mut wal = path.as_os_str().to_owned();
     wal.push("-wal");
     empty(path) && empty(Path::new(&wal))
+}
+
+/// The URI of the in-memory database `name`.
+fn memory_uri(name: &str) -> String {
+    format!("file:{name}?vfs=memdb")
+}
+
+fn memory_flags() -> OpenFlags {
+    OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
 }
 
 /// Creates the database file with mode 0600 (or makes an empty one 0600),

@@ -348,3 +348,26 @@ fn a_burst_of_callers_shares_a_bounded_number_of_connections() {
     }
     assert!(store.lock_pool().open <= 2);
 }
+
+#[test]
+fn an_in_memory_store_works_like_a_file_and_is_private_to_itself() {
+    let store = Store::open_in_memory().unwrap();
+    assert!(store.is_in_memory());
+    store.add_user("alice", "$argon2id$fake", None).unwrap();
+    let message = crate::message::Message::parse(b"Subject: hi\r\n\r\nbody\r\n", u64::MAX).unwrap();
+    let uid = store.deliver("alice", &[message]).unwrap().remove(0);
+    // Many threads at once: each takes its own connection to the same database.
+    std::thread::scope(|scope| {
+        for _ in 0..12 {
+            scope.spawn(|| {
+                let mailbox = store.mailbox("alice").unwrap();
+                assert_eq!(mailbox[0].uid, uid);
+            });
+        }
+    });
+    store.claim_for_serving().unwrap();
+    // Another in-memory store starts empty.
+    let other = Store::open_in_memory().unwrap();
+    assert!(other.users().unwrap().is_empty());
+    assert!(other.mailbox("alice").is_err());
+}
