@@ -37,7 +37,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the POP3 server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Add, change, remove and list users.
     #[command(subcommand)]
     User(UserCommand),
@@ -75,6 +75,15 @@ struct ServeArgs {
     /// Address to listen on, e.g. 0.0.0.0:110 or [::1]:1110 (repeatable).
     #[arg(long = "listen", value_name = "ADDR", default_values = ["127.0.0.1:1110"])]
     listen: Vec<SocketAddr>,
+    /// Keep everything in memory and write no file (--db is ignored): a throwaway server for tests.
+    #[arg(long)]
+    memory: bool,
+    /// Add (or set the password of) a user at start, as NAME:PASSWORD (repeatable; cheap hashing with --memory).
+    #[arg(long = "user", value_name = "NAME:PASSWORD", value_parser = user_and_password)]
+    users: Vec<UserAndPassword>,
+    /// At start, deliver DIR/USER/*.eml to each USER, in file-name order.
+    #[arg(long, value_name = "DIR")]
+    seed: Option<PathBuf>,
     /// Address for implicit TLS (POP3S), e.g. 0.0.0.0:995 (repeatable; needs --tls-cert).
     #[arg(long = "listen-tls", value_name = "ADDR", requires = "tls_cert")]
     listen_tls: Vec<SocketAddr>,
@@ -117,6 +126,26 @@ struct ServeArgs {
     /// Host name for the APOP greeting (default: this machine's).
     #[arg(long, value_name = "NAME")]
     hostname: Option<String>,
+}
+
+/// A `--user NAME:PASSWORD` pair.
+#[derive(Clone)]
+struct UserAndPassword {
+    name: String,
+    password: String,
+}
+
+fn user_and_password(text: &str) -> Result<UserAndPassword, String> {
+    match text.split_once(':') {
+        Some((name, password)) if !name.is_empty() && !password.is_empty() => {
+            storage::validate_user_name(name).map_err(|e| e.to_string())?;
+            Ok(UserAndPassword {
+                name: name.to_string(),
+                password: password.to_string(),
+            })
+        }
+        _ => Err("expected NAME:PASSWORD, both non-empty".into()),
+    }
 }
 
 /// SASL mechanisms in the order given (one argument, so clap keeps it whole).
@@ -313,7 +342,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
     };
     let db = &db;
     match cli.command {
-        Command::Serve(args) => serve(db, args),
+        Command::Serve(args) => serve(db, *args),
         Command::User(UserCommand::Add(args)) => add_user(db, args),
         Command::User(UserCommand::Passwd(args)) => change_password(db, args),
         Command::User(UserCommand::Del { name }) => {
@@ -454,7 +483,19 @@ fn serve(db: &Database, args: ServeArgs) -> Result<(), CliError> {
         (Some(cert), Some(key)) => Some(Arc::new(Tls::load(cert, key)?)),
         _ => None,
     };
-    let store = Arc::new(db.open()?);
+    let store = Arc::new(match args.memory {
+        true => Store::open_in_memory()?,
+        false => db.open()?,
+    });
+    seed(&store, &args.users, args.seed.as_deref(), args.memory)?;
+    // A throwaway server's clients are the test suite on this host.
+    let mut trusted_networks = args.trusted_networks;
+    if args.memory {
+        trusted_networks.extend(["127.0.0.0/8", "::1"].map(|net| {
+            net.parse::<server::Network>()
+                .unwrap_or_else(|_| unreachable!("a constant network"))
+        }));
+    }
     if args.idle_timeout < Duration::from_secs(600) {
         log::warn!("--idle-timeout below RFC 1939's minimum of 10 minutes");
     }
@@ -464,7 +505,7 @@ fn serve(db: &Database, args: ServeArgs) -> Result<(), CliError> {
         tls: tls.clone(),
         allow_plaintext_auth: args.allow_plaintext_auth,
         max_connections_per_ip: args.max_connections_per_ip,
-        trusted_networks: args.trusted_networks,
+        trusted_networks,
         sasl_without_tls: args.sasl_mechanisms.0,
         sasl_with_tls: args.sasl_mechanisms_tls.0,
         idle_timeout: args.idle_timeout,
@@ -504,7 +545,9 @@ fn serve(db: &Database, args: ServeArgs) -> Result<(), CliError> {
             move || store.users().map(|users| users.is_empty())
         })
         .await?;
-        if no_users {
+        if no_users && store.is_in_memory() {
+            log::info!("no users: in memory, add them with --user NAME:PASSWORD");
+        } else if no_users {
             log::info!(
                 "no users yet: add one with `poplite --db {} user add NAME`",
                 store.path().display()
@@ -523,6 +566,69 @@ fn serve(db: &Database, args: ServeArgs) -> Result<(), CliError> {
             .await;
         Ok(())
     })
+}
+
+/// `serve --user` and `--seed`: users first (cheap hashes in memory, where
+/// nothing outlives the process), then each user's folder of messages.
+fn seed(
+    store: &Store,
+    users: &[UserAndPassword],
+    dir: Option<&std::path::Path>,
+    memory: bool,
+) -> Result<(), CliError> {
+    let params = match memory {
+        true => Argon2Params::CHEAP,
+        false => Argon2Params::default(),
+    };
+    for user in users {
+        let hash = auth::hash_password(user.password.as_bytes(), params)?;
+        match store.credentials(&user.name)? {
+            Some(existing) => store.set_password(&existing.name, &hash, None)?,
+            None => store.add_user(&user.name, &hash, None)?,
+        }
+    }
+    let Some(dir) = dir else {
+        return Ok(());
+    };
+    let open_error = |path: &std::path::Path| {
+        let input = path.display().to_string();
+        move |error| CliError::Open { input, error }
+    };
+    let mut folders: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(open_error(dir))?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .map_err(open_error(dir))?;
+    folders.retain(|path| path.is_dir());
+    folders.sort();
+    for folder in folders {
+        let user = folder
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&folder)
+            .map_err(open_error(&folder))?
+            .map(|entry| entry.map(|e| e.path()))
+            .collect::<Result<_, _>>()
+            .map_err(open_error(&folder))?;
+        files.retain(|path| path.is_file() && path.extension().is_some_and(|e| e == "eml"));
+        files.sort();
+        let messages = files
+            .iter()
+            .map(|path| {
+                let file = std::fs::File::open(path).map_err(open_error(path))?;
+                read_message(file, &path.display().to_string(), 64 * 1024 * 1024)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let delivered = store.deliver(&user, &messages)?;
+        log::info!(
+            "seeded {user} with {} messages from {}",
+            delivered.len(),
+            folder.display()
+        );
+    }
+    Ok(())
 }
 
 /// SIGHUP: rereads the certificate and key (certbot renewals). Sessions

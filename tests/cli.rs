@@ -789,3 +789,83 @@ fn the_database_defaults_to_poplite_db_in_the_working_directory() {
     assert!(added.success());
     assert!(dir.path().join("poplite.db").exists());
 }
+
+#[test]
+fn serve_memory_seeds_users_and_mail_and_writes_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = dir.path().join("seed");
+    std::fs::create_dir_all(seed.join("alice")).unwrap();
+    std::fs::write(seed.join("alice/2-second.eml"), "Subject: second\n\ntwo\n").unwrap();
+    std::fs::write(seed.join("alice/1-first.eml"), "Subject: first\n\none\n").unwrap();
+    std::fs::write(seed.join("alice/notes.txt"), "not a message").unwrap();
+    let db = dir.path().join("never.db");
+    let seed_arg = seed.to_str().unwrap();
+    let server = ServerProcess::start(
+        &db,
+        &[
+            "--memory",
+            "--user",
+            "alice:pw",
+            "--user",
+            "bob:s3:cret",
+            "--seed",
+            seed_arg,
+        ],
+    );
+    let mut c = Client::connect(server.addr);
+    c.login("alice", "pw");
+    // In name order; the .txt file is not a message.
+    let (_, first) = c.multi("RETR 1");
+    assert_eq!(first, b"Subject: first\r\n\r\none\r\n");
+    let (_, second) = c.multi("RETR 2");
+    assert_eq!(second, b"Subject: second\r\n\r\ntwo\r\n");
+    assert!(c.cmd("RETR 3").starts_with("-ERR no such message"));
+    assert!(c.cmd("DELE 1").starts_with("+OK"));
+    assert!(c.cmd("QUIT").starts_with("+OK"));
+    let mut c = Client::connect(server.addr);
+    c.login("alice", "pw");
+    assert_eq!(c.cmd("STAT"), format!("+OK 1 {}", second.len()));
+    c.cmd("QUIT");
+    // The password is everything after the first colon.
+    let mut c = Client::connect(server.addr);
+    c.login("bob", "s3:cret");
+    c.cmd("QUIT");
+    // Loopback is trusted here: a test's many wrong passwords earn no back-off.
+    for _ in 0..3 {
+        let mut c = Client::connect(server.addr);
+        for _ in 0..2 {
+            c.cmd("USER bob");
+            assert!(c.cmd("PASS wrong").starts_with("-ERR [AUTH]"));
+        }
+    }
+    let mut c = Client::connect(server.addr);
+    c.login("bob", "s3:cret");
+    let (status, _) = server.terminate();
+    assert!(status.success());
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["seed"], "serve --memory wrote a file");
+}
+
+#[test]
+fn serve_memory_refuses_bad_seeds_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("never.db");
+    let out = run_cli(&db, &["serve", "--memory", "--user", "alice"], b"");
+    assert_fails(&out, 64, "NAME:PASSWORD");
+    let seed = dir.path().join("seed");
+    std::fs::create_dir_all(seed.join("nobody")).unwrap();
+    let args = [
+        "serve",
+        "--memory",
+        "--listen",
+        "127.0.0.1:0",
+        "--seed",
+        seed.to_str().unwrap(),
+    ];
+    let out = run_cli(&db, &args, b"");
+    assert_fails(&out, 67, "nobody");
+    assert!(!db.exists());
+}
