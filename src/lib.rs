@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod fixture;
 pub mod login;
 pub mod message;
 pub mod protocol;
@@ -18,5 +19,6 @@ pub mod session;
 pub mod storage;
 pub mod tls;
 
+pub use fixture::TestServer;
 pub use message::Message;
 pub use storage::Store;
