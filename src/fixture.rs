@@ -63,14 +63,10 @@ impl TestServer {
     /// (timeouts, limits, APOP, TLS…).
     pub fn start_with(adjust: impl FnOnce(&mut ServerConfig)) -> Result<TestServer, FixtureError> {
         let store = Arc::new(Store::open_in_memory()?);
-        let loopback = ["127.0.0.0/8", "::1"].map(|net| {
-            net.parse::<Network>()
-                .unwrap_or_else(|_| unreachable!("a constant network"))
-        });
         let mut config = ServerConfig {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
             auth_failure_delay: Duration::ZERO,
-            trusted_networks: loopback.to_vec(),
+            trusted_networks: Network::loopback(),
             hash_threads: 1,
             max_connections_per_ip: 0,
             hostname: "poplite.test".into(),

@@ -491,10 +491,7 @@ fn serve(db: &Database, args: ServeArgs) -> Result<(), CliError> {
     // A throwaway server's clients are the test suite on this host.
     let mut trusted_networks = args.trusted_networks;
     if args.memory {
-        trusted_networks.extend(["127.0.0.0/8", "::1"].map(|net| {
-            net.parse::<server::Network>()
-                .unwrap_or_else(|_| unreachable!("a constant network"))
-        }));
+        trusted_networks.extend(server::Network::loopback());
     }
     if args.idle_timeout < Duration::from_secs(600) {
         log::warn!("--idle-timeout below RFC 1939's minimum of 10 minutes");
@@ -594,27 +591,24 @@ fn seed(
         let input = path.display().to_string();
         move |error| CliError::Open { input, error }
     };
-    let mut folders: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(open_error(dir))?
-        .map(|entry| entry.map(|e| e.path()))
-        .collect::<Result<_, _>>()
-        .map_err(open_error(dir))?;
-    folders.retain(|path| path.is_dir());
-    folders.sort();
-    for folder in folders {
+    // The entries of `dir` that `keep` accepts, in name order.
+    let sorted = |dir: &std::path::Path, keep: fn(&std::path::Path) -> bool| {
+        let entries: Result<Vec<PathBuf>, _> = std::fs::read_dir(dir)
+            .and_then(|entries| entries.map(|entry| entry.map(|e| e.path())).collect());
+        let mut entries = entries.map_err(open_error(dir))?;
+        entries.retain(|path| keep(path));
+        entries.sort();
+        Ok::<_, CliError>(entries)
+    };
+    for folder in sorted(dir, |path| path.is_dir())? {
         let user = folder
             .file_name()
             .unwrap_or_default()
             .to_string_lossy()
             .into_owned();
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&folder)
-            .map_err(open_error(&folder))?
-            .map(|entry| entry.map(|e| e.path()))
-            .collect::<Result<_, _>>()
-            .map_err(open_error(&folder))?;
-        files.retain(|path| path.is_file() && path.extension().is_some_and(|e| e == "eml"));
-        files.sort();
-        let messages = files
+        let is_message =
+            |path: &std::path::Path| path.is_file() && path.extension().is_some_and(|e| e == "eml");
+        let messages = sorted(&folder, is_message)?
             .iter()
             .map(|path| {
                 let file = std::fs::File::open(path).map_err(open_error(path))?;

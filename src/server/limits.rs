@@ -45,6 +45,21 @@ fn mask(bits: u32, prefix: u8) -> u128 {
     }
 }
 
+impl Network {
+    /// 127.0.0.0/8 and ::1: the networks a throwaway test server trusts.
+    pub fn loopback() -> Vec<Network> {
+        let v4 = Network {
+            addr: IpAddr::from([127, 0, 0, 0]),
+            prefix: 8,
+        };
+        let v6 = Network {
+            addr: IpAddr::from(Ipv6Addr::LOCALHOST),
+            prefix: 128,
+        };
+        vec![v4, v6]
+    }
+}
+
 impl FromStr for Network {
     type Err = String;
 
