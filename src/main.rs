@@ -51,6 +51,11 @@ enum Command {
     /// Make TLS certificates.
     #[command(subcommand)]
     Cert(CertCommand),
+    /// Copy the database to a new file, consistently, while the server runs.
+    Backup {
+        /// The copy (must not exist yet).
+        dest: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -275,6 +280,7 @@ impl CliError {
             CliError::Storage(error) => match error {
                 StorageError::UnknownUser(_) => EX_NOUSER,
                 StorageError::UserExists(_) | StorageError::InvalidUserName { .. } => EX_DATAERR,
+                StorageError::BackupExists(_) => EX_CANTCREAT,
                 StorageError::NotADatabase(_)
                 | StorageError::CannotOpen { .. }
                 | StorageError::ReadOnly
@@ -371,6 +377,15 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     entry.uid, entry.size, entry.received
                 ));
             }
+            Ok(())
+        }
+        Command::Backup { dest } => {
+            open_existing(db)?.backup_to(&dest)?;
+            say(format_args!(
+                "backed up {} to {}",
+                db.path.display(),
+                dest.display()
+            ));
             Ok(())
         }
         Command::Cert(CertCommand::SelfSigned { out, names, force }) => {

@@ -869,3 +869,52 @@ fn serve_memory_refuses_bad_seeds_in_one_line() {
     assert_fails(&out, 67, "nobody");
     assert!(!db.exists());
 }
+
+#[test]
+fn backup_copies_a_served_database_consistently_and_never_overwrites() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, db) = temp_db();
+    add_user(&db, "alice", "pw", &[]);
+    for i in 0..20 {
+        let out = run_cli(
+            &db,
+            &["deliver", "alice"],
+            format!("Subject: {i}\n\nbody {i}\n").as_bytes(),
+        );
+        assert!(out.status.success());
+    }
+    let server = ServerProcess::start(&db, &[]);
+    // A session holds the maildrop and a delivery runs while the copy is made.
+    let mut c = Client::connect(server.addr);
+    c.login("alice", "pw");
+    let copy = dir.path().join("copy.db");
+    let delivery = std::thread::spawn({
+        let db = db.clone();
+        move || {
+            run_cli(
+                &db,
+                &["deliver", "alice"],
+                b"Subject: during\n\nmeanwhile\n",
+            )
+        }
+    });
+    let out = run_cli(&db, &["backup", copy.to_str().unwrap()], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(delivery.join().unwrap().status.success());
+    let mode = std::fs::metadata(&copy).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // The copy is a whole poplite database: all 20, and maybe the 21st.
+    let listed = common::cli_mailbox(&copy, "alice");
+    assert!(
+        (20..=21).contains(&listed.len()),
+        "{} messages",
+        listed.len()
+    );
+    let check = run_cli(&copy, &["user", "list"], b"");
+    assert!(String::from_utf8_lossy(&check.stdout).starts_with("alice\t"));
+    // Never over an existing file.
+    let again = run_cli(&db, &["backup", copy.to_str().unwrap()], b"");
+    assert_fails(&again, 73, "already exists");
+    c.cmd("QUIT");
+    server.terminate();
+}

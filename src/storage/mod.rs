@@ -87,6 +87,9 @@ pub enum StorageError {
     /// Another `serve` process already serves this database.
     #[error("{0}: another poplite server is already serving this database")]
     AlreadyServed(PathBuf),
+    /// A backup would overwrite an existing file.
+    #[error("{0}: already exists; a backup never overwrites (remove it or pick another name)")]
+    BackupExists(PathBuf),
     /// Every local user could rewrite the mail and the passwords.
     #[error("{0}: writable by every user on this machine; refusing to serve it (chmod o-w)")]
     WorldWritable(PathBuf),
@@ -123,7 +126,8 @@ impl StorageError {
             | StorageError::UnknownUser(_)
             | StorageError::InvalidUserName { .. }
             | StorageError::MessageGone(_)
-            | StorageError::WorldWritable(_) => false,
+            | StorageError::WorldWritable(_)
+            | StorageError::BackupExists(_) => false,
             StorageError::Sqlite(e) => !matches!(
                 e.sqlite_error_code(),
                 Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
@@ -813,6 +817,29 @@ impl Store {
             tx.commit()?;
             Ok(removed)
         })
+    }
+
+    /// Copies the whole database to a new file `dest` (mode 0600) as one
+    /// consistent snapshot, with SQLite's backup API, while servers and
+    /// deliveries go on: under WAL the copy's read transaction blocks no
+    /// writer. A failed copy leaves no file behind.
+    pub fn backup_to(&self, dest: &Path) -> Result<(), StorageError> {
+        if dest.symlink_metadata().is_ok() {
+            return Err(StorageError::BackupExists(dest.to_path_buf()));
+        }
+        create_private_file(dest)?;
+        let copied = self.with_conn(|conn| {
+            let mut target = Connection::open(dest)?;
+            let backup = rusqlite::backup::Backup::new(conn, &mut target)?;
+            // All pages in one step: one snapshot, so no restart when a
+            // writer commits meanwhile.
+            backup.step(-1)?;
+            Ok(())
+        });
+        if copied.is_err() {
+            let _ = std::fs::remove_file(dest);
+        }
+        copied
     }
 
     /// What `mailbox USER` prints: each message's UID, size, time, Subject.

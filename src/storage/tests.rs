@@ -371,3 +371,36 @@ fn an_in_memory_store_works_like_a_file_and_is_private_to_itself() {
     assert!(other.users().unwrap().is_empty());
     assert!(other.mailbox("alice").is_err());
 }
+
+#[test]
+fn a_backup_is_a_whole_database_that_passes_its_integrity_check() {
+    let (dir, store) = store();
+    store
+        .deliver("alice", &[msg("Subject: a\n\nbody\n")])
+        .unwrap();
+    let copy = dir.path().join("copy.db");
+    store.backup_to(&copy).unwrap();
+    let conn = Connection::open(&copy).unwrap();
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    let copied = Store::open(&copy).unwrap();
+    assert_eq!(
+        copied.mailbox("alice").unwrap(),
+        store.mailbox("alice").unwrap()
+    );
+    assert!(matches!(
+        store.backup_to(&copy),
+        Err(StorageError::BackupExists(_))
+    ));
+    // In memory too: the copy is a file like any other.
+    let memory = Store::open_in_memory().unwrap();
+    memory.add_user("bob", "$argon2id$fake", None).unwrap();
+    let from_memory = dir.path().join("memory.db");
+    memory.backup_to(&from_memory).unwrap();
+    assert_eq!(
+        Store::open(&from_memory).unwrap().users().unwrap()[0].name,
+        "bob"
+    );
+}
