@@ -194,7 +194,7 @@ enum ApopArg {
 #[derive(Subcommand)]
 enum UserCommand {
     /// Add a user (prompts for the password twice on a terminal).
-    Add(PasswordArgs),
+    Add(AddArgs),
     /// Change a user's password (and APOP secret).
     Passwd(PasswordArgs),
     /// Remove a user and all their mail.
@@ -204,6 +204,47 @@ enum UserCommand {
     },
     /// List users: name, message count, total octets.
     List,
+    /// Show a user's quota, or change it with --messages / --bytes (0 for no limit).
+    Quota {
+        /// The user.
+        name: String,
+        #[command(flatten)]
+        quota: QuotaArgs,
+    },
+}
+
+#[derive(Args)]
+struct AddArgs {
+    #[command(flatten)]
+    password: PasswordArgs,
+    #[command(flatten)]
+    quota: QuotaArgs,
+}
+
+/// Per-user limits; deliveries past them exit 73 and store nothing.
+#[derive(Args)]
+struct QuotaArgs {
+    /// Most messages the user may have stored (0: no limit).
+    #[arg(long = "quota-messages", visible_alias = "messages", value_name = "N")]
+    messages: Option<u64>,
+    /// Most octets the user may have stored (0: no limit).
+    #[arg(long = "quota-bytes", visible_alias = "bytes", value_name = "OCTETS")]
+    bytes: Option<u64>,
+}
+
+impl QuotaArgs {
+    /// `quota` with the limits given here replaced (0 removes one).
+    fn applied_to(&self, quota: storage::Quota) -> storage::Quota {
+        let limit = |given: Option<u64>, old| match given {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None => old,
+        };
+        storage::Quota {
+            messages: limit(self.messages, quota.messages),
+            bytes: limit(self.bytes, quota.bytes),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -280,7 +321,7 @@ impl CliError {
             CliError::Storage(error) => match error {
                 StorageError::UnknownUser(_) => EX_NOUSER,
                 StorageError::UserExists(_) | StorageError::InvalidUserName { .. } => EX_DATAERR,
-                StorageError::BackupExists(_) => EX_CANTCREAT,
+                StorageError::BackupExists(_) | StorageError::OverQuota { .. } => EX_CANTCREAT,
                 StorageError::NotADatabase(_)
                 | StorageError::CannotOpen { .. }
                 | StorageError::ReadOnly
@@ -354,6 +395,22 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::User(UserCommand::Del { name }) => {
             let removed = open_existing(db)?.delete_user(&name)?;
             say(format_args!("removed user {name} and {removed} messages"));
+            Ok(())
+        }
+        Command::User(UserCommand::Quota { name, quota }) => {
+            let store = open_existing(db)?;
+            let (_, name) = store.user(&name)?;
+            let current = store.quota(&name)?;
+            let new = quota.applied_to(current);
+            if new != current {
+                store.set_quota(&name, new)?;
+            }
+            let show = |limit: Option<u64>| limit.map_or("none".to_string(), |n| n.to_string());
+            say(format_args!(
+                "{name}\tmessages {}\toctets {}",
+                show(new.messages),
+                show(new.bytes)
+            ));
             Ok(())
         }
         Command::User(UserCommand::List) => {
@@ -658,7 +715,9 @@ async fn reload_tls(tls: Option<Arc<Tls>>) {
     }
 }
 
-fn add_user(db: &Database, args: PasswordArgs) -> Result<(), CliError> {
+fn add_user(db: &Database, args: AddArgs) -> Result<(), CliError> {
+    let quota = args.quota.applied_to(storage::Quota::default());
+    let args = args.password;
     storage::validate_user_name(&args.name)?;
     let params = argon2_params(&args)?;
     // Checked before prompting so nobody types a password twice for nothing;
@@ -676,8 +735,9 @@ fn add_user(db: &Database, args: PasswordArgs) -> Result<(), CliError> {
     let hash = auth::hash_password(password.as_bytes(), params)?;
     // Only now, with nothing left to fail but the insert, may a database
     // be created.
+    let apop = args.apop.then_some(password.as_str());
     db.open()?
-        .add_user(&args.name, &hash, args.apop.then_some(password.as_str()))?;
+        .add_user_with_quota(&args.name, &hash, apop, quota)?;
     say(format_args!("added user {}", args.name));
     Ok(())
 }

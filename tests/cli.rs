@@ -918,3 +918,66 @@ fn backup_copies_a_served_database_consistently_and_never_overwrites() {
     c.cmd("QUIT");
     server.terminate();
 }
+
+#[test]
+fn deliveries_past_a_quota_exit_73_and_store_nothing() {
+    let (dir, db) = temp_db();
+    let out = add_user(&db, "alice", "pw", &["--quota-messages", "2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let message = dir.path().join("m.eml");
+    std::fs::write(
+        &message,
+        "Subject: q\n\nfifty octets of body, more or less, to count\n",
+    )
+    .unwrap();
+    let m = message.to_str().unwrap();
+    assert!(run_cli(&db, &["deliver", "alice", m], b"").status.success());
+    // Two at once would make three: neither is stored.
+    let out = run_cli(&db, &["deliver", "alice", m, m], b"");
+    assert_fails(
+        &out,
+        73,
+        "over quota: 3 messages with this delivery, the limit is 2",
+    );
+    assert_eq!(common::cli_mailbox(&db, "alice").len(), 1);
+    assert!(run_cli(&db, &["deliver", "alice", m], b"").status.success());
+    assert_fails(
+        &run_cli(&db, &["deliver", "alice", m], b""),
+        73,
+        "over quota",
+    );
+
+    // Changed later: messages unlimited, octets bounded.
+    let out = run_cli(
+        &db,
+        &[
+            "user",
+            "quota",
+            "alice",
+            "--messages",
+            "0",
+            "--bytes",
+            "200",
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "alice\tmessages none\toctets 200\n"
+    );
+    assert!(run_cli(&db, &["deliver", "alice", m], b"").status.success());
+    assert_fails(&run_cli(&db, &["deliver", "alice", m], b""), 73, "octets");
+    let out = run_cli(&db, &["user", "quota", "alice", "--bytes", "0"], b"");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "alice\tmessages none\toctets none\n"
+    );
+    assert!(run_cli(&db, &["deliver", "alice", m], b"").status.success());
+    assert_eq!(common::cli_mailbox(&db, "alice").len(), 4);
+    assert_fails(
+        &run_cli(&db, &["user", "quota", "nobody"], b""),
+        67,
+        "nobody",
+    );
+}

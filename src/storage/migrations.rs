@@ -7,10 +7,16 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::StorageError;
 
 /// Every migration, in order; `user_version` N means the first N ran.
-pub const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_init.sql",
-    include_str!("../../migrations/0001_init.sql"),
-)];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_init.sql",
+        include_str!("../../migrations/0001_init.sql"),
+    ),
+    (
+        "0002_quotas.sql",
+        include_str!("../../migrations/0002_quotas.sql"),
+    ),
+];
 
 /// The schema version this binary writes.
 pub fn latest_version() -> u32 {

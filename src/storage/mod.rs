@@ -87,6 +87,14 @@ pub enum StorageError {
     /// Another `serve` process already serves this database.
     #[error("{0}: another poplite server is already serving this database")]
     AlreadyServed(PathBuf),
+    /// A delivery would take the user past a quota; nothing was stored.
+    #[error("{user} is over quota: {reason}")]
+    OverQuota {
+        /// The recipient.
+        user: String,
+        /// Which limit, with the numbers.
+        reason: String,
+    },
     /// A backup would overwrite an existing file.
     #[error("{0}: already exists; a backup never overwrites (remove it or pick another name)")]
     BackupExists(PathBuf),
@@ -127,7 +135,8 @@ impl StorageError {
             | StorageError::InvalidUserName { .. }
             | StorageError::MessageGone(_)
             | StorageError::WorldWritable(_)
-            | StorageError::BackupExists(_) => false,
+            | StorageError::BackupExists(_)
+            | StorageError::OverQuota { .. } => false,
             StorageError::Sqlite(e) => !matches!(
                 e.sqlite_error_code(),
                 Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
@@ -159,6 +168,15 @@ impl Default for StoreOptions {
             create_if_missing: true,
         }
     }
+}
+
+/// A user's limits; `None` is no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Quota {
+    /// Messages stored at most.
+    pub messages: Option<u64>,
+    /// Octets stored at most.
+    pub bytes: Option<u64>,
 }
 
 /// A user's name and password material, for checking credentials.
@@ -527,12 +545,30 @@ impl Store {
         password_hash: &str,
         apop_secret: Option<&str>,
     ) -> Result<(), StorageError> {
+        self.add_user_with_quota(name, password_hash, apop_secret, Quota::default())
+    }
+
+    /// [`Store::add_user`] with limits, in one statement.
+    pub fn add_user_with_quota(
+        &self,
+        name: &str,
+        password_hash: &str,
+        apop_secret: Option<&str>,
+        quota: Quota,
+    ) -> Result<(), StorageError> {
         validate_user_name(name)?;
         self.with_conn(|conn| {
             let inserted = conn.execute(
-                "INSERT INTO users (name, password_hash, apop_secret) VALUES (?1, ?2, ?3)
+                "INSERT INTO users (name, password_hash, apop_secret, quota_messages, quota_bytes)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (name) DO NOTHING",
-                params![name, password_hash, apop_secret],
+                params![
+                    name,
+                    password_hash,
+                    apop_secret,
+                    quota.messages.map(sql_int),
+                    quota.bytes.map(sql_int)
+                ],
             )?;
             match inserted {
                 0 => Err(StorageError::UserExists(name.to_string())),
@@ -645,7 +681,8 @@ impl Store {
     pub fn deliver(&self, user: &str, messages: &[Message]) -> Result<Vec<String>, StorageError> {
         self.with_conn(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let (user_id, _) = user_id(&tx, user)?;
+            let (user_id, name) = user_id(&tx, user)?;
+            check_quota(&tx, user_id, &name, messages)?;
             let mut uids = Vec::with_capacity(messages.len());
             for message in messages {
                 // The UID embeds the AUTOINCREMENT id, known only after the
@@ -676,6 +713,30 @@ impl Store {
             }
             tx.commit()?;
             Ok(uids)
+        })
+    }
+
+    /// A user's limits.
+    pub fn quota(&self, name: &str) -> Result<Quota, StorageError> {
+        self.with_conn(|conn| {
+            let (user_id, _) = user_id(conn, name)?;
+            Ok(quota_of(conn, user_id)?)
+        })
+    }
+
+    /// Replaces a user's limits.
+    pub fn set_quota(&self, name: &str, quota: Quota) -> Result<(), StorageError> {
+        self.with_conn(|conn| {
+            let (user_id, _) = user_id(conn, name)?;
+            conn.execute(
+                "UPDATE users SET quota_messages = ?1, quota_bytes = ?2 WHERE id = ?3",
+                params![
+                    quota.messages.map(sql_int),
+                    quota.bytes.map(sql_int),
+                    user_id
+                ],
+            )?;
+            Ok(())
         })
     }
 
@@ -878,6 +939,63 @@ fn is_new_database(path: &Path) -> bool {
     let mut wal = path.as_os_str().to_owned();
     wal.push("-wal");
     empty(path) && empty(Path::new(&wal))
+}
+
+/// An octet or message count as SQLite's signed integer (saturating).
+fn sql_int(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn quota_of(conn: &Connection, user_id: i64) -> rusqlite::Result<Quota> {
+    conn.query_row(
+        "SELECT quota_messages, quota_bytes FROM users WHERE id = ?1",
+        params![user_id],
+        |row| {
+            let limit = |i| {
+                row.get::<_, Option<i64>>(i)
+                    .map(|v| v.map(|v| v.max(0) as u64))
+            };
+            Ok(Quota {
+                messages: limit(0)?,
+                bytes: limit(1)?,
+            })
+        },
+    )
+}
+
+/// Refuses a delivery that would take the user past a limit; run inside
+/// the delivery's transaction, so what it counts cannot change meanwhile.
+fn check_quota(
+    conn: &Connection,
+    user_id: i64,
+    name: &str,
+    incoming: &[Message],
+) -> Result<(), StorageError> {
+    let quota = quota_of(conn, user_id)?;
+    if quota == Quota::default() {
+        return Ok(());
+    }
+    let (count, size): (i64, i64) = conn.query_row(
+        "SELECT count(*), coalesce(sum(size), 0) FROM messages WHERE user_id = ?1",
+        params![user_id],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?;
+    let count = count.max(0) as u64 + incoming.len() as u64;
+    let size = size.max(0) as u64 + incoming.iter().map(Message::size).sum::<u64>();
+    let over = |what: &str, would: u64, limit: u64| StorageError::OverQuota {
+        user: name.to_string(),
+        reason: format!("{would} {what} with this delivery, the limit is {limit}"),
+    };
+    match quota {
+        Quota {
+            messages: Some(limit),
+            ..
+        } if count > limit => Err(over("messages", count, limit)),
+        Quota {
+            bytes: Some(limit), ..
+        } if size > limit => Err(over("octets", size, limit)),
+        _ => Ok(()),
+    }
 }
 
 /// The URI of the in-memory database `name`.
