@@ -173,13 +173,13 @@ pub(super) async fn serve(
         tally: Tally::default(),
         read_ahead: None,
     };
-    let end = match implicit_tls {
-        true => conn.start_tls().await.err(),
-        false => None,
+    let handshake = match implicit_tls {
+        true => conn.start_tls().await,
+        false => Ok(()),
     };
-    let end = match end {
-        Some(end) => end,
-        None => {
+    let end = match handshake {
+        Err(end) => end,
+        Ok(()) => {
             let mut session = Session::new(conn.session_config().await);
             conn.converse(&mut session).await
         }
@@ -441,8 +441,7 @@ impl Connection {
         let user = request.user.clone();
         let delay = self.shared.config.auth_failure_delay;
         // `after`, not `at`: an absurd delay must not overflow an Instant.
-        let answer_at =
-            |started: std::time::Instant| Timer::after(delay.saturating_sub(started.elapsed()));
+        let answer_late = || Timer::after(delay.saturating_sub(started.elapsed()));
         // A backing-off address gets no hashing at all: that is the point.
         let ip = self.peer.ip();
         let attempt = match self.shared.config.is_trusted(ip) {
@@ -458,7 +457,7 @@ impl Connection {
                     self.peer,
                     wait.as_secs()
                 );
-                answer_at(started).await;
+                answer_late().await;
                 return LoginOutcome::BackingOff(wait.as_secs_f64().ceil() as u64);
             }
         };
@@ -499,7 +498,7 @@ impl Connection {
                 if let Some(attempt) = attempt.take() {
                     attempt.failed(std::time::Instant::now());
                 }
-                answer_at(started).await;
+                answer_late().await;
             }
             LoginOutcome::InUse => {
                 log::info!("session {}: {user}'s maildrop is in use", self.id)

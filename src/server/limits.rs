@@ -123,14 +123,11 @@ impl ConnectionsPerSource {
     pub(super) fn try_open(self: &Arc<Self>, ip: IpAddr, limit: usize) -> Option<SourceSlot> {
         let key = counting_key(ip);
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let count = open.entry(key).or_insert(0);
-        if *count >= limit {
-            if *count == 0 {
-                open.remove(&key);
-            }
+        let count = open.get(&key).copied().unwrap_or(0);
+        if count >= limit {
             return None;
         }
-        *count += 1;
+        open.insert(key, count + 1);
         Some(SourceSlot {
             table: Arc::clone(self),
             key,

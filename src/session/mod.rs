@@ -343,7 +343,7 @@ impl Session {
         if self.config.plaintext_auth {
             lines.push("USER".to_string());
         }
-        let mechanisms = self.mechanisms();
+        let mechanisms = mechanisms(&self.config);
         if !mechanisms.is_empty() {
             let names: Vec<&str> = mechanisms.iter().map(|m| m.name()).collect();
             lines.push(format!("SASL {}", names.join(" ")));
@@ -357,12 +357,6 @@ impl Session {
         );
         lines.push(format!("IMPLEMENTATION {IMPLEMENTATION}"));
         Reply::multi_line("Capability list follows", lines)
-    }
-
-    /// The SASL mechanisms AUTH accepts now: none where plaintext logins
-    /// wait for TLS, since every one sends the password itself.
-    fn mechanisms(&self) -> &[Mechanism] {
-        mechanisms(&self.config)
     }
 
     /// The refusal of USER, PASS and AUTH PLAIN/LOGIN before STLS.
@@ -410,7 +404,7 @@ impl Session {
                 mechanism: None, ..
             } => Action::Reply(Reply::multi_line(
                 "SASL mechanisms follow",
-                self.mechanisms().iter().map(|m| m.name()),
+                mechanisms(&self.config).iter().map(|m| m.name()),
             )),
             Command::Auth {
                 mechanism: Some(mechanism),
@@ -547,8 +541,9 @@ impl Session {
     }
 }
 
-/// See [`Session::mechanisms`]; apart, so it can be used while the state
-/// is borrowed.
+/// The SASL mechanisms AUTH accepts now: none where plaintext logins
+/// wait for TLS, since every one sends the password itself. A function of
+/// the config alone, so it can be used while the state is borrowed.
 fn mechanisms(config: &SessionConfig) -> &[Mechanism] {
     match (config.plaintext_auth, config.tls) {
         (false, _) => &[],
