@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod fixture;
+pub mod lmtp;
 pub mod login;
 pub mod message;
 pub mod protocol;

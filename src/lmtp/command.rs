@@ -1,0 +1,287 @@
+//! Parses one LMTP command line (RFC 2033, which is ESMTP of RFC 5321
+//! with LHLO instead of EHLO) into a [`Command`]: a pure function.
+
+use super::Reply;
+
+/// One command from the MTA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `LHLO domain`: the client's name; answered with the extensions.
+    Lhlo(String),
+    /// `HELO` or `EHLO`: SMTP's greetings, which an LMTP server must refuse.
+    SmtpGreeting,
+    /// `MAIL FROM:<reverse-path>`, with its parameters checked.
+    Mail(MailFrom),
+    /// `RCPT TO:<forward-path>`.
+    Rcpt(String),
+    /// `DATA`.
+    Data,
+    /// `RSET`.
+    Rset,
+    /// `NOOP`.
+    Noop,
+    /// `QUIT`.
+    Quit,
+    /// `VRFY`: answered without saying whether the user exists.
+    Vrfy,
+    /// `HELP`.
+    Help,
+    /// A command of SMTP that poplite does not offer (BDAT, STARTTLS, …).
+    NotImplemented(String),
+}
+
+/// The sender and what the client declared about the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailFrom {
+    /// The reverse path without its brackets; empty for a bounce (`<>`).
+    pub sender: String,
+    /// The SIZE parameter (RFC 1870), if given.
+    pub size: Option<u64>,
+}
+
+/// Commands of RFC 5321 that poplite knows but does not offer.
+const NOT_OFFERED: &[&str] = &["BDAT", "STARTTLS", "AUTH", "EXPN", "TURN", "ETRN", "ATRN"];
+
+/// Parses a line (without its CRLF); a malformed one yields the reply
+/// to send instead.
+pub fn parse(line: &[u8]) -> Result<Command, Reply> {
+    let Ok(line) = std::str::from_utf8(line) else {
+        return Err(Reply::new(500, "5.5.2 command is not valid UTF-8"));
+    };
+    let (verb, rest) = match line.split_once(' ') {
+        Some((verb, rest)) => (verb, rest.trim()),
+        None => (line, ""),
+    };
+    let verb = verb.to_ascii_uppercase();
+    let no_argument = |command: Command| {
+        if rest.is_empty() {
+            Ok(command)
+        } else {
+            Err(Reply::new(501, format!("5.5.4 {verb} takes no argument")))
+        }
+    };
+    match verb.as_str() {
+        "LHLO" if rest.is_empty() => Err(Reply::new(501, "5.5.4 syntax: LHLO your-host-name")),
+        "LHLO" => Ok(Command::Lhlo(rest.to_string())),
+        "HELO" | "EHLO" => Ok(Command::SmtpGreeting),
+        "MAIL" => parse_mail(rest),
+        "RCPT" => parse_rcpt(rest),
+        "DATA" => no_argument(Command::Data),
+        "RSET" => no_argument(Command::Rset),
+        // RFC 5321 §4.1.1.9: NOOP may carry a string, which is ignored.
+        "NOOP" => Ok(Command::Noop),
+        "QUIT" => no_argument(Command::Quit),
+        "VRFY" => Ok(Command::Vrfy),
+        "HELP" => Ok(Command::Help),
+        known if NOT_OFFERED.contains(&known) => Ok(Command::NotImplemented(verb)),
+        _ => Err(Reply::new(500, "5.5.2 command not recognized")),
+    }
+}
+
+fn parse_mail(rest: &str) -> Result<Command, Reply> {
+    let syntax = || Reply::new(501, "5.5.4 syntax: MAIL FROM:<address>");
+    let (sender, params) = path_after(rest, "FROM:").ok_or_else(syntax)?;
+    let mut mail = MailFrom { sender, size: None };
+    for param in params.split_ascii_whitespace() {
+        let (key, value) = param.split_once('=').unwrap_or((param, ""));
+        match key.to_ascii_uppercase().as_str() {
+            "SIZE" => match value.parse::<u64>() {
+                Ok(size) => mail.size = Some(size),
+                Err(_) => return Err(Reply::new(501, "5.5.4 SIZE needs a number of octets")),
+            },
+            // Both are stored as they come: poplite never converts bodies.
+            "BODY" if ["7BIT", "8BITMIME"].contains(&value.to_ascii_uppercase().as_str()) => {}
+            _ => return Err(unsupported(param)),
+        }
+    }
+    Ok(Command::Mail(mail))
+}
+
+fn parse_rcpt(rest: &str) -> Result<Command, Reply> {
+    let syntax = || Reply::new(501, "5.5.4 syntax: RCPT TO:<address>");
+    let (recipient, params) = path_after(rest, "TO:").ok_or_else(syntax)?;
+    if recipient.is_empty() {
+        return Err(syntax());
+    }
+    match params.split_ascii_whitespace().next() {
+        Some(param) => Err(unsupported(param)),
+        None => Ok(Command::Rcpt(recipient)),
+    }
+}
+
+fn unsupported(param: &str) -> Reply {
+    Reply::new(555, format!("5.5.4 unsupported parameter {param}"))
+}
+
+/// Splits `FROM:<path> params` into the path (brackets and any source
+/// route removed) and the parameters; `None` when it is not of that form.
+fn path_after<'a>(rest: &'a str, keyword: &str) -> Option<(String, &'a str)> {
+    let head = rest.get(..keyword.len())?;
+    if !head.eq_ignore_ascii_case(keyword) {
+        return None;
+    }
+    // Many clients put a space after the colon; accept it.
+    let rest = rest[keyword.len()..].trim_start();
+    let inner = rest.strip_prefix('<')?;
+    let close = closing_bracket(inner)?;
+    let path = &inner[..close];
+    let params = &inner[close + 1..];
+    if !params.is_empty() && !params.starts_with(' ') {
+        return None;
+    }
+    // RFC 5321 §4.1.2: a source route (`@a,@b:user@c`) is to be ignored.
+    let path = match path.strip_prefix('@') {
+        Some(_) => path.split_once(':')?.1,
+        None => path,
+    };
+    Some((path.to_string(), params.trim()))
+}
+
+/// The index of the `>` that ends a path, skipping quoted local parts.
+fn closing_bracket(inner: &str) -> Option<usize> {
+    let mut quoted = false;
+    let mut escaped = false;
+    for (at, c) in inner.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '>' if !quoted => return Some(at),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The user names an address may belong to, most specific first: the
+/// whole address, then its local part unquoted (`alice@example.org`, then
+/// `alice`), so one poplite can serve a domain without listing it.
+pub fn candidate_users(address: &str) -> Vec<String> {
+    let mut candidates = vec![address.to_string()];
+    if let Some(at) = address.rfind('@') {
+        let local = &address[..at];
+        let local = match local.strip_prefix('"').and_then(|l| l.strip_suffix('"')) {
+            Some(quoted) => unquote(quoted),
+            None => local.to_string(),
+        };
+        if !local.is_empty() && local != address {
+            candidates.push(local);
+        }
+    }
+    candidates
+}
+
+/// A quoted string's content with its backslash escapes resolved.
+fn unquote(quoted: &str) -> String {
+    let mut out = String::with_capacity(quoted.len());
+    let mut chars = quoted.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.extend(chars.next()),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(line: &str) -> u16 {
+        parse(line.as_bytes()).unwrap_err().code()
+    }
+
+    #[test]
+    fn verbs_are_case_insensitive() {
+        assert_eq!(
+            parse(b"lhlo mx.example"),
+            Ok(Command::Lhlo("mx.example".into()))
+        );
+        assert_eq!(parse(b"quit"), Ok(Command::Quit));
+        assert_eq!(parse(b"NOOP anything at all"), Ok(Command::Noop));
+    }
+
+    #[test]
+    fn smtp_greetings_are_recognised_so_they_can_be_refused() {
+        assert_eq!(parse(b"EHLO mx"), Ok(Command::SmtpGreeting));
+        assert_eq!(parse(b"HELO mx"), Ok(Command::SmtpGreeting));
+    }
+
+    #[test]
+    fn mail_from_takes_a_path_size_and_body() {
+        assert_eq!(
+            parse(b"MAIL FROM:<a@b.example> SIZE=1234 BODY=8BITMIME"),
+            Ok(Command::Mail(MailFrom {
+                sender: "a@b.example".into(),
+                size: Some(1234)
+            }))
+        );
+        assert_eq!(
+            parse(b"mail from: <>"),
+            Ok(Command::Mail(MailFrom {
+                sender: String::new(),
+                size: None
+            }))
+        );
+    }
+
+    #[test]
+    fn source_routes_are_dropped_and_quoted_brackets_kept() {
+        assert_eq!(
+            parse(b"RCPT TO:<@relay.example,@b.example:bob@c.example>"),
+            Ok(Command::Rcpt("bob@c.example".into()))
+        );
+        assert_eq!(
+            parse(b"RCPT TO:<\"odd>name\"@c.example>"),
+            Ok(Command::Rcpt("\"odd>name\"@c.example".into()))
+        );
+    }
+
+    #[test]
+    fn malformed_paths_and_parameters_are_refused_with_their_codes() {
+        assert_eq!(code("MAIL FROM:a@b"), 501);
+        assert_eq!(code("MAIL TO:<a@b>"), 501);
+        assert_eq!(code("MAIL FROM:<a@b"), 501);
+        assert_eq!(code("MAIL FROM:<a@b>SIZE=1"), 501);
+        assert_eq!(code("MAIL FROM:<a@b> SIZE=lots"), 501);
+        assert_eq!(code("MAIL FROM:<a@b> SMTPUTF8"), 555);
+        assert_eq!(code("MAIL FROM:<a@b> BODY=BINARYMIME"), 555);
+        assert_eq!(code("RCPT TO:<>"), 501);
+        assert_eq!(code("RCPT TO:<a@b> NOTIFY=NEVER"), 555);
+        assert_eq!(code("LHLO"), 501);
+        assert_eq!(code("DATA now"), 501);
+        assert_eq!(code("FROB"), 500);
+        assert_eq!(parse(b"\xff").unwrap_err().code(), 500);
+    }
+
+    #[test]
+    fn known_but_unoffered_commands_are_told_apart_from_unknown_ones() {
+        assert_eq!(
+            parse(b"BDAT 10 LAST"),
+            Ok(Command::NotImplemented("BDAT".into()))
+        );
+        assert_eq!(
+            parse(b"starttls"),
+            Ok(Command::NotImplemented("STARTTLS".into()))
+        );
+    }
+
+    #[test]
+    fn candidates_are_the_whole_address_then_the_local_part() {
+        assert_eq!(
+            candidate_users("alice@example.org"),
+            ["alice@example.org", "alice"]
+        );
+        assert_eq!(candidate_users("postmaster"), ["postmaster"]);
+        assert_eq!(
+            candidate_users("\"bob\"@example.org"),
+            ["\"bob\"@example.org", "bob"]
+        );
+        assert_eq!(candidate_users("a@b@c"), ["a@b@c", "a@b"]);
+        assert_eq!(
+            candidate_users("\"b\\\\o\\b\"@x"),
+            ["\"b\\\\o\\b\"@x", "b\\ob"]
+        );
+    }
+}
