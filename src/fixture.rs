@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use crate::auth::{self, Argon2Params, AuthError};
 use crate::message::{Message, MessageError};
-use crate::server::{BackgroundServer, Network, ServerConfig, ServerError};
+use crate::server::{BackgroundServer, LmtpAddress, Network, ServerConfig, ServerError};
 use crate::storage::{StorageError, Store};
 
 /// Why a test server could not do what was asked.
@@ -80,6 +80,12 @@ impl TestServer {
     /// Where to connect (the first plaintext listener, else the first TLS one).
     pub fn addr(&self) -> SocketAddr {
         self.server.addr()
+    }
+
+    /// The LMTP listeners (set `lmtp` in [`TestServer::start_with`]), as
+    /// bound: point an MTA under test here.
+    pub fn lmtp_addrs(&self) -> &[LmtpAddress] {
+        self.server.lmtp_addrs()
     }
 
     /// Adds a user with a cheap password hash (fine in memory, never on disk).

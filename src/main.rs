@@ -128,9 +128,15 @@ struct ServeArgs {
     /// Offer APOP: auto (when some user has an APOP secret), always, never.
     #[arg(long, value_enum, default_value_t = ApopArg::Auto)]
     apop: ApopArg,
-    /// Host name for the APOP greeting (default: this machine's).
+    /// Host name for the APOP greeting and LMTP (default: this machine's).
     #[arg(long, value_name = "NAME")]
     hostname: Option<String>,
+    /// Accept mail from the MTA over LMTP on HOST:PORT or unix:PATH (repeatable).
+    #[arg(long = "lmtp", value_name = "ADDR")]
+    lmtp: Vec<server::LmtpAddress>,
+    /// Largest message LMTP accepts, in octets.
+    #[arg(long, value_name = "OCTETS", default_value_t = server::DEFAULT_MAX_MESSAGE_SIZE)]
+    max_message_size: u64,
 }
 
 /// A `--user NAME:PASSWORD` pair.
@@ -269,7 +275,7 @@ struct DeliverArgs {
     /// Message files, one message each; stdin when none.
     files: Vec<PathBuf>,
     /// Largest message accepted, in octets after CRLF normalisation.
-    #[arg(long, value_name = "OCTETS", default_value_t = 64 * 1024 * 1024)]
+    #[arg(long, value_name = "OCTETS", default_value_t = server::DEFAULT_MAX_MESSAGE_SIZE)]
     max_message_size: u64,
 }
 
@@ -581,6 +587,8 @@ fn serve(db: &Database, args: ServeArgs) -> Result<(), CliError> {
         max_connections: args.max_connections as usize,
         auth_failure_delay: args.auth_failure_delay,
         max_command_line: usize::from(args.max_command_line),
+        lmtp: args.lmtp,
+        max_message_size: args.max_message_size,
         apop: match args.apop {
             ApopArg::Auto => ApopMode::Auto,
             ApopArg::Always => ApopMode::Always,
@@ -605,6 +613,10 @@ fn serve(db: &Database, args: ServeArgs) -> Result<(), CliError> {
         for addr in server.tls_addrs() {
             log::info!("listening on {addr} (TLS)");
             let _ = writeln!(stdout, "poplite listening on {addr} (TLS)");
+        }
+        for addr in server.lmtp_addrs() {
+            log::info!("listening on {addr} (LMTP)");
+            let _ = writeln!(stdout, "poplite listening on {addr} (LMTP)");
         }
         let _ = stdout.flush();
         drop(stdout);
@@ -684,7 +696,11 @@ fn seed(
             .iter()
             .map(|path| {
                 let file = std::fs::File::open(path).map_err(open_error(path))?;
-                read_message(file, &path.display().to_string(), 64 * 1024 * 1024)
+                read_message(
+                    file,
+                    &path.display().to_string(),
+                    server::DEFAULT_MAX_MESSAGE_SIZE,
+                )
             })
             .collect::<Result<Vec<_>, _>>()?;
         let delivered = store.deliver(&user, &messages)?;

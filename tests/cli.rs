@@ -850,6 +850,74 @@ fn serve_memory_seeds_users_and_mail_and_writes_no_file() {
 }
 
 #[test]
+fn serve_lmtp_prints_its_listeners_and_delivers_what_pop3_then_serves() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("lmtp.sock");
+    let socket_arg = format!("unix:{}", socket.display());
+    let server = ServerProcess::start(
+        &dir.path().join("never.db"),
+        &[
+            "--memory",
+            "--user",
+            "alice:pw",
+            "--lmtp",
+            "127.0.0.1:0",
+            "--lmtp",
+            &socket_arg,
+        ],
+    );
+    assert_eq!(server.lmtp_addrs[1], socket_arg);
+    let tcp: std::net::SocketAddr = server.lmtp_addrs[0].parse().unwrap();
+    assert_ne!(tcp.port(), 0);
+    let stream = std::net::TcpStream::connect(tcp).unwrap();
+    stream.set_read_timeout(Some(common::IO_TIMEOUT)).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    writer
+        .write_all(b"LHLO t\r\nMAIL FROM:<s@t>\r\nRCPT TO:<alice@t>\r\nDATA\r\n")
+        .unwrap();
+    // The greeting, LHLO's five lines, MAIL, RCPT, then 354.
+    let mut replies = Vec::new();
+    while !replies
+        .last()
+        .is_some_and(|l: &String| l.starts_with("354"))
+    {
+        let mut line = String::new();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "{replies:?}");
+        replies.push(line);
+        assert!(replies.len() <= 9, "{replies:?}");
+    }
+    writer
+        .write_all(b"Subject: lmtp\r\n\r\nhi\r\n.\r\nQUIT\r\n")
+        .unwrap();
+    let mut delivered = String::new();
+    reader.read_line(&mut delivered).unwrap();
+    assert!(delivered.starts_with("250 2.0.0 <alice@t>"), "{delivered}");
+    let mut c = Client::connect(server.addr);
+    c.login("alice", "pw");
+    let (_, message) = c.multi("RETR 1");
+    assert_eq!(
+        message,
+        b"Return-Path: <s@t>\r\nDelivered-To: alice@t\r\nSubject: lmtp\r\n\r\nhi\r\n"
+    );
+    c.cmd("QUIT");
+    let (status, _) = server.terminate();
+    assert!(status.success());
+    assert!(!socket.exists(), "the LMTP socket outlived the server");
+}
+
+#[test]
+fn serve_refuses_a_bad_lmtp_address_as_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("never.db");
+    let out = run_cli(&db, &["serve", "--memory", "--lmtp", "localhost"], b"");
+    assert_fails(&out, 64, "neither HOST:PORT");
+    let out = run_cli(&db, &["serve", "--memory", "--lmtp", "unix:"], b"");
+    assert_fails(&out, 64, "needs a socket path");
+}
+
+#[test]
 fn serve_memory_refuses_bad_seeds_in_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("never.db");

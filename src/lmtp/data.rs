@@ -2,10 +2,11 @@
 //! stuffs a line starting with one, and stops at the line holding only a
 //! dot. Sans-IO and push-style, so a body arrives in any pieces.
 //!
-//! Only CRLF ends a line here. A bare LF is content (stored, like every
-//! message, with its line ends normalised), and `LF . LF` does not end
-//! the message: reading it as an end is how SMTP smuggling splits one
-//! message into two.
+//! A bare LF starts a new line for unstuffing, as it does when the message
+//! is stored (line ends are normalised): clients that stuff after it, like
+//! Python's smtplib given LF-only bytes, round-trip. But only CRLF . CRLF
+//! ends the message; taking LF . LF (or LF . CRLF) as an end is how SMTP
+//! smuggling splits one message into two.
 
 /// Where the reader is within the current line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +31,9 @@ pub struct TooLarge;
 #[derive(Debug)]
 pub struct DataReader {
     at: At,
+    /// Whether the current line began after a CRLF (or at the start), so
+    /// that a lone dot on it ends the message.
+    after_crlf: bool,
     body: Vec<u8>,
     limit: u64,
     too_large: bool,
@@ -40,6 +44,7 @@ impl DataReader {
     pub fn new(limit: u64) -> DataReader {
         DataReader {
             at: At::LineStart,
+            after_crlf: true,
             body: Vec::new(),
             limit,
             too_large: false,
@@ -56,7 +61,20 @@ impl DataReader {
             match self.at {
                 At::LineStart if byte == b'.' => self.at = At::Dot,
                 At::Dot if byte == b'\r' => self.at = At::DotCr,
-                At::DotCr if byte == b'\n' => return Some(i + 1),
+                At::DotCr if byte == b'\n' && self.after_crlf => return Some(i + 1),
+                // A lone dot that is not the end (after a bare LF, or
+                // ended by one) was not stuffing either: a client that
+                // stuffs would have sent two.
+                At::DotCr if byte == b'\n' => {
+                    self.keep(b".\r\n");
+                    self.at = At::LineStart;
+                    self.after_crlf = true;
+                }
+                At::Dot if byte == b'\n' => {
+                    self.keep(b".\n");
+                    self.at = At::LineStart;
+                    self.after_crlf = false;
+                }
                 // `.` CR x: the dot was stuffing, the CR is content.
                 At::DotCr => {
                     self.keep(b"\r");
@@ -65,21 +83,29 @@ impl DataReader {
                 }
                 // The stuffed dot is dropped; the byte is handled as content.
                 At::Dot | At::LineStart | At::Middle => {
-                    // Most bytes are inside lines: copy up to the next CR at once.
-                    let run = memchr::memchr(b'\r', &input[i..]).unwrap_or(input.len() - i);
+                    // Most bytes are inside lines: copy up to the next line end at once.
+                    let run = memchr::memchr2(b'\r', b'\n', &input[i..]).unwrap_or(input.len() - i);
                     if run > 0 {
                         self.keep(&input[i..i + run]);
                         self.at = At::Middle;
                         i += run;
                         continue;
                     }
-                    self.keep(b"\r");
-                    self.at = At::MiddleCr;
+                    self.keep(&[byte]);
+                    if byte == b'\r' {
+                        self.at = At::MiddleCr;
+                    } else {
+                        self.at = At::LineStart;
+                        self.after_crlf = false;
+                    }
                 }
                 At::MiddleCr => {
                     self.keep(&[byte]);
                     self.at = match byte {
-                        b'\n' => At::LineStart,
+                        b'\n' => {
+                            self.after_crlf = true;
+                            At::LineStart
+                        }
                         b'\r' => At::MiddleCr,
                         _ => At::Middle,
                     };

@@ -82,6 +82,16 @@ impl LineReader {
         self.buf[self.consumed..].contains(&b'\n')
     }
 
+    /// Removes and returns every byte not yet handed out as a line (for
+    /// a body that follows a command, read by another decoder).
+    pub fn take_pending(&mut self) -> Vec<u8> {
+        let pending = self.buf.split_off(self.consumed);
+        self.buf.clear();
+        self.consumed = 0;
+        self.discarding = false;
+        pending
+    }
+
     /// True while part of a line has arrived but not its end.
     pub fn is_mid_line(&self) -> bool {
         self.discarding || self.consumed < self.buf.len()
@@ -110,6 +120,23 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn take_pending_returns_what_follows_the_last_line() {
+        let mut reader = LineReader::new();
+        reader.feed(b"DATA\r\nbody\r\n.\r");
+        assert_eq!(
+            reader.next_line(100),
+            Some(LineEvent::Line(b"DATA".to_vec()))
+        );
+        assert_eq!(reader.take_pending(), b"body\r\n.\r");
+        assert!(!reader.has_line() && !reader.is_mid_line());
+        reader.feed(b"QUIT\r\n");
+        assert_eq!(
+            reader.next_line(100),
+            Some(LineEvent::Line(b"QUIT".to_vec()))
+        );
     }
 
     #[test]

@@ -50,7 +50,7 @@ struct StreamedChunk {
 
 /// How a connection ended, for the closing log line.
 #[derive(Debug)]
-enum End {
+pub(super) enum End {
     Quit,
     ClientClosed,
     IdleTimeout,
@@ -89,21 +89,21 @@ struct Tally {
 
 /// When waiting on the client gives up: after the idle timeout, or at
 /// once when the server shuts down.
-struct Deadline {
-    idle: Duration,
-    stop: Receiver<()>,
+pub(super) struct Deadline {
+    pub(super) idle: Duration,
+    pub(super) stop: Receiver<()>,
 }
 
 impl Deadline {
     /// Runs `io` unless the idle timeout passes or the server shuts down
     /// first. A client that stops reading is as idle as one that stops
     /// writing, so writes get the same deadline.
-    async fn run<T>(&self, io: impl std::future::Future<Output = T>) -> Result<T, End> {
+    pub(super) async fn run<T>(&self, io: impl std::future::Future<Output = T>) -> Result<T, End> {
         self.within(self.idle, io).await
     }
 
     /// [`Deadline::run`] with another time limit.
-    async fn within<T>(
+    pub(super) async fn within<T>(
         &self,
         limit: Duration,
         io: impl std::future::Future<Output = T>,

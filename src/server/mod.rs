@@ -6,9 +6,11 @@
 mod connection;
 mod hasher;
 mod limits;
+mod lmtp;
 mod transport;
 
 pub use limits::Network;
+pub use lmtp::LmtpAddress;
 
 use std::future::Future;
 use std::io;
@@ -69,6 +71,10 @@ pub struct ServerConfig {
     /// Clients exempt from the per-address connection limit and from the
     /// back-off after failed logins (e.g. a webmail host, a NAT gateway).
     pub trusted_networks: Vec<Network>,
+    /// Where to accept mail from the MTA over LMTP (RFC 2033).
+    pub lmtp: Vec<LmtpAddress>,
+    /// Largest message LMTP accepts, in octets as received.
+    pub max_message_size: u64,
     /// Close a connection silent for this long (RFC 1939 §3: at least 10 minutes).
     pub idle_timeout: Duration,
     /// Connections served at once; one more is told `[SYS/TEMP]` and closed.
@@ -108,6 +114,8 @@ impl Default for ServerConfig {
             sasl_with_tls: sasl::MECHANISMS.to_vec(),
             max_connections_per_ip: 64,
             trusted_networks: Vec::new(),
+            lmtp: Vec::new(),
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             idle_timeout: Duration::from_secs(600),
             max_connections: 1024,
             auth_failure_delay: Duration::from_secs(1),
@@ -121,6 +129,9 @@ impl Default for ServerConfig {
         }
     }
 }
+
+/// The largest message accepted by default, by LMTP and `poplite deliver`.
+pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 64 * 1024 * 1024;
 
 /// Whether a connection in `tls` state from `peer` may authenticate with
 /// a plaintext password. Without a certificate there is no choice (telnet
@@ -165,6 +176,14 @@ pub enum ServerError {
     /// Implicit-TLS listeners were asked for without a certificate.
     #[error("TLS listeners need a certificate and key (--tls-cert, --tls-key)")]
     TlsWithoutCertificate,
+    /// An LMTP address could not be bound.
+    #[error("cannot listen for LMTP on {addr}: {source}")]
+    BindLmtp {
+        /// The address.
+        addr: LmtpAddress,
+        /// The operating system's reason.
+        source: io::Error,
+    },
     /// A listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -229,6 +248,7 @@ pub struct Server {
     shared: Arc<Shared>,
     /// Each listener, and whether its connections start with TLS.
     listeners: Vec<(TcpListener, bool)>,
+    lmtp_listeners: Vec<lmtp::LmtpListener>,
     /// This process's claim on the database; `run` holds it until it returns.
     claim: crate::storage::ServeClaim,
 }
@@ -256,6 +276,21 @@ impl Server {
             }
             listeners.push((listener, tls));
         }
+        let mut lmtp_listeners = Vec::new();
+        for addr in &config.lmtp {
+            let listener =
+                lmtp::LmtpListener::bind(addr).map_err(|source| ServerError::BindLmtp {
+                    addr: addr.clone(),
+                    source,
+                })?;
+            if matches!(addr, LmtpAddress::Tcp(tcp) if !tcp.ip().is_loopback()) {
+                log::warn!(
+                    "LMTP on {addr}: anyone who can reach it can deliver mail (LMTP has no \
+                     authentication; keep it on loopback or a Unix socket)"
+                );
+            }
+            lmtp_listeners.push(listener);
+        }
         let shared = Arc::new(Shared {
             hashes: hasher::HashPool::start(config.hash_threads)
                 .map_err(|source| ServerError::Threads { source })?,
@@ -272,6 +307,7 @@ impl Server {
         Ok(Server {
             shared,
             listeners,
+            lmtp_listeners,
             claim,
         })
     }
@@ -284,6 +320,14 @@ impl Server {
     /// The implicit-TLS listeners' addresses as bound.
     pub fn tls_addrs(&self) -> Vec<SocketAddr> {
         self.bound(true)
+    }
+
+    /// The LMTP listeners' addresses as bound.
+    pub fn lmtp_addrs(&self) -> Vec<LmtpAddress> {
+        self.lmtp_listeners
+            .iter()
+            .filter_map(|l| l.address())
+            .collect()
     }
 
     fn bound(&self, implicit_tls: bool) -> Vec<SocketAddr> {
@@ -312,6 +356,16 @@ impl Server {
                 alive.clone(),
             );
             // Detached: it ends on `stop` and `alive` tracks it.
+            executor.spawn(task).detach();
+        }
+        for listener in self.lmtp_listeners {
+            let task = lmtp::accept_loop(
+                listener,
+                Arc::clone(&self.shared),
+                Arc::clone(executor),
+                stop_rx.clone(),
+                alive.clone(),
+            );
             executor.spawn(task).detach();
         }
         drop(alive);
@@ -351,30 +405,9 @@ async fn accept_loop(
     stop: Receiver<()>,
     alive: Sender<()>,
 ) {
-    let mut backoff = Duration::from_millis(5);
-    loop {
-        let accepted = future::or(async { Some(listener.accept().await) }, async {
-            let _ = stop.recv().await;
-            None
-        })
-        .await;
-        let (stream, peer) = match accepted {
-            None => return,
-            Some(Ok(conn)) => {
-                backoff = Duration::from_millis(5);
-                conn
-            }
-            Some(Err(error)) => {
-                // EMFILE and friends: wait for descriptors to free up
-                // instead of spinning or exiting.
-                log::warn!("accept failed: {error}; retrying in {backoff:?}");
-                Timer::after(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-                continue;
-            }
-        };
-        let active = shared.connections.fetch_add(1, Ordering::SeqCst);
-        let guard = ConnectionSlot(Arc::clone(&shared));
+    let mut accepter = Accepter::new(&stop);
+    while let Some((stream, peer)) = accepter.next(|| listener.accept()).await {
+        let (guard, active) = ConnectionSlot::take(&shared);
         let config = &shared.config;
         let admitted = if active >= config.max_connections {
             log::warn!("{peer}: refused, {active} connections already open");
@@ -424,8 +457,60 @@ async fn accept_loop(
     }
 }
 
+/// Accepts connections until the server stops, riding out accept errors.
+struct Accepter<'a> {
+    stop: &'a Receiver<()>,
+    backoff: Duration,
+}
+
+impl<'a> Accepter<'a> {
+    const FIRST_BACKOFF: Duration = Duration::from_millis(5);
+
+    fn new(stop: &'a Receiver<()>) -> Accepter<'a> {
+        Accepter {
+            stop,
+            backoff: Self::FIRST_BACKOFF,
+        }
+    }
+
+    /// The next connection from `accept`, or `None` once the server stops.
+    async fn next<T, F>(&mut self, accept: impl Fn() -> F) -> Option<T>
+    where
+        F: Future<Output = io::Result<T>>,
+    {
+        loop {
+            let accepted = future::or(async { Some(accept().await) }, async {
+                let _ = self.stop.recv().await;
+                None
+            })
+            .await?;
+            match accepted {
+                Ok(conn) => {
+                    self.backoff = Self::FIRST_BACKOFF;
+                    return Some(conn);
+                }
+                Err(error) => {
+                    // EMFILE and friends: wait for descriptors to free up
+                    // instead of spinning or exiting.
+                    log::warn!("accept failed: {error}; retrying in {:?}", self.backoff);
+                    Timer::after(self.backoff).await;
+                    self.backoff = (self.backoff * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+}
+
 /// Decrements the connection count when a connection ends.
 struct ConnectionSlot(Arc<Shared>);
+
+impl ConnectionSlot {
+    /// Counts a new connection; returns its slot and how many were open before.
+    fn take(shared: &Arc<Shared>) -> (ConnectionSlot, usize) {
+        let active = shared.connections.fetch_add(1, Ordering::SeqCst);
+        (ConnectionSlot(Arc::clone(shared)), active)
+    }
+}
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
@@ -486,6 +571,7 @@ where
 pub struct BackgroundServer {
     addrs: Vec<SocketAddr>,
     tls_addrs: Vec<SocketAddr>,
+    lmtp_addrs: Vec<LmtpAddress>,
     stop: Option<Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -501,7 +587,11 @@ impl BackgroundServer {
                 run_on_executor(|executor| async move {
                     match Server::bind(store, config).await {
                         Ok(server) => {
-                            let addrs = (server.local_addrs(), server.tls_addrs());
+                            let addrs = (
+                                server.local_addrs(),
+                                server.tls_addrs(),
+                                server.lmtp_addrs(),
+                            );
                             let _ = bound_tx.send(Ok(addrs));
                             server
                                 .run(&executor, async move {
@@ -516,12 +606,14 @@ impl BackgroundServer {
                 })
             })
             .map_err(|source| ServerError::Threads { source })?;
-        let (addrs, tls_addrs) = bound_rx.recv().map_err(|_| ServerError::Threads {
-            source: io::Error::other("the server thread ended before binding"),
-        })??;
+        let (addrs, tls_addrs, lmtp_addrs) =
+            bound_rx.recv().map_err(|_| ServerError::Threads {
+                source: io::Error::other("the server thread ended before binding"),
+            })??;
         Ok(BackgroundServer {
             addrs,
             tls_addrs,
+            lmtp_addrs,
             stop: Some(stop),
             thread: Some(thread),
         })
@@ -545,6 +637,11 @@ impl BackgroundServer {
     /// Every implicit-TLS address.
     pub fn tls_addrs(&self) -> &[SocketAddr] {
         &self.tls_addrs
+    }
+
+    /// Every LMTP address.
+    pub fn lmtp_addrs(&self) -> &[LmtpAddress] {
+        &self.lmtp_addrs
     }
 
     /// Stops accepting, closes sessions without applying their deletions,

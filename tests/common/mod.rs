@@ -104,6 +104,29 @@ impl TestServer {
         Client::connect(self.addr)
     }
 
+    /// The user's stored messages, oldest first.
+    pub fn messages(&self, user: &str) -> Vec<Vec<u8>> {
+        let (user_id, _) = self.store.user(user).unwrap();
+        let metas = self.store.maildrop(user_id).unwrap();
+        let wanted: Vec<(i64, u64)> = metas.iter().map(|m| (m.id, m.size)).collect();
+        let bodies = self.store.read_bodies(&wanted).unwrap();
+        metas
+            .iter()
+            .map(|m| bodies.get(m.id).unwrap().to_vec())
+            .collect()
+    }
+
+    /// The first TCP LMTP listener.
+    pub fn lmtp_tcp(&self) -> SocketAddr {
+        self.lmtp_addrs()
+            .iter()
+            .find_map(|addr| match addr {
+                poplite::server::LmtpAddress::Tcp(addr) => Some(*addr),
+                _ => None,
+            })
+            .expect("no TCP LMTP listener")
+    }
+
     /// The implicit-TLS listener's address.
     pub fn tls_addr(&self) -> SocketAddr {
         self.server.tls_addrs()[0]
@@ -117,6 +140,11 @@ impl TestServer {
     /// Connects to the implicit-TLS listener and reads the greeting.
     pub fn connect_tls(&self) -> Client {
         Client::connect_tls(self.tls_addr(), &self.ca_path())
+    }
+
+    /// The LMTP listeners, as bound.
+    pub fn lmtp_addrs(&self) -> &[poplite::server::LmtpAddress] {
+        self.server.lmtp_addrs()
     }
 
     /// Stops the server (as SIGTERM would) and waits for it.
@@ -401,6 +429,8 @@ pub struct ServerProcess {
     pub addr: SocketAddr,
     /// The first `--listen-tls` address, if any was asked for.
     pub tls_addr: Option<SocketAddr>,
+    /// Each `--lmtp` listener as its ready line gives it (`HOST:PORT` or `unix:PATH`).
+    pub lmtp_addrs: Vec<String>,
     stderr: Option<std::thread::JoinHandle<String>>,
     /// The log so far, for [`ServerProcess::wait_for_log`].
     log: Arc<std::sync::Mutex<String>>,
@@ -453,23 +483,29 @@ impl ServerProcess {
         });
         // One line per listener, the plaintext ones first.
         let mut stdout = BufReader::new(stdout);
-        let mut next_addr = || {
+        let mut next_line = |suffix: &str| {
             let mut line = String::new();
             stdout.read_line(&mut line).unwrap();
-            let addr = line
-                .trim()
+            line.trim()
                 .strip_prefix("poplite listening on ")
-                .unwrap_or_else(|| panic!("unexpected line: {line:?}"));
-            addr.trim_end_matches(" (TLS)")
-                .parse::<SocketAddr>()
-                .unwrap()
+                .and_then(|addr| addr.strip_suffix(suffix))
+                .unwrap_or_else(|| panic!("unexpected line: {line:?}"))
+                .to_string()
         };
-        let addr = next_addr();
-        let tls_addr = extra.contains(&"--listen-tls").then(next_addr);
+        let addr = next_line("").parse().unwrap();
+        let tls_addr = extra
+            .contains(&"--listen-tls")
+            .then(|| next_line(" (TLS)").parse().unwrap());
+        let lmtp_addrs = extra
+            .iter()
+            .filter(|arg| **arg == "--lmtp")
+            .map(|_| next_line(" (LMTP)"))
+            .collect();
         ServerProcess {
             child,
             addr,
             tls_addr,
+            lmtp_addrs,
             stderr: Some(stderr),
             log,
         }

@@ -1,0 +1,518 @@
+//! The LMTP listeners (TCP, or a Unix socket for an MTA on this host) and
+//! the driver that runs an [`LmtpSession`] over each connection. Lookups
+//! and deliveries run through `blocking::unblock`, with the same durable
+//! [`Store::deliver`](crate::storage::Store::deliver) as `poplite deliver`.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_net::unix::{UnixListener, UnixStream};
+use async_net::{TcpListener, TcpStream};
+use futures_lite::{future, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use smol::channel::{Receiver, Sender};
+use smol::{Executor, Timer};
+
+use super::connection::{Deadline, End};
+use super::{best_effort, Accepter, ConnectionSlot, Shared};
+use crate::lmtp::{
+    self, DataReader, Delivery, DeliveryOutcome, LmtpConfig, LmtpSession, Lookup, Reply, Step,
+};
+use crate::message::{Message, MessageError};
+use crate::protocol::line::{LineEvent, LineReader};
+use crate::storage::StorageError;
+
+/// Where to accept LMTP: `HOST:PORT`, or `unix:PATH` for a Unix socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LmtpAddress {
+    /// A TCP address (keep it on loopback: LMTP has no authentication).
+    Tcp(SocketAddr),
+    /// A Unix socket path.
+    Unix(PathBuf),
+}
+
+impl std::str::FromStr for LmtpAddress {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<LmtpAddress, String> {
+        if let Some(path) = text.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err("unix: needs a socket path, e.g. unix:/run/poplite/lmtp".into());
+            }
+            return Ok(LmtpAddress::Unix(PathBuf::from(path)));
+        }
+        text.parse()
+            .map(LmtpAddress::Tcp)
+            .map_err(|_| format!("'{text}' is neither HOST:PORT (e.g. 127.0.0.1:24) nor unix:PATH"))
+    }
+}
+
+impl fmt::Display for LmtpAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LmtpAddress::Tcp(addr) => write!(f, "{addr}"),
+            LmtpAddress::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// A bound LMTP listener.
+pub(super) enum LmtpListener {
+    Tcp(TcpListener),
+    Unix(UnixSocket),
+}
+
+/// A listening Unix socket, removed when the server stops.
+pub(super) struct UnixSocket {
+    listener: UnixListener,
+    path: PathBuf,
+    /// (device, inode) of the socket file this server made, so that it
+    /// never removes a newer server's socket at the same path.
+    identity: (u64, u64),
+}
+
+impl Drop for UnixSocket {
+    fn drop(&mut self) {
+        let ours = std::fs::symlink_metadata(&self.path)
+            .is_ok_and(|meta| (meta.dev(), meta.ino()) == self.identity);
+        if ours {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// The MTA's user must be able to connect; who may reach the socket is
+/// set by the directory it is in (Dovecot's LMTP socket is 0666 too).
+const UNIX_SOCKET_MODE: u32 = 0o666;
+
+impl LmtpListener {
+    /// Binds `address`. A Unix socket left by a server that is gone is
+    /// replaced; a live one, or a file that is not a socket, is an error.
+    pub(super) fn bind(address: &LmtpAddress) -> io::Result<LmtpListener> {
+        match address {
+            LmtpAddress::Tcp(addr) => Ok(LmtpListener::Tcp(super::listen(*addr)?)),
+            LmtpAddress::Unix(path) => bind_unix(path).map(LmtpListener::Unix),
+        }
+    }
+
+    /// The address as bound (the real port after port 0).
+    pub(super) fn address(&self) -> Option<LmtpAddress> {
+        match self {
+            LmtpListener::Tcp(listener) => listener.local_addr().ok().map(LmtpAddress::Tcp),
+            LmtpListener::Unix(socket) => Some(LmtpAddress::Unix(socket.path.clone())),
+        }
+    }
+
+    /// The next connection and a name for its peer, for the log.
+    async fn accept(&self) -> io::Result<(Stream, String)> {
+        match self {
+            LmtpListener::Tcp(listener) => {
+                let (stream, peer) = listener.accept().await?;
+                Ok((Stream::Tcp(stream), peer.to_string()))
+            }
+            LmtpListener::Unix(socket) => {
+                let (stream, _) = socket.listener.accept().await?;
+                Ok((
+                    Stream::Unix(stream),
+                    format!("unix:{}", socket.path.display()),
+                ))
+            }
+        }
+    }
+}
+
+fn bind_unix(path: &Path) -> io::Result<UnixSocket> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    "another process is listening on this socket",
+                ));
+            }
+            std::fs::remove_file(path)?;
+        }
+        Ok(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "a file that is not a socket is in the way (left untouched)",
+            ))
+        }
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error),
+    }
+    let listener = std::os::unix::net::UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(UNIX_SOCKET_MODE))?;
+    let meta = std::fs::symlink_metadata(path)?;
+    Ok(UnixSocket {
+        listener: UnixListener::try_from(listener)?,
+        path: path.to_path_buf(),
+        identity: (meta.dev(), meta.ino()),
+    })
+}
+
+/// An accepted LMTP connection.
+enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            Stream::Unix(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            Stream::Unix(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => std::pin::Pin::new(s).poll_flush(cx),
+            Stream::Unix(s) => std::pin::Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_close(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => std::pin::Pin::new(s).poll_close(cx),
+            Stream::Unix(s) => std::pin::Pin::new(s).poll_close(cx),
+        }
+    }
+}
+
+/// Accepts LMTP connections until the server stops. They count against
+/// the server's connection limit but not the per-address one: the MTA
+/// is one client with many parallel deliveries.
+pub(super) async fn accept_loop(
+    listener: LmtpListener,
+    shared: Arc<Shared>,
+    executor: Arc<Executor<'static>>,
+    stop: Receiver<()>,
+    alive: Sender<()>,
+) {
+    let mut accepter = Accepter::new(&stop);
+    while let Some((stream, peer)) = accepter.next(|| listener.accept()).await {
+        let (slot, active) = ConnectionSlot::take(&shared);
+        let task = serve(stream, peer, Arc::clone(&shared), stop.clone(), active);
+        let alive = alive.clone();
+        // Detached: it ends on QUIT, a timeout or shutdown, and holds
+        // `alive` so that shutdown waits for deliveries in progress.
+        executor
+            .spawn(async move {
+                task.await;
+                drop(slot);
+                drop(alive);
+            })
+            .detach();
+    }
+    drop(listener);
+}
+
+/// Buffer for reading a message body: large, but only while in DATA.
+const DATA_READ_BUFFER: usize = 64 * 1024;
+
+/// Time allowed to send the replies after a delivery, even during
+/// shutdown: a stored message whose 250 is lost is delivered again.
+const REPLY_AFTER_DELIVERY: Duration = Duration::from_secs(30);
+
+struct LmtpConnection {
+    id: u64,
+    peer: String,
+    stream: Stream,
+    shared: Arc<Shared>,
+    deadline: Deadline,
+    reader: LineReader,
+    out: Vec<u8>,
+    delivered: u64,
+}
+
+async fn serve(
+    stream: Stream,
+    peer: String,
+    shared: Arc<Shared>,
+    stop: Receiver<()>,
+    active: usize,
+) {
+    let id = shared.next_session_id.fetch_add(1, Ordering::Relaxed);
+    log::info!("lmtp {id}: connection from {peer}");
+    let config = &shared.config;
+    let mut session = LmtpSession::new(LmtpConfig {
+        hostname: config.hostname.clone(),
+        max_message_size: config.max_message_size,
+    });
+    let deadline = Deadline {
+        idle: config.idle_timeout,
+        stop,
+    };
+    let mut conn = LmtpConnection {
+        id,
+        peer,
+        stream,
+        shared: Arc::clone(&shared),
+        deadline,
+        reader: LineReader::new(),
+        out: Vec::new(),
+        delivered: 0,
+    };
+    if active >= shared.config.max_connections {
+        log::warn!("lmtp {id}: refused, {active} connections already open");
+        conn.say(&Reply::new(
+            421,
+            "4.3.2 too many connections, try again later",
+        ))
+        .await;
+        return;
+    }
+    let end = conn.converse(&mut session).await;
+    best_effort(Duration::from_secs(1), async {
+        let _ = conn.stream.close().await;
+    })
+    .await;
+    log::info!(
+        "lmtp {id}: {} ended by {end}; delivered {} messages",
+        conn.peer,
+        conn.delivered
+    );
+}
+
+impl LmtpConnection {
+    async fn converse(&mut self, session: &mut LmtpSession) -> End {
+        session.greeting().write_to(&mut self.out);
+        loop {
+            let line = match self.next_line().await {
+                Ok(LineEvent::Line(line)) => line,
+                Ok(LineEvent::TooLong) => {
+                    session.line_too_long().write_to(&mut self.out);
+                    continue;
+                }
+                Err(end) => return end,
+            };
+            match session.command(&line) {
+                Step::Reply(reply) => reply.write_to(&mut self.out),
+                Step::Close(reply) => {
+                    reply.write_to(&mut self.out);
+                    return match self.flush().await {
+                        Ok(()) => End::Quit,
+                        Err(end) => end,
+                    };
+                }
+                Step::FindUser { candidates } => {
+                    let lookup = self.find_user(candidates).await;
+                    session.recipient_found(lookup).write_to(&mut self.out);
+                }
+                Step::ReadData(go_ahead) => {
+                    go_ahead.write_to(&mut self.out);
+                    let body = match self.read_body(session.max_message_size()).await {
+                        Ok(body) => body,
+                        Err(end) => return end,
+                    };
+                    let transaction = session.data_received(body);
+                    if let Err(end) = self.deliver(transaction).await {
+                        return end;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The first candidate that names a user.
+    async fn find_user(&self, candidates: Vec<String>) -> Lookup {
+        let store = Arc::clone(&self.shared.store);
+        let id = self.id;
+        blocking::unblock(move || {
+            for name in &candidates {
+                match store.user(name) {
+                    Ok((_, stored)) => return Lookup::Found(stored),
+                    Err(StorageError::UnknownUser(_)) => continue,
+                    Err(error) => {
+                        log::error!("lmtp {id}: cannot look up {name}: {error}");
+                        return Lookup::Failed;
+                    }
+                }
+            }
+            Lookup::NotFound
+        })
+        .await
+    }
+
+    /// Stores the message for each recipient in turn, sending each reply
+    /// as soon as it is known. Not cut short by shutdown: the server
+    /// waits, so that no message is stored without its 250 going out.
+    async fn deliver(&mut self, mut transaction: lmtp::Transaction) -> Result<(), End> {
+        while let Some(delivery) = transaction.next_delivery() {
+            let reply = match delivery {
+                Delivery::Reply(reply) => reply,
+                Delivery::Store { user, message } => {
+                    self.flush_after_delivery().await?;
+                    let outcome = self.store(user, message).await;
+                    transaction.stored(outcome)
+                }
+            };
+            reply.write_to(&mut self.out);
+        }
+        self.flush_after_delivery().await
+    }
+
+    async fn store(&mut self, user: String, raw: Vec<u8>) -> DeliveryOutcome {
+        let store = Arc::clone(&self.shared.store);
+        let size = raw.len();
+        let stored = blocking::unblock(move || {
+            // The body is already within the size limit; the headers
+            // poplite added do not count against it.
+            let message = Message::parse(&raw, u64::MAX)?;
+            drop(raw);
+            Ok(store.deliver(&user, &[message]).map(|uids| (user, uids)))
+        })
+        .await;
+        match stored {
+            Ok(Ok((user, mut uids))) => {
+                let uid = uids.pop().unwrap_or_default();
+                log::info!(
+                    "lmtp {}: delivered {uid} to {user} ({size} octets)",
+                    self.id
+                );
+                self.delivered += 1;
+                DeliveryOutcome::Stored(uid)
+            }
+            Ok(Err(StorageError::OverQuota { user, reason })) => {
+                log::warn!("lmtp {}: refused for {user}: over quota: {reason}", self.id);
+                DeliveryOutcome::OverQuota
+            }
+            Ok(Err(StorageError::UnknownUser(user))) => {
+                log::warn!("lmtp {}: {user} was removed before the data ended", self.id);
+                DeliveryOutcome::UserGone
+            }
+            Ok(Err(error)) => {
+                log::error!("lmtp {}: cannot store the message: {error}", self.id);
+                DeliveryOutcome::Failed
+            }
+            // Cannot happen (the added headers make it non-empty), but
+            // if it did, the MTA keeps the message.
+            Err(error @ MessageError::Empty | error @ MessageError::TooLarge { .. }) => {
+                log::error!("lmtp {}: cannot store the message: {error}", self.id);
+                DeliveryOutcome::Failed
+            }
+        }
+    }
+
+    /// Reads the body after 354, from what the line reader already holds
+    /// and then from the stream; bytes after its end go back to the reader.
+    async fn read_body(&mut self, limit: u64) -> Result<Result<Vec<u8>, lmtp::TooLarge>, End> {
+        let mut reader = DataReader::new(limit);
+        let pending = self.reader.take_pending();
+        if let Some(used) = reader.feed(&pending) {
+            self.reader.feed(&pending[used..]);
+            return Ok(reader.finish());
+        }
+        self.flush().await?;
+        let mut buf = vec![0u8; DATA_READ_BUFFER];
+        loop {
+            let n = self.read(&mut buf).await?;
+            if let Some(used) = reader.feed(&buf[..n]) {
+                self.reader.feed(&buf[used..n]);
+                return Ok(reader.finish());
+            }
+        }
+    }
+
+    /// The next command line, flushing replies before waiting for input
+    /// (so pipelined commands get their replies together, RFC 2920).
+    async fn next_line(&mut self) -> Result<LineEvent, End> {
+        let mut buf = [0u8; 1024];
+        loop {
+            if let Some(event) = self.reader.next_line(lmtp::MAX_COMMAND_LINE) {
+                return Ok(event);
+            }
+            self.flush().await?;
+            let n = self.read(&mut buf).await?;
+            self.reader.feed(&buf[..n]);
+        }
+    }
+
+    /// Reads some bytes; the end of input, a timeout and shutdown end the
+    /// connection (a transaction not finished by then is not stored).
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, End> {
+        let read = match self.deadline.run(self.stream.read(buf)).await {
+            Err(End::Shutdown) => {
+                self.say(&Reply::new(
+                    421,
+                    "4.3.2 poplite shutting down, try again later",
+                ))
+                .await;
+                return Err(End::Shutdown);
+            }
+            other => other?,
+        };
+        match read {
+            Ok(0) => Err(End::ClientClosed),
+            Ok(n) => Ok(n),
+            Err(error) => Err(End::Io(error)),
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), End> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let (stream, out) = (&mut self.stream, &self.out);
+        let written = self.deadline.run(stream.write_all(out)).await?;
+        self.out.clear();
+        written.map_err(End::Io)
+    }
+
+    /// [`LmtpConnection::flush`], but not stopped by shutdown.
+    async fn flush_after_delivery(&mut self) -> Result<(), End> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let (stream, out) = (&mut self.stream, &self.out);
+        let written = future::or(async { Some(stream.write_all(out).await) }, async {
+            Timer::after(REPLY_AFTER_DELIVERY).await;
+            None
+        })
+        .await;
+        self.out.clear();
+        match written {
+            Some(written) => written.map_err(End::Io),
+            None => Err(End::IdleTimeout),
+        }
+    }
+
+    /// Last words, bounded: the client may not be reading.
+    async fn say(&mut self, reply: &Reply) {
+        let bytes = reply.to_bytes();
+        let stream = &mut self.stream;
+        best_effort(Duration::from_secs(1), async {
+            let _ = stream.write_all(&bytes).await;
+        })
+        .await;
+    }
+}
