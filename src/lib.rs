@@ -9,10 +9,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod archive;
 pub mod auth;
 pub mod fixture;
 pub mod lmtp;
 pub mod login;
+pub mod maildir;
+pub mod mbox;
 pub mod message;
 pub mod protocol;
 pub mod server;

@@ -13,7 +13,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use futures_lite::StreamExt;
 
+use poplite::archive::{self, ArchiveError};
 use poplite::auth::{self, Argon2Params, AuthError};
+use poplite::mbox::Escaping;
 use poplite::message::{Message, MessageError};
 use poplite::server::{self, ApopMode, Server, ServerConfig, ServerError};
 use poplite::session::sasl::Mechanism;
@@ -56,6 +58,41 @@ enum Command {
         /// The copy (must not exist yet).
         dest: PathBuf,
     },
+    /// Import a user's mail from an mbox file or a Maildir: all of it, or nothing.
+    Import(ImportArgs),
+    /// Write a user's mail, oldest first, to a new mbox file (mboxrd).
+    Export {
+        /// The user.
+        user: String,
+        /// The mbox file to create (must not exist yet).
+        #[arg(long, value_name = "FILE")]
+        mbox: PathBuf,
+    },
+}
+
+#[derive(Args)]
+#[command(group = clap::ArgGroup::new("source").required(true))]
+struct ImportArgs {
+    /// The recipient.
+    user: String,
+    /// An mbox file.
+    #[arg(long, value_name = "FILE", group = "source")]
+    mbox: Option<PathBuf>,
+    /// A Maildir (its new/ and cur/ are imported, oldest first).
+    #[arg(long, value_name = "DIR", group = "source")]
+    maildir: Option<PathBuf>,
+    /// How the mbox escaped lines starting with "From ": mboxrd (lossless) or mboxo.
+    #[arg(long, value_enum, default_value_t = MboxFormat::Mboxrd)]
+    mbox_format: MboxFormat,
+    /// Largest message accepted, in octets after CRLF normalisation.
+    #[arg(long, value_name = "OCTETS", default_value_t = server::DEFAULT_MAX_MESSAGE_SIZE)]
+    max_message_size: u64,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum MboxFormat {
+    Mboxrd,
+    Mboxo,
 }
 
 #[derive(Subcommand)]
@@ -309,6 +346,8 @@ enum CliError {
     Tls(#[from] TlsError),
     #[error("cannot write {path}: {error}")]
     Create { path: String, error: std::io::Error },
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
 }
 
 // sysexits.h: MTAs read these (65 bounce the message, 75 retry later).
@@ -324,20 +363,7 @@ const EX_CONFIG: u8 = 78;
 impl CliError {
     fn exit_code(&self) -> u8 {
         match self {
-            CliError::Storage(error) => match error {
-                StorageError::UnknownUser(_) => EX_NOUSER,
-                StorageError::UserExists(_) | StorageError::InvalidUserName { .. } => EX_DATAERR,
-                StorageError::BackupExists(_) | StorageError::OverQuota { .. } => EX_CANTCREAT,
-                StorageError::NotADatabase(_)
-                | StorageError::CannotOpen { .. }
-                | StorageError::ReadOnly
-                | StorageError::Missing(_)
-                | StorageError::Foreign(_)
-                | StorageError::TooNew { .. } => EX_CONFIG,
-                // Anything else (a lock held too long, a full disk, an I/O
-                // error) may pass: the MTA keeps the message and retries.
-                _ => EX_TEMPFAIL,
-            },
+            CliError::Storage(error) => storage_exit_code(error),
             CliError::Auth(AuthError::BadParams(_)) => EX_USAGE,
             CliError::Auth(AuthError::Random(_)) => EX_OSERR,
             CliError::Server(ServerError::Storage(StorageError::WorldWritable(_))) => EX_CONFIG,
@@ -350,7 +376,34 @@ impl CliError {
             CliError::Tls(TlsError::BadName(_)) => EX_USAGE,
             CliError::Tls(_) => EX_CONFIG,
             CliError::Create { .. } => EX_CANTCREAT,
+            CliError::Archive(error) => match error {
+                ArchiveError::Read { .. } => EX_NOINPUT,
+                ArchiveError::NotMbox { .. } | ArchiveError::BadMessages(_) => EX_DATAERR,
+                ArchiveError::Storage { source } | ArchiveError::Export(source) => {
+                    storage_exit_code(source)
+                }
+                ArchiveError::Partial { .. } => EX_TEMPFAIL,
+                ArchiveError::Exists(_) | ArchiveError::Write { .. } => EX_CANTCREAT,
+            },
         }
+    }
+}
+
+/// The exit code for a storage failure, wherever it happens.
+fn storage_exit_code(error: &StorageError) -> u8 {
+    match error {
+        StorageError::UnknownUser(_) => EX_NOUSER,
+        StorageError::UserExists(_) | StorageError::InvalidUserName { .. } => EX_DATAERR,
+        StorageError::BackupExists(_) | StorageError::OverQuota { .. } => EX_CANTCREAT,
+        StorageError::NotADatabase(_)
+        | StorageError::CannotOpen { .. }
+        | StorageError::ReadOnly
+        | StorageError::Missing(_)
+        | StorageError::Foreign(_)
+        | StorageError::TooNew { .. } => EX_CONFIG,
+        // Anything else (a lock held too long, a full disk, an I/O
+        // error) may pass: the MTA keeps the message and retries.
+        _ => EX_TEMPFAIL,
     }
 }
 
@@ -454,7 +507,49 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Cert(CertCommand::SelfSigned { out, names, force }) => {
             self_signed_cert(&out, names, force)
         }
+        Command::Import(args) => import(db, args),
+        Command::Export { user, mbox } => {
+            let store = open_existing(db)?;
+            let summary = archive::export(&store, &user, &mbox)?;
+            say(format_args!(
+                "exported {} messages ({} octets) of {user} to {}",
+                summary.messages,
+                summary.octets,
+                mbox.display()
+            ));
+            Ok(())
+        }
     }
+}
+
+fn import(db: &Database, args: ImportArgs) -> Result<(), CliError> {
+    let store = open_existing(db)?;
+    let (source, from) = match (args.mbox, args.maildir) {
+        (Some(path), _) => {
+            let escaping = match args.mbox_format {
+                MboxFormat::Mboxrd => Escaping::Mboxrd,
+                MboxFormat::Mboxo => Escaping::Mboxo,
+            };
+            let from = path.display().to_string();
+            (archive::Source::Mbox(path, escaping), from)
+        }
+        (None, Some(dir)) => {
+            let from = dir.display().to_string();
+            (archive::Source::Maildir(dir), from)
+        }
+        // clap's group makes one of them required.
+        (None, None) => return Err(CliError::Input("give --mbox FILE or --maildir DIR".into())),
+    };
+    let started = std::time::Instant::now();
+    let summary = archive::import(&store, &args.user, &source, args.max_message_size)?;
+    say(format_args!(
+        "imported {} messages ({} octets) from {from} into {} in {:.2} s",
+        summary.messages,
+        summary.octets,
+        args.user,
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(())
 }
 
 /// Writes a self-signed certificate and its key (readable by the owner only).

@@ -96,21 +96,17 @@ impl Message {
 /// Turns bare LF and bare CR into CRLF, and ends the last line with CRLF.
 pub fn normalize_line_endings(raw: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(raw.len() + raw.len() / 32 + 2);
-    let mut i = 0;
-    while i < raw.len() {
-        match raw[i] {
-            b'\r' => {
-                out.extend_from_slice(b"\r\n");
-                // A CR followed by LF is one line end, not two.
-                if raw.get(i + 1) == Some(&b'\n') {
-                    i += 1;
-                }
-            }
-            b'\n' => out.extend_from_slice(b"\r\n"),
-            byte => out.push(byte),
-        }
-        i += 1;
+    let mut rest = raw;
+    // Whole runs between line ends are copied at once: byte by byte, this
+    // was a third of an import's time.
+    while let Some(at) = memchr::memchr2(b'\r', b'\n', rest) {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(b"\r\n");
+        // A CR followed by LF is one line end, not two.
+        let crlf = rest[at] == b'\r' && rest.get(at + 1) == Some(&b'\n');
+        rest = &rest[at + if crlf { 2 } else { 1 }..];
     }
+    out.extend_from_slice(rest);
     if !out.is_empty() && !out.ends_with(b"\r\n") {
         out.extend_from_slice(b"\r\n");
     }

@@ -1049,3 +1049,178 @@ fn deliveries_past_a_quota_exit_73_and_store_nothing() {
         "nobody",
     );
 }
+
+/// An mbox with what import must get right: a `>From ` escape, a
+/// `>>From ` one, a line of only a dot, 8-bit bytes, a message with no
+/// trailing empty line, and a bounce.
+fn sample_mbox() -> Vec<u8> {
+    let mut mbox = Vec::new();
+    mbox.extend_from_slice(
+        b"From alice@far.test Mon Nov 30 10:00:00 2026\n\
+          Return-Path: <alice@far.test>\n\
+          Subject: one\n\n\
+          >From the start of a line\n\
+          >>From deeper\n\
+          .\n\
+          caf\xc3\xa9\n\n",
+    );
+    mbox.extend_from_slice(b"From MAILER-DAEMON Tue Dec  1 11:30:05 2026\nSubject: two\n\nbounce\n\n\nends with an empty line\n\n\n");
+    mbox.extend_from_slice(b"From bob@far.test Wed Dec  2 00:00:00 2026\nSubject: three\n\nlast\n");
+    mbox
+}
+
+#[test]
+fn import_then_export_round_trips_byte_for_byte() {
+    let (dir, db) = temp_db();
+    add_user(&db, "alice", "pw", &[]);
+    add_user(&db, "bob", "pw", &[]);
+    let original = dir.path().join("original.mbox");
+    std::fs::write(&original, sample_mbox()).unwrap();
+    let out = run_cli(
+        &db,
+        &["import", "alice", "--mbox", original.to_str().unwrap()],
+        b"",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("imported 3 messages ("),
+        "{}",
+        stdout(&out)
+    );
+    let listed = common::cli_mailbox(&db, "alice");
+    let subjects: Vec<_> = listed.iter().map(|row| row[3].as_str()).collect();
+    assert_eq!(subjects, ["one", "two", "three"]);
+    // Arrival times come from the From lines.
+    assert_eq!(listed[0][2], "2026-11-30T10:00:00Z");
+    let first = dir.path().join("first.mbox");
+    let out = run_cli(
+        &db,
+        &["export", "alice", "--mbox", first.to_str().unwrap()],
+        b"",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let exported = std::fs::read(&first).unwrap();
+    // mboxrd: the sender from Return-Path, else MAILER-DAEMON; an empty
+    // line after every message; the escapes as they were.
+    let expected = [&sample_mbox()[..], b"\n"].concat();
+    let expected = String::from_utf8_lossy(&expected).replace(
+        "From bob@far.test Wed Dec  2 00:00:00 2026",
+        "From MAILER-DAEMON Wed Dec  2 00:00:00 2026",
+    );
+    assert_eq!(String::from_utf8_lossy(&exported), expected);
+    // And back in, under another user, and out again: the same file.
+    let out = run_cli(
+        &db,
+        &["import", "bob", "--mbox", first.to_str().unwrap()],
+        b"",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let second = dir.path().join("second.mbox");
+    let out = run_cli(
+        &db,
+        &["export", "bob", "--mbox", second.to_str().unwrap()],
+        b"",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&second).unwrap(), exported);
+    let mode = std::fs::metadata(&second).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // An export never overwrites.
+    let out = run_cli(
+        &db,
+        &["export", "bob", "--mbox", second.to_str().unwrap()],
+        b"",
+    );
+    assert_fails(&out, 73, "already exists");
+}
+
+#[test]
+fn an_import_with_a_bad_message_names_it_and_stores_nothing() {
+    let (dir, db) = temp_db();
+    add_user(&db, "alice", "pw", &[]);
+    let mut mbox = sample_mbox();
+    mbox.extend_from_slice(b"\nFrom x Wed Dec  2 00:00:00 2026\n");
+    mbox.extend_from_slice(&[b'y'; 300]);
+    mbox.extend_from_slice(b"\n");
+    let file = dir.path().join("bad.mbox");
+    std::fs::write(&file, &mbox).unwrap();
+    let args = [
+        "import",
+        "alice",
+        "--mbox",
+        file.to_str().unwrap(),
+        "--max-message-size",
+        "200",
+    ];
+    let out = run_cli(&db, &args, b"");
+    assert_fails(
+        &out,
+        65,
+        "1 bad message, nothing imported: message 4 (line 24)",
+    );
+    assert_eq!(mailbox_size(&db), 0);
+    // The other failures, each with its code.
+    let path = file.to_str().unwrap();
+    assert_fails(
+        &run_cli(&db, &["import", "nobody", "--mbox", path], b""),
+        67,
+        "nobody",
+    );
+    let missing = dir.path().join("missing.mbox");
+    let out = run_cli(
+        &db,
+        &["import", "alice", "--mbox", missing.to_str().unwrap()],
+        b"",
+    );
+    assert_fails(&out, 66, "missing.mbox");
+    std::fs::write(&file, b"Subject: not an mbox\n").unwrap();
+    assert_fails(
+        &run_cli(&db, &["import", "alice", "--mbox", path], b""),
+        65,
+        "not an mbox",
+    );
+    let out = run_cli(&db, &["import", "alice"], b"");
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+}
+
+#[test]
+fn a_maildir_imports_oldest_first_from_new_and_cur() {
+    let (dir, db) = temp_db();
+    add_user(&db, "alice", "pw", &[]);
+    let maildir = dir.path().join("Maildir");
+    for sub in ["new", "cur", "tmp"] {
+        std::fs::create_dir_all(maildir.join(sub)).unwrap();
+    }
+    std::fs::write(
+        maildir.join("cur/1764000200.M2.host:2,S"),
+        "Subject: second\n\n2\n",
+    )
+    .unwrap();
+    std::fs::write(
+        maildir.join("new/1764000100.M1.host"),
+        "Subject: first\n\n1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        maildir.join("tmp/1764000000.M0.host"),
+        "Subject: unfinished\n\n0\n",
+    )
+    .unwrap();
+    let out = run_cli(
+        &db,
+        &["import", "alice", "--maildir", maildir.to_str().unwrap()],
+        b"",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let subjects: Vec<_> = common::cli_mailbox(&db, "alice")
+        .into_iter()
+        .map(|row| row[3].clone())
+        .collect();
+    assert_eq!(subjects, ["first", "second"]);
+    let out = run_cli(
+        &db,
+        &["import", "alice", "--maildir", dir.path().to_str().unwrap()],
+        b"",
+    );
+    assert_fails(&out, 66, "not a Maildir");
+}

@@ -225,6 +225,17 @@ pub struct MessageMeta {
     pub header_len: u64,
 }
 
+/// A stored message as [`Store::export_index`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportEntry {
+    /// Database id, for [`Store::read_body`].
+    pub id: i64,
+    /// Octets.
+    pub size: u64,
+    /// Arrival time, Unix seconds.
+    pub received_at: i64,
+}
+
 /// Whole message bodies read together, see [`Store::read_bodies`].
 #[derive(Debug, Default)]
 pub struct Bodies {
@@ -679,21 +690,43 @@ impl Store {
     /// Stores messages for a user in one durable transaction and returns
     /// their UIDs; either all are stored or none is.
     pub fn deliver(&self, user: &str, messages: &[Message]) -> Result<Vec<String>, StorageError> {
+        let now: Vec<(&Message, Option<i64>)> = messages.iter().map(|m| (m, None)).collect();
+        self.insert_messages(user, &now)
+    }
+
+    /// [`Store::deliver`] keeping each message's arrival time (Unix
+    /// seconds; `None` for now), for imports from other stores.
+    pub fn deliver_received_at(
+        &self,
+        user: &str,
+        messages: &[(Message, Option<i64>)],
+    ) -> Result<Vec<String>, StorageError> {
+        let dated: Vec<(&Message, Option<i64>)> = messages.iter().map(|(m, at)| (m, *at)).collect();
+        self.insert_messages(user, &dated)
+    }
+
+    fn insert_messages(
+        &self,
+        user: &str,
+        messages: &[(&Message, Option<i64>)],
+    ) -> Result<Vec<String>, StorageError> {
         self.with_conn(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let (user_id, name) = user_id(&tx, user)?;
-            check_quota(&tx, user_id, &name, messages)?;
+            let sizes = messages.iter().map(|(m, _)| m.size());
+            check_quota(&tx, user_id, &name, sizes)?;
             let mut uids = Vec::with_capacity(messages.len());
-            for message in messages {
+            for (message, received_at) in messages {
                 // The UID embeds the AUTOINCREMENT id, known only after the
                 // insert; the placeholder never outlives this transaction.
                 tx.execute(
                     "INSERT INTO messages (user_id, uid, size, header_len, received_at, subject)
-                     VALUES (?1, 'pending', ?2, ?3, unixepoch(), ?4)",
+                     VALUES (?1, 'pending', ?2, ?3, coalesce(?4, unixepoch()), ?5)",
                     params![
                         user_id,
                         message.size(),
                         message.header_len(),
+                        received_at,
                         message.subject()
                     ],
                 )?;
@@ -713,6 +746,43 @@ impl Store {
             }
             tx.commit()?;
             Ok(uids)
+        })
+    }
+
+    /// Removes a user's messages by UID in one transaction (to undo an
+    /// import that failed part-way); returns how many were removed.
+    pub fn remove_by_uid(&self, user: &str, uids: &[String]) -> Result<usize, StorageError> {
+        self.with_conn(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let (user_id, _) = user_id(&tx, user)?;
+            let mut removed = 0;
+            {
+                let mut stmt =
+                    tx.prepare_cached("DELETE FROM messages WHERE uid = ?1 AND user_id = ?2")?;
+                for uid in uids {
+                    removed += stmt.execute(params![uid, user_id])?;
+                }
+            }
+            tx.commit()?;
+            Ok(removed)
+        })
+    }
+
+    /// A user's messages for export, oldest first: id, size and arrival time.
+    pub fn export_index(&self, user: &str) -> Result<Vec<ExportEntry>, StorageError> {
+        self.with_conn(|conn| {
+            let (user_id, _) = user_id(conn, user)?;
+            let mut stmt = conn.prepare(
+                "SELECT id, size, received_at FROM messages WHERE user_id = ?1 ORDER BY id",
+            )?;
+            let rows = stmt.query_map([user_id], |r| {
+                Ok(ExportEntry {
+                    id: r.get(0)?,
+                    size: r.get(1)?,
+                    received_at: r.get(2)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
         })
     }
 
@@ -969,7 +1039,7 @@ fn check_quota(
     conn: &Connection,
     user_id: i64,
     name: &str,
-    incoming: &[Message],
+    incoming: impl ExactSizeIterator<Item = u64>,
 ) -> Result<(), StorageError> {
     let quota = quota_of(conn, user_id)?;
     if quota == Quota::default() {
@@ -981,7 +1051,7 @@ fn check_quota(
         |row| Ok((row.get(0)?, row.get(1)?)),
     )?;
     let count = count.max(0) as u64 + incoming.len() as u64;
-    let size = size.max(0) as u64 + incoming.iter().map(Message::size).sum::<u64>();
+    let size = size.max(0) as u64 + incoming.sum::<u64>();
     let over = |what: &str, would: u64, limit: u64| StorageError::OverQuota {
         user: name.to_string(),
         reason: format!("{would} {what} with this delivery, the limit is {limit}"),

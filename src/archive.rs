@@ -1,0 +1,522 @@
+//! Moving mail in and out of poplite: importing an mbox file or a
+//! Maildir into a user's maildrop, and exporting a maildrop as mbox.
+//!
+//! An import is all or nothing. Every message is read and checked first,
+//! and one bad message (empty, over the size limit, unreadable) stops
+//! the import before anything is stored, with the position of each bad
+//! one; the file can be fixed and the import run again without
+//! duplicates. The good ones are then stored in batched transactions
+//! (one sync per batch), and if a batch fails (quota, full disk) the
+//! batches already stored are removed again.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read};
+use std::path::{Path, PathBuf};
+
+use crate::maildir;
+use crate::mbox::{self, Escaping, MboxError, MboxReader};
+use crate::message::{Message, MessageError};
+use crate::storage::{StorageError, Store};
+
+/// Where an import reads from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// An mbox file, with how it escaped `From ` lines.
+    Mbox(PathBuf, Escaping),
+    /// A Maildir directory.
+    Maildir(PathBuf),
+}
+
+/// Messages stored per transaction: one sync each. 1,000 keeps a batch's
+/// memory at a few MB for typical mail while the sync cost is amortised.
+pub const BATCH_MESSAGES: usize = 1000;
+
+/// A batch also ends once it holds this many octets.
+const BATCH_OCTETS: u64 = 32 * 1024 * 1024;
+
+/// Where a message sits in the source, for error reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Position {
+    /// The n-th message of an mbox, with the line of its `From ` line.
+    Mbox {
+        /// From 1.
+        number: usize,
+        /// From 1.
+        line: usize,
+    },
+    /// A Maildir file.
+    File(PathBuf),
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Position::Mbox { number, line } => write!(f, "message {number} (line {line})"),
+            Position::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// A message that cannot be imported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadMessage {
+    /// Where it is.
+    pub position: Position,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// Why an import or export did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    /// The source cannot be opened or read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file or directory.
+        path: PathBuf,
+        /// The reason.
+        source: io::Error,
+    },
+    /// The file is not an mbox.
+    #[error("{path}: {source}")]
+    NotMbox {
+        /// The file.
+        path: PathBuf,
+        /// The reason.
+        source: MboxError,
+    },
+    /// Some messages cannot be imported; nothing was.
+    #[error("{} bad message{}, nothing imported: {}", .0.len(), if .0.len() == 1 { "" } else { "s" }, list_bad(.0))]
+    BadMessages(Vec<BadMessage>),
+    /// Storing failed before anything was stored, or what was stored has
+    /// been removed again.
+    #[error("{source}; nothing imported")]
+    Storage {
+        /// The storage failure.
+        #[source]
+        source: StorageError,
+    },
+    /// Storing failed part-way and the messages already stored could not
+    /// all be removed.
+    #[error(
+        "{cause}; {stored} messages were stored before it and could not be removed again ({undo})"
+    )]
+    Partial {
+        /// What stopped the import.
+        cause: String,
+        /// Messages left stored.
+        stored: usize,
+        /// Why removing them failed.
+        undo: StorageError,
+    },
+    /// The export file exists already.
+    #[error("{0}: already exists; an export never overwrites (remove it or pick another name)")]
+    Exists(PathBuf),
+    /// The export file cannot be written.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The reason.
+        source: io::Error,
+    },
+    /// Reading the maildrop for export failed.
+    #[error(transparent)]
+    Export(StorageError),
+}
+
+fn list_bad(bad: &[BadMessage]) -> String {
+    const SHOWN: usize = 10;
+    let mut text: Vec<String> = bad
+        .iter()
+        .take(SHOWN)
+        .map(|b| format!("{}: {}", b.position, b.reason))
+        .collect();
+    if bad.len() > SHOWN {
+        text.push(format!("and {} more", bad.len() - SHOWN));
+    }
+    text.join("; ")
+}
+
+/// What an import or export did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    /// Messages moved.
+    pub messages: usize,
+    /// Their octets as stored (CRLF).
+    pub octets: u64,
+}
+
+/// One message read from a source.
+struct Incoming {
+    position: Position,
+    received_at: Option<i64>,
+    message: Result<Message, String>,
+}
+
+/// Reads every message of `source` in order, handing each to `each`.
+fn read_source(
+    source: &Source,
+    limit: u64,
+    mut each: impl FnMut(Incoming) -> Result<(), ArchiveError>,
+) -> Result<(), ArchiveError> {
+    let too_large = || MessageError::TooLarge { limit }.to_string();
+    match source {
+        Source::Mbox(path, escaping) => {
+            let read_error = |source| ArchiveError::Read {
+                path: path.clone(),
+                source,
+            };
+            let file = File::open(path).map_err(read_error)?;
+            let mut reader =
+                MboxReader::new(BufReader::with_capacity(256 * 1024, file), *escaping, limit);
+            loop {
+                let next = reader.next_message().map_err(|error| match error {
+                    MboxError::Io(source) => read_error(source),
+                    not_mbox => ArchiveError::NotMbox {
+                        path: path.clone(),
+                        source: not_mbox,
+                    },
+                })?;
+                let Some(found) = next else {
+                    return Ok(());
+                };
+                let message = match found.truncated {
+                    true => Err(too_large()),
+                    false => Message::parse(&found.raw, limit).map_err(|e| e.to_string()),
+                };
+                each(Incoming {
+                    position: Position::Mbox {
+                        number: found.number,
+                        line: found.line,
+                    },
+                    received_at: found.received_at,
+                    message,
+                })?;
+            }
+        }
+        Source::Maildir(dir) => {
+            let entries = maildir::list(dir).map_err(|source| ArchiveError::Read {
+                path: dir.clone(),
+                source,
+            })?;
+            for entry in entries {
+                let mut raw = Vec::new();
+                let read = File::open(&entry.path)
+                    .and_then(|file| file.take(limit.saturating_add(1)).read_to_end(&mut raw));
+                let message = match read {
+                    Err(error) => Err(format!("cannot read it: {error}")),
+                    Ok(_) => Message::parse(&raw, limit).map_err(|e| e.to_string()),
+                };
+                each(Incoming {
+                    position: Position::File(entry.path),
+                    received_at: Some(entry.received_at),
+                    message,
+                })?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Imports every message of `source` into `user`'s maildrop, keeping
+/// arrival times, all or nothing (see the module documentation).
+pub fn import(
+    store: &Store,
+    user: &str,
+    source: &Source,
+    limit: u64,
+) -> Result<Summary, ArchiveError> {
+    let storage = |source| ArchiveError::Storage { source };
+    store.user(user).map_err(storage)?;
+    // First pass: check everything, store nothing.
+    let mut bad = Vec::new();
+    read_source(source, limit, |incoming| {
+        if let Err(reason) = incoming.message {
+            bad.push(BadMessage {
+                position: incoming.position,
+                reason,
+            });
+        }
+        Ok(())
+    })?;
+    if !bad.is_empty() {
+        return Err(ArchiveError::BadMessages(bad));
+    }
+    // Second pass: store in batches, undoing them all if one fails.
+    let mut stored: Vec<String> = Vec::new();
+    let mut summary = Summary {
+        messages: 0,
+        octets: 0,
+    };
+    let mut batch: Vec<(Message, Option<i64>)> = Vec::new();
+    let mut batch_octets = 0;
+    let flush = |batch: &mut Vec<(Message, Option<i64>)>, stored: &mut Vec<String>| {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let uids = store.deliver_received_at(user, batch)?;
+        stored.extend(uids);
+        batch.clear();
+        Ok::<(), StorageError>(())
+    };
+    let outcome = read_source(source, limit, |incoming| {
+        // The file changed since the first pass: give up (and undo).
+        let message = incoming.message.map_err(|reason| {
+            ArchiveError::BadMessages(vec![BadMessage {
+                position: incoming.position,
+                reason: format!("{reason} (the source changed during the import)"),
+            }])
+        })?;
+        summary.messages += 1;
+        summary.octets += message.size();
+        batch_octets += message.size();
+        batch.push((message, incoming.received_at));
+        if batch.len() >= BATCH_MESSAGES || batch_octets >= BATCH_OCTETS {
+            batch_octets = 0;
+            flush(&mut batch, &mut stored).map_err(storage)?;
+        }
+        Ok(())
+    })
+    .and_then(|()| flush(&mut batch, &mut stored).map_err(storage));
+    match outcome {
+        Ok(()) => Ok(summary),
+        Err(error) if stored.is_empty() => Err(error),
+        Err(error) => match store.remove_by_uid(user, &stored) {
+            Ok(_) => Err(error),
+            Err(undo) => Err(ArchiveError::Partial {
+                cause: match error {
+                    ArchiveError::Storage { source } => source.to_string(),
+                    other => other.to_string(),
+                },
+                stored: stored.len(),
+                undo,
+            }),
+        },
+    }
+}
+
+/// Writes `user`'s messages, oldest first, to the new mboxrd file `dest`
+/// (mode 0600). It is written under a temporary name and linked into
+/// place, so `dest` is either whole or absent, and never overwritten.
+pub fn export(store: &Store, user: &str, dest: &Path) -> Result<Summary, ArchiveError> {
+    if dest.symlink_metadata().is_ok() {
+        return Err(ArchiveError::Exists(dest.to_path_buf()));
+    }
+    let entries = store.export_index(user).map_err(ArchiveError::Export)?;
+    let write_error = |source| ArchiveError::Write {
+        path: dest.to_path_buf(),
+        source,
+    };
+    let name = dest.file_name().unwrap_or_default().to_string_lossy();
+    let temp = dest.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let written = (|| {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)
+            .map_err(write_error)?;
+        let mut out = BufWriter::with_capacity(256 * 1024, file);
+        let mut summary = Summary {
+            messages: 0,
+            octets: 0,
+        };
+        for entry in &entries {
+            let len = usize::try_from(entry.size).unwrap_or(usize::MAX);
+            let body = match store.read_body(entry.id, 0, len) {
+                Ok(body) => body,
+                // Deleted by a session since the listing: not exported.
+                Err(StorageError::MessageGone(_)) => continue,
+                Err(error) => return Err(ArchiveError::Export(error)),
+            };
+            mbox::write_message(
+                &mut out,
+                &mbox::envelope_sender(&body),
+                entry.received_at,
+                &body,
+            )
+            .map_err(write_error)?;
+            summary.messages += 1;
+            summary.octets += entry.size;
+        }
+        let file = out.into_inner().map_err(|e| write_error(e.into_error()))?;
+        file.sync_all().map_err(write_error)?;
+        // A hard link fails if `dest` appeared meanwhile: never overwrite.
+        std::fs::hard_link(&temp, dest).map_err(|error| match error.kind() {
+            io::ErrorKind::AlreadyExists => ArchiveError::Exists(dest.to_path_buf()),
+            _ => write_error(error),
+        })?;
+        Ok(summary)
+    })();
+    let _ = std::fs::remove_file(&temp);
+    written
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{self, Argon2Params};
+
+    fn store_with_alice() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("db")).unwrap();
+        let hash = auth::hash_password(b"pw", Argon2Params::CHEAP).unwrap();
+        store.add_user("alice", &hash, None).unwrap();
+        (dir, store)
+    }
+
+    fn mbox_file(dir: &Path, contents: &[u8]) -> Source {
+        let path = dir.join("in.mbox");
+        std::fs::write(&path, contents).unwrap();
+        Source::Mbox(path, Escaping::Mboxrd)
+    }
+
+    #[test]
+    fn an_mbox_imports_in_order_with_its_dates_and_exports_back_the_same() {
+        let (dir, store) = store_with_alice();
+        let input = b"From a@far.test Thu Jan  1 00:00:00 1970\nSubject: 1\n\n>From me\n\n\
+From MAILER-DAEMON Wed Dec  2 02:00:47 2026\nSubject: 2\n\ntwo\n\n";
+        let source = mbox_file(dir.path(), input);
+        let summary = import(&store, "alice", &source, 1000).unwrap();
+        assert_eq!(summary.messages, 2);
+        let index = store.export_index("alice").unwrap();
+        assert_eq!(
+            index.iter().map(|e| e.received_at).collect::<Vec<_>>(),
+            [0, 1_796_176_847]
+        );
+        assert_eq!(
+            store
+                .read_body(index[0].id, 0, index[0].size as usize)
+                .unwrap(),
+            b"Subject: 1\r\n\r\nFrom me\r\n"
+        );
+        let out = dir.path().join("out.mbox");
+        export(&store, "alice", &out).unwrap();
+        // No Return-Path was stored, so the sender becomes MAILER-DAEMON.
+        let exported = std::fs::read(&out).unwrap();
+        assert_eq!(
+            exported,
+            b"From MAILER-DAEMON Thu Jan  1 00:00:00 1970\nSubject: 1\n\n>From me\n\n\
+From MAILER-DAEMON Wed Dec  2 02:00:47 2026\nSubject: 2\n\ntwo\n\n"
+        );
+    }
+
+    #[test]
+    fn one_bad_message_stops_the_import_before_anything_is_stored() {
+        let (dir, store) = store_with_alice();
+        let mut input = b"From a Thu Jan  1 00:00:00 1970\nSubject: ok\n\nfine\n\n".to_vec();
+        input.extend_from_slice(b"From b Thu Jan  1 00:00:00 1970\n\n");
+        input.extend_from_slice(b"From c Thu Jan  1 00:00:00 1970\n");
+        input.extend_from_slice(&[b'x'; 2000]);
+        input.extend_from_slice(b"\n");
+        let source = mbox_file(dir.path(), &input);
+        let error = import(&store, "alice", &source, 1000).unwrap_err();
+        let ArchiveError::BadMessages(bad) = &error else {
+            panic!("expected bad messages, got {error}");
+        };
+        assert_eq!(bad.len(), 2);
+        assert_eq!(bad[0].position, Position::Mbox { number: 2, line: 6 });
+        assert_eq!(bad[0].reason, "the message is empty");
+        assert_eq!(bad[1].position, Position::Mbox { number: 3, line: 8 });
+        assert!(
+            bad[1].reason.contains("larger than the limit"),
+            "{}",
+            bad[1].reason
+        );
+        assert!(error
+            .to_string()
+            .starts_with("2 bad messages, nothing imported: message 2 (line 6)"));
+        assert!(store.export_index("alice").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_batch_that_fails_undoes_the_batches_before_it() {
+        let (dir, store) = store_with_alice();
+        let count = BATCH_MESSAGES + 10;
+        store
+            .set_quota(
+                "alice",
+                crate::storage::Quota {
+                    messages: Some(count as u64 - 1),
+                    bytes: None,
+                },
+            )
+            .unwrap();
+        let mut input = Vec::new();
+        for i in 0..count {
+            input.extend_from_slice(
+                format!("From a Thu Jan  1 00:00:00 1970\nSubject: {i}\n\nx\n\n").as_bytes(),
+            );
+        }
+        let source = mbox_file(dir.path(), &input);
+        let error = import(&store, "alice", &source, 1000).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                ArchiveError::Storage {
+                    source: StorageError::OverQuota { .. }
+                }
+            ),
+            "{error}"
+        );
+        assert!(error.to_string().ends_with("nothing imported"), "{error}");
+        assert!(store.export_index("alice").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_maildir_imports_oldest_first_with_the_times_of_its_names() {
+        let (dir, store) = store_with_alice();
+        let maildir = dir.path().join("Maildir");
+        for sub in ["new", "cur", "tmp"] {
+            std::fs::create_dir_all(maildir.join(sub)).unwrap();
+        }
+        std::fs::write(
+            maildir.join("cur/1700000200.M2.h:2,S"),
+            "Subject: second\n\n2\n",
+        )
+        .unwrap();
+        std::fs::write(maildir.join("new/1700000100.M1.h"), "Subject: first\n\n1\n").unwrap();
+        let summary = import(&store, "alice", &Source::Maildir(maildir.clone()), 1000).unwrap();
+        assert_eq!(summary.messages, 2);
+        let index = store.export_index("alice").unwrap();
+        assert_eq!(index[0].received_at, 1_700_000_100);
+        assert_eq!(
+            store
+                .read_body(index[0].id, 0, index[0].size as usize)
+                .unwrap(),
+            b"Subject: first\r\n\r\n1\r\n"
+        );
+        std::fs::write(maildir.join("new/1700000300.M3.h"), "").unwrap();
+        let error = import(&store, "alice", &Source::Maildir(maildir.clone()), 1000).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("1700000300.M3.h: the message is empty"),
+            "{error}"
+        );
+        assert_eq!(store.export_index("alice").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn export_never_overwrites_and_leaves_no_temporary_file() {
+        let (dir, store) = store_with_alice();
+        let out = dir.path().join("out.mbox");
+        std::fs::write(&out, b"precious").unwrap();
+        assert!(matches!(
+            export(&store, "alice", &out),
+            Err(ArchiveError::Exists(_))
+        ));
+        assert_eq!(std::fs::read(&out).unwrap(), b"precious");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(
+            names.iter().all(|n| !n.to_string_lossy().ends_with(".tmp")),
+            "{names:?}"
+        );
+    }
+}

@@ -1,0 +1,382 @@
+//! The mbox format (RFC 4155, and the mboxo/mboxrd variants of qmail's
+//! mbox(5)): reading a file into messages, and writing messages out.
+//!
+//! A message starts at a `From ` line at the start of the file or after
+//! an empty line, and the empty line before the next one (or at the end
+//! of the file) is the separator, not part of the message. Inside a
+//! message, writers escape lines that would look like a `From ` line:
+//! mboxrd writers add a `>` to every line matching `>*From `, so readers
+//! remove one from every `>+From `; mboxo writers add one only to
+//! `From `, so a reader cannot tell an escaped `From ` from a real
+//! `>From `, and this one takes it for the former. poplite writes mboxrd.
+
+use std::io::{self, BufRead, Write};
+
+/// How lines that look like `From ` lines were escaped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Escaping {
+    /// `>*From ` was written with one `>` more (lossless).
+    Mboxrd,
+    /// Only `From ` was written as `>From ` (lossy; the common old format).
+    Mboxo,
+}
+
+/// One message read from an mbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MboxMessage {
+    /// Its position in the file, from 1.
+    pub number: usize,
+    /// The line number of its `From ` line, from 1.
+    pub line: usize,
+    /// When its `From ` line says it arrived (Unix seconds), if readable.
+    pub received_at: Option<i64>,
+    /// Its bytes, unescaped, with the line ends the file had.
+    pub raw: Vec<u8>,
+    /// True when it grew past the limit: `raw` then holds only its start.
+    pub truncated: bool,
+}
+
+/// Why a file cannot be read as an mbox.
+#[derive(Debug, thiserror::Error)]
+pub enum MboxError {
+    /// Reading failed.
+    #[error("cannot read it: {0}")]
+    Io(#[from] io::Error),
+    /// The first line is not a `From ` line.
+    #[error("not an mbox file: the first line does not start with \"From \"")]
+    NotMbox,
+}
+
+/// Reads messages one at a time, holding at most one (up to `limit`
+/// octets of it) in memory.
+pub struct MboxReader<R> {
+    input: R,
+    escaping: Escaping,
+    limit: u64,
+    /// The `From ` line that starts the next message, once read.
+    next_from: Option<(usize, Vec<u8>)>,
+    line_number: usize,
+    number: usize,
+    started: bool,
+}
+
+impl<R: BufRead> MboxReader<R> {
+    /// A reader that keeps at most `limit` octets of each message.
+    pub fn new(input: R, escaping: Escaping, limit: u64) -> MboxReader<R> {
+        MboxReader {
+            input,
+            escaping,
+            limit,
+            next_from: None,
+            line_number: 0,
+            number: 0,
+            started: false,
+        }
+    }
+
+    fn read_line(&mut self, line: &mut Vec<u8>) -> io::Result<bool> {
+        line.clear();
+        let n = self.input.read_until(b'\n', line)?;
+        if n > 0 {
+            self.line_number += 1;
+        }
+        Ok(n > 0)
+    }
+
+    /// The next message, or `None` at the end of the file.
+    pub fn next_message(&mut self) -> Result<Option<MboxMessage>, MboxError> {
+        let mut line = Vec::new();
+        if !self.started {
+            self.started = true;
+            if !self.read_line(&mut line)? {
+                return Ok(None);
+            }
+            if !line.starts_with(b"From ") {
+                return Err(MboxError::NotMbox);
+            }
+            self.next_from = Some((self.line_number, std::mem::take(&mut line)));
+        }
+        let Some((from_line_number, from_line)) = self.next_from.take() else {
+            return Ok(None);
+        };
+        self.number += 1;
+        let mut message = MboxMessage {
+            number: self.number,
+            line: from_line_number,
+            received_at: from_line_time(&from_line),
+            raw: Vec::new(),
+            truncated: false,
+        };
+        // The empty line last read: a separator if a `From ` line follows.
+        let mut pending_empty: Option<Vec<u8>> = None;
+        while self.read_line(&mut line)? {
+            let is_empty = line == b"\n" || line == b"\r\n";
+            if let Some(empty) = pending_empty.take() {
+                if line.starts_with(b"From ") {
+                    self.next_from = Some((self.line_number, std::mem::take(&mut line)));
+                    return Ok(Some(message));
+                }
+                self.keep(&mut message, &empty);
+            }
+            if is_empty {
+                pending_empty = Some(line.clone());
+                continue;
+            }
+            let unescaped = unescape(&line, self.escaping);
+            self.keep(&mut message, unescaped);
+        }
+        // The empty line at the very end is the last separator.
+        Ok(Some(message))
+    }
+
+    fn keep(&self, message: &mut MboxMessage, bytes: &[u8]) {
+        if message.truncated {
+            return;
+        }
+        if (message.raw.len() + bytes.len()) as u64 > self.limit {
+            message.truncated = true;
+            return;
+        }
+        message.raw.extend_from_slice(bytes);
+    }
+}
+
+/// A line with its `From ` escape removed, if it has one.
+fn unescape(line: &[u8], escaping: Escaping) -> &[u8] {
+    let quotes = line.iter().take_while(|&&b| b == b'>').count();
+    let escaped = match escaping {
+        Escaping::Mboxrd => quotes >= 1,
+        Escaping::Mboxo => quotes == 1,
+    };
+    if escaped && line[quotes..].starts_with(b"From ") {
+        &line[1..]
+    } else {
+        line
+    }
+}
+
+/// Writes one message in mboxrd form, with LF line ends: its `From `
+/// line (`sender`, or MAILER-DAEMON when empty, and the arrival time),
+/// its lines with `>*From ` escaped, and the empty separator line.
+pub fn write_message(
+    out: &mut impl Write,
+    sender: &str,
+    received_at: i64,
+    message: &[u8],
+) -> io::Result<()> {
+    let sender = if sender.is_empty() {
+        "MAILER-DAEMON"
+    } else {
+        sender
+    };
+    writeln!(out, "From {sender} {}", asctime(received_at))?;
+    for line in message.split_inclusive(|&b| b == b'\n') {
+        let quotes = line.iter().take_while(|&&b| b == b'>').count();
+        if line[quotes..].starts_with(b"From ") {
+            out.write_all(b">")?;
+        }
+        let text = line.strip_suffix(b"\n").unwrap_or(line);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        out.write_all(text)?;
+        out.write_all(b"\n")?;
+    }
+    out.write_all(b"\n")
+}
+
+/// The envelope sender to write for a stored message: its first
+/// `Return-Path`, as a final delivery (LMTP) records it.
+pub fn envelope_sender(message: &[u8]) -> String {
+    let header_end = crate::message::header_len(message);
+    let header = String::from_utf8_lossy(&message[..header_end]);
+    header
+        .split("\r\n")
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("return-path").then(|| {
+                let value = value.trim();
+                let value = value.strip_prefix('<').unwrap_or(value);
+                value.strip_suffix('>').unwrap_or(value).to_string()
+            })
+        })
+        .filter(|sender| !sender.is_empty() && !sender.contains(char::is_whitespace))
+        .unwrap_or_default()
+}
+
+const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// `Www Mmm dd hh:mm:ss yyyy` in UTC, as `From ` lines carry it.
+fn asctime(unix: i64) -> String {
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{} {} {day:>2} {:02}:{:02}:{:02} {year}",
+        WEEKDAYS[days.rem_euclid(7) as usize],
+        MONTHS[(month - 1) as usize],
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// The arrival time on a `From ` line: `From sender Www Mmm dd hh:mm:ss
+/// [zone] yyyy` (a numeric zone such as `+0100` is applied).
+fn from_line_time(line: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(line).ok()?;
+    let tokens: Vec<&str> = text.split_ascii_whitespace().collect();
+    // Month name, then day, time and year, with an optional zone.
+    let at = tokens.iter().position(|t| MONTHS.contains(t))?;
+    let month = MONTHS.iter().position(|m| *m == tokens[at])? as i64 + 1;
+    let day: i64 = tokens.get(at + 1)?.parse().ok()?;
+    let mut time = tokens.get(at + 2)?.split(':').map(str::parse::<i64>);
+    let (hour, minute) = (time.next()?.ok()?, time.next()?.ok()?);
+    let second = time.next().map_or(Some(0), |s| s.ok())?;
+    let (zone, year) = match tokens.get(at + 3)? {
+        zone if zone.starts_with(['+', '-']) => (zone_offset(zone)?, tokens.get(at + 4)?),
+        year => (0, year),
+    };
+    let year: i64 = year.parse().ok()?;
+    if !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - zone)
+}
+
+fn zone_offset(zone: &str) -> Option<i64> {
+    let sign = if zone.starts_with('-') { -1 } else { 1 };
+    let digits = zone.get(1..5)?;
+    let hours: i64 = digits.get(..2)?.parse().ok()?;
+    let minutes: i64 = digits.get(2..)?.parse().ok()?;
+    Some(sign * (hours * 3600 + minutes * 60))
+}
+
+/// Howard Hinnant's days-from-civil: days since 1970-01-01.
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The inverse of [`days_from_civil`].
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(mbox: &[u8], escaping: Escaping) -> Vec<MboxMessage> {
+        let mut reader = MboxReader::new(mbox, escaping, 1000);
+        let mut out = Vec::new();
+        while let Some(message) = reader.next_message().unwrap() {
+            out.push(message);
+        }
+        out
+    }
+
+    #[test]
+    fn messages_split_at_from_lines_after_an_empty_line() {
+        let mbox = b"From a@b Thu Jan  1 00:00:00 1970\nSubject: 1\n\nbody\nFrom inside, not a separator\n\n\
+From c@d Wed Dec  2 02:00:47 2026\nSubject: 2\n\ntwo\n\n";
+        let messages = read_all(mbox, Escaping::Mboxrd);
+        assert_eq!(messages.len(), 2);
+        assert_eq!(
+            messages[0].raw,
+            b"Subject: 1\n\nbody\nFrom inside, not a separator\n"
+        );
+        assert_eq!((messages[0].number, messages[0].line), (1, 1));
+        assert_eq!(messages[0].received_at, Some(0));
+        assert_eq!(messages[1].raw, b"Subject: 2\n\ntwo\n");
+        assert_eq!((messages[1].number, messages[1].line), (2, 7));
+        assert_eq!(messages[1].received_at, Some(1_796_176_847));
+    }
+
+    #[test]
+    fn mboxrd_removes_one_quote_and_mboxo_only_from_a_single_one() {
+        let mbox = b"From x Thu Jan  1 00:00:00 1970\n>From a\n>>From b\n>not from\n";
+        let rd = read_all(mbox, Escaping::Mboxrd);
+        assert_eq!(rd[0].raw, b"From a\n>From b\n>not from\n");
+        let o = read_all(mbox, Escaping::Mboxo);
+        assert_eq!(o[0].raw, b"From a\n>>From b\n>not from\n");
+    }
+
+    #[test]
+    fn empty_lines_inside_and_at_the_end_of_a_message_are_kept() {
+        let mbox = b"From x Thu Jan  1 00:00:00 1970\nA: 1\n\n\nbody\n\n\n\nFrom y Thu Jan  1 00:00:00 1970\nB: 2\n";
+        let messages = read_all(mbox, Escaping::Mboxrd);
+        assert_eq!(messages[0].raw, b"A: 1\n\n\nbody\n\n\n");
+        assert_eq!(messages[1].raw, b"B: 2\n");
+    }
+
+    #[test]
+    fn a_file_that_is_not_an_mbox_is_refused_and_an_empty_one_is_empty() {
+        let mut reader = MboxReader::new(&b"Subject: x\n"[..], Escaping::Mboxrd, 100);
+        assert!(matches!(reader.next_message(), Err(MboxError::NotMbox)));
+        assert!(read_all(b"", Escaping::Mboxrd).is_empty());
+    }
+
+    #[test]
+    fn a_message_over_the_limit_is_marked_truncated() {
+        let mut mbox = b"From x Thu Jan  1 00:00:00 1970\n".to_vec();
+        mbox.extend_from_slice(&[b'y'; 2000]);
+        mbox.extend_from_slice(b"\n\nFrom z Thu Jan  1 00:00:00 1970\nok\n");
+        let messages = read_all(&mbox, Escaping::Mboxrd);
+        assert!(messages[0].truncated);
+        assert!(!messages[1].truncated);
+        assert_eq!(messages[1].raw, b"ok\n");
+    }
+
+    #[test]
+    fn written_messages_read_back_the_same() {
+        let stored = b"Return-Path: <s@far.test>\r\nSubject: x\r\n\r\nFrom here\r\n>From there\r\n>>From deep\r\n\r\n";
+        let mut out = Vec::new();
+        write_message(&mut out, &envelope_sender(stored), 1_796_176_847, stored).unwrap();
+        write_message(&mut out, "", 0, b"B: 1\r\n").unwrap();
+        assert!(out.starts_with(b"From s@far.test Wed Dec  2 02:00:47 2026\nReturn-Path"));
+        assert!(
+            String::from_utf8_lossy(&out).contains("\n>From here\n>>From there\n>>>From deep\n")
+        );
+        assert!(String::from_utf8_lossy(&out)
+            .contains("\nFrom MAILER-DAEMON Thu Jan  1 00:00:00 1970\n"));
+        let messages = read_all(&out, Escaping::Mboxrd);
+        let crlf = |m: &MboxMessage| crate::message::normalize_line_endings(&m.raw);
+        assert_eq!(crlf(&messages[0]), stored);
+        assert_eq!(messages[0].received_at, Some(1_796_176_847));
+        assert_eq!(crlf(&messages[1]), b"B: 1\r\n");
+    }
+
+    #[test]
+    fn from_line_dates_parse_with_and_without_a_zone() {
+        assert_eq!(
+            from_line_time(b"From - Thu Jan  1 01:00:00 +0100 1970\n"),
+            Some(0)
+        );
+        assert_eq!(
+            from_line_time(b"From a@b Sat Feb 29 12:00:00 2020\n"),
+            Some(1_582_977_600)
+        );
+        assert_eq!(from_line_time(b"From a@b\n"), None);
+        assert_eq!(from_line_time(b"From a@b Thu Jan 99 00:00:00 1970\n"), None);
+        for unix in [0, 951_782_400, 1_796_176_847, -86_400] {
+            let line = format!("From x {}\n", asctime(unix));
+            assert_eq!(from_line_time(line.as_bytes()), Some(unix), "{line}");
+        }
+    }
+}
