@@ -1,5 +1,5 @@
-//! The `poplite` command: `serve` runs the server; `user`, `deliver` and
-//! `mailbox` administer the database. A thin layer over the library: it
+//! The `poplite` command: `serve` runs the server; `user`, `deliver`,
+//! `mailbox`, `import`, `export` and `backup` administer the database. A thin layer over the library: it
 //! parses arguments, reads passwords and files, and maps every error to
 //! one line on stderr and a sysexits code.
 

@@ -46,7 +46,7 @@ fn client_available(program: &str) -> bool {
             if std::env::var("CI").as_deref() == Ok("true") {
                 panic!(
                     "{program} is not installed, but CI must run the interop tests \
-                     against it (.ci/run installs fetchmail, mpop, curl, swaks and python3)"
+                     against it (.ci/run installs fetchmail, mpop, curl, swaks, python3 and nodejs)"
                 );
             }
             eprintln!("skipped: {program} not installed");
@@ -1503,5 +1503,51 @@ fn swaks_delivers_to_several_recipients_with_one_reply_each() {
     assert_eq!(
         server.messages("alice").len() + server.messages("bob").len(),
         3
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The README's Node.js test snippet, run as written
+// ---------------------------------------------------------------------------
+
+/// The first fenced block of `language` that follows `marker` in the README.
+fn readme_block(marker: &str, language: &str) -> String {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let after = &readme[readme.find(marker).expect("marker not in the README")..];
+    let fence = format!("```{language}\n");
+    let start = after.find(&fence).expect("no such block after the marker") + fence.len();
+    let end = after[start..].find("```").expect("unterminated block");
+    after[start..start + end].to_string()
+}
+
+#[test]
+fn the_readme_node_test_passes_against_the_binary() {
+    if !client_available("node") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let test = dir.path().join("poplite.test.mjs");
+    std::fs::write(&test, readme_block("A Node.js test", "js")).unwrap();
+    // The snippet runs `poplite` from PATH: put the built binary first.
+    let binary_dir = Path::new(env!("CARGO_BIN_EXE_poplite")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        binary_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let output = run_bounded(
+        Command::new("node")
+            .arg("--test")
+            .arg(&test)
+            .env("PATH", path)
+            .current_dir(dir.path()),
+        "node --test",
+    );
+    assert!(output.status.success(), "{}", transcript(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("# pass 1"),
+        "{}",
+        transcript(&output)
     );
 }
