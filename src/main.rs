@@ -1,7 +1,8 @@
 //! The `poplite` command: `serve` runs the server; `user`, `deliver`,
-//! `mailbox`, `import`, `export` and `backup` administer the database. A thin layer over the library: it
-//! parses arguments, reads passwords and files, and maps every error to
-//! one line on stderr and a sysexits code.
+//! `mailbox`, `import`, `export` and `backup` administer the database.
+//! A thin layer over the library: it parses arguments, reads passwords
+//! and files, and maps every error to one line on stderr and a sysexits
+//! code.
 
 use std::io::{BufRead, IsTerminal, Read, Write};
 use std::net::SocketAddr;

@@ -1,5 +1,6 @@
 //! The test-fixture API used only through poplite's public items, as a
-//! downstream crate's tests would: from a plain #[test] and from smol.
+//! downstream crate's tests would: from a plain #[test], from smol and
+//! from tokio.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -90,4 +91,36 @@ fn servers_are_independent_and_usable_from_async_code() {
     });
     assert!(greeting.starts_with("+OK"));
     b.stop();
+}
+
+#[tokio::test]
+async fn a_tokio_test_fetches_through_tokio_sockets() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    // Starting blocks only for the bind (a few ms), then the server runs
+    // on its own threads: tokio's single-threaded test runtime is free.
+    let server = TestServer::start().unwrap();
+    server.add_user("alice", "secret").unwrap();
+    server.deliver("alice", b"Subject: t\n\ntokio\n").unwrap();
+    let stream = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let (read, mut write) = stream.into_split();
+    write
+        .write_all(b"USER alice\r\nPASS secret\r\nRETR 1\r\nDELE 1\r\nQUIT\r\n")
+        .await
+        .unwrap();
+    let mut lines = BufReader::new(read).lines();
+    let mut replies = Vec::new();
+    let read_all = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            replies.push(line);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), read_all)
+        .await
+        .expect("the server did not close after QUIT");
+    assert_eq!(
+        replies[3..8],
+        ["+OK 21 octets", "Subject: t", "", "tokio", "."]
+    );
+    assert!(replies[9].starts_with("+OK"), "{replies:?}");
+    assert!(server.messages("alice").unwrap().is_empty());
 }
