@@ -10,7 +10,7 @@
 //! `From `, so a reader cannot tell an escaped `From ` from a real
 //! `>From `, and this one takes it for the former. poplite writes mboxrd.
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, Read, Write};
 
 /// How lines that look like `From ` lines were escaped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +58,13 @@ pub struct MboxReader<R> {
     line_number: usize,
     number: usize,
     started: bool,
+    /// The last piece read did not end its line.
+    mid_line: bool,
 }
+
+/// Lines are read in pieces of at most this many octets, so a file with
+/// no line ends costs no more memory than the message limit.
+const PIECE: u64 = 64 * 1024;
 
 impl<R: BufRead> MboxReader<R> {
     /// A reader that keeps at most `limit` octets of each message.
@@ -71,16 +77,31 @@ impl<R: BufRead> MboxReader<R> {
             line_number: 0,
             number: 0,
             started: false,
+            mid_line: false,
         }
     }
 
-    fn read_line(&mut self, line: &mut Vec<u8>) -> io::Result<bool> {
-        line.clear();
-        let n = self.input.read_until(b'\n', line)?;
-        if n > 0 {
+    /// Reads a line, or its next [`PIECE`] octets; returns whether the
+    /// piece starts a line, or `None` at the end of the file.
+    fn read_piece(&mut self, piece: &mut Vec<u8>) -> io::Result<Option<bool>> {
+        piece.clear();
+        let n = (&mut self.input).take(PIECE).read_until(b'\n', piece)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        let starts_line = !self.mid_line;
+        self.mid_line = !piece.ends_with(b"\n");
+        if starts_line {
             self.line_number += 1;
         }
-        Ok(n > 0)
+        Ok(Some(starts_line))
+    }
+
+    /// Drops the rest of a `From ` line (only its start holds the date).
+    fn skip_rest_of_line(&mut self) -> io::Result<()> {
+        let mut rest = Vec::new();
+        while self.mid_line && self.read_piece(&mut rest)?.is_some() {}
+        Ok(())
     }
 
     /// The next message, or `None` at the end of the file.
@@ -88,13 +109,14 @@ impl<R: BufRead> MboxReader<R> {
         let mut line = Vec::new();
         if !self.started {
             self.started = true;
-            if !self.read_line(&mut line)? {
+            if self.read_piece(&mut line)?.is_none() {
                 return Ok(None);
             }
             if !line.starts_with(b"From ") {
                 return Err(MboxError::NotMbox);
             }
             self.next_from = Some((self.line_number, std::mem::take(&mut line)));
+            self.skip_rest_of_line()?;
         }
         let Some((from_line_number, from_line)) = self.next_from.take() else {
             return Ok(None);
@@ -109,11 +131,17 @@ impl<R: BufRead> MboxReader<R> {
         };
         // The empty line last read: a separator if a `From ` line follows.
         let mut pending_empty: Option<Vec<u8>> = None;
-        while self.read_line(&mut line)? {
+        while let Some(starts_line) = self.read_piece(&mut line)? {
+            if !starts_line {
+                // The rest of a long line: content, whatever it holds.
+                self.keep(&mut message, &line);
+                continue;
+            }
             let is_empty = line == b"\n" || line == b"\r\n";
             if let Some(empty) = pending_empty.take() {
                 if line.starts_with(b"From ") {
                     self.next_from = Some((self.line_number, std::mem::take(&mut line)));
+                    self.skip_rest_of_line()?;
                     return Ok(Some(message));
                 }
                 self.keep(&mut message, &empty);
@@ -341,6 +369,28 @@ From c@d Wed Dec  2 02:00:47 2026\nSubject: 2\n\ntwo\n\n";
         assert!(messages[0].truncated);
         assert!(!messages[1].truncated);
         assert_eq!(messages[1].raw, b"ok\n");
+    }
+
+    #[test]
+    fn lines_longer_than_a_piece_are_read_whole_without_being_split() {
+        let long: Vec<u8> = (0..200_000).map(|i| b"ab>From "[i % 8]).collect();
+        let mut mbox = b"From x Thu Jan  1 00:00:00 1970 ".to_vec();
+        mbox.extend_from_slice(&long);
+        mbox.extend_from_slice(b"\nA: 1\n\n");
+        mbox.extend_from_slice(&long);
+        mbox.extend_from_slice(b"\n\nFrom y Thu Jan  1 00:00:00 1970\nB: 2\n");
+        let mut reader = MboxReader::new(&mbox[..], Escaping::Mboxrd, 1_000_000);
+        let first = reader.next_message().unwrap().unwrap();
+        assert_eq!(first.raw, [&b"A: 1\n\n"[..], &long, b"\n"].concat());
+        let second = reader.next_message().unwrap().unwrap();
+        assert_eq!(
+            (second.number, second.line, second.raw.as_slice()),
+            (2, 6, &b"B: 2\n"[..])
+        );
+        // Over the limit, a long line is dropped as it is read.
+        let mut reader = MboxReader::new(&mbox[..], Escaping::Mboxrd, 1000);
+        assert!(reader.next_message().unwrap().unwrap().truncated);
+        assert!(!reader.next_message().unwrap().unwrap().truncated);
     }
 
     #[test]
