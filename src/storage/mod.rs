@@ -753,18 +753,13 @@ impl Store {
     /// import that failed part-way); returns how many were removed.
     pub fn remove_by_uid(&self, user: &str, uids: &[String]) -> Result<usize, StorageError> {
         self.with_conn(|conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let (user_id, _) = user_id(&tx, user)?;
-            let mut removed = 0;
-            {
-                let mut stmt =
-                    tx.prepare_cached("DELETE FROM messages WHERE uid = ?1 AND user_id = ?2")?;
-                for uid in uids {
-                    removed += stmt.execute(params![uid, user_id])?;
-                }
-            }
-            tx.commit()?;
-            Ok(removed)
+            let (user_id, _) = user_id(conn, user)?;
+            delete_each(
+                conn,
+                "DELETE FROM messages WHERE uid = ?1 AND user_id = ?2",
+                user_id,
+                uids,
+            )
         })
     }
 
@@ -936,17 +931,12 @@ impl Store {
         message_ids: &[i64],
     ) -> Result<usize, StorageError> {
         self.with_conn(|conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let mut removed = 0;
-            {
-                let mut stmt =
-                    tx.prepare_cached("DELETE FROM messages WHERE id = ?1 AND user_id = ?2")?;
-                for id in message_ids {
-                    removed += stmt.execute(params![id, user_id])?;
-                }
-            }
-            tx.commit()?;
-            Ok(removed)
+            delete_each(
+                conn,
+                "DELETE FROM messages WHERE id = ?1 AND user_id = ?2",
+                user_id,
+                message_ids,
+            )
         })
     }
 
@@ -1000,6 +990,26 @@ fn user_id(conn: &Connection, name: &str) -> Result<(i64, String), StorageError>
     })
     .optional()?
     .ok_or_else(|| StorageError::UnknownUser(name.to_string()))
+}
+
+/// Runs `delete` (parameters: a key, then the owner's id) once per key,
+/// all in one transaction; returns how many rows went.
+fn delete_each(
+    conn: &mut Connection,
+    delete: &str,
+    user_id: i64,
+    keys: &[impl rusqlite::ToSql],
+) -> Result<usize, StorageError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut removed = 0;
+    {
+        let mut stmt = tx.prepare_cached(delete)?;
+        for key in keys {
+            removed += stmt.execute(params![key, user_id])?;
+        }
+    }
+    tx.commit()?;
+    Ok(removed)
 }
 
 /// True when there is no database yet: no file, or an empty one (as
