@@ -908,6 +908,56 @@ fn serve_lmtp_prints_its_listeners_and_delivers_what_pop3_then_serves() {
 }
 
 #[test]
+fn shutdown_during_an_lmtp_store_waits_for_it_and_still_sends_its_250() {
+    use std::io::{BufRead, BufReader, Write};
+    let (_dir, db) = temp_db();
+    add_user(&db, "alice", "pw", &[]);
+    let server = ServerProcess::start(&db, &["--lmtp", "127.0.0.1:0"]);
+    // Another writer holds the database, so the store has to wait for it.
+    let holder = rusqlite::Connection::open(&db).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let stream = std::net::TcpStream::connect(server.lmtp_addrs[0].as_str()).unwrap();
+    stream.set_read_timeout(Some(common::IO_TIMEOUT)).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    writer
+        .write_all(b"LHLO t\r\nMAIL FROM:<s@t>\r\nRCPT TO:<alice>\r\nDATA\r\n")
+        .unwrap();
+    let mut line = String::new();
+    while !line.starts_with("354") {
+        line.clear();
+        assert!(reader.read_line(&mut line).unwrap() > 0);
+    }
+    writer
+        .write_all(b"Subject: in flight\r\n\r\nx\r\n.\r\n")
+        .unwrap();
+    server.wait_for_log("storing");
+    // SIGTERM while the store waits; then let the store through.
+    let pid = server.child.id().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    server.wait_for_log("received Term");
+    holder.execute_batch("ROLLBACK").unwrap();
+    let mut replies = Vec::new();
+    for _ in 0..2 {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        replies.push(line);
+    }
+    assert!(
+        replies[0].starts_with("250 2.0.0 <alice> delivered as"),
+        "{replies:?}"
+    );
+    assert!(replies[1].starts_with("421 4.3.2"), "{replies:?}");
+    let (status, _) = server.terminate();
+    assert!(status.success());
+    assert_eq!(common::cli_mailbox(&db, "alice").len(), 1);
+}
+
+#[test]
 fn serve_refuses_a_bad_lmtp_address_as_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("never.db");

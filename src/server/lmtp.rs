@@ -372,6 +372,11 @@ impl LmtpConnection {
                 Delivery::Reply(reply) => reply,
                 Delivery::Store { user, message } => {
                     self.flush_after_delivery().await?;
+                    log::debug!(
+                        "lmtp {}: storing {} octets for {user}",
+                        self.id,
+                        message.len()
+                    );
                     let outcome = self.store(user, message).await;
                     transaction.stored(outcome)
                 }

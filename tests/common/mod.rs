@@ -464,6 +464,8 @@ impl ServerProcess {
                 "10ms",
             ])
             .args(extra)
+            // Tests wait for these lines; LMTP's debug line marks a store begun.
+            .env("RUST_LOG", "info,poplite::server::lmtp=debug")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
