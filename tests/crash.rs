@@ -1,6 +1,6 @@
 //! Crash consistency: the real server is killed with SIGKILL at random
-//! moments while sessions retrieve and delete and `deliver` processes (some
-//! of them killed too) add mail. Afterwards the database must be intact and
+//! moments while sessions retrieve and delete, and `deliver` processes
+//! (some of them killed too) and an LMTP client add mail. Afterwards the database must be intact and
 //! every rule about losing nothing must hold. Bounded: a fixed number of
 //! rounds, each a fraction of a second of load.
 
@@ -186,6 +186,62 @@ fn deliverer(
     }
 }
 
+/// The headers LMTP adds to a message for `user` from the test's sender.
+fn lmtp_headers(user: &str) -> String {
+    format!("Return-Path: <crash@test>\r\nDelivered-To: {user}\r\n")
+}
+
+/// What a stored message's size must be: LMTP's (subjects `l…`) carry its headers.
+fn expected_size(user: &str, subject: &str) -> u64 {
+    let headers = if subject.starts_with('l') {
+        lmtp_headers(user).len()
+    } else {
+        0
+    };
+    (headers + message(subject).len()) as u64
+}
+
+/// Delivers over LMTP until told to stop or the server dies; a subject
+/// counts as delivered only once its 250 has arrived.
+fn lmtp_deliverer(
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    seq: Arc<AtomicU64>,
+    ledger: Arc<Mutex<Ledger>>,
+) {
+    let run = || -> std::io::Result<()> {
+        let mut lmtp = Pop3::connect(addr)?;
+        lmtp.writer.write_all(b"LHLO crash.test\r\n")?;
+        while !lmtp.line()?.starts_with("250 ") {}
+        for _ in 0..400 {
+            if stop.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            let n = seq.fetch_add(1, Ordering::SeqCst);
+            let subject = format!("l{n}");
+            let user = USERS[(n % USERS.len() as u64) as usize];
+            for command in [
+                "MAIL FROM:<crash@test>".to_string(),
+                format!("RCPT TO:<{user}>"),
+                "DATA".into(),
+            ] {
+                let reply = lmtp.cmd(&command)?;
+                assert!(
+                    reply.starts_with('2') || reply.starts_with('3'),
+                    "{command}: {reply}"
+                );
+            }
+            lmtp.writer.write_all(&message(&subject))?;
+            if lmtp.cmd(".")?.starts_with("250 ") {
+                ledger.lock().unwrap().delivered.insert(subject);
+            }
+        }
+        Ok(())
+    };
+    // An I/O error is the server being killed: what was answered counts.
+    let _ = run();
+}
+
 fn stored(db: &Path, user: &str) -> Vec<(String, u64, String)> {
     cli_mailbox(db, user)
         .into_iter()
@@ -205,16 +261,21 @@ fn sigkill_at_random_moments_loses_nothing() {
     let started = Instant::now();
 
     for round in 0..ROUNDS {
-        let server = ServerProcess::start(&db, &[]);
+        let server = ServerProcess::start(&db, &["--lmtp", "127.0.0.1:0"]);
         let addr = server.addr;
+        let lmtp: SocketAddr = server.lmtp_addrs[0].parse().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
-        let deliverers: Vec<_> = (0..2)
+        let mut deliverers: Vec<_> = (0..2)
             .map(|id| {
                 let (db, stop, seq, ledger) =
                     (db.clone(), stop.clone(), seq.clone(), ledger.clone());
                 std::thread::spawn(move || deliverer(db, id, stop, seq, ledger))
             })
             .collect();
+        let (lmtp_stop, lmtp_seq, lmtp_ledger) = (stop.clone(), seq.clone(), ledger.clone());
+        deliverers.push(std::thread::spawn(move || {
+            lmtp_deliverer(lmtp, lmtp_stop, lmtp_seq, lmtp_ledger)
+        }));
         let sessions: Vec<_> = USERS
             .iter()
             .map(|user| {
@@ -255,7 +316,7 @@ fn sigkill_at_random_moments_loses_nothing() {
             // Whole messages only: a torn write would show in the size.
             assert_eq!(
                 size,
-                message(&subject).len() as u64,
+                expected_size(user, &subject),
                 "{uid} {subject} is torn"
             );
             assert!(present.insert(uid, subject).is_none(), "duplicate UID");
@@ -314,6 +375,16 @@ fn sigkill_at_random_moments_loses_nothing() {
             assert_eq!(seen, subject, "UID {uid} was reused");
         }
     }
+    let by_lmtp = ledger
+        .delivered
+        .iter()
+        .filter(|s| s.starts_with('l'))
+        .count();
+    assert!(
+        by_lmtp > 0,
+        "no LMTP delivery was acknowledged: the test tested nothing of it"
+    );
+    eprintln!("{by_lmtp} of the acknowledged deliveries came over LMTP");
     eprintln!(
         "{ROUNDS} kills: {} deliveries acknowledged, {} messages stored, {} deletions committed, \
          {} sessions cut off before QUIT, {} with QUIT unanswered",
