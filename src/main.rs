@@ -82,9 +82,9 @@ struct ImportArgs {
     /// A Maildir (its new/ and cur/ are imported, oldest first).
     #[arg(long, value_name = "DIR", group = "source")]
     maildir: Option<PathBuf>,
-    /// How the mbox escaped lines starting with "From ": mboxrd (lossless) or mboxo.
-    #[arg(long, value_enum, default_value_t = MboxFormat::Mboxrd)]
-    mbox_format: MboxFormat,
+    /// How the mbox escaped lines starting with "From ": mboxrd (lossless, the default) or mboxo.
+    #[arg(long, value_enum, conflicts_with = "maildir")]
+    mbox_format: Option<MboxFormat>,
     /// Largest message accepted, in octets after CRLF normalisation.
     #[arg(long, value_name = "OCTETS", default_value_t = server::DEFAULT_MAX_MESSAGE_SIZE)]
     max_message_size: u64,
@@ -528,8 +528,8 @@ fn import(db: &Database, args: ImportArgs) -> Result<(), CliError> {
     let (source, from) = match (args.mbox, args.maildir) {
         (Some(path), _) => {
             let escaping = match args.mbox_format {
-                MboxFormat::Mboxrd => Escaping::Mboxrd,
-                MboxFormat::Mboxo => Escaping::Mboxo,
+                None | Some(MboxFormat::Mboxrd) => Escaping::Mboxrd,
+                Some(MboxFormat::Mboxo) => Escaping::Mboxo,
             };
             let from = path.display().to_string();
             (archive::Source::Mbox(path, escaping), from)

@@ -1231,6 +1231,20 @@ fn an_import_with_a_bad_message_names_it_and_stores_nothing() {
     );
     let out = run_cli(&db, &["import", "alice"], b"");
     assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    let dir_arg = dir.path().to_str().unwrap();
+    let out = run_cli(
+        &db,
+        &[
+            "import",
+            "alice",
+            "--maildir",
+            dir_arg,
+            "--mbox-format",
+            "mboxo",
+        ],
+        b"",
+    );
+    assert_fails(&out, 64, "cannot be used with");
 }
 
 #[test]

@@ -250,6 +250,29 @@ fn smtp_greetings_and_data_without_recipients_are_refused() {
 }
 
 #[test]
+fn bare_lf_dot_lines_do_not_end_the_data_and_control_bytes_are_refused() {
+    let server = start(|_| {});
+    let mut lmtp = Lmtp::tcp(tcp_addr(&server));
+    lmtp.cmd("LHLO mx.test");
+    // A CR inside a path would have become a header of the sender's making.
+    assert!(lmtp
+        .cmd("MAIL FROM:<a@b\rX-Injected: yes>")
+        .starts_with("501 "));
+    lmtp.cmd("MAIL FROM:<s@far.test>");
+    assert!(lmtp.cmd("RCPT TO:<alice\u{1}>").starts_with("501 "));
+    lmtp.cmd("RCPT TO:<alice>");
+    lmtp.cmd("DATA");
+    // SMTP smuggling: LF.LF and LF.CRLF must not end the first message,
+    // so the "second" one is part of it, and MAIL inside is just text.
+    lmtp.send(b"Subject: one\r\n\r\nfirst\n.\nMAIL FROM:<evil@x>\n.\r\nstill one\r\n.\r\n");
+    assert!(lmtp.reply().starts_with("250 2.0.0 <alice>"));
+    assert!(lmtp.cmd("NOOP").starts_with("250"));
+    let stored = stored(&server, "alice");
+    assert_eq!(stored.len(), 1);
+    assert!(stored[0].ends_with(b"\r\n\r\nfirst\r\n.\r\nMAIL FROM:<evil@x>\r\n.\r\nstill one\r\n"));
+}
+
+#[test]
 fn shutdown_in_the_middle_of_data_stores_nothing() {
     // The file-backed test server: its store outlives the stop.
     let mut server = common::TestServer::start_with(|config| {

@@ -134,6 +134,11 @@ fn path_after<'a>(rest: &'a str, keyword: &str) -> Option<(String, &'a str)> {
         Some(_) => path.split_once(':')?.1,
         None => path,
     };
+    // The path goes into stored headers: a CR in it would start a header
+    // of the sender's choosing. SMTPUTF8 is not offered, so ASCII only.
+    if !path.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+        return None;
+    }
     Some((path.to_string(), params.trim()))
 }
 
@@ -249,6 +254,11 @@ mod tests {
         assert_eq!(code("MAIL FROM:<a@b> BODY=BINARYMIME"), 555);
         assert_eq!(code("RCPT TO:<>"), 501);
         assert_eq!(code("RCPT TO:<a@b> NOTIFY=NEVER"), 555);
+        // Control and non-ASCII bytes would end up in stored headers.
+        assert_eq!(code("MAIL FROM:<a@b\rX-Injected: yes>"), 501);
+        assert_eq!(code("RCPT TO:<a\t@b>"), 501);
+        assert_eq!(code("RCPT TO:<caf\u{e9}@b>"), 501);
+        assert_eq!(code("RCPT TO:<a\u{0}@b>"), 501);
         assert_eq!(code("LHLO"), 501);
         assert_eq!(code("DATA now"), 501);
         assert_eq!(code("FROB"), 500);

@@ -129,13 +129,21 @@ impl LmtpListener {
 fn bind_unix(path: &Path) -> io::Result<UnixSocket> {
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
-            if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                return Err(io::Error::new(
-                    io::ErrorKind::AddrInUse,
-                    "another process is listening on this socket",
-                ));
+            match std::os::unix::net::UnixStream::connect(path) {
+                // Refused: nobody listens, the socket is a crash's leftover.
+                Err(error) if error.kind() == io::ErrorKind::ConnectionRefused => {
+                    std::fs::remove_file(path)?;
+                }
+                // Accepted, or no telling (no permission, a full backlog):
+                // it may be live, and is never removed.
+                Ok(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AddrInUse,
+                        "another process is listening on this socket",
+                    ))
+                }
+                Err(error) => return Err(error),
             }
-            std::fs::remove_file(path)?;
         }
         Ok(_) => {
             return Err(io::Error::new(
