@@ -140,12 +140,17 @@ fn list_bad(bad: &[BadMessage]) -> String {
 }
 
 /// What an import or export did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Summary {
     /// Messages moved.
     pub messages: usize,
     /// Their octets as stored (CRLF).
     pub octets: u64,
+    /// Imported messages whose `From ` line had no readable date: they
+    /// are dated at the import.
+    pub undated: usize,
+    /// Maildir messages flagged trashed (T), not imported.
+    pub trashed: usize,
 }
 
 /// One message read from a source.
@@ -159,6 +164,7 @@ struct Incoming {
 fn read_source(
     source: &Source,
     limit: u64,
+    trashed: &mut usize,
     mut each: impl FnMut(Incoming) -> Result<(), ArchiveError>,
 ) -> Result<(), ArchiveError> {
     let too_large = || MessageError::TooLarge { limit }.to_string();
@@ -197,11 +203,12 @@ fn read_source(
             }
         }
         Source::Maildir(dir) => {
-            let entries = maildir::list(dir).map_err(|source| ArchiveError::Read {
+            let listing = maildir::list(dir).map_err(|source| ArchiveError::Read {
                 path: dir.clone(),
                 source,
             })?;
-            for entry in entries {
+            *trashed = listing.trashed;
+            for entry in listing.messages {
                 let mut raw = Vec::new();
                 let read = File::open(&entry.path)
                     .and_then(|file| file.take(limit.saturating_add(1)).read_to_end(&mut raw));
@@ -232,7 +239,8 @@ pub fn import(
     store.user(user).map_err(storage)?;
     // First pass: check everything, store nothing.
     let mut bad = Vec::new();
-    read_source(source, limit, |incoming| {
+    let mut trashed = 0;
+    read_source(source, limit, &mut trashed, |incoming| {
         if let Err(reason) = incoming.message {
             bad.push(BadMessage {
                 position: incoming.position,
@@ -247,8 +255,8 @@ pub fn import(
     // Second pass: store in batches, undoing them all if one fails.
     let mut stored: Vec<String> = Vec::new();
     let mut summary = Summary {
-        messages: 0,
-        octets: 0,
+        trashed,
+        ..Summary::default()
     };
     let mut batch: Vec<(Message, Option<i64>)> = Vec::new();
     let mut batch_octets = 0;
@@ -261,7 +269,7 @@ pub fn import(
         batch.clear();
         Ok::<(), StorageError>(())
     };
-    let outcome = read_source(source, limit, |incoming| {
+    let outcome = read_source(source, limit, &mut trashed, |incoming| {
         // The file changed since the first pass: give up (and undo).
         let message = incoming.message.map_err(|reason| {
             ArchiveError::BadMessages(vec![BadMessage {
@@ -271,6 +279,7 @@ pub fn import(
         })?;
         summary.messages += 1;
         summary.octets += message.size();
+        summary.undated += usize::from(incoming.received_at.is_none());
         batch_octets += message.size();
         batch.push((message, incoming.received_at));
         if batch.len() >= BATCH_MESSAGES || batch_octets >= BATCH_OCTETS {
@@ -320,10 +329,7 @@ pub fn export(store: &Store, user: &str, dest: &Path) -> Result<Summary, Archive
             .open(&temp)
             .map_err(write_error)?;
         let mut out = BufWriter::with_capacity(256 * 1024, file);
-        let mut summary = Summary {
-            messages: 0,
-            octets: 0,
-        };
+        let mut summary = Summary::default();
         for entry in &entries {
             let len = usize::try_from(entry.size).unwrap_or(usize::MAX);
             let body = match store.read_body(entry.id, 0, len) {

@@ -14,9 +14,20 @@ pub struct MaildirEntry {
     pub received_at: i64,
 }
 
-/// Every message in `dir`'s `new/` and `cur/`, oldest first (ties in
-/// name order). A directory with neither is not a Maildir.
-pub fn list(dir: &Path) -> io::Result<Vec<MaildirEntry>> {
+/// What a Maildir holds for import.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Listing {
+    /// The messages, oldest first.
+    pub messages: Vec<MaildirEntry>,
+    /// Messages flagged T (trashed: deleted, awaiting expunge), left out.
+    pub trashed: usize,
+}
+
+/// Every message in `dir`'s `new/` and `cur/`, oldest first, except the
+/// trashed ones. Ties in time go by the microseconds in Dovecot-style
+/// names (`SECS.MusecPpid.host`), then by name. A directory with neither
+/// `new/` nor `cur/` is not a Maildir.
+pub fn list(dir: &Path) -> io::Result<Listing> {
     let subdirs: Vec<PathBuf> = ["new", "cur"]
         .iter()
         .map(|sub| dir.join(sub))
@@ -28,35 +39,65 @@ pub fn list(dir: &Path) -> io::Result<Vec<MaildirEntry>> {
             "not a Maildir: it has neither new/ nor cur/",
         ));
     }
-    let mut entries = Vec::new();
+    let mut listing = Listing::default();
+    let mut keyed = Vec::new();
     for sub in subdirs {
         for entry in std::fs::read_dir(&sub)? {
             let entry = entry?;
-            let name = entry.file_name();
+            let name = entry.file_name().to_string_lossy().into_owned();
             // Dot files are not messages (Dovecot keeps its index files so).
-            if name.to_string_lossy().starts_with('.') || !entry.file_type()?.is_file() {
+            if name.starts_with('.') {
                 continue;
             }
-            let received_at = match name_time(&name.to_string_lossy()) {
-                Some(time) => time,
-                None => modified(&entry.metadata()?),
-            };
-            entries.push(MaildirEntry {
-                path: entry.path(),
-                received_at,
-            });
+            // Follows a link, so a linked message file is imported too.
+            let meta = std::fs::metadata(entry.path())?;
+            if !meta.is_file() {
+                continue;
+            }
+            if is_trashed(&name) {
+                listing.trashed += 1;
+                continue;
+            }
+            let received_at = name_time(&name).unwrap_or_else(|| modified(&meta));
+            let key = (received_at, microseconds(&name), name);
+            keyed.push((
+                key,
+                MaildirEntry {
+                    path: entry.path(),
+                    received_at,
+                },
+            ));
         }
     }
-    entries.sort_by(|a, b| {
-        (a.received_at, a.path.file_name()).cmp(&(b.received_at, b.path.file_name()))
-    });
-    Ok(entries)
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    listing.messages = keyed.into_iter().map(|(_, entry)| entry).collect();
+    Ok(listing)
 }
 
-/// The Unix time a Maildir file name starts with, if it does.
+/// Whether the name's info (`:2,FLAGS`) has the T (trashed) flag.
+fn is_trashed(name: &str) -> bool {
+    name.rsplit_once(":2,")
+        .is_some_and(|(_, flags)| flags.contains('T'))
+}
+
+/// The `M` field of a Dovecot-style name's second part, as a number.
+fn microseconds(name: &str) -> u64 {
+    let Some(unique) = name.split('.').nth(1) else {
+        return 0;
+    };
+    let Some(after) = unique.strip_prefix('M') else {
+        return 0;
+    };
+    let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().unwrap_or(0)
+}
+
+/// The Unix time a Maildir file name starts with, if it does: 9 or 10
+/// digits (1973 to 2286), so that MH-style names (`1`, `2`) and other
+/// numbers are not taken for times.
 fn name_time(name: &str) -> Option<i64> {
     let digits = name.split('.').next()?;
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    if !(9..=10).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     digits.parse().ok()
@@ -85,6 +126,7 @@ mod tests {
         std::fs::create_dir(dir.path().join("cur/subdir")).unwrap();
         let names: Vec<String> = list(dir.path())
             .unwrap()
+            .messages
             .iter()
             .map(|e| e.path.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
@@ -99,6 +141,35 @@ mod tests {
     }
 
     #[test]
+    fn same_second_names_sort_by_microseconds_and_trashed_ones_are_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("cur")).unwrap();
+        for name in [
+            "1700000000.M1000000P1.h:2,S",
+            "1700000000.M999999P1.h:2,S",
+            "1700000000.M99999P1.h:2,",
+            "1700000000.M5P1.h:2,ST",
+        ] {
+            std::fs::write(dir.path().join("cur").join(name), "x").unwrap();
+        }
+        let listing = list(dir.path()).unwrap();
+        let names: Vec<String> = listing
+            .messages
+            .iter()
+            .map(|e| e.path.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "1700000000.M99999P1.h:2,",
+                "1700000000.M999999P1.h:2,S",
+                "1700000000.M1000000P1.h:2,S"
+            ]
+        );
+        assert_eq!(listing.trashed, 1);
+    }
+
+    #[test]
     fn a_directory_without_new_or_cur_is_not_a_maildir() {
         let dir = tempfile::tempdir().unwrap();
         let error = list(dir.path()).unwrap_err();
@@ -110,5 +181,7 @@ mod tests {
         assert_eq!(name_time("1700000100.M1.host"), Some(1_700_000_100));
         assert_eq!(name_time("message.eml"), None);
         assert_eq!(name_time(".1"), None);
+        assert_eq!(name_time("1"), None);
+        assert_eq!(name_time("123456789012.x"), None);
     }
 }

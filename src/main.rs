@@ -550,6 +550,18 @@ fn import(db: &Database, args: ImportArgs) -> Result<(), CliError> {
         args.user,
         started.elapsed().as_secs_f64()
     ));
+    if summary.undated > 0 {
+        say(format_args!(
+            "{} of them had no readable date on their From line and are dated now",
+            summary.undated
+        ));
+    }
+    if summary.trashed > 0 {
+        say(format_args!(
+            "left out {} messages flagged trashed (T)",
+            summary.trashed
+        ));
+    }
     Ok(())
 }
 

@@ -250,35 +250,65 @@ fn asctime(unix: i64) -> String {
     )
 }
 
-/// The arrival time on a `From ` line: `From sender Www Mmm dd hh:mm:ss
-/// [zone] yyyy` (a numeric zone such as `+0100` is applied).
+/// The years an arrival time may fall in: SQLite's date functions, which
+/// `poplite mailbox` uses, stop at 9999.
+const YEARS: std::ops::RangeInclusive<i64> = 1970..=9999;
+
+/// The arrival time on a `From ` line: `From sender [Www] Mmm dd
+/// hh:mm[:ss] [zone] yyyy`, read from the end, since a sender may itself
+/// be a word like `May`. A numeric zone (`+0100`) or a North American
+/// one (`PST`) is applied; other zone names are taken as UTC.
 fn from_line_time(line: &[u8]) -> Option<i64> {
     let text = std::str::from_utf8(line).ok()?;
     let tokens: Vec<&str> = text.split_ascii_whitespace().collect();
-    // Month name, then day, time and year, with an optional zone.
-    let at = tokens.iter().position(|t| MONTHS.contains(t))?;
-    let month = MONTHS.iter().position(|m| *m == tokens[at])? as i64 + 1;
-    let day: i64 = tokens.get(at + 1)?.parse().ok()?;
-    let mut time = tokens.get(at + 2)?.split(':').map(str::parse::<i64>);
+    let mut at = tokens.len().checked_sub(1)?;
+    let year: i64 = tokens[at].parse().ok().filter(|y| YEARS.contains(y))?;
+    at = at.checked_sub(1)?;
+    let zone = match zone_offset(tokens[at]) {
+        Some(offset) => {
+            at = at.checked_sub(1)?;
+            offset
+        }
+        None => 0,
+    };
+    let mut time = tokens[at].split(':').map(str::parse::<i64>);
     let (hour, minute) = (time.next()?.ok()?, time.next()?.ok()?);
     let second = time.next().map_or(Some(0), |s| s.ok())?;
-    let (zone, year) = match tokens.get(at + 3)? {
-        zone if zone.starts_with(['+', '-']) => (zone_offset(zone)?, tokens.get(at + 4)?),
-        year => (0, year),
-    };
-    let year: i64 = year.parse().ok()?;
-    if !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+    if time.next().is_some() || hour > 23 || minute > 59 || second > 60 {
         return None;
     }
+    let day: i64 = tokens.get(at.checked_sub(1)?)?.parse().ok()?;
+    let month_at = at.checked_sub(2)?;
+    // `From`, the sender, then the month at the earliest.
+    if month_at < 2 || !(1..=31).contains(&day) {
+        return None;
+    }
+    let month = MONTHS.iter().position(|m| *m == tokens[month_at])? as i64 + 1;
     Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - zone)
 }
 
-fn zone_offset(zone: &str) -> Option<i64> {
-    let sign = if zone.starts_with('-') { -1 } else { 1 };
-    let digits = zone.get(1..5)?;
-    let hours: i64 = digits.get(..2)?.parse().ok()?;
-    let minutes: i64 = digits.get(2..)?.parse().ok()?;
-    Some(sign * (hours * 3600 + minutes * 60))
+/// A zone's offset from UTC in seconds, if `token` is a zone.
+fn zone_offset(token: &str) -> Option<i64> {
+    if let Some(digits) = token.strip_prefix(['+', '-']) {
+        let sign = if token.starts_with('-') { -1 } else { 1 };
+        if digits.len() != 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let hours: i64 = digits[..2].parse().ok()?;
+        let minutes: i64 = digits[2..].parse().ok()?;
+        return Some(sign * (hours * 3600 + minutes * 60));
+    }
+    // RFC 5322 §4.3's names; any other run of letters is a zone we take as UTC.
+    let hours = match token {
+        "EDT" => -4,
+        "EST" | "CDT" => -5,
+        "CST" | "MDT" => -6,
+        "MST" | "PDT" => -7,
+        "PST" => -8,
+        _ if (1..=5).contains(&token.len()) && token.bytes().all(|b| b.is_ascii_uppercase()) => 0,
+        _ => return None,
+    };
+    Some(hours * 3600)
 }
 
 /// Howard Hinnant's days-from-civil: days since 1970-01-01.
@@ -413,6 +443,18 @@ From c@d Wed Dec  2 02:00:47 2026\nSubject: 2\n\ntwo\n\n";
     }
 
     #[test]
+    fn every_written_date_reads_back() {
+        // A day and a bit apart, across all the supported years.
+        let last = days_from_civil(9999, 12, 31) * 86_400;
+        let mut unix = 0;
+        while unix <= last {
+            let line = format!("From May {}\n", asctime(unix));
+            assert_eq!(from_line_time(line.as_bytes()), Some(unix), "{line}");
+            unix += 86_400 * 37 + 3_661;
+        }
+    }
+
+    #[test]
     fn from_line_dates_parse_with_and_without_a_zone() {
         assert_eq!(
             from_line_time(b"From - Thu Jan  1 01:00:00 +0100 1970\n"),
@@ -424,7 +466,28 @@ From c@d Wed Dec  2 02:00:47 2026\nSubject: 2\n\ntwo\n\n";
         );
         assert_eq!(from_line_time(b"From a@b\n"), None);
         assert_eq!(from_line_time(b"From a@b Thu Jan 99 00:00:00 1970\n"), None);
-        for unix in [0, 951_782_400, 1_796_176_847, -86_400] {
+        // Senders that look like dates, zone names, years SQLite cannot show.
+        assert_eq!(
+            from_line_time(b"From May Thu Jan  1 00:00:00 1970\n"),
+            Some(0)
+        );
+        assert_eq!(
+            from_line_time(b"From Jan 5 Thu Jan  1 00:00:00 1970\n"),
+            Some(0)
+        );
+        assert_eq!(
+            from_line_time(b"From a Thu Jan  1 00:00:00 PST 1970\n"),
+            Some(8 * 3600)
+        );
+        assert_eq!(
+            from_line_time(b"From a Thu Jan  1 00:00:00 GMT 1970\n"),
+            Some(0)
+        );
+        assert_eq!(from_line_time(b"From a Thu Jan  1 00:00:00 10000\n"), None);
+        assert_eq!(from_line_time(b"From a Thu Jan  1 00:00:00 1969\n"), None);
+        assert_eq!(from_line_time(b"From Jan  1 00:00:00 1970\n"), None);
+        assert_eq!(from_line_time(b"From a Jan  1 00:00 1970\n"), Some(0));
+        for unix in [0, 951_782_400, 1_796_176_847, 253_402_300_799] {
             let line = format!("From x {}\n", asctime(unix));
             assert_eq!(from_line_time(line.as_bytes()), Some(unix), "{line}");
         }

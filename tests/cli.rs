@@ -1270,12 +1270,19 @@ fn a_maildir_imports_oldest_first_from_new_and_cur() {
         "Subject: unfinished\n\n0\n",
     )
     .unwrap();
+    let trashed = maildir.join("cur/1764000150.M1.host:2,ST");
+    std::fs::write(trashed, "Subject: trashed\n\nt\n").unwrap();
     let out = run_cli(
         &db,
         &["import", "alice", "--maildir", maildir.to_str().unwrap()],
         b"",
     );
     assert!(out.status.success(), "{}", stderr(&out));
+    let said = stdout(&out);
+    assert!(
+        said.contains("left out 1 messages flagged trashed (T)"),
+        "{said}"
+    );
     let subjects: Vec<_> = common::cli_mailbox(&db, "alice")
         .into_iter()
         .map(|row| row[3].clone())
@@ -1287,4 +1294,25 @@ fn a_maildir_imports_oldest_first_from_new_and_cur() {
         b"",
     );
     assert_fails(&out, 66, "not a Maildir");
+}
+
+#[test]
+fn an_undated_from_line_is_dated_now_and_said_so() {
+    let (dir, db) = temp_db();
+    add_user(&db, "alice", "pw", &[]);
+    let file = dir.path().join("undated.mbox");
+    let mbox = b"From May Thu Jan  1 00:00:00 1998\nSubject: dated\n\nx\n\nFrom nobody\nSubject: undated\n\ny\n";
+    std::fs::write(&file, mbox).unwrap();
+    let out = run_cli(
+        &db,
+        &["import", "alice", "--mbox", file.to_str().unwrap()],
+        b"",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = stdout(&out);
+    assert!(said.contains("1 of them had no readable date"), "{said}");
+    let listed = common::cli_mailbox(&db, "alice");
+    // A sender that is a month name does not confuse the date.
+    assert_eq!(listed[0][2], "1998-01-01T00:00:00Z");
+    assert!(listed[1][2] > "2026".to_string(), "{:?}", listed[1]);
 }
