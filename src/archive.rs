@@ -6,8 +6,9 @@
 //! the import before anything is stored, with the position of each bad
 //! one; the file can be fixed and the import run again without
 //! duplicates. The good ones are then stored in batched transactions
-//! (one sync per batch), and if a batch fails (quota, full disk) the
-//! batches already stored are removed again.
+//! (one sync per batch) under a hidden staging user, and moved to the
+//! user in one last transaction: until then no session sees any of them,
+//! and an import that fails or is killed leaves nothing visible.
 
 use std::fmt;
 use std::fs::File;
@@ -89,26 +90,12 @@ pub enum ArchiveError {
     /// Some messages cannot be imported; nothing was.
     #[error("{} bad message{}, nothing imported: {}", .0.len(), if .0.len() == 1 { "" } else { "s" }, list_bad(.0))]
     BadMessages(Vec<BadMessage>),
-    /// Storing failed before anything was stored, or what was stored has
-    /// been removed again.
+    /// Storing failed; nothing was imported.
     #[error("{source}; nothing imported")]
     Storage {
         /// The storage failure.
         #[source]
         source: StorageError,
-    },
-    /// Storing failed part-way and the messages already stored could not
-    /// all be removed.
-    #[error(
-        "{cause}; {stored} messages were stored before it and could not be removed again ({undo})"
-    )]
-    Partial {
-        /// What stopped the import.
-        cause: String,
-        /// Messages left stored.
-        stored: usize,
-        /// Why removing them failed.
-        undo: StorageError,
     },
     /// The export file exists already.
     #[error("{0}: already exists; an export never overwrites (remove it or pick another name)")]
@@ -252,25 +239,16 @@ pub fn import(
     if !bad.is_empty() {
         return Err(ArchiveError::BadMessages(bad));
     }
-    // Second pass: store in batches, undoing them all if one fails.
-    let mut stored: Vec<String> = Vec::new();
+    // Second pass: store in batches out of sight, then publish them at once.
+    let staging = store.begin_import().map_err(storage)?;
     let mut summary = Summary {
         trashed,
         ..Summary::default()
     };
     let mut batch: Vec<(Message, Option<i64>)> = Vec::new();
     let mut batch_octets = 0;
-    let flush = |batch: &mut Vec<(Message, Option<i64>)>, stored: &mut Vec<String>| {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let uids = store.deliver_received_at(user, batch)?;
-        stored.extend(uids);
-        batch.clear();
-        Ok::<(), StorageError>(())
-    };
-    let outcome = read_source(source, limit, &mut trashed, |incoming| {
-        // The file changed since the first pass: give up (and undo).
+    let staged = read_source(source, limit, &mut trashed, |incoming| {
+        // The file changed since the first pass: give up.
         let message = incoming.message.map_err(|reason| {
             ArchiveError::BadMessages(vec![BadMessage {
                 position: incoming.position,
@@ -283,26 +261,29 @@ pub fn import(
         batch_octets += message.size();
         batch.push((message, incoming.received_at));
         if batch.len() >= BATCH_MESSAGES || batch_octets >= BATCH_OCTETS {
+            store.stage(&staging, &batch).map_err(storage)?;
+            batch.clear();
             batch_octets = 0;
-            flush(&mut batch, &mut stored).map_err(storage)?;
         }
         Ok(())
     })
-    .and_then(|()| flush(&mut batch, &mut stored).map_err(storage));
-    match outcome {
-        Ok(()) => Ok(summary),
-        Err(error) if stored.is_empty() => Err(error),
-        Err(error) => match store.remove_by_uid(user, &stored) {
-            Ok(_) => Err(error),
-            Err(undo) => Err(ArchiveError::Partial {
-                cause: match error {
-                    ArchiveError::Storage { source } => source.to_string(),
-                    other => other.to_string(),
-                },
-                stored: stored.len(),
-                undo,
-            }),
-        },
+    .and_then(|()| match batch.is_empty() {
+        true => Ok(()),
+        false => store.stage(&staging, &batch).map_err(storage),
+    })
+    .and_then(|()| store.publish_import(&staging, user).map_err(storage));
+    match staged {
+        Ok(_) => Ok(summary),
+        Err(error) => {
+            // Nothing was ever visible; if even this fails, the next
+            // import or server start removes the staged copy.
+            if let Err(undo) = store.abandon_import(staging) {
+                log::warn!(
+                    "cannot remove the staged messages now ({undo}); they are hidden, and go later"
+                );
+            }
+            Err(error)
+        }
     }
 }
 
@@ -439,7 +420,7 @@ From MAILER-DAEMON Wed Dec  2 02:00:47 2026\nSubject: 2\n\ntwo\n\n"
     }
 
     #[test]
-    fn a_batch_that_fails_undoes_the_batches_before_it() {
+    fn an_import_over_quota_after_full_batches_stores_nothing() {
         let (dir, store) = store_with_alice();
         let count = BATCH_MESSAGES + 10;
         store

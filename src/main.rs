@@ -383,7 +383,6 @@ impl CliError {
                 ArchiveError::Storage { source } | ArchiveError::Export(source) => {
                     storage_exit_code(source)
                 }
-                ArchiveError::Partial { .. } => EX_TEMPFAIL,
                 ArchiveError::Exists(_) | ArchiveError::Write { .. } => EX_CANTCREAT,
             },
         }

@@ -1316,3 +1316,67 @@ fn an_undated_from_line_is_dated_now_and_said_so() {
     assert_eq!(listed[0][2], "1998-01-01T00:00:00Z");
     assert!(listed[1][2].as_str() > "2026", "{:?}", listed[1]);
 }
+
+#[test]
+fn an_import_killed_half_way_leaves_nothing_visible_and_can_be_rerun() {
+    let (dir, db) = temp_db();
+    add_user(&db, "alice", "pw", &[]);
+    const MESSAGES: usize = 20_000;
+    let mut mbox = Vec::new();
+    for i in 0..MESSAGES {
+        mbox.extend_from_slice(
+            format!("From a Wed Dec  2 00:00:00 2026\nSubject: {i}\n\nbody {i}\n\n").as_bytes(),
+        );
+    }
+    let file = dir.path().join("big.mbox");
+    std::fs::write(&file, &mbox).unwrap();
+    let mut import = common::poplite()
+        .arg("--db")
+        .arg(&db)
+        .args(["import", "alice", "--mbox"])
+        .arg(&file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once some batches are stored, but before it is done.
+    let watcher = rusqlite::Connection::open(&db).unwrap();
+    let stored = || -> i64 {
+        watcher
+            .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + common::IO_TIMEOUT;
+    while stored() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the import never stored a batch"
+        );
+        assert!(
+            import.try_wait().unwrap().is_none(),
+            "the import ended before it could be killed"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    import.kill().unwrap();
+    import.wait().unwrap();
+    let left_behind = stored();
+    assert!(
+        left_behind > 0 && (left_behind as usize) < MESSAGES,
+        "{left_behind}"
+    );
+    // None of it is alice's, nor listed anywhere.
+    assert_eq!(mailbox_size(&db), 0);
+    assert_eq!(
+        stdout(&run_cli(&db, &["user", "list"], b"")),
+        "alice\t0\t0\n"
+    );
+    // Run again: exactly the file's messages, no duplicates.
+    let out = run_cli(
+        &db,
+        &["import", "alice", "--mbox", file.to_str().unwrap()],
+        b"",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(mailbox_size(&db), MESSAGES);
+}

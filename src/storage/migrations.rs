@@ -16,6 +16,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0002_quotas.sql",
         include_str!("../../migrations/0002_quotas.sql"),
     ),
+    (
+        "0003_imports.sql",
+        include_str!("../../migrations/0003_imports.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

@@ -101,6 +101,10 @@ pub enum StorageError {
     /// Every local user could rewrite the mail and the passwords.
     #[error("{0}: writable by every user on this machine; refusing to serve it (chmod o-w)")]
     WorldWritable(PathBuf),
+    /// An import's staged messages were removed (it was silent so long it
+    /// was taken for dead).
+    #[error("the import was abandoned while it ran (silent for over an hour); nothing imported")]
+    ImportGone,
     /// A message was removed while a session still listed it.
     #[error("message {0} no longer exists")]
     MessageGone(i64),
@@ -141,9 +145,10 @@ impl StorageError {
                 e.sqlite_error_code(),
                 Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
             ),
-            StorageError::Create { .. } | StorageError::Busy | StorageError::AlreadyServed(_) => {
-                true
-            }
+            StorageError::Create { .. }
+            | StorageError::Busy
+            | StorageError::AlreadyServed(_)
+            | StorageError::ImportGone => true,
         }
     }
 }
@@ -440,7 +445,11 @@ impl Store {
             }
         }
         match file.try_lock() {
-            Ok(()) => Ok(ServeClaim { _file: Some(file) }),
+            Ok(()) => {
+                // A server start is when an interrupted import is cleared.
+                self.with_conn(|conn| Ok(purge_stale_imports(conn)?))?;
+                Ok(ServeClaim { _file: Some(file) })
+            }
             Err(std::fs::TryLockError::WouldBlock) => {
                 Err(StorageError::AlreadyServed(self.path.clone()))
             }
@@ -629,6 +638,7 @@ impl Store {
             let mut stmt = conn.prepare(
                 "SELECT u.name, count(m.id), coalesce(sum(m.size), 0)
                  FROM users u LEFT JOIN messages m ON m.user_id = u.id
+                 WHERE u.name NOT LIKE '~%'
                  GROUP BY u.id ORDER BY u.name",
             )?;
             let rows = stmt.query_map([], |r| {
@@ -647,7 +657,8 @@ impl Store {
         self.with_conn(|conn| {
             Ok(conn
                 .query_row(
-                    "SELECT id, name, password_hash, apop_secret FROM users WHERE name = ?1",
+                    "SELECT id, name, password_hash, apop_secret FROM users
+                     WHERE name = ?1 AND name NOT LIKE '~%'",
                     [name],
                     |r| {
                         Ok(Credentials {
@@ -679,7 +690,8 @@ impl Store {
         self.with_conn(|conn| {
             Ok(conn
                 .query_row(
-                    "SELECT password_hash FROM users ORDER BY id DESC LIMIT 1",
+                    "SELECT password_hash FROM users WHERE name NOT LIKE '~%'
+                     ORDER BY id DESC LIMIT 1",
                     [],
                     |r| r.get(0),
                 )
@@ -715,51 +727,84 @@ impl Store {
             let (user_id, name) = user_id(&tx, user)?;
             let sizes = messages.iter().map(|(m, _)| m.size());
             check_quota(&tx, user_id, &name, sizes)?;
-            let mut uids = Vec::with_capacity(messages.len());
-            for (message, received_at) in messages {
-                // The UID embeds the AUTOINCREMENT id, known only after the
-                // insert; the placeholder never outlives this transaction.
-                tx.execute(
-                    "INSERT INTO messages (user_id, uid, size, header_len, received_at, subject)
-                     VALUES (?1, 'pending', ?2, ?3, coalesce(?4, unixepoch()), ?5)",
-                    params![
-                        user_id,
-                        message.size(),
-                        message.header_len(),
-                        received_at,
-                        message.subject()
-                    ],
-                )?;
-                let id = tx.last_insert_rowid();
-                let uid = format!("{}.{id}", self.uid_prefix);
-                tx.execute(
-                    "UPDATE messages SET uid = ?1 WHERE id = ?2",
-                    params![uid, id],
-                )?;
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO message_chunks (message_id, seq, data) VALUES (?1, ?2, ?3)",
-                )?;
-                for (seq, chunk) in message.bytes().chunks(BODY_CHUNK).enumerate() {
-                    insert.execute(params![id, seq as i64, chunk])?;
-                }
-                uids.push(uid);
-            }
+            let uids = insert_into(&tx, user_id, &self.uid_prefix, messages)?;
             tx.commit()?;
             Ok(uids)
         })
     }
 
-    /// Removes a user's messages by UID in one transaction (to undo an
-    /// import that failed part-way); returns how many were removed.
-    pub fn remove_by_uid(&self, user: &str, uids: &[String]) -> Result<usize, StorageError> {
+    /// Starts an import: a hidden staging user that [`Store::stage`] fills
+    /// and [`Store::publish_import`] empties into the real user at once.
+    /// Removes what imports that died more than an hour ago left behind.
+    pub fn begin_import(&self) -> Result<Staging, StorageError> {
         self.with_conn(|conn| {
-            let (user_id, _) = user_id(conn, user)?;
-            delete_each(
-                conn,
-                "DELETE FROM messages WHERE uid = ?1 AND user_id = ?2",
-                user_id,
-                uids,
-            )
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            purge_stale_imports(&tx)?;
+            // "!" is no PHC string: nothing can ever log in as it.
+            tx.execute(
+                "INSERT INTO users (name, password_hash)
+                 VALUES (?1 || 'import-' || lower(hex(randomblob(8))), '!')",
+                [STAGING_PREFIX],
+            )?;
+            let user_id = tx.last_insert_rowid();
+            tx.execute(
+                "INSERT INTO imports (staging_user_id, heartbeat) VALUES (?1, unixepoch())",
+                [user_id],
+            )?;
+            tx.commit()?;
+            Ok(Staging { user_id })
+        })
+    }
+
+    /// Stores a batch of an import out of sight, in one transaction.
+    pub fn stage(
+        &self,
+        staging: &Staging,
+        messages: &[(Message, Option<i64>)],
+    ) -> Result<(), StorageError> {
+        let dated: Vec<(&Message, Option<i64>)> = messages.iter().map(|(m, at)| (m, *at)).collect();
+        self.with_conn(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let alive = tx.execute(
+                "UPDATE imports SET heartbeat = unixepoch() WHERE staging_user_id = ?1",
+                [staging.user_id],
+            )?;
+            if alive == 0 {
+                return Err(StorageError::ImportGone);
+            }
+            insert_into(&tx, staging.user_id, &self.uid_prefix, &dated)?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    /// Moves every staged message to `user` in one transaction (quota
+    /// checked for them all) and ends the import; returns how many.
+    pub fn publish_import(&self, staging: &Staging, user: &str) -> Result<usize, StorageError> {
+        self.with_conn(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let (user_id, name) = user_id(&tx, user)?;
+            let sizes: Vec<u64> = {
+                let mut stmt = tx.prepare("SELECT size FROM messages WHERE user_id = ?1")?;
+                let rows = stmt.query_map([staging.user_id], |r| r.get(0))?;
+                rows.collect::<Result<_, _>>()?
+            };
+            check_quota(&tx, user_id, &name, sizes.iter().copied())?;
+            let moved = tx.execute(
+                "UPDATE messages SET user_id = ?1 WHERE user_id = ?2",
+                params![user_id, staging.user_id],
+            )?;
+            tx.execute("DELETE FROM users WHERE id = ?1", [staging.user_id])?;
+            tx.commit()?;
+            Ok(moved)
+        })
+    }
+
+    /// Ends an import without publishing: its staged messages are removed.
+    pub fn abandon_import(&self, staging: Staging) -> Result<(), StorageError> {
+        self.with_conn(|conn| {
+            conn.execute("DELETE FROM users WHERE id = ?1", [staging.user_id])?;
+            Ok(())
         })
     }
 
@@ -985,11 +1030,79 @@ impl Store {
 }
 
 fn user_id(conn: &Connection, name: &str) -> Result<(i64, String), StorageError> {
+    if name.starts_with(STAGING_PREFIX) {
+        return Err(StorageError::UnknownUser(name.to_string()));
+    }
     conn.query_row("SELECT id, name FROM users WHERE name = ?1", [name], |r| {
         Ok((r.get(0)?, r.get(1)?))
     })
     .optional()?
     .ok_or_else(|| StorageError::UnknownUser(name.to_string()))
+}
+
+/// Names starting with this are staging users of imports: no real name
+/// can (see [`validate_user_name`]), and lookups by name skip them.
+const STAGING_PREFIX: &str = "~";
+
+/// Imports silent this long are taken for dead (see migrations/0003).
+const STALE_IMPORT_SECONDS: i64 = 3600;
+
+/// An import in progress (see [`Store::begin_import`]).
+#[derive(Debug)]
+pub struct Staging {
+    user_id: i64,
+}
+
+/// Removes the staging users (and so the messages) of dead imports.
+fn purge_stale_imports(conn: &Connection) -> rusqlite::Result<usize> {
+    let purged = conn.execute(
+        "DELETE FROM users WHERE id IN
+         (SELECT staging_user_id FROM imports WHERE heartbeat < unixepoch() - ?1)",
+        [STALE_IMPORT_SECONDS],
+    )?;
+    if purged > 0 {
+        log::info!("removed what {purged} interrupted imports had stored");
+    }
+    Ok(purged)
+}
+
+/// Inserts messages for `user_id` in `tx`; returns their UIDs.
+fn insert_into(
+    tx: &Connection,
+    user_id: i64,
+    uid_prefix: &str,
+    messages: &[(&Message, Option<i64>)],
+) -> Result<Vec<String>, StorageError> {
+    let mut uids = Vec::with_capacity(messages.len());
+    for (message, received_at) in messages {
+        // The UID embeds the AUTOINCREMENT id, known only after the
+        // insert; the placeholder never outlives this transaction.
+        tx.execute(
+            "INSERT INTO messages (user_id, uid, size, header_len, received_at, subject)
+             VALUES (?1, 'pending', ?2, ?3, coalesce(?4, unixepoch()), ?5)",
+            params![
+                user_id,
+                message.size(),
+                message.header_len(),
+                received_at,
+                message.subject()
+            ],
+        )?;
+        let id = tx.last_insert_rowid();
+        let uid = format!("{uid_prefix}.{id}");
+        tx.execute(
+            "UPDATE messages SET uid = ?1 WHERE id = ?2",
+            params![uid, id],
+        )?;
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO message_chunks (message_id, seq, data) VALUES (?1, ?2, ?3)",
+        )?;
+        for (seq, chunk) in message.bytes().chunks(BODY_CHUNK).enumerate() {
+            insert.execute(params![id, seq as i64, chunk])?;
+        }
+        uids.push(uid);
+    }
+    Ok(uids)
 }
 
 /// Runs `delete` (parameters: a key, then the owner's id) once per key,

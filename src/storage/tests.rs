@@ -404,3 +404,80 @@ fn a_backup_is_a_whole_database_that_passes_its_integrity_check() {
         "bob"
     );
 }
+
+#[test]
+fn staged_import_messages_are_invisible_until_published_at_once() {
+    let (_dir, store) = store();
+    let staging = store.begin_import().unwrap();
+    let batch = vec![(
+        Message::parse(b"Subject: old\n\nx\n", 1000).unwrap(),
+        Some(86_400),
+    )];
+    store.stage(&staging, &batch).unwrap();
+    store.stage(&staging, &batch).unwrap();
+    // Nobody sees the staging user or its messages.
+    let names: Vec<String> = store.users().unwrap().into_iter().map(|u| u.name).collect();
+    assert_eq!(names, ["alice"]);
+    assert!(store.mailbox("alice").unwrap().is_empty());
+    let staging_name: String = store
+        .with_conn(|c| {
+            Ok(
+                c.query_row("SELECT name FROM users WHERE name LIKE '~%'", [], |r| {
+                    r.get(0)
+                })?,
+            )
+        })
+        .unwrap();
+    assert!(store.credentials(&staging_name).unwrap().is_none());
+    assert!(matches!(
+        store.user(&staging_name),
+        Err(StorageError::UnknownUser(_))
+    ));
+    assert!(store
+        .newest_password_hash()
+        .unwrap()
+        .unwrap()
+        .starts_with("$argon2"));
+    assert_eq!(store.publish_import(&staging, "alice").unwrap(), 2);
+    let listed = store.mailbox("alice").unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].received, "1970-01-02T00:00:00Z");
+    assert_eq!(store.users().unwrap().len(), 1);
+}
+
+#[test]
+fn an_abandoned_or_stale_import_leaves_nothing_behind() {
+    let (_dir, store) = store();
+    let batch = vec![(Message::parse(b"Subject: x\n\nx\n", 1000).unwrap(), None)];
+    let abandoned = store.begin_import().unwrap();
+    store.stage(&abandoned, &batch).unwrap();
+    store.abandon_import(abandoned).unwrap();
+    // A dead import: its heartbeat stopped over an hour ago.
+    let dead = store.begin_import().unwrap();
+    store.stage(&dead, &batch).unwrap();
+    store
+        .with_conn(|c| Ok(c.execute("UPDATE imports SET heartbeat = heartbeat - 3601", [])?))
+        .unwrap();
+    let count = |store: &Store| -> i64 {
+        store
+            .with_conn(|c| Ok(c.query_row("SELECT count(*) FROM messages", [], |r| r.get(0))?))
+            .unwrap()
+    };
+    assert_eq!(count(&store), 1);
+    let next = store.begin_import().unwrap();
+    assert_eq!(
+        count(&store),
+        0,
+        "the dead import's messages were not purged"
+    );
+    // The purged import cannot go on: its batch is refused, not lost in the dark.
+    assert!(matches!(
+        store.stage(&dead, &batch),
+        Err(StorageError::ImportGone)
+    ));
+    store.abandon_import(next).unwrap();
+    let users: i64 = store
+        .with_conn(|c| Ok(c.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?))
+        .unwrap();
+    assert_eq!(users, 1);
+}
