@@ -175,6 +175,9 @@ struct ServeArgs {
     /// Largest message LMTP accepts, in octets.
     #[arg(long, value_name = "OCTETS", default_value_t = server::DEFAULT_MAX_MESSAGE_SIZE)]
     max_message_size: u64,
+    /// LMTP connections served at once (apart from POP3's); more are told to retry.
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    max_lmtp_connections: u32,
 }
 
 /// A `--user NAME:PASSWORD` pair.
@@ -696,6 +699,7 @@ fn serve(db: &Database, args: ServeArgs) -> Result<(), CliError> {
         max_command_line: usize::from(args.max_command_line),
         lmtp: args.lmtp,
         max_message_size: args.max_message_size,
+        max_lmtp_connections: args.max_lmtp_connections as usize,
         apop: match args.apop {
             ApopArg::Auto => ApopMode::Auto,
             ApopArg::Always => ApopMode::Always,

@@ -59,17 +59,42 @@ impl Message {
         if raw.is_empty() {
             return Err(MessageError::Empty);
         }
-        let bytes = normalize_line_endings(raw);
-        if bytes.len() as u64 > max_size {
+        let message = Message::normalized(raw);
+        if message.size() > max_size {
             return Err(MessageError::TooLarge { limit: max_size });
         }
+        Ok(message)
+    }
+
+    /// Normalises raw input with no checks: an empty body (LMTP's, which
+    /// gets headers put before it) gives an empty message.
+    pub fn normalized(raw: &[u8]) -> Message {
+        let bytes = normalize_line_endings(raw);
         let header_len = header_len(&bytes);
         let subject = subject(&bytes[..header_len]);
-        Ok(Message {
+        Message {
             bytes,
             header_len,
             subject,
-        })
+        }
+    }
+
+    /// This message with `header` (whole CRLF-ended header lines, such as
+    /// `Return-Path: <a@b>\r\n`) put before it, in one copy.
+    pub fn with_header_before(&self, header: &str) -> Message {
+        let mut bytes = Vec::with_capacity(header.len() + self.bytes.len());
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(&self.bytes);
+        // An empty body has no blank line: then all of it is header.
+        let header_len = match self.bytes.is_empty() {
+            true => bytes.len(),
+            false => header.len() + self.header_len,
+        };
+        Message {
+            bytes,
+            header_len,
+            subject: self.subject.clone(),
+        }
     }
 
     /// The normalised octets, exactly as RETR sends them before dot-stuffing.
@@ -205,6 +230,21 @@ mod tests {
             Err(MessageError::TooLarge { limit: 6 })
         );
         assert!(Message::parse(b"12345", 7).is_ok());
+    }
+
+    #[test]
+    fn a_header_put_before_keeps_the_facts_a_fresh_parse_would_give() {
+        let header = "Return-Path: <a@b>\r\nDelivered-To: c\r\n";
+        for body in [
+            &b"Subject: s\n\nbody\n"[..],
+            b"\nno header\n",
+            b"X: all header\n",
+            b"",
+        ] {
+            let stamped = Message::normalized(body).with_header_before(header);
+            let fresh = Message::normalized(&[header.as_bytes(), body].concat());
+            assert_eq!(stamped, fresh, "{:?}", String::from_utf8_lossy(body));
+        }
     }
 
     #[test]

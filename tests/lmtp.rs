@@ -235,6 +235,24 @@ fn an_oversized_message_is_refused_for_everyone_and_the_session_goes_on() {
 }
 
 #[test]
+fn lmtp_has_its_own_connection_limit_apart_from_pop3s() {
+    let server = start(|config| {
+        config.max_lmtp_connections = 1;
+        config.max_connections = 1;
+    });
+    // POP3's one slot taken: LMTP still gets in.
+    let _pop = common::Client::connect(server.addr());
+    let mut first = Lmtp::tcp(tcp_addr(&server));
+    assert!(first.cmd("NOOP").starts_with("250"));
+    // LMTP's one slot taken: the next is told to retry.
+    let stream = TcpStream::connect(tcp_addr(&server)).unwrap();
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).unwrap();
+    assert!(line.starts_with("421 4.3.2"), "{line}");
+}
+
+#[test]
 fn smtp_greetings_and_data_without_recipients_are_refused() {
     let server = start(|_| {});
     let mut lmtp = Lmtp::tcp(tcp_addr(&server));

@@ -116,6 +116,13 @@ impl DataReader {
         None
     }
 
+    /// Reserves room for a body of `size` octets (a declared SIZE, already
+    /// capped at the limit), so a large body is not copied as it grows.
+    pub fn reserve(&mut self, size: u64) {
+        let size = size.min(self.limit);
+        self.body.reserve(usize::try_from(size).unwrap_or(0));
+    }
+
     /// The body, once [`DataReader::feed`] has seen its end.
     pub fn finish(self) -> Result<Vec<u8>, TooLarge> {
         if self.too_large {

@@ -11,6 +11,8 @@ pub mod data;
 use command::{Command, MailFrom};
 pub use data::{DataReader, TooLarge};
 
+use crate::message::Message;
+
 /// Longest command line accepted, CRLF included (RFC 5321 §4.5.3.1.4
 /// asks for 512; room is left for long addresses).
 pub const MAX_COMMAND_LINE: usize = 4096;
@@ -129,7 +131,7 @@ pub struct Recipient {
 pub struct Transaction {
     sender: String,
     recipients: std::vec::IntoIter<Recipient>,
-    body: Result<Vec<u8>, TooLarge>,
+    body: Result<Message, TooLarge>,
     /// The recipient being stored.
     storing: Option<Recipient>,
     /// Each user's outcome so far (by lower-cased name): a user named by
@@ -148,7 +150,7 @@ pub enum Delivery {
         /// The user's stored name.
         user: String,
         /// The body with this recipient's headers.
-        message: Vec<u8>,
+        message: Message,
     },
 }
 
@@ -164,7 +166,8 @@ impl Transaction {
         if let Some(outcome) = self.outcomes.get(&recipient.user.to_ascii_lowercase()) {
             return Some(Delivery::Reply(delivery_reply(&recipient.address, outcome)));
         }
-        let message = stamped(&self.sender, &recipient.address, body);
+        let message =
+            body.with_header_before(&final_delivery_header(&self.sender, &recipient.address));
         let user = recipient.user.clone();
         self.storing = Some(recipient);
         Some(Delivery::Store { user, message })
@@ -182,15 +185,10 @@ impl Transaction {
     }
 }
 
-/// The message as stored for one recipient: the body after the
-/// `Return-Path` and `Delivered-To` headers a final delivery adds
-/// (RFC 5321 §4.4; the latter is Postfix's, to detect loops).
-fn stamped(sender: &str, address: &str, body: &[u8]) -> Vec<u8> {
-    let header = format!("Return-Path: <{sender}>\r\nDelivered-To: {address}\r\n");
-    let mut message = Vec::with_capacity(header.len() + body.len());
-    message.extend_from_slice(header.as_bytes());
-    message.extend_from_slice(body);
-    message
+/// The headers a final delivery adds before the body (RFC 5321 §4.4;
+/// `Delivered-To` is Postfix's, to detect loops).
+fn final_delivery_header(sender: &str, address: &str) -> String {
+    format!("Return-Path: <{sender}>\r\nDelivered-To: {address}\r\n")
 }
 
 fn too_large() -> Reply {
@@ -231,6 +229,8 @@ pub struct LmtpSession {
     config: LmtpConfig,
     phase: Phase,
     sender: String,
+    /// What MAIL FROM's SIZE said, to size the body's buffer once.
+    declared_size: Option<u64>,
     recipients: Vec<Recipient>,
     /// The RCPT address being looked up.
     pending: Option<String>,
@@ -243,6 +243,7 @@ impl LmtpSession {
             config,
             phase: Phase::Greeted,
             sender: String::new(),
+            declared_size: None,
             recipients: Vec::new(),
             pending: None,
         }
@@ -256,6 +257,13 @@ impl LmtpSession {
     /// The body limit the [`DataReader`] must use.
     pub fn max_message_size(&self) -> u64 {
         self.config.max_message_size
+    }
+
+    /// The size MAIL FROM declared (RFC 1870), if any: a hint for the
+    /// body's buffer, never trusted past the limit.
+    pub fn declared_size(&self) -> Option<u64> {
+        self.declared_size
+            .map(|size| size.min(self.config.max_message_size))
     }
 
     /// The reply to a command line longer than [`MAX_COMMAND_LINE`].
@@ -329,6 +337,7 @@ impl LmtpSession {
         }
         self.phase = Phase::Mail;
         self.sender = mail.sender;
+        self.declared_size = mail.size;
         Reply::new(250, "2.1.0 sender OK")
     }
 
@@ -378,7 +387,7 @@ impl LmtpSession {
 
     /// Ends the transaction with its body; the caller delivers it with
     /// [`Transaction::next_delivery`], one reply per recipient.
-    pub fn data_received(&mut self, body: Result<Vec<u8>, TooLarge>) -> Transaction {
+    pub fn data_received(&mut self, body: Result<Message, TooLarge>) -> Transaction {
         let transaction = Transaction {
             sender: std::mem::take(&mut self.sender),
             recipients: std::mem::take(&mut self.recipients).into_iter(),
@@ -395,6 +404,7 @@ impl LmtpSession {
             self.phase = Phase::Ready;
         }
         self.sender.clear();
+        self.declared_size = None;
         self.recipients.clear();
         self.pending = None;
     }

@@ -19,11 +19,11 @@ use smol::channel::{Receiver, Sender};
 use smol::{Executor, Timer};
 
 use super::connection::{Deadline, End};
-use super::{best_effort, Accepter, ConnectionSlot, Shared};
+use super::{best_effort, Accepter, ConnectionSlot, Protocol, Shared};
 use crate::lmtp::{
     self, DataReader, Delivery, DeliveryOutcome, LmtpConfig, LmtpSession, Lookup, Reply, Step,
 };
-use crate::message::{Message, MessageError};
+use crate::message::Message;
 use crate::protocol::line::{LineEvent, LineReader};
 use crate::storage::StorageError;
 
@@ -216,9 +216,9 @@ impl AsyncWrite for Stream {
     }
 }
 
-/// Accepts LMTP connections until the server stops. They count against
-/// the server's connection limit but not the per-address one: the MTA
-/// is one client with many parallel deliveries.
+/// Accepts LMTP connections until the server stops. They have their own
+/// limit, and none per address: the MTA is one client with many parallel
+/// deliveries.
 pub(super) async fn accept_loop(
     listener: LmtpListener,
     shared: Arc<Shared>,
@@ -228,7 +228,7 @@ pub(super) async fn accept_loop(
 ) {
     let mut accepter = Accepter::new(&stop);
     while let Some((stream, peer)) = accepter.next(|| listener.accept()).await {
-        let (slot, active) = ConnectionSlot::take(&shared);
+        let (slot, active) = ConnectionSlot::take(&shared, Protocol::Lmtp);
         let task = serve(stream, peer, Arc::clone(&shared), stop.clone(), active);
         let alive = alive.clone();
         // Detached: it ends on QUIT, a timeout or shutdown, and holds
@@ -290,7 +290,7 @@ async fn serve(
         out: Vec::new(),
         delivered: 0,
     };
-    if active >= shared.config.max_connections {
+    if active >= shared.config.max_lmtp_connections {
         log::warn!("lmtp {id}: refused, {active} connections already open");
         conn.say(&Reply::new(
             421,
@@ -338,9 +338,15 @@ impl LmtpConnection {
                 }
                 Step::ReadData(go_ahead) => {
                     go_ahead.write_to(&mut self.out);
-                    let body = match self.read_body(session.max_message_size()).await {
-                        Ok(body) => body,
+                    let limit = session.max_message_size();
+                    let raw = match self.read_body(limit, session.declared_size()).await {
+                        Ok(raw) => raw,
                         Err(end) => return end,
+                    };
+                    // Normalised once, off the executor; the raw copy goes at once.
+                    let body = match raw {
+                        Ok(raw) => Ok(blocking::unblock(move || Message::normalized(&raw)).await),
+                        Err(too_large) => Err(too_large),
                     };
                     let transaction = session.data_received(body);
                     if let Err(end) = self.deliver(transaction).await {
@@ -383,7 +389,7 @@ impl LmtpConnection {
                     log::debug!(
                         "lmtp {}: storing {} octets for {user}",
                         self.id,
-                        message.len()
+                        message.size()
                     );
                     let outcome = self.store(user, message).await;
                     transaction.stored(outcome)
@@ -394,19 +400,17 @@ impl LmtpConnection {
         self.flush_after_delivery().await
     }
 
-    async fn store(&mut self, user: String, raw: Vec<u8>) -> DeliveryOutcome {
+    async fn store(&mut self, user: String, message: Message) -> DeliveryOutcome {
         let store = Arc::clone(&self.shared.store);
-        let size = raw.len();
+        let size = message.size();
         let stored = blocking::unblock(move || {
-            // The body is already within the size limit; the headers
-            // poplite added do not count against it.
-            let message = Message::parse(&raw, u64::MAX)?;
-            drop(raw);
-            Ok(store.deliver(&user, &[message]).map(|uids| (user, uids)))
+            store
+                .deliver(&user, std::slice::from_ref(&message))
+                .map(|uids| (user, uids))
         })
         .await;
         match stored {
-            Ok(Ok((user, mut uids))) => {
+            Ok((user, mut uids)) => {
                 let uid = uids.pop().unwrap_or_default();
                 log::info!(
                     "lmtp {}: delivered {uid} to {user} ({size} octets)",
@@ -415,21 +419,15 @@ impl LmtpConnection {
                 self.delivered += 1;
                 DeliveryOutcome::Stored(uid)
             }
-            Ok(Err(StorageError::OverQuota { user, reason })) => {
+            Err(StorageError::OverQuota { user, reason }) => {
                 log::warn!("lmtp {}: refused for {user}: over quota: {reason}", self.id);
                 DeliveryOutcome::OverQuota
             }
-            Ok(Err(StorageError::UnknownUser(user))) => {
+            Err(StorageError::UnknownUser(user)) => {
                 log::warn!("lmtp {}: {user} was removed before the data ended", self.id);
                 DeliveryOutcome::UserGone
             }
-            Ok(Err(error)) => {
-                log::error!("lmtp {}: cannot store the message: {error}", self.id);
-                DeliveryOutcome::Failed
-            }
-            // Cannot happen (the added headers make it non-empty), but
-            // if it did, the MTA keeps the message.
-            Err(error @ MessageError::Empty | error @ MessageError::TooLarge { .. }) => {
+            Err(error) => {
                 log::error!("lmtp {}: cannot store the message: {error}", self.id);
                 DeliveryOutcome::Failed
             }
@@ -438,8 +436,15 @@ impl LmtpConnection {
 
     /// Reads the body after 354, from what the line reader already holds
     /// and then from the stream; bytes after its end go back to the reader.
-    async fn read_body(&mut self, limit: u64) -> Result<Result<Vec<u8>, lmtp::TooLarge>, End> {
+    async fn read_body(
+        &mut self,
+        limit: u64,
+        declared: Option<u64>,
+    ) -> Result<Result<Vec<u8>, lmtp::TooLarge>, End> {
         let mut reader = DataReader::new(limit);
+        if let Some(size) = declared {
+            reader.reserve(size);
+        }
         let pending = self.reader.take_pending();
         if let Some(used) = reader.feed(&pending) {
             self.reader.feed(&pending[used..]);

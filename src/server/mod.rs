@@ -75,6 +75,10 @@ pub struct ServerConfig {
     pub lmtp: Vec<LmtpAddress>,
     /// Largest message LMTP accepts, in octets as received.
     pub max_message_size: u64,
+    /// LMTP connections served at once, apart from the POP3 ones; one
+    /// more is told 421 (the MTA retries). Each may hold a message of up
+    /// to about twice `max_message_size` in memory.
+    pub max_lmtp_connections: usize,
     /// Close a connection silent for this long (RFC 1939 §3: at least 10 minutes).
     pub idle_timeout: Duration,
     /// Connections served at once; one more is told `[SYS/TEMP]` and closed.
@@ -116,6 +120,7 @@ impl Default for ServerConfig {
             trusted_networks: Vec::new(),
             lmtp: Vec::new(),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            max_lmtp_connections: 32,
             idle_timeout: Duration::from_secs(600),
             max_connections: 1024,
             auth_failure_delay: Duration::from_secs(1),
@@ -202,6 +207,7 @@ struct Shared {
     locks: MaildropLocks,
     hashes: hasher::HashPool,
     connections: AtomicUsize,
+    lmtp_connections: AtomicUsize,
     per_source: Arc<limits::ConnectionsPerSource>,
     failed_logins: Arc<limits::FailedLogins>,
     next_session_id: AtomicU64,
@@ -299,6 +305,7 @@ impl Server {
             verifier: Verifier::new(),
             locks: MaildropLocks::new(),
             connections: AtomicUsize::new(0),
+            lmtp_connections: AtomicUsize::new(0),
             per_source: Arc::default(),
             failed_logins: Arc::default(),
             next_session_id: AtomicU64::new(1),
@@ -407,7 +414,7 @@ async fn accept_loop(
 ) {
     let mut accepter = Accepter::new(&stop);
     while let Some((stream, peer)) = accepter.next(|| listener.accept()).await {
-        let (guard, active) = ConnectionSlot::take(&shared);
+        let (guard, active) = ConnectionSlot::take(&shared, Protocol::Pop3);
         let config = &shared.config;
         let admitted = if active >= config.max_connections {
             log::warn!("{peer}: refused, {active} connections already open");
@@ -501,20 +508,37 @@ impl<'a> Accepter<'a> {
     }
 }
 
+/// Which count a connection is in: POP3 and LMTP have their own limits,
+/// so that a flood of one cannot lock the other out.
+#[derive(Clone, Copy)]
+enum Protocol {
+    Pop3,
+    Lmtp,
+}
+
 /// Decrements the connection count when a connection ends.
-struct ConnectionSlot(Arc<Shared>);
+struct ConnectionSlot(Arc<Shared>, Protocol);
 
 impl ConnectionSlot {
     /// Counts a new connection; returns its slot and how many were open before.
-    fn take(shared: &Arc<Shared>) -> (ConnectionSlot, usize) {
-        let active = shared.connections.fetch_add(1, Ordering::SeqCst);
-        (ConnectionSlot(Arc::clone(shared)), active)
+    fn take(shared: &Arc<Shared>, protocol: Protocol) -> (ConnectionSlot, usize) {
+        let active = shared.count(protocol).fetch_add(1, Ordering::SeqCst);
+        (ConnectionSlot(Arc::clone(shared), protocol), active)
     }
 }
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        self.0.connections.fetch_sub(1, Ordering::SeqCst);
+        self.0.count(self.1).fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Shared {
+    fn count(&self, protocol: Protocol) -> &AtomicUsize {
+        match protocol {
+            Protocol::Pop3 => &self.connections,
+            Protocol::Lmtp => &self.lmtp_connections,
+        }
     }
 }
 
