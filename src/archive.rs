@@ -332,10 +332,26 @@ pub fn export(store: &Store, user: &str, dest: &Path) -> Result<Summary, Archive
         let file = out.into_inner().map_err(|e| write_error(e.into_error()))?;
         file.sync_all().map_err(write_error)?;
         // A hard link fails if `dest` appeared meanwhile: never overwrite.
-        std::fs::hard_link(&temp, dest).map_err(|error| match error.kind() {
-            io::ErrorKind::AlreadyExists => ArchiveError::Exists(dest.to_path_buf()),
-            _ => write_error(error),
-        })?;
+        match std::fs::hard_link(&temp, dest) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(ArchiveError::Exists(dest.to_path_buf()))
+            }
+            // No hard links here (FAT, some network filesystems): a rename,
+            // after one more look for a file in the way.
+            Err(_) if dest.symlink_metadata().is_err() => {
+                std::fs::rename(&temp, dest).map_err(write_error)?;
+            }
+            Err(error) => return Err(write_error(error)),
+        }
+        // The new name is on disk only once its directory is.
+        let dir = match dest.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        File::open(dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(write_error)?;
         Ok(summary)
     })();
     let _ = std::fs::remove_file(&temp);
