@@ -112,6 +112,11 @@ fn modified(meta: &std::fs::Metadata) -> i64 {
 mod tests {
     use super::*;
 
+    fn names(listing: &Listing) -> Vec<String> {
+        let name = |e: &MaildirEntry| e.path.file_name().unwrap().to_string_lossy().into_owned();
+        listing.messages.iter().map(name).collect()
+    }
+
     #[test]
     fn lists_new_and_cur_oldest_first_and_skips_the_rest() {
         let dir = tempfile::tempdir().unwrap();
@@ -124,14 +129,8 @@ mod tests {
         std::fs::write(dir.path().join("tmp/1600000000.M0.host"), "in progress").unwrap();
         std::fs::write(dir.path().join("cur/.index"), "not mail").unwrap();
         std::fs::create_dir(dir.path().join("cur/subdir")).unwrap();
-        let names: Vec<String> = list(dir.path())
-            .unwrap()
-            .messages
-            .iter()
-            .map(|e| e.path.file_name().unwrap().to_string_lossy().into_owned())
-            .collect();
         assert_eq!(
-            names,
+            names(&list(dir.path()).unwrap()),
             [
                 "1700000100.M1.host",
                 "1700000200.M9.host:2,",
@@ -153,13 +152,8 @@ mod tests {
             std::fs::write(dir.path().join("cur").join(name), "x").unwrap();
         }
         let listing = list(dir.path()).unwrap();
-        let names: Vec<String> = listing
-            .messages
-            .iter()
-            .map(|e| e.path.file_name().unwrap().to_string_lossy().into_owned())
-            .collect();
         assert_eq!(
-            names,
+            names(&listing),
             [
                 "1700000000.M99999P1.h:2,",
                 "1700000000.M999999P1.h:2,S",
