@@ -703,31 +703,11 @@ impl Store {
     /// their UIDs; either all are stored or none is.
     pub fn deliver(&self, user: &str, messages: &[Message]) -> Result<Vec<String>, StorageError> {
         let now: Vec<(&Message, Option<i64>)> = messages.iter().map(|m| (m, None)).collect();
-        self.insert_messages(user, &now)
-    }
-
-    /// [`Store::deliver`] keeping each message's arrival time (Unix
-    /// seconds; `None` for now), for imports from other stores.
-    pub fn deliver_received_at(
-        &self,
-        user: &str,
-        messages: &[(Message, Option<i64>)],
-    ) -> Result<Vec<String>, StorageError> {
-        let dated: Vec<(&Message, Option<i64>)> = messages.iter().map(|(m, at)| (m, *at)).collect();
-        self.insert_messages(user, &dated)
-    }
-
-    fn insert_messages(
-        &self,
-        user: &str,
-        messages: &[(&Message, Option<i64>)],
-    ) -> Result<Vec<String>, StorageError> {
         self.with_conn(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let (user_id, name) = user_id(&tx, user)?;
-            let sizes = messages.iter().map(|(m, _)| m.size());
-            check_quota(&tx, user_id, &name, sizes)?;
-            let uids = insert_into(&tx, user_id, &self.uid_prefix, messages)?;
+            check_quota(&tx, user_id, &name, messages.iter().map(Message::size))?;
+            let uids = insert_into(&tx, user_id, &self.uid_prefix, &now)?;
             tx.commit()?;
             Ok(uids)
         })
@@ -976,12 +956,17 @@ impl Store {
         message_ids: &[i64],
     ) -> Result<usize, StorageError> {
         self.with_conn(|conn| {
-            delete_each(
-                conn,
-                "DELETE FROM messages WHERE id = ?1 AND user_id = ?2",
-                user_id,
-                message_ids,
-            )
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let mut removed = 0;
+            {
+                let mut stmt =
+                    tx.prepare_cached("DELETE FROM messages WHERE id = ?1 AND user_id = ?2")?;
+                for id in message_ids {
+                    removed += stmt.execute(params![id, user_id])?;
+                }
+            }
+            tx.commit()?;
+            Ok(removed)
         })
     }
 
@@ -1103,26 +1088,6 @@ fn insert_into(
         uids.push(uid);
     }
     Ok(uids)
-}
-
-/// Runs `delete` (parameters: a key, then the owner's id) once per key,
-/// all in one transaction; returns how many rows went.
-fn delete_each(
-    conn: &mut Connection,
-    delete: &str,
-    user_id: i64,
-    keys: &[impl rusqlite::ToSql],
-) -> Result<usize, StorageError> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let mut removed = 0;
-    {
-        let mut stmt = tx.prepare_cached(delete)?;
-        for key in keys {
-            removed += stmt.execute(params![key, user_id])?;
-        }
-    }
-    tx.commit()?;
-    Ok(removed)
 }
 
 /// True when there is no database yet: no file, or an empty one (as
