@@ -227,18 +227,26 @@ pub fn import(
     // First pass: check everything, store nothing.
     let mut bad = Vec::new();
     let mut trashed = 0;
+    let (mut count, mut octets) = (0u64, 0u64);
     read_source(source, limit, &mut trashed, |incoming| {
-        if let Err(reason) = incoming.message {
-            bad.push(BadMessage {
+        match incoming.message {
+            Ok(message) => {
+                count += 1;
+                octets += message.size();
+            }
+            Err(reason) => bad.push(BadMessage {
                 position: incoming.position,
                 reason,
-            });
+            }),
         }
         Ok(())
     })?;
     if !bad.is_empty() {
         return Err(ArchiveError::BadMessages(bad));
     }
+    // Over quota already: say so before storing anything (publishing
+    // checks again, for deliveries that arrive meanwhile).
+    store.check_room(user, count, octets).map_err(storage)?;
     // Second pass: store in batches out of sight, then publish them at once.
     let staging = store.begin_import().map_err(storage)?;
     let mut summary = Summary {
@@ -436,7 +444,7 @@ From MAILER-DAEMON Wed Dec  2 02:00:47 2026\nSubject: 2\n\ntwo\n\n"
     }
 
     #[test]
-    fn an_import_over_quota_after_full_batches_stores_nothing() {
+    fn an_import_over_quota_stores_nothing() {
         let (dir, store) = store_with_alice();
         let count = BATCH_MESSAGES + 10;
         store

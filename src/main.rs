@@ -28,10 +28,16 @@ use poplite::tls::{self, Tls, TlsError};
 #[command(name = "poplite", version, about)]
 struct Cli {
     /// The SQLite database file.
-    #[arg(long, env = "POPLITE_DB", default_value = "poplite.db", global = true)]
+    #[arg(
+        long,
+        env = "POPLITE_DB",
+        default_value = "poplite.db",
+        global = true,
+        help_heading = "Global options"
+    )]
     db: PathBuf,
     /// How long to wait for another process's write lock on the database.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration, global = true)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration, global = true, help_heading = "Global options")]
     busy_timeout: Duration,
     #[command(subcommand)]
     command: Command,
@@ -169,7 +175,7 @@ struct ServeArgs {
     /// Host name for the APOP greeting and LMTP (default: this machine's).
     #[arg(long, value_name = "NAME")]
     hostname: Option<String>,
-    /// Accept mail from the MTA over LMTP on HOST:PORT or unix:PATH (repeatable).
+    /// Accept mail from the MTA over LMTP on HOST:PORT or unix:PATH (repeatable; LMTP has no authentication: keep it on loopback; a socket is made mode 0666, restrict its directory).
     #[arg(long = "lmtp", value_name = "ADDR")]
     lmtp: Vec<server::LmtpAddress>,
     /// Largest message LMTP accepts, in octets.
@@ -515,8 +521,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
             let store = open_existing(db)?;
             let summary = archive::export(&store, &user, &mbox)?;
             say(format_args!(
-                "exported {} messages ({} octets) of {user} to {}",
-                summary.messages,
+                "exported {} ({} octets) of {user} to {}",
+                messages(summary.messages),
                 summary.octets,
                 mbox.display()
             ));
@@ -546,8 +552,8 @@ fn import(db: &Database, args: ImportArgs) -> Result<(), CliError> {
     let started = std::time::Instant::now();
     let summary = archive::import(&store, &args.user, &source, args.max_message_size)?;
     say(format_args!(
-        "imported {} messages ({} octets) from {from} into {} in {:.2} s",
-        summary.messages,
+        "imported {} ({} octets) from {from} into {} in {:.2} s",
+        messages(summary.messages),
         summary.octets,
         args.user,
         started.elapsed().as_secs_f64()
@@ -560,11 +566,19 @@ fn import(db: &Database, args: ImportArgs) -> Result<(), CliError> {
     }
     if summary.trashed > 0 {
         say(format_args!(
-            "left out {} messages flagged trashed (T)",
-            summary.trashed
+            "left out {} flagged trashed (T)",
+            messages(summary.trashed)
         ));
     }
     Ok(())
+}
+
+/// "1 message", "2 messages".
+fn messages(count: usize) -> String {
+    match count {
+        1 => "1 message".into(),
+        n => format!("{n} messages"),
+    }
 }
 
 /// Writes a self-signed certificate and its key (readable by the owner only).

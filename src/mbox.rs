@@ -255,18 +255,25 @@ fn asctime(unix: i64) -> String {
 const YEARS: std::ops::RangeInclusive<i64> = 1970..=9999;
 
 /// The arrival time on a `From ` line: `From sender [Www] Mmm dd
-/// hh:mm[:ss] [zone] yyyy`, read from the end, since a sender may itself
-/// be a word like `May`. A numeric zone (`+0100`) or a North American
-/// one (`PST`) is applied; other zone names are taken as UTC.
+/// hh:mm[:ss] [zone] yyyy [zone]`, read from the end, since a sender may
+/// itself be a word like `May`. A numeric zone (`+0100`) or one of RFC
+/// 5322's names (`PST`) is applied; other names (`CET`) are taken as UTC.
 fn from_line_time(line: &[u8]) -> Option<i64> {
     let text = std::str::from_utf8(line).ok()?;
     let tokens: Vec<&str> = text.split_ascii_whitespace().collect();
     let mut at = tokens.len().checked_sub(1)?;
+    // Some writers put the zone after the year (`10:00:00 2024 +0100`).
+    let zone_after_year = zone_offset(tokens[at]);
+    if zone_after_year.is_some() {
+        at = at.checked_sub(1)?;
+    }
     let year: i64 = tokens[at].parse().ok().filter(|y| YEARS.contains(y))?;
     at = at.checked_sub(1)?;
-    let zone = match zone_offset(tokens[at]) {
+    let zone = match zone_after_year.or_else(|| zone_offset(tokens[at])) {
         Some(offset) => {
-            at = at.checked_sub(1)?;
+            if zone_after_year.is_none() {
+                at = at.checked_sub(1)?;
+            }
             offset
         }
         None => 0,
@@ -487,6 +494,14 @@ From c@d Wed Dec  2 02:00:47 2026\nSubject: 2\n\ntwo\n\n";
         assert_eq!(from_line_time(b"From a Thu Jan  1 00:00:00 1969\n"), None);
         assert_eq!(from_line_time(b"From Jan  1 00:00:00 1970\n"), None);
         assert_eq!(from_line_time(b"From a Jan  1 00:00 1970\n"), Some(0));
+        assert_eq!(
+            from_line_time(b"From a Thu Jan  1 01:00:00 1970 +0100\n"),
+            Some(0)
+        );
+        assert_eq!(
+            from_line_time(b"From a Thu Jan  1 01:00:00 +0100 1970 +0100\n"),
+            None
+        );
         for unix in [0, 951_782_400, 1_796_176_847, 253_402_300_799] {
             let line = format!("From x {}\n", asctime(unix));
             assert_eq!(from_line_time(line.as_bytes()), Some(unix), "{line}");

@@ -1280,7 +1280,7 @@ fn a_maildir_imports_oldest_first_from_new_and_cur() {
     assert!(out.status.success(), "{}", stderr(&out));
     let said = stdout(&out);
     assert!(
-        said.contains("left out 1 messages flagged trashed (T)"),
+        said.contains("left out 1 message flagged trashed (T)"),
         "{said}"
     );
     let subjects: Vec<_> = common::cli_mailbox(&db, "alice")

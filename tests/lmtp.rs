@@ -235,6 +235,28 @@ fn an_oversized_message_is_refused_for_everyone_and_the_session_goes_on() {
 }
 
 #[test]
+fn a_plus_detail_and_any_domain_reach_the_user() {
+    let server = start(|_| {});
+    let mut lmtp = Lmtp::tcp(tcp_addr(&server));
+    lmtp.cmd("LHLO mx.test");
+    lmtp.cmd("MAIL FROM:<s@far.test>");
+    assert!(lmtp
+        .cmd("RCPT TO:<alice+lists@other.example>")
+        .starts_with("250 2.1.5"));
+    assert!(lmtp
+        .cmd("RCPT TO:<nobody+alice@x>")
+        .starts_with("550 5.1.1"));
+    lmtp.cmd("DATA");
+    lmtp.send(b"Subject: list\r\n\r\nx\r\n.\r\n");
+    assert!(lmtp
+        .reply()
+        .starts_with("250 2.0.0 <alice+lists@other.example>"));
+    let stored = stored(&server, "alice");
+    assert!(stored[0]
+        .starts_with(b"Return-Path: <s@far.test>\r\nDelivered-To: alice+lists@other.example\r\n"));
+}
+
+#[test]
 fn lmtp_has_its_own_connection_limit_apart_from_pop3s() {
     let server = start(|config| {
         config.max_lmtp_connections = 1;

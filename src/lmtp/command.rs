@@ -159,20 +159,32 @@ fn closing_bracket(inner: &str) -> Option<usize> {
 }
 
 /// The user names an address may belong to, most specific first: the
-/// whole address, then its local part unquoted (`alice@example.org`, then
-/// `alice`), so one poplite can serve a domain without listing it.
+/// whole address, then its local part unquoted, so one poplite serves
+/// any domain the MTA routes to it without listing it; each also without
+/// a `+detail` (Postfix's `recipient_delimiter`). For
+/// `alice+lists@example.org`: that, `alice@example.org`, `alice+lists`,
+/// `alice`.
 pub fn candidate_users(address: &str) -> Vec<String> {
+    let (local, domain) = match address.rfind('@') {
+        Some(at) => (&address[..at], Some(&address[at..])),
+        None => (address, None),
+    };
+    let local = match local.strip_prefix('"').and_then(|l| l.strip_suffix('"')) {
+        Some(quoted) => unquote(quoted),
+        None => local.to_string(),
+    };
+    let base = match local.split_once('+') {
+        Some((base, _)) if !base.is_empty() => Some(base.to_string()),
+        _ => None,
+    };
     let mut candidates = vec![address.to_string()];
-    if let Some(at) = address.rfind('@') {
-        let local = &address[..at];
-        let local = match local.strip_prefix('"').and_then(|l| l.strip_suffix('"')) {
-            Some(quoted) => unquote(quoted),
-            None => local.to_string(),
-        };
-        if !local.is_empty() && local != address {
-            candidates.push(local);
-        }
+    if let (Some(base), Some(domain)) = (&base, domain) {
+        candidates.push(format!("{base}{domain}"));
     }
+    candidates.push(local);
+    candidates.extend(base);
+    candidates.dedup();
+    candidates.retain(|name| !name.is_empty());
     candidates
 }
 
@@ -284,6 +296,17 @@ mod tests {
             ["alice@example.org", "alice"]
         );
         assert_eq!(candidate_users("postmaster"), ["postmaster"]);
+        assert_eq!(
+            candidate_users("alice+lists@example.org"),
+            [
+                "alice+lists@example.org",
+                "alice@example.org",
+                "alice+lists",
+                "alice"
+            ]
+        );
+        assert_eq!(candidate_users("alice+x"), ["alice+x", "alice"]);
+        assert_eq!(candidate_users("+x@y"), ["+x@y", "+x"]);
         assert_eq!(
             candidate_users("\"bob\"@example.org"),
             ["\"bob\"@example.org", "bob"]

@@ -133,6 +133,7 @@ fn bind_unix(path: &Path) -> io::Result<UnixSocket> {
                 // Refused: nobody listens, the socket is a crash's leftover.
                 Err(error) if error.kind() == io::ErrorKind::ConnectionRefused => {
                     std::fs::remove_file(path)?;
+                    log::info!("replaced the stale LMTP socket {}", path.display());
                 }
                 // Accepted, or no telling (no permission, a full backlog):
                 // it may be live, and is never removed.
@@ -250,6 +251,15 @@ const DATA_READ_BUFFER: usize = 64 * 1024;
 /// Time allowed to send the replies after a delivery, even during
 /// shutdown: a stored message whose 250 is lost is delivered again.
 const REPLY_AFTER_DELIVERY: Duration = Duration::from_secs(30);
+
+/// A peer that went away (another server probing a socket at start
+/// does that) has closed the connection; anything else is an I/O error.
+fn hung_up(error: io::Error) -> End {
+    match error.kind() {
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => End::ClientClosed,
+        _ => End::Io(error),
+    }
+}
 
 struct LmtpConnection {
     id: u64,
@@ -492,7 +502,7 @@ impl LmtpConnection {
         match read {
             Ok(0) => Err(End::ClientClosed),
             Ok(n) => Ok(n),
-            Err(error) => Err(End::Io(error)),
+            Err(error) => Err(hung_up(error)),
         }
     }
 
@@ -503,7 +513,7 @@ impl LmtpConnection {
         let (stream, out) = (&mut self.stream, &self.out);
         let written = self.deadline.run(stream.write_all(out)).await?;
         self.out.clear();
-        written.map_err(End::Io)
+        written.map_err(hung_up)
     }
 
     /// [`LmtpConnection::flush`], but not stopped by shutdown.
@@ -519,7 +529,7 @@ impl LmtpConnection {
         .await;
         self.out.clear();
         match written {
-            Some(written) => written.map_err(End::Io),
+            Some(written) => written.map_err(hung_up),
             None => Err(End::IdleTimeout),
         }
     }

@@ -706,10 +706,21 @@ impl Store {
         self.with_conn(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let (user_id, name) = user_id(&tx, user)?;
-            check_quota(&tx, user_id, &name, messages.iter().map(Message::size))?;
+            let octets = messages.iter().map(Message::size).sum();
+            check_quota(&tx, user_id, &name, messages.len() as u64, octets)?;
             let uids = insert_into(&tx, user_id, &self.uid_prefix, &now)?;
             tx.commit()?;
             Ok(uids)
+        })
+    }
+
+    /// Whether `messages` more messages of `octets` in all fit in the
+    /// user's quota now ([`StorageError::OverQuota`] if not); for an
+    /// import to fail early rather than after storing everything.
+    pub fn check_room(&self, user: &str, messages: u64, octets: u64) -> Result<(), StorageError> {
+        self.with_conn(|conn| {
+            let (user_id, name) = user_id(conn, user)?;
+            check_quota(conn, user_id, &name, messages, octets)
         })
     }
 
@@ -764,12 +775,18 @@ impl Store {
         self.with_conn(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let (user_id, name) = user_id(&tx, user)?;
-            let sizes: Vec<u64> = {
-                let mut stmt = tx.prepare("SELECT size FROM messages WHERE user_id = ?1")?;
-                let rows = stmt.query_map([staging.user_id], |r| r.get(0))?;
-                rows.collect::<Result<_, _>>()?
-            };
-            check_quota(&tx, user_id, &name, sizes.iter().copied())?;
+            let (count, octets): (i64, i64) = tx.query_row(
+                "SELECT count(*), coalesce(sum(size), 0) FROM messages WHERE user_id = ?1",
+                [staging.user_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            check_quota(
+                &tx,
+                user_id,
+                &name,
+                count.max(0) as u64,
+                octets.max(0) as u64,
+            )?;
             let moved = tx.execute(
                 "UPDATE messages SET user_id = ?1 WHERE user_id = ?2",
                 params![user_id, staging.user_id],
@@ -1127,7 +1144,8 @@ fn check_quota(
     conn: &Connection,
     user_id: i64,
     name: &str,
-    incoming: impl ExactSizeIterator<Item = u64>,
+    incoming_messages: u64,
+    incoming_octets: u64,
 ) -> Result<(), StorageError> {
     let quota = quota_of(conn, user_id)?;
     if quota == Quota::default() {
@@ -1138,8 +1156,8 @@ fn check_quota(
         params![user_id],
         |row| Ok((row.get(0)?, row.get(1)?)),
     )?;
-    let count = count.max(0) as u64 + incoming.len() as u64;
-    let size = size.max(0) as u64 + incoming.sum::<u64>();
+    let count = (count.max(0) as u64).saturating_add(incoming_messages);
+    let size = (size.max(0) as u64).saturating_add(incoming_octets);
     let over = |what: &str, would: u64, limit: u64| StorageError::OverQuota {
         user: name.to_string(),
         reason: format!("{would} {what} with this delivery, the limit is {limit}"),

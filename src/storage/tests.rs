@@ -481,3 +481,30 @@ fn an_abandoned_or_stale_import_leaves_nothing_behind() {
         .unwrap();
     assert_eq!(users, 1);
 }
+
+#[test]
+fn publishing_past_a_quota_moves_nothing() {
+    let (_dir, store) = store();
+    let staging = store.begin_import().unwrap();
+    let batch = vec![
+        (msg("Subject: x\n\nx\n"), None),
+        (msg("Subject: y\n\ny\n"), None),
+    ];
+    store.stage(&staging, &batch).unwrap();
+    // The quota shrank (or mail arrived) while the import ran.
+    let one = Quota {
+        messages: Some(1),
+        bytes: None,
+    };
+    store.set_quota("alice", one).unwrap();
+    assert!(matches!(
+        store.check_room("alice", 2, 30),
+        Err(StorageError::OverQuota { .. })
+    ));
+    assert!(matches!(
+        store.publish_import(&staging, "alice"),
+        Err(StorageError::OverQuota { .. })
+    ));
+    assert!(store.mailbox("alice").unwrap().is_empty());
+    store.abandon_import(staging).unwrap();
+}
