@@ -296,8 +296,9 @@ pub fn import(
 }
 
 /// Writes `user`'s messages, oldest first, to the new mboxrd file `dest`
-/// (mode 0600). It is written under a temporary name and linked into
-/// place, so `dest` is either whole or absent, and never overwritten.
+/// (mode 0600). It is written under a temporary name, synced, linked
+/// (or, without hard links, renamed) into place and its directory
+/// synced, so `dest` is either whole or absent, and never overwritten.
 pub fn export(store: &Store, user: &str, dest: &Path) -> Result<Summary, ArchiveError> {
     if dest.symlink_metadata().is_ok() {
         return Err(ArchiveError::Exists(dest.to_path_buf()));

@@ -42,11 +42,6 @@ impl Reply {
         self.code
     }
 
-    /// True for 2xx: for a recipient, the message is now poplite's to keep.
-    pub fn is_positive(&self) -> bool {
-        (200..300).contains(&self.code)
-    }
-
     /// The reply as sent: `code-text` on every line but the last.
     pub fn write_to(&self, out: &mut Vec<u8>) {
         for (i, line) in self.lines.iter().enumerate() {
