@@ -96,9 +96,12 @@ struct ImportArgs {
     max_message_size: u64,
 }
 
+/// `--mbox-format`: how the writer escaped body lines like `From ` lines.
 #[derive(Clone, Copy, ValueEnum)]
 enum MboxFormat {
+    /// One `>` more on every `>*From ` line (lossless).
     Mboxrd,
+    /// `From ` written as `>From ` only (lossy, older writers).
     Mboxo,
 }
 
