@@ -147,18 +147,46 @@ struct Incoming {
     message: Result<Message, String>,
 }
 
+/// A source ready to be read, twice: a Maildir is listed once, so both
+/// passes see the same files.
+enum Listed<'a> {
+    Mbox(&'a Path, Escaping),
+    Maildir(maildir::Listing),
+}
+
+impl Listed<'_> {
+    fn of(source: &Source) -> Result<Listed<'_>, ArchiveError> {
+        Ok(match source {
+            Source::Mbox(path, escaping) => Listed::Mbox(path, *escaping),
+            Source::Maildir(dir) => {
+                Listed::Maildir(maildir::list(dir).map_err(|source| ArchiveError::Read {
+                    path: dir.clone(),
+                    source,
+                })?)
+            }
+        })
+    }
+
+    /// Maildir messages flagged trashed, left out.
+    fn trashed(&self) -> usize {
+        match self {
+            Listed::Mbox(..) => 0,
+            Listed::Maildir(listing) => listing.trashed,
+        }
+    }
+}
+
 /// Reads every message of `source` in order, handing each to `each`.
 fn read_source(
-    source: &Source,
+    source: &Listed,
     limit: u64,
-    trashed: &mut usize,
     mut each: impl FnMut(Incoming) -> Result<(), ArchiveError>,
 ) -> Result<(), ArchiveError> {
     let too_large = || MessageError::TooLarge { limit }.to_string();
     match source {
-        Source::Mbox(path, escaping) => {
+        Listed::Mbox(path, escaping) => {
             let read_error = |source| ArchiveError::Read {
-                path: path.clone(),
+                path: path.to_path_buf(),
                 source,
             };
             let file = File::open(path).map_err(read_error)?;
@@ -168,7 +196,7 @@ fn read_source(
                 let next = reader.next_message().map_err(|error| match error {
                     MboxError::Io(source) => read_error(source),
                     not_mbox => ArchiveError::NotMbox {
-                        path: path.clone(),
+                        path: path.to_path_buf(),
                         source: not_mbox,
                     },
                 })?;
@@ -189,13 +217,8 @@ fn read_source(
                 })?;
             }
         }
-        Source::Maildir(dir) => {
-            let listing = maildir::list(dir).map_err(|source| ArchiveError::Read {
-                path: dir.clone(),
-                source,
-            })?;
-            *trashed = listing.trashed;
-            for entry in listing.messages {
+        Listed::Maildir(listing) => {
+            for entry in &listing.messages {
                 let mut raw = Vec::new();
                 let read = File::open(&entry.path)
                     .and_then(|file| file.take(limit.saturating_add(1)).read_to_end(&mut raw));
@@ -204,7 +227,7 @@ fn read_source(
                     Ok(_) => Message::parse(&raw, limit).map_err(|e| e.to_string()),
                 };
                 each(Incoming {
-                    position: Position::File(entry.path),
+                    position: Position::File(entry.path.clone()),
                     received_at: Some(entry.received_at),
                     message,
                 })?;
@@ -225,10 +248,10 @@ pub fn import(
     let storage = |source| ArchiveError::Storage { source };
     store.user(user).map_err(storage)?;
     // First pass: check everything, store nothing.
+    let listed = Listed::of(source)?;
     let mut bad = Vec::new();
-    let mut trashed = 0;
     let (mut count, mut octets) = (0u64, 0u64);
-    read_source(source, limit, &mut trashed, |incoming| {
+    read_source(&listed, limit, |incoming| {
         match incoming.message {
             Ok(message) => {
                 count += 1;
@@ -250,12 +273,12 @@ pub fn import(
     // Second pass: store in batches out of sight, then publish them at once.
     let staging = store.begin_import().map_err(storage)?;
     let mut summary = Summary {
-        trashed,
+        trashed: listed.trashed(),
         ..Summary::default()
     };
     let mut batch: Vec<(Message, Option<i64>)> = Vec::new();
     let mut batch_octets = 0;
-    let staged = read_source(source, limit, &mut trashed, |incoming| {
+    let staged = read_source(&listed, limit, |incoming| {
         // The file changed since the first pass: give up.
         let message = incoming.message.map_err(|reason| {
             ArchiveError::BadMessages(vec![BadMessage {

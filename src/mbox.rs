@@ -214,17 +214,11 @@ pub fn write_message(
 /// The envelope sender to write for a stored message: its first
 /// `Return-Path`, as a final delivery (LMTP) records it.
 pub fn envelope_sender(message: &[u8]) -> String {
-    let header_end = crate::message::header_len(message);
-    let header = String::from_utf8_lossy(&message[..header_end]);
-    header
-        .split("\r\n")
-        .find_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            name.eq_ignore_ascii_case("return-path").then(|| {
-                let value = value.trim();
-                let value = value.strip_prefix('<').unwrap_or(value);
-                value.strip_suffix('>').unwrap_or(value).to_string()
-            })
+    let header = &message[..crate::message::header_len(message)];
+    crate::message::header_value(header, "return-path")
+        .map(|value| {
+            let value = value.strip_prefix('<').unwrap_or(&value);
+            value.strip_suffix('>').unwrap_or(value).to_string()
         })
         .filter(|sender| !sender.is_empty() && !sender.contains(char::is_whitespace))
         .unwrap_or_default()

@@ -160,13 +160,19 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// The Subject header's value, unfolded (RFC 5322 §2.2.3), lossily decoded.
 fn subject(header: &[u8]) -> Option<String> {
+    header_value(header, "subject")
+}
+
+/// The first `field` header's value in a CRLF header section, unfolded
+/// (RFC 5322 §2.2.3), lossily decoded; the field name ignores case.
+pub fn header_value(header: &[u8], field: &str) -> Option<String> {
     let text = String::from_utf8_lossy(header);
     let mut lines = text.split("\r\n").peekable();
     while let Some(line) = lines.next() {
         let Some((name, value)) = line.split_once(':') else {
             continue;
         };
-        if !name.eq_ignore_ascii_case("subject") {
+        if !name.eq_ignore_ascii_case(field) {
             continue;
         }
         let mut unfolded = value.trim().to_string();

@@ -11,6 +11,8 @@ pub mod data;
 use command::{Command, MailFrom};
 pub use data::{DataReader, TooLarge};
 
+use std::sync::Arc;
+
 use crate::message::Message;
 
 /// Longest command line accepted, CRLF included (RFC 5321 §4.5.3.1.4
@@ -126,7 +128,7 @@ pub struct Recipient {
 pub struct Transaction {
     sender: String,
     recipients: std::vec::IntoIter<Recipient>,
-    body: Result<Message, TooLarge>,
+    body: Result<Arc<Message>, TooLarge>,
     /// The recipient being stored.
     storing: Option<Recipient>,
     /// Each user's outcome so far (by lower-cased name): a user named by
@@ -145,8 +147,28 @@ pub enum Delivery {
         /// The user's stored name.
         user: String,
         /// The body with this recipient's headers.
-        message: Message,
+        message: Stamped,
     },
+}
+
+/// A recipient's copy of the message, made by [`Stamped::message`]: it
+/// copies the whole body, so the driver makes it off the executor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamped {
+    header: String,
+    body: Arc<Message>,
+}
+
+impl Stamped {
+    /// The body with the recipient's headers before it.
+    pub fn message(&self) -> Message {
+        self.body.with_header_before(&self.header)
+    }
+
+    /// Its size in octets, without making it.
+    pub fn size(&self) -> u64 {
+        self.header.len() as u64 + self.body.size()
+    }
 }
 
 impl Transaction {
@@ -161,8 +183,10 @@ impl Transaction {
         if let Some(outcome) = self.outcomes.get(&recipient.user.to_ascii_lowercase()) {
             return Some(Delivery::Reply(delivery_reply(&recipient.address, outcome)));
         }
-        let message =
-            body.with_header_before(&final_delivery_header(&self.sender, &recipient.address));
+        let message = Stamped {
+            header: final_delivery_header(&self.sender, &recipient.address),
+            body: Arc::clone(body),
+        };
         let user = recipient.user.clone();
         self.storing = Some(recipient);
         Some(Delivery::Store { user, message })
@@ -386,7 +410,7 @@ impl LmtpSession {
         let transaction = Transaction {
             sender: std::mem::take(&mut self.sender),
             recipients: std::mem::take(&mut self.recipients).into_iter(),
-            body,
+            body: body.map(Arc::new),
             storing: None,
             outcomes: Default::default(),
         };

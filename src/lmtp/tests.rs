@@ -117,6 +117,7 @@ fn each_recipient_gets_its_own_stamped_copy_and_reply_in_rcpt_order() {
     let Some(Delivery::Store { user, message }) = t.next_delivery() else {
         panic!("expected a store");
     };
+    let message = message.message();
     assert_eq!(user, "alice");
     assert_eq!(
         message.bytes(),

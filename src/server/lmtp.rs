@@ -410,12 +410,12 @@ impl LmtpConnection {
         self.flush_after_delivery().await
     }
 
-    async fn store(&mut self, user: String, message: Message) -> DeliveryOutcome {
+    async fn store(&mut self, user: String, stamped: lmtp::Stamped) -> DeliveryOutcome {
         let store = Arc::clone(&self.shared.store);
-        let size = message.size();
+        let size = stamped.size();
         let stored = blocking::unblock(move || {
             store
-                .deliver(&user, std::slice::from_ref(&message))
+                .deliver(&user, &[stamped.message()])
                 .map(|uids| (user, uids))
         })
         .await;

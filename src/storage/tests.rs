@@ -508,3 +508,20 @@ fn publishing_past_a_quota_moves_nothing() {
     assert!(store.mailbox("alice").unwrap().is_empty());
     store.abandon_import(staging).unwrap();
 }
+
+#[test]
+fn a_server_start_removes_a_dead_imports_staged_messages() {
+    let (_dir, store) = store();
+    let dead = store.begin_import().unwrap();
+    store
+        .stage(&dead, &[(msg("Subject: x\n\nx\n"), None)])
+        .unwrap();
+    store
+        .with_conn(|c| Ok(c.execute("UPDATE imports SET heartbeat = heartbeat - 3601", [])?))
+        .unwrap();
+    let _claim = store.claim_for_serving().unwrap();
+    let left: i64 = store
+        .with_conn(|c| Ok(c.query_row("SELECT count(*) FROM messages", [], |r| r.get(0))?))
+        .unwrap();
+    assert_eq!(left, 0);
+}
