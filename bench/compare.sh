@@ -133,6 +133,14 @@ has_scenario() {
     for s in "${SCENARIO_LIST[@]}"; do [[ $s == "$1" ]] && return 0; done
     return 1
 }
+# The cheapest argon2id cost. big0 always uses it, so that `big`'s RSS growth
+# is the stream's and not a login's 19 MiB argon2 buffer. At a real cost,
+# cheap0.. use it too: poplite's `login` and `retr` on them give the mail
+# path's CPU without hashing (`retr` on them), against the target for `retr`
+# and `cycle` per session.
+CHEAP_ARGON2=m=64,t=1,p=1
+CHEAP_RUNS=false
+if [[ $ARGON2_LABEL != "$CHEAP_ARGON2" ]] && has_scenario retr; then CHEAP_RUNS=true; fi
 
 [[ $(id -u) -eq 0 ]] || die "run as root (it installs Dovecot and creates the system user popbench)"
 
@@ -291,6 +299,23 @@ def cpu_seconds(root):
     # pop3 and login processes), so nothing is lost or counted twice.
     table = proc_table()
     ticks = sum(table[p][1] for p in tree(root, table))
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def hashing_cpu_seconds(pid):
+    """utime+stime of poplite's argon2 threads (named poplite-hash-N), so a
+    run's CPU splits into hashing and everything else."""
+    ticks = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
+                data = f.read()
+        except OSError:
+            continue
+        comm = data[data.index(b"(") + 1:data.rindex(b")")]
+        if comm.startswith(b"poplite-hash"):
+            fields = data[data.rindex(b")") + 2:].split()
+            ticks += int(fields[11]) + int(fields[12])
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
@@ -546,10 +571,15 @@ def cmd_report(results_path, meta_path, out):
       f"({meta['corpus_mb']:.1f} MB per mailbox: 2-20 KB each, every 25th 2 MB), LF line ends"
       + (f"; cycle: {meta['cycle_mailboxes']} more such mailboxes, refilled before each run, "
          "each emptied once per run" if meta.get("cycle_mailboxes") else "")
-      + (f"; big0: one {meta['big_mb']} MB message" if meta.get("big_mb") else ""))
+      + (f"; big0: one {meta['big_mb']} MB message, its user's hash at {meta['cheap_params']} "
+         "on both sides so that its RSS growth is the stream's, not a login's argon2 buffer"
+         if meta.get("big_mb") else ""))
     w(f"- runs: {meta['rounds']} rounds x {meta['duration']} per scenario, alternating poplite/Dovecot; "
       f"concurrency {meta['concurrency']}; loadgen on the same machine")
     w(f"- passwords: {meta['hash_note']}")
+    if meta.get("cheap_runs"):
+        w(f"- poplite-cheap: poplite again, on users cheap0.. holding the same mail with "
+          f"{meta['cheap_params']} hashes, for the mail path's CPU without hashing")
     w(f"- both servers: auth_failure_delay 1s; Dovecot: {meta['dovecot_tuning']}")
     w("")
     for warning in meta.get("warnings", []):
@@ -674,6 +704,7 @@ def cmd_report(results_path, meta_path, out):
             ratio = f"{a / b:.2f}" if a is not None and b else "n/a"
             w(f"| {scenario} | {fmt(a)} | {fmt(b)} | {ratio} |")
         w("")
+    any_errors |= cpu_split_section(w, meta, runs, cpu_ms_per_session)
     hb = meta.get("hash_verify_s")
     if hb:
         bound = meta["cores"] / hb
@@ -709,13 +740,14 @@ def cmd_report(results_path, meta_path, out):
         w("")
     w("Per run (rounds in order):")
     w("")
-    w("| scenario | round | server | sessions/s | messages/s | MB/s | p50 ms | p99 ms | CPU s | RSS peak MB | errors |")
-    w("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    w("| scenario | round | server | sessions/s | messages/s | MB/s | p50 ms | p99 ms | CPU s | of it hashing s | RSS peak MB | errors |")
+    w("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in runs:
         g = r["loadgen"]
         w(f"| {r['scenario']} | {r['round']} | {r['server']} | {fmt(g['sessions_per_s'])} | "
           f"{fmt(g['messages_per_s'])} | {fmt(g['mb_per_s'])} | {fmt(g['p50_ms'])} | {fmt(g['p99_ms'])} | "
-          f"{fmt(r['cpu_s'])} | {fmt(r['rss_peak_kb'] / 1024)} | {sum(g['errors'].values())} |")
+          f"{fmt(r['cpu_s'])} | {fmt(r.get('hash_cpu_s')) if r['server'].startswith('poplite') else ''} | "
+          f"{fmt(r['rss_peak_kb'] / 1024)} | {sum(g['errors'].values())} |")
     w("")
     text = "\n".join(lines)
     print(text)
@@ -725,12 +757,72 @@ def cmd_report(results_path, meta_path, out):
     sys.exit(3 if any_errors else 0)
 
 
+def cpu_split_section(w, meta, runs, cpu_ms_per_session):
+    """Where poplite's CPU per session goes (its argon2 threads against
+    everything else), against the target of half Dovecot's; True if a
+    poplite-cheap run had errors."""
+    def split(scenario, server):
+        rs = [r for r in runs if r["scenario"] == scenario and r["server"] == server
+              and r["loadgen"]["sessions"] and "hash_cpu_s" in r]
+        if not rs:
+            return None
+        hashing = statistics.median(r["hash_cpu_s"] * 1000 / r["loadgen"]["sessions"] for r in rs)
+        return hashing, cpu_ms_per_session(scenario, server) - hashing
+
+    rows = [(s, split(s, "poplite"), cpu_ms_per_session(s, "dovecot")) for s in ("retr", "cycle")]
+    rows = [(s, sp, d) for s, sp, d in rows if sp and d]
+    if not rows:
+        return False
+    cheap = split("retr", "poplite-cheap")
+    errors = sum(sum(r["loadgen"]["errors"].values()) for r in runs if r["server"] == "poplite-cheap")
+    w("Where poplite's CPU per session goes, against the target of ½ Dovecot's: hashing is "
+      "the CPU of its argon2 threads (read per thread from /proc), the rest is everything else "
+      "in the process (medians over rounds):")
+    w("")
+    w("| scenario | hashing ms | rest ms | total ms | target: ½ Dovecot's ms | left for the rest after hashing ms |")
+    w("|---|---:|---:|---:|---:|---:|")
+    for scenario, (hashing, rest), dovecot in rows:
+        w(f"| {scenario} | {fmt(hashing)} | {fmt(rest)} | {fmt(hashing + rest)} | {fmt(dovecot / 2)} | "
+          f"{fmt(dovecot / 2 - hashing)} |")
+    if cheap:
+        w(f"| retr, poplite-cheap ({meta['cheap_params']}) | {fmt(cheap[0])} | {fmt(cheap[1])} | "
+          f"{fmt(sum(cheap))} |  |  |")
+    w("")
+    sodium = meta.get("sodium_verify_s")
+    for scenario, (hashing, rest), dovecot in rows:
+        left = dovecot / 2 - hashing
+        # Without real hashing the rest is at its least: no argon2 thread
+        # evicts the caches it works in. cycle RETRs the same mail as retr
+        # and deletes it too, so retr's rest is a floor under cycle's.
+        least = cheap[1] if cheap else rest
+        where = ("even with no real hashing in the process (poplite-cheap)" if cheap
+                 else "in this run")
+        if left < least:
+            w(f"- `{scenario}`: out of reach at {meta['hash_params']}. Hashing takes "
+              f"{100 * hashing / (dovecot / 2):.0f}% of the target, leaving {fmt(left)} ms for the "
+              f"rest of the session, which costs {fmt(least)} ms {where}.")
+        else:
+            w(f"- `{scenario}`: within reach: the rest would have to cost at most {fmt(left)} ms; "
+              f"it costs {fmt(rest)} ms in this run" + (f", {fmt(cheap[1])} ms without real hashing" if cheap else "") + ".")
+    if sodium:
+        shares = ", ".join(f"{100 * sodium * 1000 / (dovecot / 2):.0f}% of the `{scenario}` target"
+                           for scenario, _, dovecot in rows)
+        w(f"- one libsodium verification (Dovecot's argon2), in-process, takes {sodium * 1000:.1f} ms: "
+          f"{shares}.")
+    if errors:
+        w(f"- poplite-cheap runs had {errors} errors.")
+    w("")
+    return errors > 0
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "tree":
         print("\n".join(str(p) for p in tree(int(args[0]))))
     elif cmd == "cpu":
         print(f"{cpu_seconds(int(args[0])):.3f}")
+    elif cmd == "hashcpu":
+        print(f"{hashing_cpu_seconds(int(args[0])):.3f}")
     elif cmd == "mem":
         print(*memory_kb(int(args[0])))
     else:
@@ -780,8 +872,9 @@ fi
 
 # ---------------------------------------------------------------- poplite set-up
 DB=$W/poplite.db
-add_user() {
-    printf 'pw\n' | "$POPLITE" --db "$DB" user add "$1" --password-stdin ${ARGON2:+--argon2-params "$ARGON2"} >/dev/null
+add_user() { # user [argon2 params]
+    local params=${2:-$ARGON2}
+    printf 'pw\n' | "$POPLITE" --db "$DB" user add "$1" --password-stdin ${params:+--argon2-params "$params"} >/dev/null
 }
 # Delivers messages so that USER has all of them again: only the missing
 # ones (the last ones of the corpus), as Dovecot's fill does.
@@ -799,12 +892,19 @@ for ((i = 0; i < USERS; i++)); do
     add_user "bench$i"
     poplite_fill "bench$i"
 done
+if $CHEAP_RUNS; then
+    log "poplite: adding $USERS users cheap0.. (argon2id $CHEAP_ARGON2) with the same mail, for the CPU floor"
+    for ((i = 0; i < USERS; i++)); do
+        add_user "cheap$i" "$CHEAP_ARGON2"
+        poplite_fill "cheap$i"
+    done
+fi
 if has_scenario cycle; then
     log "poplite: adding $CYCLE_MAILBOXES users cycle0.. for cycle (filled before each run)"
     for ((i = 0; i < CYCLE_MAILBOXES; i++)); do add_user "cycle$i"; done
 fi
 if has_scenario big; then
-    add_user big0
+    add_user big0 "$CHEAP_ARGON2"
     MAX_SIZE=$((BIG_BYTES * 2 + 1000000))
     if [[ $MAX_SIZE -lt 300000000 ]]; then MAX_SIZE=300000000; fi
     "$POPLITE" --db "$DB" deliver big0 "$W/corpus-big/big-00001.eml" --max-message-size "$MAX_SIZE" >/dev/null
@@ -1012,6 +1112,7 @@ run_one() {
     local extra=()
     case $scenario in
     big) users='big%d' count=1 conc=1 ;;
+    retr) if [[ $server == poplite-cheap ]]; then users='cheap%d'; fi ;;
     idle)
         users='idle%d' count=$IDLE_CONNS conc=$IDLE_CONNS dur=$IDLE_DURATION dur_s=$IDLE_DURATION_S
         extra=(--timeout 600s)
@@ -1031,12 +1132,13 @@ run_one() {
         ;;
     esac
     local json=$W/run-$scenario-$round-$server.json
-    local mem_before cpu_before cpu_after mem_end
+    local mem_before cpu_before cpu_after mem_end hash_before hash_after
     mem_before=$("${TOOLS[@]}" mem "$pid")
     rm -f "$W/sample"
     "${TOOLS[@]}" sample "$pid" "$W/sample" 0.5 "$(awk -v d="$dur_s" 'BEGIN { print d + 900 }')" &
     SAMPLER_PID=$!
     cpu_before=$("${TOOLS[@]}" cpu "$pid")
+    hash_before=$("${TOOLS[@]}" hashcpu "$pid")
     # Bounded: loadgen stops at its deadline; `timeout` is the backstop.
     timeout --kill-after=10 "$(awk -v d="$dur_s" 'BEGIN { printf "%d", d * 2 + 600 }')" \
         "$LOADGEN" --addr "127.0.0.1:$port" --scenario "$scenario" --concurrency "$conc" \
@@ -1053,6 +1155,7 @@ run_one() {
     wait "$LOADGEN_PID" || lg_status=$?
     LOADGEN_PID=""
     cpu_after=$("${TOOLS[@]}" cpu "$pid")
+    hash_after=$("${TOOLS[@]}" hashcpu "$pid")
     mem_end=$("${TOOLS[@]}" mem "$pid")
     kill -TERM "$SAMPLER_PID" 2>/dev/null || true
     wait "$SAMPLER_PID" 2>/dev/null || true
@@ -1063,17 +1166,17 @@ run_one() {
     local sample="0 0 0" held="0 0"
     if [[ -s $W/sample ]]; then sample=$(cat "$W/sample"); fi
     if [[ -s $W/held ]]; then held=$(cat "$W/held"); fi
-    python3 - "$json" "$scenario" "$round" "$server" "$cpu_before" "$cpu_after" \
+    python3 - "$json" "$scenario" "$round" "$server" "$cpu_before" "$cpu_after" "$hash_before" "$hash_after" \
         "$mem_before" "$sample" "$mem_end" "$held" >>"$RESULTS" <<'PY'
 import json, sys
-j, scenario, rnd, server, c0, c1, before, sample, end, held = sys.argv[1:]
+j, scenario, rnd, server, c0, c1, h0, h1, before, sample, end, held = sys.argv[1:]
 with open(j) as f:
     lg = json.load(f)
 rss0, pss0 = map(int, before.split())
 peak_rss, peak_pss, _ = map(int, sample.split())
 rss1, pss1 = map(int, end.split())
 print(json.dumps({"scenario": scenario, "round": int(rnd), "server": server, "loadgen": lg,
-                  "cpu_s": float(c1) - float(c0),
+                  "cpu_s": float(c1) - float(c0), "hash_cpu_s": float(h1) - float(h0),
                   "rss_before_kb": rss0, "pss_before_kb": pss0,
                   "rss_peak_kb": max(peak_rss, rss1), "pss_peak_kb": max(peak_pss, pss1),
                   "rss_end_kb": rss1, "pss_end_kb": pss1,
@@ -1119,6 +1222,9 @@ for scenario in "${SCENARIO_LIST[@]}"; do
     for ((round = 1; round <= ROUNDS; round++)); do
         run_one "$scenario" "$round" poplite "$PORT_A" "$PID_A"
         run_one "$scenario" "$round" dovecot "$PORT_B" "$PID_B"
+        if $CHEAP_RUNS && [[ $scenario == retr ]]; then
+            run_one "$scenario" "$round" poplite-cheap "$PORT_A" "$PID_A"
+        fi
         if [[ $scenario == big ]]; then run_raw_copy "$round"; fi
     done
 done
@@ -1128,7 +1234,7 @@ export M_DATE M_CORES=$CORES M_KERNEL M_REV=$REV M_DOVECOT=$DOVECOT_VERSION M_US
     M_MESSAGES=$MESSAGES M_CORPUS_BYTES=$CORPUS_BYTES M_BIG_MB="" M_ROUNDS=$ROUNDS \
     M_DURATION=$DURATION M_CONCURRENCY=$CONCURRENCY M_HASH_NOTE=$HASH_NOTE M_HASH_PARAMS=$ARGON2_LABEL \
     M_HASH_VERIFY_S=$HASH_VERIFY_S M_SODIUM_VERIFY_S=$SODIUM_VERIFY_S M_SINGLE_LOGIN=$SINGLE_LOGIN \
-    M_SCENARIOS=$SCENARIOS M_WARNINGS=$W/warnings.txt
+    M_SCENARIOS=$SCENARIOS M_WARNINGS=$W/warnings.txt M_CHEAP=$CHEAP_ARGON2 M_CHEAP_RUNS=$CHEAP_RUNS
 M_DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 M_KERNEL=$(uname -r)
 if has_scenario big; then M_BIG_MB=$BIG_MB; fi
@@ -1155,6 +1261,7 @@ meta = {
     "concurrency": int(e["M_CONCURRENCY"]), "hash_note": e["M_HASH_NOTE"], "hash_params": e["M_HASH_PARAMS"],
     "hash_verify_s": num("M_HASH_VERIFY_S"), "sodium_verify_s": num("M_SODIUM_VERIFY_S"),
     "single_login": json.loads(e["M_SINGLE_LOGIN"]) if e["M_SINGLE_LOGIN"] else None,
+    "cheap_params": e["M_CHEAP"], "cheap_runs": e["M_CHEAP_RUNS"] == "true",
     "dovecot_tuning": e["M_TUNING"], "scenarios": e["M_SCENARIOS"].split(), "warnings": warnings,
 }
 with open(sys.argv[1], "w") as f:
