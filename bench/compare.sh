@@ -34,7 +34,9 @@ Compare poplite and Dovecot (POP3) on this machine, on 127.0.0.1.
                        before each run (default 64)
   --argon2 PARAMS      argon2id cost of every user, as m=KIB,t=N,p=N (default:
                        poplite's, m=19456,t=2,p=1); a cheap cost such as
-                       m=64,t=1,p=1 compares the mail path without the hash
+                       m=64,t=1,p=1 compares the mail path without the hash;
+                       at any other cost, poplite also runs `retr` on users
+                       with the same mail and that cheap hash (poplite-cheap)
   --big-mb N           size of big0's single message in MB, for `big` (default 200)
   --idle-conns N       connections held by `idle`, one user each (default 2000)
   --idle-duration D    how long `idle` holds them, logins included (default 90s)
