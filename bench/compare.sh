@@ -137,9 +137,9 @@ has_scenario() {
 }
 # The cheapest argon2id cost. big0 always uses it, so that `big`'s RSS growth
 # is the stream's and not a login's 19 MiB argon2 buffer. At a real cost,
-# cheap0.. use it too: poplite's `login` and `retr` on them give the mail
-# path's CPU without hashing (`retr` on them), against the target for `retr`
-# and `cycle` per session.
+# cheap0.. (bench0..'s mail) use it too: poplite's `retr` on them is the
+# session's CPU without hashing, set against the target for `retr` and
+# `cycle` per session.
 CHEAP_ARGON2=m=64,t=1,p=1
 CHEAP_RUNS=false
 if [[ $ARGON2_LABEL != "$CHEAP_ARGON2" ]] && has_scenario retr; then CHEAP_RUNS=true; fi
