@@ -910,7 +910,7 @@ for ((i = 0; i < USERS; i++)); do
     poplite_fill "bench$i"
 done
 if $CHEAP_RUNS; then
-    log "poplite: adding $USERS users cheap0.. (argon2id $CHEAP_ARGON2) with the same mail, for the CPU floor"
+    log "poplite: adding $USERS users cheap0.. (argon2id $CHEAP_ARGON2) with the same mail, for the CPU split"
     for ((i = 0; i < USERS; i++)); do
         add_user "cheap$i" "$CHEAP_ARGON2"
         poplite_fill "cheap$i"
