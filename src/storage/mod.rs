@@ -638,10 +638,10 @@ impl Store {
             let mut stmt = conn.prepare(
                 "SELECT u.name, count(m.id), coalesce(sum(m.size), 0)
                  FROM users u LEFT JOIN messages m ON m.user_id = u.id
-                 WHERE u.name NOT LIKE '~%'
+                 WHERE u.name NOT LIKE ?1 || '%'
                  GROUP BY u.id ORDER BY u.name",
             )?;
-            let rows = stmt.query_map([], |r| {
+            let rows = stmt.query_map([STAGING_PREFIX], |r| {
                 Ok(UserSummary {
                     name: r.get(0)?,
                     messages: r.get(1)?,
@@ -654,11 +654,13 @@ impl Store {
 
     /// A user's password material, or `None` for an unknown name.
     pub fn credentials(&self, name: &str) -> Result<Option<Credentials>, StorageError> {
+        if name.starts_with(STAGING_PREFIX) {
+            return Ok(None);
+        }
         self.with_conn(|conn| {
             Ok(conn
                 .query_row(
-                    "SELECT id, name, password_hash, apop_secret FROM users
-                     WHERE name = ?1 AND name NOT LIKE '~%'",
+                    "SELECT id, name, password_hash, apop_secret FROM users WHERE name = ?1",
                     [name],
                     |r| {
                         Ok(Credentials {
@@ -690,9 +692,9 @@ impl Store {
         self.with_conn(|conn| {
             Ok(conn
                 .query_row(
-                    "SELECT password_hash FROM users WHERE name NOT LIKE '~%'
+                    "SELECT password_hash FROM users WHERE name NOT LIKE ?1 || '%'
                      ORDER BY id DESC LIMIT 1",
-                    [],
+                    [STAGING_PREFIX],
                     |r| r.get(0),
                 )
                 .optional()?)
@@ -702,13 +704,13 @@ impl Store {
     /// Stores messages for a user in one durable transaction and returns
     /// their UIDs; either all are stored or none is.
     pub fn deliver(&self, user: &str, messages: &[Message]) -> Result<Vec<String>, StorageError> {
-        let now: Vec<(&Message, Option<i64>)> = messages.iter().map(|m| (m, None)).collect();
         self.with_conn(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let (user_id, name) = user_id(&tx, user)?;
             let octets = messages.iter().map(Message::size).sum();
             check_quota(&tx, user_id, &name, messages.len() as u64, octets)?;
-            let uids = insert_into(&tx, user_id, &self.uid_prefix, &now)?;
+            let now = messages.iter().map(|m| (m, None));
+            let uids = insert_into(&tx, user_id, &self.uid_prefix, now)?;
             tx.commit()?;
             Ok(uids)
         })
@@ -753,7 +755,6 @@ impl Store {
         staging: &Staging,
         messages: &[(Message, Option<i64>)],
     ) -> Result<(), StorageError> {
-        let dated: Vec<(&Message, Option<i64>)> = messages.iter().map(|(m, at)| (m, *at)).collect();
         self.with_conn(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let alive = tx.execute(
@@ -763,7 +764,8 @@ impl Store {
             if alive == 0 {
                 return Err(StorageError::ImportGone);
             }
-            insert_into(&tx, staging.user_id, &self.uid_prefix, &dated)?;
+            let dated = messages.iter().map(|(m, at)| (m, *at));
+            insert_into(&tx, staging.user_id, &self.uid_prefix, dated)?;
             tx.commit()?;
             Ok(())
         })
@@ -1043,7 +1045,8 @@ fn user_id(conn: &Connection, name: &str) -> Result<(i64, String), StorageError>
 }
 
 /// Names starting with this are staging users of imports: no real name
-/// can (see [`validate_user_name`]), and lookups by name skip them.
+/// can (see [`validate_user_name`]), and lookups by name skip them. SQL
+/// matches it with `LIKE ?1 || '%'`, so it holds no `%` or `_`.
 const STAGING_PREFIX: &str = "~";
 
 /// Imports silent this long are taken for dead (see migrations/0003).
@@ -1069,11 +1072,11 @@ fn purge_stale_imports(conn: &Connection) -> rusqlite::Result<usize> {
 }
 
 /// Inserts messages for `user_id` in `tx`; returns their UIDs.
-fn insert_into(
+fn insert_into<'a>(
     tx: &Connection,
     user_id: i64,
     uid_prefix: &str,
-    messages: &[(&Message, Option<i64>)],
+    messages: impl ExactSizeIterator<Item = (&'a Message, Option<i64>)>,
 ) -> Result<Vec<String>, StorageError> {
     let mut uids = Vec::with_capacity(messages.len());
     for (message, received_at) in messages {
