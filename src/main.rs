@@ -172,6 +172,9 @@ struct ServeArgs {
     /// Longest command line in octets, CRLF included (RFC 2449: 255).
     #[arg(long, value_name = "OCTETS", default_value_t = 255, value_parser = clap::value_parser!(u16).range(16..))]
     max_command_line: u16,
+    /// Close a connection after this many bad commands in a row (unknown, malformed, out of state); 0 for no limit.
+    #[arg(long, value_name = "N", default_value_t = poplite::session::DEFAULT_MAX_BAD_COMMANDS)]
+    max_bad_commands: u32,
     /// Offer APOP: auto (when some user has an APOP secret), always, never.
     #[arg(long, value_enum, default_value_t = ApopArg::Auto)]
     apop: ApopArg,
@@ -714,6 +717,7 @@ fn serve(db: &Database, args: ServeArgs) -> Result<(), CliError> {
         max_connections: args.max_connections as usize,
         auth_failure_delay: args.auth_failure_delay,
         max_command_line: usize::from(args.max_command_line),
+        max_bad_commands: args.max_bad_commands,
         lmtp: args.lmtp,
         max_message_size: args.max_message_size,
         max_lmtp_connections: args.max_lmtp_connections as usize,

@@ -8,7 +8,6 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::{unstuff, Client, TestServer};
-use poplite::message::normalize_line_endings;
 use poplite::server::ApopMode;
 
 /// Messages of every awkward shape, as delivered (before normalisation).
@@ -19,6 +18,18 @@ const AWKWARD: &[&[u8]] = &[
     b"Subject: empty body\r\n",
     b"Subject: 8-bit\r\n\r\ncaf\xe9 \xff\x00 bytes\r\n",
     b"Subject: bare cr\rX: y\r\rbody\r",
+];
+
+/// [`AWKWARD`] as RETR must send it before dot-stuffing: every line end
+/// CRLF, a last line end added. Written out, not computed by the code
+/// under test.
+const AWKWARD_ON_THE_WIRE: &[&[u8]] = &[
+    b"Subject: bare lf\r\n\r\nline one\r\nline two\r\n",
+    b"Subject: dots\r\n\r\n.leading dot\r\n..two dots\r\n.\r\nend\r\n",
+    b"Subject: no final newline\r\n\r\nlast line\r\n",
+    b"Subject: empty body\r\n",
+    b"Subject: 8-bit\r\n\r\ncaf\xe9 \xff\x00 bytes\r\n",
+    b"Subject: bare cr\r\nX: y\r\n\r\nbody\r\n",
 ];
 
 fn server_with_awkward_mail() -> TestServer {
@@ -37,18 +48,14 @@ fn retr_returns_exactly_the_normalised_bytes_and_list_counts_them() {
     c.login("alice", "correct horse");
     let (_, listing) = c.multi("LIST");
     let listing = String::from_utf8(listing).unwrap();
-    for (i, raw) in AWKWARD.iter().enumerate() {
-        let expected = normalize_line_endings(raw);
+    for (i, expected) in AWKWARD_ON_THE_WIRE.iter().enumerate() {
         let n = i + 1;
         let (status, body) = c.multi(&format!("RETR {n}"));
         assert_eq!(status, format!("+OK {} octets", expected.len()));
-        assert_eq!(unstuff(&body), expected, "message {n}");
+        assert_eq!(unstuff(&body), *expected, "message {n}");
         assert!(listing.contains(&format!("{n} {}\r\n", expected.len())));
     }
-    let total: usize = AWKWARD
-        .iter()
-        .map(|r| normalize_line_endings(r).len())
-        .sum();
+    let total: usize = AWKWARD_ON_THE_WIRE.iter().map(|m| m.len()).sum();
     assert_eq!(c.cmd("STAT"), format!("+OK {} {total}", AWKWARD.len()));
 }
 
@@ -68,16 +75,21 @@ fn leading_dots_are_stuffed_on_the_wire() {
 fn a_multi_megabyte_message_round_trips() {
     let server = TestServer::start();
     server.add_user("alice", "pw");
-    let mut raw = b"Subject: big\n\n".to_vec();
+    let (mut raw, mut expected) = (
+        b"Subject: big\n\n".to_vec(),
+        b"Subject: big\r\n\r\n".to_vec(),
+    );
     for i in 0..200_000 {
-        raw.extend_from_slice(format!(".{i:08} some text to fill the line\n").as_bytes());
+        let line = format!(".{i:08} some text to fill the line");
+        raw.extend_from_slice(format!("{line}\n").as_bytes());
+        expected.extend_from_slice(format!("{line}\r\n").as_bytes());
     }
     server.deliver("alice", &raw);
     let mut c = server.connect();
     c.login("alice", "pw");
     let (_, body) = c.multi("RETR 1");
     assert!(body.len() > 6_000_000);
-    assert_eq!(unstuff(&body), normalize_line_endings(&raw));
+    assert_eq!(unstuff(&body), expected);
 }
 
 /// A message of about `size` body octets, its lines marked with `tag`,
@@ -380,10 +392,23 @@ fn pipelined_commands_are_answered_in_order() {
 }
 
 #[test]
-fn overlong_lines_are_refused_and_the_session_goes_on() {
+fn an_overlong_line_before_login_is_refused_and_closes_the_connection() {
     let server = TestServer::start();
     let mut c = server.connect();
-    let long = format!("USER {}\r\n", "x".repeat(10_000));
+    // A line with no end at all: answered once it passes the limit, with
+    // no line end ever sent.
+    c.send(&vec![b'y'; 4096]);
+    assert_eq!(c.line(), "-ERR line too long (limit 255 octets); closing");
+    assert!(c.is_closed());
+}
+
+#[test]
+fn overlong_lines_after_login_are_refused_and_the_session_goes_on() {
+    let server = TestServer::start();
+    server.add_user("alice", "pw");
+    let mut c = server.connect();
+    c.login("alice", "pw");
+    let long = format!("LIST {}\r\n", "1".repeat(10_000));
     assert_eq!(
         c.cmd(long.trim_end()),
         "-ERR line too long (limit 255 octets)"
@@ -392,7 +417,7 @@ fn overlong_lines_are_refused_and_the_session_goes_on() {
     c.send(&vec![b'y'; 1 << 20]);
     c.send(b"\r\nNOOP\r\n");
     assert_eq!(c.line(), "-ERR line too long (limit 255 octets)");
-    assert_eq!(c.line(), "-ERR not allowed before authentication");
+    assert_eq!(c.line(), "+OK");
     assert!(c.cmd("CAPA").starts_with("+OK"));
 }
 
@@ -400,11 +425,33 @@ fn overlong_lines_are_refused_and_the_session_goes_on() {
 fn the_line_limit_is_configurable() {
     let server = TestServer::start_with(|c| c.max_command_line = 20);
     let mut c = server.connect();
+    assert_eq!(c.cmd("USER abc"), "+OK send PASS");
     assert_eq!(
         c.cmd("USER abcdefghijklmnop"),
-        "-ERR line too long (limit 20 octets)"
+        "-ERR line too long (limit 20 octets); closing"
     );
-    assert_eq!(c.cmd("USER abc"), "+OK send PASS");
+}
+
+#[test]
+fn a_run_of_bad_commands_gets_a_final_error_and_a_close() {
+    let server = TestServer::start_with(|c| c.max_bad_commands = 5);
+    let mut c = server.connect();
+    c.send(b"FROB\r\nFROB\r\nNOOP\r\nCAPA\r\n");
+    for _ in 0..3 {
+        assert!(c.line().starts_with("-ERR"));
+    }
+    assert_eq!(c.line(), "+OK Capability list follows");
+    c.body();
+    // The good CAPA reset the run: four more are answered, the fifth closes.
+    c.send(&b"\x00\xff garbage\r\n".repeat(6));
+    for _ in 0..4 {
+        assert_eq!(c.line(), "-ERR unknown command");
+    }
+    assert_eq!(
+        c.line(),
+        "-ERR unknown command; too many bad commands, closing"
+    );
+    assert!(c.is_closed());
 }
 
 #[test]

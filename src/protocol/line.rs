@@ -1,13 +1,15 @@
 //! Splits the client's byte stream into command lines, with a hard bound
 //! on memory: an over-long line is dropped as it arrives, never buffered
-//! whole, and is reported once when its line end finally comes.
+//! whole, and is reported once, as soon as it passes the limit, so that a
+//! client streaming a line with no end can be answered and cut off.
 
 /// One event from the line reader.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LineEvent {
     /// A complete line, without its line end.
     Line(Vec<u8>),
-    /// A line longer than the limit; its bytes were discarded.
+    /// A line longer than the limit, reported as soon as it passes it;
+    /// its bytes, up to and including its line end, are discarded.
     TooLong,
 }
 
@@ -44,34 +46,45 @@ impl LineReader {
     /// The next line of at most `max_len` octets including its CRLF, or
     /// `None` when more input is needed.
     ///
-    /// When no line end is in sight and the pending bytes already exceed
-    /// the limit, they are dropped at once and the reader discards until
-    /// the next LF, so memory stays at `max_len` plus one read.
+    /// When the pending bytes already exceed the limit with no line end in
+    /// sight, they are dropped at once, [`LineEvent::TooLong`] is returned,
+    /// and the reader silently discards until the next LF, so memory stays
+    /// at `max_len` plus one read.
     pub fn next_line(&mut self, max_len: usize) -> Option<LineEvent> {
-        let pending = &self.buf[self.consumed..];
-        match pending.iter().position(|&b| b == b'\n') {
-            Some(lf) => {
-                let mut line = &pending[..lf];
-                if line.last() == Some(&b'\r') {
-                    line = &line[..line.len() - 1];
+        loop {
+            let pending = &self.buf[self.consumed..];
+            match pending.iter().position(|&b| b == b'\n') {
+                Some(lf) => {
+                    let discarded = std::mem::take(&mut self.discarding);
+                    let mut line = &pending[..lf];
+                    if line.last() == Some(&b'\r') {
+                        line = &line[..line.len() - 1];
+                    }
+                    let event = match line.len() + 2 > max_len {
+                        _ if discarded => None,
+                        true => Some(LineEvent::TooLong),
+                        false => Some(LineEvent::Line(line.to_vec())),
+                    };
+                    self.consumed += lf + 1;
+                    self.compact();
+                    match event {
+                        Some(event) => return Some(event),
+                        // The end of a line already reported: look further.
+                        None => continue,
+                    }
                 }
-                let event = if self.discarding || line.len() + 2 > max_len {
-                    LineEvent::TooLong
-                } else {
-                    LineEvent::Line(line.to_vec())
-                };
-                self.discarding = false;
-                self.consumed += lf + 1;
-                self.compact();
-                Some(event)
-            }
-            None => {
-                if pending.len() + 1 > max_len {
-                    self.discarding = true;
-                    self.buf.clear();
-                    self.consumed = 0;
+                None => {
+                    if self.discarding {
+                        self.buf.clear();
+                        self.consumed = 0;
+                    } else if pending.len() + 1 > max_len {
+                        self.discarding = true;
+                        self.buf.clear();
+                        self.consumed = 0;
+                        return Some(LineEvent::TooLong);
+                    }
+                    return None;
                 }
-                None
             }
         }
     }
@@ -185,16 +198,37 @@ mod tests {
     #[test]
     fn an_endless_line_never_grows_the_buffer() {
         let mut reader = LineReader::new();
+        let mut events = Vec::new();
         for _ in 0..10_000 {
             reader.feed(&[b'z'; 100]);
-            assert_eq!(reader.next_line(255), None);
+            events.extend(reader.next_line(255));
             assert!(reader.buf.len() <= 355);
         }
+        // Reported once, as soon as it passed the limit (the third feed),
+        // not when its end comes: a client need never send one.
+        assert_eq!(events, vec![LineEvent::TooLong]);
         reader.feed(b"\r\nNOOP\r\n");
-        assert_eq!(reader.next_line(255), Some(LineEvent::TooLong));
         assert_eq!(
             reader.next_line(255),
             Some(LineEvent::Line(b"NOOP".to_vec()))
+        );
+    }
+
+    #[test]
+    fn an_over_long_line_is_reported_before_its_end_arrives() {
+        let mut reader = LineReader::new();
+        reader.feed(&[b'a'; 254]);
+        assert_eq!(
+            reader.next_line(255),
+            None,
+            "254 octets may yet be a line and its CR"
+        );
+        reader.feed(b"a");
+        assert_eq!(reader.next_line(255), Some(LineEvent::TooLong));
+        reader.feed(b"aaa\r\nSTAT\r\n");
+        assert_eq!(
+            reader.next_line(255),
+            Some(LineEvent::Line(b"STAT".to_vec()))
         );
     }
 }

@@ -14,6 +14,7 @@ use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
 use smol::channel::Receiver;
 use smol::Timer;
 
+use super::fairness::{Budget, LINE_COST};
 use super::transport::Transport;
 use super::{best_effort, ApopMode, Shared};
 use crate::auth;
@@ -22,7 +23,9 @@ use crate::protocol::command::MessageNumber;
 use crate::protocol::line::{LineEvent, LineReader};
 use crate::protocol::reply::{Reply, RespCode};
 use crate::protocol::transfer::{Extent, Layout, Transfer};
-use crate::session::{Action, LoginOutcome, LoginRequest, Session, SessionConfig, TlsState};
+use crate::session::{
+    Action, Closing, LoginOutcome, LoginRequest, Session, SessionConfig, TlsState,
+};
 use crate::storage::{Bodies, StorageError};
 
 /// Replies are collected and written together once this many octets wait,
@@ -38,6 +41,10 @@ const READ_AHEAD_MESSAGE_DIVISOR: usize = 4;
 /// long, so an idle connection holds no message data.
 const READ_AHEAD_KEEP: Duration = Duration::from_secs(1);
 
+/// Octets read and dropped, at most, from a client cut off for abuse
+/// before its connection closes (see `Connection::close`).
+const DRAIN_LIMIT: usize = 64 * 1024;
+
 /// One chunk of a streamed message, back from the storage pool.
 struct StreamedChunk {
     transfer: Transfer,
@@ -51,7 +58,8 @@ struct StreamedChunk {
 /// How a connection ended, for the closing log line.
 #[derive(Debug)]
 pub(super) enum End {
-    Quit,
+    /// The session closed the connection: QUIT, or a limit it enforces.
+    Session(Closing),
     ClientClosed,
     IdleTimeout,
     Shutdown,
@@ -67,7 +75,7 @@ pub(super) enum End {
 impl std::fmt::Display for End {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            End::Quit => write!(f, "QUIT"),
+            End::Session(closing) => write!(f, "{closing}"),
             End::ClientClosed => write!(f, "client closed the connection"),
             End::IdleTimeout => write!(f, "idle timeout (autologout)"),
             End::Shutdown => write!(f, "server shutdown"),
@@ -140,6 +148,8 @@ struct Connection {
     tally: Tally,
     /// Whole bodies of the messages the client will likely RETR next.
     read_ahead: Option<Bodies>,
+    /// This turn's share of the executor (see [`super::fairness`]).
+    budget: Budget,
 }
 
 /// Serves one connection until it ends, however it ends; on an
@@ -172,6 +182,7 @@ pub(super) async fn serve(
         user: None,
         tally: Tally::default(),
         read_ahead: None,
+        budget: Budget::new(),
     };
     let handshake = match implicit_tls {
         true => conn.start_tls().await,
@@ -184,7 +195,11 @@ pub(super) async fn serve(
             conn.converse(&mut session).await
         }
     };
-    conn.close().await;
+    let cut_off = matches!(
+        end,
+        End::Session(Closing::BadCommands | Closing::LineTooLong)
+    );
+    conn.close(cut_off).await;
     let tally = &conn.tally;
     log::info!(
         "session {id}: {peer} user={} ended by {end}; retrieved {} messages ({} octets), deleted {}",
@@ -223,6 +238,7 @@ impl Connection {
             apop_timestamp,
             max_command_line: config.max_command_line,
             max_sasl_line: config.max_sasl_line,
+            max_bad_commands: config.max_bad_commands,
             tls,
             plaintext_auth: super::plaintext_auth_allowed(config, tls, self.peer),
             sasl_without_tls: config.sasl_without_tls.clone(),
@@ -251,9 +267,23 @@ impl Connection {
 
     /// Ends the stream: a TLS client gets close_notify, so it can tell the
     /// last reply was whole. Bounded: the client may not be reading.
-    async fn close(&mut self) {
+    ///
+    /// A client cut off mid-stream (`drain`) still has input on its way;
+    /// closing a socket with unread input makes the kernel send a reset,
+    /// which can destroy the final `-ERR` before the client reads it. So
+    /// its input is read and dropped for a moment first, as Apache's
+    /// lingering close does, up to [`DRAIN_LIMIT`] octets.
+    async fn close(&mut self, drain: bool) {
         best_effort(Duration::from_secs(1), async {
             let _ = self.stream.close().await;
+            let mut buf = [0u8; 1024];
+            let mut drained = 0;
+            while drain && drained < DRAIN_LIMIT {
+                match self.stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => drained += n,
+                }
+            }
         })
         .await;
     }
@@ -280,8 +310,12 @@ impl Connection {
                         // still in use (any deletions are already committed).
                         self.lock = None;
                         reply.encode(&mut self.out);
+                        let closing = session.closing().unwrap_or(Closing::Quit);
+                        if matches!(closing, Closing::BadCommands | Closing::LineTooLong) {
+                            log::warn!("session {}: closing {}: {closing}", self.id, self.peer);
+                        }
                         return match self.flush().await {
-                            Ok(()) => End::Quit,
+                            Ok(()) => End::Session(closing),
                             Err(end) => end,
                         };
                     }
@@ -349,6 +383,7 @@ impl Connection {
         let mut line_started = None;
         loop {
             if let Some(event) = self.reader.next_line(max_len) {
+                self.budget.spend(LINE_COST).await;
                 return Ok(event);
             }
             if self.reader.is_mid_line() {
@@ -392,7 +427,12 @@ impl Connection {
             };
             match read {
                 Ok(0) => return Err(End::ClientClosed),
-                Ok(n) => self.reader.feed(&buf[..n]),
+                Ok(n) => {
+                    self.reader.feed(&buf[..n]);
+                    // Octets read count even when they are discarded: a
+                    // line with no end costs the server as much as any.
+                    self.budget.spend(n).await;
+                }
                 // A TLS client that hangs up without close_notify (curl
                 // does) has still just closed the connection between commands.
                 Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => {

@@ -19,12 +19,14 @@ use smol::channel::{Receiver, Sender};
 use smol::{Executor, Timer};
 
 use super::connection::{Deadline, End};
+use super::fairness::{Budget, LINE_COST};
 use super::{best_effort, Accepter, ConnectionSlot, Protocol, Shared};
 use crate::lmtp::{
     self, DataReader, Delivery, DeliveryOutcome, LmtpConfig, LmtpSession, Lookup, Reply, Step,
 };
 use crate::message::Message;
 use crate::protocol::line::{LineEvent, LineReader};
+use crate::session::Closing;
 use crate::storage::StorageError;
 
 /// Where to accept LMTP: `HOST:PORT`, or `unix:PATH` for a Unix socket.
@@ -270,6 +272,8 @@ struct LmtpConnection {
     reader: LineReader,
     out: Vec<u8>,
     delivered: u64,
+    /// This turn's share of the executor (see [`super::fairness`]).
+    budget: Budget,
 }
 
 async fn serve(
@@ -299,6 +303,7 @@ async fn serve(
         reader: LineReader::new(),
         out: Vec::new(),
         delivered: 0,
+        budget: Budget::new(),
     };
     if active >= shared.config.max_lmtp_connections {
         log::warn!("lmtp {id}: refused, {active} connections already open");
@@ -338,7 +343,7 @@ impl LmtpConnection {
                 Step::Close(reply) => {
                     reply.write_to(&mut self.out);
                     return match self.flush().await {
-                        Ok(()) => End::Quit,
+                        Ok(()) => End::Session(Closing::Quit),
                         Err(end) => end,
                     };
                 }
@@ -477,6 +482,7 @@ impl LmtpConnection {
         let mut buf = [0u8; 1024];
         loop {
             if let Some(event) = self.reader.next_line(lmtp::MAX_COMMAND_LINE) {
+                self.budget.spend(LINE_COST).await;
                 return Ok(event);
             }
             self.flush().await?;
@@ -501,7 +507,10 @@ impl LmtpConnection {
         };
         match read {
             Ok(0) => Err(End::ClientClosed),
-            Ok(n) => Ok(n),
+            Ok(n) => {
+                self.budget.spend(n).await;
+                Ok(n)
+            }
             Err(error) => Err(hung_up(error)),
         }
     }

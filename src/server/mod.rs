@@ -4,6 +4,7 @@
 //! only moves bytes and runs blocking work off the executor threads.
 
 mod connection;
+mod fairness;
 mod hasher;
 mod limits;
 mod lmtp;
@@ -89,6 +90,8 @@ pub struct ServerConfig {
     pub max_command_line: usize,
     /// Longest SASL response line.
     pub max_sasl_line: usize,
+    /// Bad commands in a row that close a connection; 0 for no limit.
+    pub max_bad_commands: u32,
     /// When to offer APOP.
     pub apop: ApopMode,
     /// The host name in the APOP timestamp.
@@ -126,6 +129,7 @@ impl Default for ServerConfig {
             auth_failure_delay: Duration::from_secs(1),
             max_command_line: 255,
             max_sasl_line: 8192,
+            max_bad_commands: crate::session::DEFAULT_MAX_BAD_COMMANDS,
             apop: ApopMode::Auto,
             hostname: gethostname::gethostname().to_string_lossy().into_owned(),
             transfer_chunk: 1024 * 1024,

@@ -109,6 +109,9 @@ pub struct SessionConfig {
     pub sasl_without_tls: Vec<Mechanism>,
     /// SASL mechanisms AUTH offers under TLS (Courier's POP3AUTH_TLS).
     pub sasl_with_tls: Vec<Mechanism>,
+    /// Bad commands in a row (unknown, malformed, out of state, too long)
+    /// after which the session is closed; 0 for no limit.
+    pub max_bad_commands: u32,
 }
 
 impl Default for SessionConfig {
@@ -121,6 +124,7 @@ impl Default for SessionConfig {
             plaintext_auth: true,
             sasl_without_tls: sasl::MECHANISMS.to_vec(),
             sasl_with_tls: sasl::MECHANISMS.to_vec(),
+            max_bad_commands: DEFAULT_MAX_BAD_COMMANDS,
         }
     }
 }
@@ -139,6 +143,39 @@ pub enum TlsState {
 /// Failed logins one connection may make; the last one also closes it,
 /// so a password guesser has to reconnect (and pay the handshake) often.
 pub const MAX_AUTH_FAILURES: u32 = 3;
+
+/// Bad commands in a row that close a session: Dovecot's POP3 server
+/// (`CLIENT_MAX_BAD_COMMANDS`) uses 20 too. A real client makes one or
+/// two at most (a probe of an extension it then does without); twenty in
+/// a row is a client feeding the server garbage.
+pub const DEFAULT_MAX_BAD_COMMANDS: u32 = 20;
+
+/// Why a session closed, for the driver's log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closing {
+    /// The client sent QUIT (after UPDATE, when it had marks).
+    Quit,
+    /// Too many failed logins on this connection ([`MAX_AUTH_FAILURES`]).
+    AuthFailures,
+    /// Too many bad commands in a row ([`SessionConfig::max_bad_commands`]).
+    BadCommands,
+    /// A line over the limit before login: nothing a real client sends.
+    LineTooLong,
+    /// A line arrived while the session could not take one (a driver bug).
+    Unexpected,
+}
+
+impl std::fmt::Display for Closing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Closing::Quit => "QUIT",
+            Closing::AuthFailures => "too many failed logins",
+            Closing::BadCommands => "too many bad commands in a row",
+            Closing::LineTooLong => "an over-long line before login",
+            Closing::Unexpected => "a line while the session could take none",
+        })
+    }
+}
 
 /// The `IMPLEMENTATION` capability's argument.
 pub const IMPLEMENTATION: &str = concat!("poplite/", env!("CARGO_PKG_VERSION"));
@@ -163,7 +200,36 @@ enum State {
     Transaction(Maildrop),
     /// Deletions handed to the driver (RFC 1939 §6).
     Update,
-    Closed,
+    Closed(Closing),
+}
+
+/// The reply to a bad command: unknown, malformed, over-long, or not
+/// valid in the session's state. A run of them closes the session.
+#[derive(Debug)]
+struct BadCommand {
+    reply: Reply,
+    /// The line was over the limit, which before login closes at once.
+    over_long: bool,
+}
+
+impl BadCommand {
+    fn new(text: impl Into<String>) -> BadCommand {
+        BadCommand::reply(Reply::err(text))
+    }
+
+    fn reply(reply: Reply) -> BadCommand {
+        BadCommand {
+            reply,
+            over_long: false,
+        }
+    }
+
+    fn over_long(what: &str, limit: usize) -> BadCommand {
+        BadCommand {
+            reply: Reply::err(format!("{what} too long (limit {limit} octets)")),
+            over_long: true,
+        }
+    }
 }
 
 /// One client's POP3 session.
@@ -173,6 +239,8 @@ pub struct Session {
     state: State,
     /// Logins rejected so far on this connection.
     auth_failures: u32,
+    /// Bad commands since the last good one.
+    bad_commands: u32,
 }
 
 impl Session {
@@ -185,6 +253,7 @@ impl Session {
                 sasl: None,
             },
             auth_failures: 0,
+            bad_commands: 0,
         }
     }
 
@@ -216,11 +285,57 @@ impl Session {
 
     /// True once the session has asked to close.
     pub fn is_closed(&self) -> bool {
-        matches!(self.state, State::Closed)
+        matches!(self.state, State::Closed(_))
+    }
+
+    /// Why the session closed, once it has.
+    pub fn closing(&self) -> Option<Closing> {
+        match self.state {
+            State::Closed(closing) => Some(closing),
+            _ => None,
+        }
     }
 
     /// Handles one line from the client.
     pub fn handle(&mut self, event: LineEvent) -> Action {
+        match self.dispatch(event) {
+            Ok(action) => {
+                self.bad_commands = 0;
+                action
+            }
+            Err(bad) => self.bad_command(bad),
+        }
+    }
+
+    /// Answers a bad command, closing the session at the end of a run of
+    /// [`SessionConfig::max_bad_commands`], and at once for an over-long
+    /// line before login: no client that means well sends one, and a
+    /// client streaming a line with no end would otherwise keep the
+    /// server reading and discarding for as long as it liked.
+    fn bad_command(&mut self, bad: BadCommand) -> Action {
+        self.bad_commands += 1;
+        let limit = self.config.max_bad_commands;
+        let authorizing = matches!(self.state, State::Authorization { .. });
+        let closing = if bad.over_long && authorizing {
+            Some(Closing::LineTooLong)
+        } else if limit > 0 && self.bad_commands >= limit {
+            Some(Closing::BadCommands)
+        } else {
+            None
+        };
+        let (Some(closing), Reply::Err(code, text)) = (closing, &bad.reply) else {
+            return Action::Reply(bad.reply);
+        };
+        let text = match closing {
+            Closing::BadCommands => format!("{text}; too many bad commands, closing"),
+            _ => format!("{text}; closing"),
+        };
+        self.state = State::Closed(closing);
+        Action::Close(Reply::Err(*code, text))
+    }
+
+    /// Works out the reply to one line; `Err` for a bad command.
+    fn dispatch(&mut self, event: LineEvent) -> Result<Action, BadCommand> {
         // RFC 1939 §7: PASS counts only immediately after a successful
         // USER, so every line takes the pending name away; PASS gets it.
         let mut pending_user = None;
@@ -233,25 +348,23 @@ impl Session {
         let line = match event {
             LineEvent::Line(line) => line,
             LineEvent::TooLong => {
-                return Action::Reply(Reply::err(format!(
-                    "line too long (limit {} octets)",
-                    self.config.max_command_line
-                )))
+                return Err(BadCommand::over_long("line", self.config.max_command_line))
             }
         };
         let command = match command::parse(&line) {
             Ok(command) => command,
-            Err(ParseError::Unknown) => return Action::Reply(Reply::err("unknown command")),
-            Err(error) => return Action::Reply(Reply::err(error.to_string())),
+            Err(ParseError::Unknown) => return Err(BadCommand::new("unknown command")),
+            Err(error) => return Err(BadCommand::new(error.to_string())),
         };
         match command {
-            Command::Capa => Action::Reply(self.capabilities()),
+            Command::Capa => Ok(Action::Reply(self.capabilities())),
             _ => match &mut self.state {
                 State::Authorization { .. } => self.authorization(command, pending_user),
                 State::Transaction(_) => self.transaction(command),
                 // The driver reads no line in these states.
-                State::Authenticating | State::Update | State::Closed => {
-                    Action::Close(Reply::err("session is closing"))
+                State::Authenticating | State::Update | State::Closed(_) => {
+                    self.state = State::Closed(Closing::Unexpected);
+                    Ok(Action::Close(Reply::err("session is closing")))
                 }
             },
         }
@@ -295,7 +408,7 @@ impl Session {
                 };
                 self.auth_failures += 1;
                 if self.auth_failures >= MAX_AUTH_FAILURES {
-                    self.state = State::Closed;
+                    self.state = State::Closed(Closing::AuthFailures);
                     let text = format!("{text}; too many failures, closing");
                     return Action::Close(Reply::err_code(code, text));
                 }
@@ -321,7 +434,7 @@ impl Session {
     /// number of messages removed, or the code of the failure (nothing
     /// was removed then).
     pub fn update_finished(&mut self, result: Result<usize, RespCode>) -> Action {
-        self.state = State::Closed;
+        self.state = State::Closed(Closing::Quit);
         Action::Close(match result {
             Ok(removed) => Reply::ok(format!("poplite signing off ({removed} messages deleted)")),
             Err(code) => Reply::err_code(code, "some deleted messages not removed"),
@@ -360,28 +473,32 @@ impl Session {
     }
 
     /// The refusal of USER, PASS and AUTH PLAIN/LOGIN before STLS.
-    fn plaintext_refused() -> Action {
-        Action::Reply(Reply::err_code(
+    fn plaintext_refused() -> Result<Action, BadCommand> {
+        Err(BadCommand::reply(Reply::err_code(
             RespCode::Auth,
             "plaintext authentication needs TLS here: send STLS first",
-        ))
+        )))
     }
 
-    fn authorization(&mut self, command: Command, pending_user: Option<String>) -> Action {
+    fn authorization(
+        &mut self,
+        command: Command,
+        pending_user: Option<String>,
+    ) -> Result<Action, BadCommand> {
         let State::Authorization { user, sasl } = &mut self.state else {
-            return Action::Reply(Reply::err("not in AUTHORIZATION state"));
+            return Err(BadCommand::new("not in AUTHORIZATION state"));
         };
-        match command {
+        let action = match command {
             Command::User(_)
             | Command::Pass(_)
             | Command::Auth {
                 mechanism: Some(_), ..
-            } if !self.config.plaintext_auth => Self::plaintext_refused(),
+            } if !self.config.plaintext_auth => return Self::plaintext_refused(),
             Command::Stls => match self.config.tls {
                 TlsState::Offered => Action::StartTls(Reply::ok("begin TLS negotiation")),
-                TlsState::Active => Action::Reply(Reply::err("TLS is already active")),
+                TlsState::Active => return Err(BadCommand::new("TLS is already active")),
                 TlsState::Unavailable => {
-                    Action::Reply(Reply::err("STLS is not available on this server"))
+                    return Err(BadCommand::new("STLS is not available on this server"))
                 }
             },
             // USER never says whether the user exists (PASS fails the same way).
@@ -391,14 +508,14 @@ impl Session {
             }
             Command::Pass(password) => match pending_user {
                 Some(name) => self.login(name, Proof::Password(password)),
-                None => Action::Reply(Reply::err("send USER first")),
+                None => return Err(BadCommand::new("send USER first")),
             },
             Command::Apop { user: name, digest } => match &self.config.apop_timestamp {
                 Some(timestamp) => {
                     let timestamp = timestamp.clone();
                     self.login(name, Proof::Apop { timestamp, digest })
                 }
-                None => Action::Reply(Reply::err("APOP is not enabled on this server")),
+                None => return Err(BadCommand::new("APOP is not enabled on this server")),
             },
             Command::Auth {
                 mechanism: None, ..
@@ -414,38 +531,49 @@ impl Session {
                     *sasl = Some(Sasl::PlainResponse);
                     Action::Reply(Reply::Challenge(String::new()))
                 }
-                (Some(Mechanism::Plain), Some(response)) => self.sasl_response(
-                    Sasl::PlainResponse,
-                    LineEvent::Line(response.expose().to_vec()),
-                ),
+                (Some(Mechanism::Plain), Some(response)) => {
+                    return self.sasl_response(
+                        Sasl::PlainResponse,
+                        LineEvent::Line(response.expose().to_vec()),
+                    )
+                }
                 (Some(Mechanism::Login), None) => {
                     *sasl = Some(Sasl::LoginUser);
                     Action::Reply(Reply::Challenge(sasl::LOGIN_USERNAME_CHALLENGE.into()))
                 }
                 (Some(Mechanism::Login), Some(response)) => {
-                    self.sasl_response(Sasl::LoginUser, LineEvent::Line(response.expose().to_vec()))
+                    return self.sasl_response(
+                        Sasl::LoginUser,
+                        LineEvent::Line(response.expose().to_vec()),
+                    )
                 }
-                (None, _) => Action::Reply(Reply::err("unsupported SASL mechanism")),
+                (None, _) => return Err(BadCommand::new("unsupported SASL mechanism")),
             },
             Command::Quit => {
-                self.state = State::Closed;
+                self.state = State::Closed(Closing::Quit);
                 Action::Close(Reply::ok("poplite signing off"))
             }
-            _ => Action::Reply(Reply::err("not allowed before authentication")),
-        }
+            _ => return Err(BadCommand::new("not allowed before authentication")),
+        };
+        Ok(action)
     }
 
-    fn sasl_response(&mut self, step: Sasl, event: LineEvent) -> Action {
+    fn sasl_response(&mut self, step: Sasl, event: LineEvent) -> Result<Action, BadCommand> {
         let line = match event {
             LineEvent::Line(line) if line == b"*" => {
-                return Action::Reply(Reply::err("authentication cancelled"))
+                return Ok(Action::Reply(Reply::err("authentication cancelled")))
             }
             LineEvent::Line(line) => line,
-            LineEvent::TooLong => return Action::Reply(Reply::err("SASL response too long")),
+            LineEvent::TooLong => {
+                return Err(BadCommand::over_long(
+                    "SASL response",
+                    self.config.max_sasl_line,
+                ))
+            }
         };
         let decoded = match sasl::decode(&line) {
             Ok(decoded) => decoded,
-            Err(_) => return Action::Reply(Reply::err("invalid base64 in SASL response")),
+            Err(_) => return Err(BadCommand::new("invalid base64 in SASL response")),
         };
         let result = match step {
             Sasl::PlainResponse => sasl::parse_plain(&decoded),
@@ -455,21 +583,23 @@ impl Session {
                         if let State::Authorization { sasl, .. } = &mut self.state {
                             *sasl = Some(Sasl::LoginPassword(name));
                         }
-                        Action::Reply(Reply::Challenge(sasl::LOGIN_PASSWORD_CHALLENGE.into()))
+                        Ok(Action::Reply(Reply::Challenge(
+                            sasl::LOGIN_PASSWORD_CHALLENGE.into(),
+                        )))
                     }
-                    Err(_) => Action::Reply(Reply::err("invalid SASL LOGIN user name")),
+                    Err(_) => Err(BadCommand::new("invalid SASL LOGIN user name")),
                 };
             }
             Sasl::LoginPassword(name) if !decoded.is_empty() => Ok((name, decoded)),
             Sasl::LoginPassword(_) => Err(SaslError::Malformed),
         };
         match result {
-            Ok((name, password)) => self.login(name, Proof::Password(password)),
-            Err(SaslError::AuthzidMismatch) => Action::Reply(Reply::err_code(
+            Ok((name, password)) => Ok(self.login(name, Proof::Password(password))),
+            Err(SaslError::AuthzidMismatch) => Err(BadCommand::reply(Reply::err_code(
                 RespCode::Auth,
                 "authorization identity must be empty or the user's own",
-            )),
-            Err(_) => Action::Reply(Reply::err("malformed SASL response")),
+            ))),
+            Err(_) => Err(BadCommand::new("malformed SASL response")),
         }
     }
 
@@ -478,9 +608,9 @@ impl Session {
         Action::Login(LoginRequest { user, proof })
     }
 
-    fn transaction(&mut self, command: Command) -> Action {
+    fn transaction(&mut self, command: Command) -> Result<Action, BadCommand> {
         let State::Transaction(maildrop) = &mut self.state else {
-            return Action::Reply(Reply::err("not in TRANSACTION state"));
+            return Err(BadCommand::new("not in TRANSACTION state"));
         };
         let reply = match command {
             Command::Stat => {
@@ -506,8 +636,8 @@ impl Session {
                 Ok(m) => Reply::ok(format!("{n} {}", m.uid)),
                 Err(reply) => reply,
             },
-            Command::Retr(n) => return send(maildrop, n, Extent::Whole),
-            Command::Top(n, lines) => return send(maildrop, n, Extent::Top(lines)),
+            Command::Retr(n) => return Ok(send(maildrop, n, Extent::Whole)),
+            Command::Top(n, lines) => return Ok(send(maildrop, n, Extent::Top(lines))),
             Command::Dele(n) => match maildrop.mark_deleted(n) {
                 Ok(()) => Reply::ok(format!("message {n} deleted")),
                 Err(reply) => reply,
@@ -522,22 +652,24 @@ impl Session {
                 let message_ids = maildrop.marked_ids();
                 let user_id = maildrop.user_id();
                 if message_ids.is_empty() {
-                    self.state = State::Closed;
-                    return Action::Close(Reply::ok("poplite signing off"));
+                    self.state = State::Closed(Closing::Quit);
+                    return Ok(Action::Close(Reply::ok("poplite signing off")));
                 }
                 self.state = State::Update;
-                return Action::Commit {
+                return Ok(Action::Commit {
                     user_id,
                     message_ids,
-                };
+                });
             }
             Command::User(_) | Command::Pass(_) | Command::Apop { .. } | Command::Auth { .. } => {
-                Reply::err("already authenticated")
+                return Err(BadCommand::new("already authenticated"))
             }
-            Command::Stls => Reply::err("STLS is not allowed after authentication"),
+            Command::Stls => {
+                return Err(BadCommand::new("STLS is not allowed after authentication"))
+            }
             Command::Capa => self.capabilities(),
         };
-        Action::Reply(reply)
+        Ok(Action::Reply(reply))
     }
 }
 

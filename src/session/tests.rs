@@ -516,14 +516,104 @@ fn top_sends_header_blank_line_and_n_lines() {
 }
 
 #[test]
-fn overlong_lines_get_an_error_and_the_session_goes_on() {
+fn an_overlong_line_before_login_gets_an_error_and_closes() {
     let world = World::new();
     let mut c = world.client(false);
     let long = format!("USER {}\r\nNOOP\r\n", "x".repeat(300));
     assert_eq!(
         c.send(&long),
-        "-ERR line too long (limit 255 octets)\r\n-ERR not allowed before authentication\r\n"
+        "-ERR line too long (limit 255 octets); closing\r\n"
     );
+    assert!(c.closed);
+    assert_eq!(c.session.closing(), Some(Closing::LineTooLong));
+}
+
+#[test]
+fn an_overlong_sasl_response_before_login_closes_too() {
+    let world = World::new();
+    let mut c = world.client(false);
+    c.send("AUTH PLAIN\r\n");
+    let reply = c.send(&format!("{}\r\n", "A".repeat(9000)));
+    assert_eq!(
+        reply,
+        "-ERR SASL response too long (limit 8192 octets); closing\r\n"
+    );
+    assert_eq!(c.session.closing(), Some(Closing::LineTooLong));
+}
+
+#[test]
+fn overlong_lines_after_login_get_an_error_and_the_session_goes_on() {
+    let world = World::new();
+    let mut c = world.client(false);
+    c.send("USER bob\r\nPASS two words\r\n");
+    let long = format!("LIST {}\r\nNOOP\r\n", "1".repeat(300));
+    assert_eq!(
+        c.send(&long),
+        "-ERR line too long (limit 255 octets)\r\n+OK\r\n"
+    );
+    assert!(!c.closed);
+}
+
+fn bad_commands_config(limit: u32) -> SessionConfig {
+    SessionConfig {
+        max_bad_commands: limit,
+        ..SessionConfig::default()
+    }
+}
+
+#[test]
+fn a_run_of_bad_commands_closes_the_session_with_a_final_error() {
+    let world = World::new();
+    let mut c = world.client_with(bad_commands_config(3));
+    // Unknown, out of state, malformed: each kind counts.
+    assert_eq!(c.send("FROB\r\n"), "-ERR unknown command\r\n");
+    assert_eq!(
+        c.send("STAT\r\n"),
+        "-ERR not allowed before authentication\r\n"
+    );
+    assert_eq!(
+        c.send("APOP bob\r\nNOOP\r\n"),
+        "-ERR syntax: APOP name digest; too many bad commands, closing\r\n"
+    );
+    assert_eq!(c.session.closing(), Some(Closing::BadCommands));
+}
+
+#[test]
+fn a_good_command_resets_the_run_so_a_pipelined_session_with_a_few_errors_works() {
+    let world = World::new();
+    world.deliver("bob", b"Subject: s\n\nbody\n");
+    let mut c = world.client_with(bad_commands_config(3));
+    let mut script = String::from("USER bob\r\nPASS two words\r\n");
+    for _ in 0..10 {
+        script.push_str("XTND\r\nRETR 0\r\nSTAT\r\n");
+    }
+    script.push_str("QUIT\r\n");
+    let replies = c.send(&script);
+    assert_eq!(replies.matches("+OK 1 ").count(), 10, "{replies}");
+    assert!(
+        replies.ends_with("+OK poplite signing off\r\n"),
+        "{replies}"
+    );
+    assert_eq!(c.session.closing(), Some(Closing::Quit));
+}
+
+#[test]
+fn a_missing_message_is_not_a_bad_command() {
+    let world = World::new();
+    let mut c = world.client_with(bad_commands_config(2));
+    c.send("USER bob\r\nPASS two words\r\n");
+    let replies = c.send(&"RETR 7\r\n".repeat(5));
+    assert_eq!(replies.matches("-ERR no such message").count(), 5);
+    assert!(!c.closed);
+}
+
+#[test]
+fn no_limit_on_bad_commands_when_it_is_zero() {
+    let world = World::new();
+    let mut c = world.client_with(bad_commands_config(0));
+    let replies = c.send(&"FROB\r\n".repeat(100));
+    assert_eq!(replies.matches("-ERR unknown command\r\n").count(), 100);
+    assert!(!c.closed);
 }
 
 /// Property tests: whatever bytes arrive, in whatever pieces, the session
@@ -670,6 +760,7 @@ mod properties {
                 plaintext_auth,
                 sasl_without_tls,
                 sasl_with_tls,
+                max_bad_commands: 4,
             });
             let mut at_login: Vec<i64> = Vec::new();
             let mut rest = &bytes[..];
