@@ -1,0 +1,164 @@
+//! Hostile clients against the real server on 127.0.0.1:0: floods that
+//! could starve other clients, abusers that must be cut off, and the
+//! back-off that slows guessing without locking bystanders out.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{Client, TestServer};
+
+/// A client that logs in and then streams a line with no end, as fast as
+/// the server takes it, until told to stop (or 60 s pass).
+struct Flooder {
+    sent: Arc<AtomicU64>,
+    finished: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Flooder {
+    fn start(server: &TestServer, user: &str, stop: &Arc<AtomicBool>) -> Flooder {
+        let mut client = server.connect();
+        client.login(user, "pw");
+        let stream: TcpStream = client.stream.try_clone().unwrap();
+        stream
+            .set_write_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let sent = Arc::new(AtomicU64::new(0));
+        let finished = Arc::new(AtomicBool::new(false));
+        let (stop, counter, done) = (Arc::clone(stop), Arc::clone(&sent), Arc::clone(&finished));
+        let thread = std::thread::spawn(move || {
+            let _client = client;
+            let mut stream = stream;
+            let chunk = vec![b'y'; 256 * 1024];
+            let started = Instant::now();
+            while !stop.load(Ordering::SeqCst) && started.elapsed() < Duration::from_secs(60) {
+                // A timed-out write may have sent part: count what went.
+                match stream.write(&chunk) {
+                    Ok(n) => counter.fetch_add(n as u64, Ordering::SeqCst),
+                    Err(_) => 0,
+                };
+            }
+            done.store(true, Ordering::SeqCst);
+        });
+        Flooder {
+            sent,
+            finished,
+            thread,
+        }
+    }
+}
+
+#[test]
+fn a_flood_of_endless_lines_does_not_hold_back_another_clients_greeting_and_login() {
+    let server = TestServer::start_with(|c| {
+        // Logged-in flooders are never cut off: only fairness can help.
+        c.max_bad_commands = 0;
+        c.max_connections_per_ip = 0;
+    });
+    // More flooders than executor threads (one per core).
+    let flooders_wanted = poplite::server::available_cores() + 1;
+    for i in 0..=flooders_wanted {
+        server.add_user(&format!("flood{i}"), "pw");
+    }
+    server.add_user("alice", "pw");
+    server.deliver("alice", b"Subject: hi\n\nhello\n");
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooders: Vec<Flooder> = (0..flooders_wanted)
+        .map(|i| Flooder::start(&server, &format!("flood{i}"), &stop))
+        .collect();
+    // The flood is on once every flooder has pushed 4 MB through.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while flooders
+        .iter()
+        .any(|f| f.sent.load(Ordering::SeqCst) < 4 << 20)
+    {
+        assert!(Instant::now() < deadline, "the flood never got going");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut alice = Client::connect(server.addr);
+    assert_eq!(alice.greeting, "+OK poplite ready");
+    assert!(alice.login("alice", "pw").starts_with("+OK"));
+    let (_, body) = alice.multi("RETR 1");
+    assert_eq!(body, b"Subject: hi\r\n\r\nhello\r\n");
+    let still_flooding = flooders.iter().all(|f| !f.finished.load(Ordering::SeqCst));
+    stop.store(true, Ordering::SeqCst);
+    for f in flooders {
+        f.thread.join().unwrap();
+    }
+    assert!(
+        still_flooding,
+        "alice was only served once a flooder had given up"
+    );
+}
+
+#[test]
+fn a_flood_of_pipelined_commands_does_not_hold_back_another_clients_login() {
+    let server = TestServer::start_with(|c| c.max_connections_per_ip = 0);
+    let flooders_wanted = poplite::server::available_cores() + 1;
+    server.add_user("alice", "pw");
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    let answered = Arc::new(AtomicU64::new(0));
+    for i in 0..flooders_wanted {
+        let name = format!("pipe{i}");
+        server.add_user(&name, "pw");
+        let mut client = server.connect();
+        client.login(&name, "pw");
+        let (stop, answered) = (Arc::clone(&stop), Arc::clone(&answered));
+        threads.push(std::thread::spawn(move || {
+            // A writer that never waits for replies, and a reader that
+            // takes them as fast as they come.
+            let mut writer = client.stream.try_clone().unwrap();
+            writer
+                .set_write_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            let burst = b"NOOP\r\nSTAT\r\n".repeat(4096);
+            let stop_writer = Arc::clone(&stop);
+            let writing = std::thread::spawn(move || {
+                let started = Instant::now();
+                while !stop_writer.load(Ordering::SeqCst)
+                    && started.elapsed() < Duration::from_secs(60)
+                {
+                    let _ = writer.write(&burst);
+                }
+            });
+            let mut reader = client.stream.try_clone().unwrap();
+            reader
+                .set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            let mut buf = vec![0u8; 64 * 1024];
+            let started = Instant::now();
+            while !stop.load(Ordering::SeqCst) && started.elapsed() < Duration::from_secs(60) {
+                match reader.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => answered.fetch_add(n as u64, Ordering::SeqCst),
+                    Err(_) => 0,
+                };
+            }
+            writing.join().unwrap();
+            drop(client);
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // Replies are counted in octets: a megabyte is about 100,000 of them.
+    while answered.load(Ordering::SeqCst) < 1 << 20 {
+        assert!(Instant::now() < deadline, "the flood never got going");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let before = answered.load(Ordering::SeqCst);
+    let mut alice = Client::connect(server.addr);
+    assert!(alice.login("alice", "pw").starts_with("+OK"));
+    assert_eq!(alice.cmd("STAT"), "+OK 0 0");
+    let during = answered.load(Ordering::SeqCst) - before;
+    stop.store(true, Ordering::SeqCst);
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    // The flood went on while alice was served, and she was served anyway.
+    assert!(during > 0, "the pipeliners were not being answered");
+}
