@@ -162,3 +162,79 @@ fn a_flood_of_pipelined_commands_does_not_hold_back_another_clients_login() {
     // The flood went on while alice was served, and she was served anyway.
     assert!(during > 0, "the pipeliners were not being answered");
 }
+
+/// Fails `failures` logins for `user` from this address, three to a
+/// connection (the third closes it); returns the replies.
+fn fail_logins(server: &TestServer, user: &str, failures: usize) -> Vec<String> {
+    let mut replies = Vec::new();
+    let mut c = server.connect();
+    for i in 0..failures {
+        if i > 0 && i % 3 == 0 {
+            c = server.connect();
+        }
+        c.cmd(&format!("USER {user}"));
+        replies.push(c.cmd("PASS wrong"));
+    }
+    replies
+}
+
+#[test]
+fn a_bystander_behind_an_address_whose_other_user_backs_off_still_logs_in() {
+    let server = TestServer::start_with(|c| c.auth_failure_delay = Duration::ZERO);
+    server.add_user("dad", "dads password");
+    server.add_user("mom", "moms password");
+    // Dad's phone has a stale password and keeps trying.
+    let replies = fail_logins(&server, "dad", 9);
+    assert!(replies[..6].iter().all(|r| r.starts_with("-ERR [AUTH]")));
+    assert!(
+        replies[6..]
+            .iter()
+            .all(|r| r.starts_with("-ERR [LOGIN-DELAY]")),
+        "{replies:?}"
+    );
+    // Dad is backing off, even with the right password now...
+    let mut c = server.connect();
+    c.cmd("USER dad");
+    assert!(c
+        .cmd("PASS dads password")
+        .starts_with("-ERR [LOGIN-DELAY]"));
+    // ...but mom, behind the same address, logs in.
+    let mut mom = server.connect();
+    assert_eq!(
+        mom.login("mom", "moms password"),
+        "+OK mom's maildrop has 0 messages (0 octets)"
+    );
+}
+
+#[test]
+fn an_address_spraying_many_user_names_is_still_slowed_for_every_name() {
+    let server = TestServer::start_with(|c| c.auth_failure_delay = Duration::ZERO);
+    server.add_user("alice", "pw");
+    // One guess each for six names, real or not: the sixth starts the wait.
+    for name in ["alice", "bob", "carol", "dave", "erin", "frank"] {
+        let reply = &fail_logins(&server, name, 1)[0];
+        assert!(reply.starts_with("-ERR [AUTH]"), "{name}: {reply}");
+    }
+    let mut c = server.connect();
+    c.cmd("USER alice");
+    let reply = c.cmd("PASS pw");
+    assert!(reply.starts_with("-ERR [LOGIN-DELAY]"), "{reply}");
+    // A name the address never tried waits too.
+    c.cmd("USER zed");
+    assert!(c.cmd("PASS pw").starts_with("-ERR [LOGIN-DELAY]"));
+}
+
+#[test]
+fn a_backing_off_name_and_an_unknown_one_are_answered_alike() {
+    let server = TestServer::start_with(|c| c.auth_failure_delay = Duration::ZERO);
+    server.add_user("alice", "pw");
+    let real = fail_logins(&server, "alice", 7);
+    let unknown = fail_logins(&server, "nobody", 7);
+    let shape = |replies: &[String]| -> Vec<String> {
+        replies
+            .iter()
+            .map(|r| r.split(" try again").next().unwrap_or(r).to_string())
+            .collect()
+    };
+    assert_eq!(shape(&real), shape(&unknown));
+}

@@ -486,7 +486,11 @@ impl Connection {
         let ip = self.peer.ip();
         let attempt = match self.shared.config.is_trusted(ip) {
             true => Ok(None),
-            false => self.shared.failed_logins.begin(ip, started).map(Some),
+            false => self
+                .shared
+                .failed_logins
+                .begin(ip, &user, started)
+                .map(Some),
         };
         let mut attempt = match attempt {
             Ok(attempt) => attempt,

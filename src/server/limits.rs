@@ -1,13 +1,13 @@
-//! Limits per client address: how many connections one address may hold,
-//! and the back-off an address earns by failing logins. Both forget an
-//! address once it has nothing to answer for, and both key IPv6 clients by
-//! their /64, since one host can pick any address inside it.
+//! Limits per client address: the networks the admin trusts, and how many
+//! connections one address may hold (the back-off for failed logins is
+//! in `backoff.rs`). Both key IPv6 clients by their /64, since one host
+//! can pick any address inside it, and forget an address once it has
+//! nothing to answer for.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 /// A network in CIDR notation, e.g. `192.168.1.0/24` or `fd00::/8`; a
 /// bare address is a network of one.
@@ -101,7 +101,7 @@ impl std::fmt::Display for Network {
 }
 
 /// The key an address is counted under: IPv4 as is, IPv6 by its /64.
-fn counting_key(ip: IpAddr) -> IpAddr {
+pub(super) fn counting_key(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V6(v6) => {
             let prefix = u128::from(v6) & (u128::MAX << 64);
@@ -149,157 +149,6 @@ impl Drop for SourceSlot {
             if *count == 0 {
                 open.remove(&self.key);
             }
-        }
-    }
-}
-
-/// Failed logins an address may make before it has to wait.
-pub(super) const FREE_FAILURES: u32 = 5;
-/// The first wait; each further failure doubles it, up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_secs(2);
-/// The longest wait, so a legitimate user behind a noisy address gets in
-/// within minutes once the noise stops.
-const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
-/// An address with no failure for this long starts afresh.
-const FORGET_AFTER: Duration = Duration::from_secs(60 * 60);
-/// Addresses tracked at most; past it, the stalest records go first, so
-/// a spray of addresses costs bounded memory.
-const MAX_TRACKED: usize = 100_000;
-
-#[derive(Debug, Clone, Copy)]
-struct Record {
-    failures: u32,
-    /// Attempts being checked now. Once the address has failed, each
-    /// counts as a failure until settled, or a burst of simultaneous
-    /// guesses would all be hashed before the next failure is recorded.
-    /// With no failure yet they count for nothing: many good logins at
-    /// once from one address (a NAT, a test suite) are normal.
-    in_flight: u32,
-    last_failure: Instant,
-    /// No login is checked from this address before this time.
-    blocked_until: Option<Instant>,
-}
-
-/// Failed logins per source address, and the back-off they earn.
-#[derive(Debug, Default)]
-pub(super) struct FailedLogins {
-    records: Mutex<HashMap<IpAddr, Record>>,
-}
-
-impl FailedLogins {
-    /// Starts checking a login from `ip`, or says how long the address
-    /// must wait first. An address that has failed may have only its
-    /// remaining free failures in flight; past [`FREE_FAILURES`], one.
-    pub(super) fn begin(
-        self: &Arc<Self>,
-        ip: IpAddr,
-        now: Instant,
-    ) -> Result<LoginAttempt, Duration> {
-        let key = counting_key(ip);
-        let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
-        if !records.contains_key(&key) && records.len() >= MAX_TRACKED {
-            evict_stalest(&mut records, now);
-        }
-        let record = records.entry(key).or_insert(Record {
-            failures: 0,
-            in_flight: 0,
-            last_failure: now,
-            blocked_until: None,
-        });
-        if record.in_flight == 0 && now.duration_since(record.last_failure) >= FORGET_AFTER {
-            record.failures = 0;
-            record.blocked_until = None;
-        }
-        if let Some(until) = record.blocked_until.filter(|&until| until > now) {
-            return Err(until - now);
-        }
-        let suspect = record.failures > 0;
-        if suspect && record.in_flight > 0 && record.failures + record.in_flight >= FREE_FAILURES {
-            return Err(FIRST_BACKOFF);
-        }
-        record.in_flight += 1;
-        Ok(LoginAttempt {
-            table: Arc::clone(self),
-            key,
-            settled: false,
-        })
-    }
-
-    /// Applies `change` to the record of an attempt that ends, and drops
-    /// the record once it holds nothing.
-    fn settle(&self, key: IpAddr, change: impl FnOnce(&mut Record)) {
-        let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(record) = records.get_mut(&key) {
-            record.in_flight = record.in_flight.saturating_sub(1);
-            change(record);
-            if record.failures == 0 && record.in_flight == 0 {
-                records.remove(&key);
-            }
-        }
-    }
-}
-
-/// Drops the stalest tenth of the settled records, so a spray of addresses
-/// costs bounded memory and a full table is not rescanned on every login.
-fn evict_stalest(records: &mut HashMap<IpAddr, Record>, now: Instant) {
-    records.retain(|_, r| r.in_flight > 0 || now.duration_since(r.last_failure) < FORGET_AFTER);
-    if records.len() < MAX_TRACKED {
-        return;
-    }
-    let mut settled: Vec<(Instant, IpAddr)> = records
-        .iter()
-        .filter(|(_, r)| r.in_flight == 0)
-        .map(|(&key, r)| (r.last_failure, key))
-        .collect();
-    settled.sort_unstable();
-    for (_, key) in settled.into_iter().take(MAX_TRACKED / 10) {
-        records.remove(&key);
-    }
-}
-
-/// One login being checked; see [`FailedLogins::begin`]. Dropped without
-/// a verdict (the check failed, the maildrop was busy) it counts for nothing.
-pub(super) struct LoginAttempt {
-    table: Arc<FailedLogins>,
-    key: IpAddr,
-    settled: bool,
-}
-
-impl LoginAttempt {
-    /// The password was wrong: past [`FREE_FAILURES`] the address waits,
-    /// twice as long at each further failure.
-    pub(super) fn failed(mut self, now: Instant) {
-        self.settled = true;
-        self.table.settle(self.key, |record| {
-            if now.duration_since(record.last_failure) >= FORGET_AFTER {
-                record.failures = 0;
-            }
-            record.failures += 1;
-            record.last_failure = now;
-            if record.failures > FREE_FAILURES {
-                let doublings = (record.failures - FREE_FAILURES - 1).min(20);
-                let backoff = FIRST_BACKOFF
-                    .saturating_mul(1 << doublings)
-                    .min(MAX_BACKOFF);
-                record.blocked_until = Some(now + backoff);
-            }
-        });
-    }
-
-    /// The login succeeded: the address starts afresh.
-    pub(super) fn succeeded(mut self) {
-        self.settled = true;
-        self.table.settle(self.key, |record| {
-            record.failures = 0;
-            record.blocked_until = None;
-        });
-    }
-}
-
-impl Drop for LoginAttempt {
-    fn drop(&mut self) {
-        if !self.settled {
-            self.table.settle(self.key, |_| {});
         }
     }
 }
@@ -353,85 +202,5 @@ mod tests {
         let _c = table.try_open(ip("2001:db8::1"), 1).unwrap();
         assert!(table.try_open(ip("2001:db8::ffff:2"), 1).is_none());
         assert!(table.try_open(ip("2001:db8:0:1::1"), 1).is_some());
-    }
-
-    fn fail(logins: &Arc<FailedLogins>, from: IpAddr, now: Instant) {
-        logins.begin(from, now).unwrap().failed(now);
-    }
-
-    #[test]
-    fn failures_past_the_free_ones_back_off_exponentially_and_success_forgets() {
-        let logins = Arc::new(FailedLogins::default());
-        let now = Instant::now();
-        let from = ip("203.0.113.9");
-        for _ in 0..FREE_FAILURES {
-            fail(&logins, from, now);
-        }
-        fail(&logins, from, now);
-        assert_eq!(logins.begin(from, now).err(), Some(FIRST_BACKOFF));
-        let later = now + FIRST_BACKOFF;
-        fail(&logins, from, later);
-        assert_eq!(logins.begin(from, later).err(), Some(2 * FIRST_BACKOFF));
-        assert!(logins.begin(ip("203.0.113.10"), later).is_ok());
-        let mut at = later + 2 * FIRST_BACKOFF;
-        for _ in 0..40 {
-            fail(&logins, from, at);
-            at += MAX_BACKOFF;
-        }
-        let last = at - MAX_BACKOFF;
-        assert_eq!(logins.begin(from, last).err(), Some(MAX_BACKOFF));
-        logins.begin(from, at).unwrap().succeeded();
-        assert!(logins.begin(from, at).is_ok());
-    }
-
-    #[test]
-    fn attempts_in_flight_count_so_a_burst_is_not_all_hashed() {
-        let logins = Arc::new(FailedLogins::default());
-        let now = Instant::now();
-        let from = ip("192.0.2.7");
-        // No failure yet: any number of logins may be checked at once.
-        let good: Vec<_> = (0..30).map(|_| logins.begin(from, now)).collect();
-        assert!(good.iter().all(Result::is_ok));
-        drop(good);
-        // Abandoned attempts (a busy maildrop, a storage error) cost nothing.
-        assert!(logins.records.lock().unwrap().is_empty());
-        // After one failure, only the remaining free ones may be in flight.
-        fail(&logins, from, now);
-        let burst: Vec<_> = (0..30).map(|_| logins.begin(from, now)).collect();
-        let admitted = burst.iter().filter(|a| a.is_ok()).count();
-        assert_eq!(admitted, FREE_FAILURES as usize - 1);
-        drop(burst);
-        logins.begin(from, now).unwrap().succeeded();
-        for _ in 0..FREE_FAILURES + 1 {
-            fail(&logins, from, now);
-        }
-        let after = now + FIRST_BACKOFF;
-        let one = logins.begin(from, after);
-        assert!(one.is_ok(), "one attempt once the wait is over");
-        assert!(logins.begin(from, after).is_err(), "but only one at a time");
-    }
-
-    #[test]
-    fn an_hour_without_failures_starts_afresh() {
-        let logins = Arc::new(FailedLogins::default());
-        let now = Instant::now();
-        let from = ip("198.51.100.1");
-        for _ in 0..FREE_FAILURES + 1 {
-            fail(&logins, from, now);
-        }
-        assert!(logins.begin(from, now + FORGET_AFTER).is_ok());
-    }
-
-    #[test]
-    fn a_full_table_sheds_its_stalest_tenth() {
-        let logins = Arc::new(FailedLogins::default());
-        let now = Instant::now();
-        for i in 0..MAX_TRACKED as u32 {
-            let at = now + Duration::from_millis(u64::from(i % 1000));
-            fail(&logins, IpAddr::from((0x0a00_0000 + i).to_be_bytes()), at);
-        }
-        fail(&logins, ip("192.0.2.1"), now + Duration::from_secs(2));
-        let len = logins.records.lock().unwrap().len();
-        assert_eq!(len, MAX_TRACKED - MAX_TRACKED / 10 + 1);
     }
 }

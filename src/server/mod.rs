@@ -3,6 +3,7 @@
 //! executor. Protocol decisions live in [`crate::session`]; this module
 //! only moves bytes and runs blocking work off the executor threads.
 
+mod backoff;
 mod connection;
 mod fairness;
 mod hasher;
@@ -213,7 +214,7 @@ struct Shared {
     connections: AtomicUsize,
     lmtp_connections: AtomicUsize,
     per_source: Arc<limits::ConnectionsPerSource>,
-    failed_logins: Arc<limits::FailedLogins>,
+    failed_logins: Arc<backoff::FailedLogins>,
     next_session_id: AtomicU64,
     apop_users: ApopUsers,
 }
