@@ -1380,3 +1380,18 @@ fn an_import_killed_half_way_leaves_nothing_visible_and_can_be_rerun() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(mailbox_size(&db), MESSAGES);
 }
+
+#[test]
+fn apop_auto_sees_a_user_added_by_another_process_at_the_next_greeting() {
+    let (_dir, db) = temp_db();
+    add_user(&db, "alice", "pw", &[]);
+    let server = ServerProcess::start(&db, &[]);
+    assert_eq!(Client::connect(server.addr).greeting, "+OK poplite ready");
+    let added = add_user(&db, "bob", "tanstaaf", &["--apop"]);
+    assert!(added.status.success(), "{added:?}");
+    let greeting = Client::connect(server.addr).greeting;
+    assert!(greeting.contains('<'), "{greeting}");
+    let removed = run_cli(&db, &["user", "del", "bob"], b"");
+    assert!(removed.status.success(), "{removed:?}");
+    assert_eq!(Client::connect(server.addr).greeting, "+OK poplite ready");
+}

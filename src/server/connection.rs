@@ -216,7 +216,10 @@ impl Connection {
         let apop = match config.apop {
             ApopMode::Always => true,
             ApopMode::Never => false,
-            ApopMode::Auto => self.shared.apop_users.any(&self.shared.store).await,
+            ApopMode::Auto => match &self.shared.apop_users {
+                Some(users) => users.any().await,
+                None => false,
+            },
         };
         let apop_timestamp = if apop {
             match auth::new_apop_timestamp(&config.hostname) {

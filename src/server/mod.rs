@@ -3,6 +3,7 @@
 //! executor. Protocol decisions live in [`crate::session`]; this module
 //! only moves bytes and runs blocking work off the executor threads.
 
+mod apop_users;
 mod backoff;
 mod connection;
 mod fairness;
@@ -36,7 +37,7 @@ use crate::tls::Tls;
 /// When the greeting offers APOP (RFC 1939 §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ApopMode {
-    /// Only while some user has an APOP secret (looked up at most once a second).
+    /// Only while some user has an APOP secret (checked at every greeting).
     Auto,
     /// Always, even with no APOP user.
     Always,
@@ -216,42 +217,8 @@ struct Shared {
     per_source: Arc<limits::ConnectionsPerSource>,
     failed_logins: Arc<backoff::FailedLogins>,
     next_session_id: AtomicU64,
-    apop_users: ApopUsers,
-}
-
-/// Whether any user has an APOP secret (for `--apop auto`), asked of the
-/// database at most once a second rather than on every connection: a
-/// burst of connections would otherwise each take a blocking thread and
-/// a SQLite connection just to write the greeting.
-#[derive(Default)]
-struct ApopUsers {
-    cached: std::sync::Mutex<Option<(std::time::Instant, bool)>>,
-}
-
-impl ApopUsers {
-    const FRESH_FOR: Duration = Duration::from_secs(1);
-
-    async fn any(&self, store: &Arc<Store>) -> bool {
-        let now = std::time::Instant::now();
-        if let Ok(cached) = self.cached.lock() {
-            if let Some((at, any)) = *cached {
-                if now.duration_since(at) < Self::FRESH_FOR {
-                    return any;
-                }
-            }
-        }
-        let store = Arc::clone(store);
-        let any = blocking::unblock(move || store.any_apop_secret())
-            .await
-            .unwrap_or_else(|error| {
-                log::error!("cannot check for APOP users: {error}");
-                false
-            });
-        if let Ok(mut cached) = self.cached.lock() {
-            *cached = Some((now, any));
-        }
-        any
-    }
+    /// Asked at every greeting in `--apop auto` mode; none otherwise.
+    apop_users: Option<apop_users::ApopUsers>,
 }
 
 /// A bound, not yet running, POP3 server.
@@ -302,6 +269,10 @@ impl Server {
             }
             lmtp_listeners.push(listener);
         }
+        let apop_users = match config.apop {
+            ApopMode::Auto => Some(apop_users::ApopUsers::start(&store).await?),
+            ApopMode::Always | ApopMode::Never => None,
+        };
         let shared = Arc::new(Shared {
             hashes: hasher::HashPool::start(config.hash_threads)
                 .map_err(|source| ServerError::Threads { source })?,
@@ -314,7 +285,7 @@ impl Server {
             per_source: Arc::default(),
             failed_logins: Arc::default(),
             next_session_id: AtomicU64::new(1),
-            apop_users: ApopUsers::default(),
+            apop_users,
         });
         Ok(Server {
             shared,

@@ -7,6 +7,9 @@
 //! busy timeout, while an immediate one waits for the lock instead.
 
 mod migrations;
+mod watch;
+
+pub use watch::ApopWatch;
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -672,17 +675,6 @@ impl Store {
                     },
                 )
                 .optional()?)
-        })
-    }
-
-    /// True when some user has an APOP secret (APOP's `auto` mode).
-    pub fn any_apop_secret(&self) -> Result<bool, StorageError> {
-        self.with_conn(|conn| {
-            Ok(conn.query_row(
-                "SELECT EXISTS (SELECT 1 FROM users WHERE apop_secret IS NOT NULL)",
-                [],
-                |r| r.get(0),
-            )?)
         })
     }
 

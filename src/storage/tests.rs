@@ -320,7 +320,7 @@ fn users_and_mailbox_listings() {
     assert_eq!(mailbox[0].subject.as_deref(), Some("hi"));
     assert_eq!(mailbox[1].subject, None);
     assert!(mailbox[0].received.ends_with('Z'));
-    assert!(store.any_apop_secret().unwrap());
+    assert!(store.apop_watch().unwrap().any_apop_secret().unwrap());
 }
 
 #[test]

@@ -1,0 +1,99 @@
+//! Answers that a server gives at every greeting, kept exact without a
+//! query per connection: a watch holds its own connection and asks SQLite
+//! only whether any connection, in this process or another, committed
+//! since its last answer (`PRAGMA data_version`, which reads the WAL
+//! index in shared memory and touches no file), looking again only then.
+
+use rusqlite::Connection;
+
+use super::{StorageError, Store};
+
+/// Whether any user has an APOP secret, as of the moment it is asked.
+pub struct ApopWatch {
+    conn: Connection,
+    /// The data version last seen, and the answer it gave.
+    seen: Option<(i64, bool)>,
+}
+
+impl std::fmt::Debug for ApopWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApopWatch")
+            .field("seen", &self.seen)
+            .finish()
+    }
+}
+
+impl Store {
+    /// A watch on the APOP users, with a connection of its own (outside
+    /// the pool, so a busy pool never delays a greeting).
+    pub fn apop_watch(&self) -> Result<ApopWatch, StorageError> {
+        Ok(ApopWatch {
+            conn: self.connect()?,
+            seen: None,
+        })
+    }
+}
+
+impl ApopWatch {
+    /// True when some user has an APOP secret now, whoever added or
+    /// removed it a moment ago.
+    pub fn any_apop_secret(&mut self) -> Result<bool, StorageError> {
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        if let Some((seen, any)) = self.seen {
+            if seen == version {
+                return Ok(any);
+            }
+        }
+        let any = self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM users WHERE apop_secret IS NOT NULL)",
+            [],
+            |r| r.get(0),
+        )?;
+        self.seen = Some((version, any));
+        Ok(any)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn watch_sees_every_change(store: &Store) {
+        let mut watch = store.apop_watch().unwrap();
+        assert!(!watch.any_apop_secret().unwrap());
+        store.add_user("plain", "$argon2id$x", None).unwrap();
+        assert!(!watch.any_apop_secret().unwrap());
+        store
+            .add_user("apop", "$argon2id$x", Some("secret"))
+            .unwrap();
+        assert!(watch.any_apop_secret().unwrap(), "seen at once");
+        store.delete_user("apop").unwrap();
+        assert!(!watch.any_apop_secret().unwrap(), "gone at once");
+    }
+
+    #[test]
+    fn a_watch_sees_changes_through_other_connections_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        watch_sees_every_change(&Store::open(dir.path().join("w.db")).unwrap());
+    }
+
+    #[test]
+    fn a_watch_sees_changes_in_an_in_memory_store_at_once() {
+        watch_sees_every_change(&Store::open_in_memory().unwrap());
+    }
+
+    #[test]
+    fn a_watch_sees_changes_made_by_another_store_on_the_same_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let serving = Store::open(&path).unwrap();
+        let mut watch = serving.apop_watch().unwrap();
+        assert!(!watch.any_apop_secret().unwrap());
+        // Another Store stands in for another process (`poplite user add`).
+        let admin = Store::open(&path).unwrap();
+        admin.add_user("apop", "$argon2id$x", Some("s")).unwrap();
+        assert!(watch.any_apop_secret().unwrap());
+    }
+}
