@@ -1,6 +1,8 @@
 //! Reads the message after DATA (RFC 5321 §4.5.2): removes the dot that
 //! stuffs a line starting with one, and stops at the line holding only a
-//! dot. Sans-IO and push-style, so a body arrives in any pieces.
+//! dot. Sans-IO and push-style: a body arrives in any pieces, and leaves
+//! in pieces too, appended to the caller's buffer, so it is never held
+//! whole here.
 //!
 //! A bare LF starts a new line for unstuffing, as it does when the message
 //! is stored (line ends are normalised): clients that stuff after it, like
@@ -27,14 +29,15 @@ enum At {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TooLarge;
 
-/// Collects one message body, keeping at most `limit` octets of it.
+/// Reads one message body, passing on at most `limit` octets of it.
 #[derive(Debug)]
 pub struct DataReader {
     at: At,
     /// Whether the current line began after a CRLF (or at the start), so
     /// that a lone dot on it ends the message.
     after_crlf: bool,
-    body: Vec<u8>,
+    /// Octets of body passed on so far.
+    passed: u64,
     limit: u64,
     too_large: bool,
 }
@@ -45,16 +48,18 @@ impl DataReader {
         DataReader {
             at: At::LineStart,
             after_crlf: true,
-            body: Vec::new(),
+            passed: 0,
             limit,
             too_large: false,
         }
     }
 
-    /// Takes the next bytes from the client. Returns `Some(n)` once the
-    /// end-of-data line was read, `n` being how many of `input` it took
-    /// (the rest are pipelined commands), or `None` when it needs more.
-    pub fn feed(&mut self, input: &[u8]) -> Option<usize> {
+    /// Takes the next bytes from the client, appending the body in them
+    /// (unstuffed) to `out`. Returns `Some(n)` once the end-of-data line
+    /// was read, `n` being how many of `input` it took (the rest are
+    /// pipelined commands), or `None` when it needs more. Past the limit
+    /// nothing more is appended.
+    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Option<usize> {
         let mut i = 0;
         while i < input.len() {
             let byte = input[i];
@@ -66,18 +71,18 @@ impl DataReader {
                 // ended by one) was not stuffing either: a client that
                 // stuffs would have sent two.
                 At::DotCr if byte == b'\n' => {
-                    self.keep(b".\r\n");
+                    self.keep(out, b".\r\n");
                     self.at = At::LineStart;
                     self.after_crlf = true;
                 }
                 At::Dot if byte == b'\n' => {
-                    self.keep(b".\n");
+                    self.keep(out, b".\n");
                     self.at = At::LineStart;
                     self.after_crlf = false;
                 }
                 // `.` CR x: the dot was stuffing, the CR is content.
                 At::DotCr => {
-                    self.keep(b"\r");
+                    self.keep(out, b"\r");
                     self.at = At::MiddleCr;
                     continue;
                 }
@@ -86,12 +91,12 @@ impl DataReader {
                     // Most bytes are inside lines: copy up to the next line end at once.
                     let run = memchr::memchr2(b'\r', b'\n', &input[i..]).unwrap_or(input.len() - i);
                     if run > 0 {
-                        self.keep(&input[i..i + run]);
+                        self.keep(out, &input[i..i + run]);
                         self.at = At::Middle;
                         i += run;
                         continue;
                     }
-                    self.keep(&[byte]);
+                    self.keep(out, &[byte]);
                     if byte == b'\r' {
                         self.at = At::MiddleCr;
                     } else {
@@ -100,7 +105,7 @@ impl DataReader {
                     }
                 }
                 At::MiddleCr => {
-                    self.keep(&[byte]);
+                    self.keep(out, &[byte]);
                     self.at = match byte {
                         b'\n' => {
                             self.after_crlf = true;
@@ -116,34 +121,32 @@ impl DataReader {
         None
     }
 
-    /// Reserves room for a body of `size` octets (a declared SIZE, already
-    /// capped at the limit), so a large body is not copied as it grows.
-    pub fn reserve(&mut self, size: u64) {
-        let size = size.min(self.limit);
-        self.body.reserve(usize::try_from(size).unwrap_or(0));
+    /// Whether the body passed the limit (then the caller drops what it
+    /// was given: only part of the body).
+    pub fn is_too_large(&self) -> bool {
+        self.too_large
     }
 
-    /// The body, once [`DataReader::feed`] has seen its end.
-    pub fn finish(self) -> Result<Vec<u8>, TooLarge> {
-        if self.too_large {
-            Err(TooLarge)
-        } else {
-            Ok(self.body)
+    /// How the body ended, once [`DataReader::feed`] has seen its end.
+    pub fn finish(self) -> Result<(), TooLarge> {
+        match self.too_large {
+            true => Err(TooLarge),
+            false => Ok(()),
         }
     }
 
-    fn keep(&mut self, bytes: &[u8]) {
+    fn keep(&mut self, out: &mut Vec<u8>, bytes: &[u8]) {
         if self.too_large {
             return;
         }
-        if (self.body.len() + bytes.len()) as u64 > self.limit {
+        if self.passed + bytes.len() as u64 > self.limit {
             // Keep reading to the end, so the session stays in step, but
-            // hold nothing: an oversized body costs no memory.
+            // pass nothing on: an oversized body costs no memory.
             self.too_large = true;
-            self.body = Vec::new();
             return;
         }
-        self.body.extend_from_slice(bytes);
+        self.passed += bytes.len() as u64;
+        out.extend_from_slice(bytes);
     }
 }
 
@@ -155,10 +158,12 @@ mod tests {
     /// the octets left after the end line.
     fn read(input: &[u8], chunk: usize, limit: u64) -> (Result<Vec<u8>, TooLarge>, Vec<u8>) {
         let mut reader = DataReader::new(limit);
+        let mut body = Vec::new();
         let mut offset = 0;
         for piece in input.chunks(chunk) {
-            if let Some(used) = reader.feed(piece) {
-                return (reader.finish(), input[offset + used..].to_vec());
+            if let Some(used) = reader.feed(piece, &mut body) {
+                let body = reader.finish().map(|()| body);
+                return (body, input[offset + used..].to_vec());
             }
             offset += piece.len();
         }

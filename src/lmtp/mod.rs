@@ -11,10 +11,6 @@ pub mod data;
 use command::{Command, MailFrom};
 pub use data::{DataReader, TooLarge};
 
-use std::sync::Arc;
-
-use crate::message::Message;
-
 /// Longest command line accepted, CRLF included (RFC 5321 §4.5.3.1.4
 /// asks for 512; room is left for long addresses).
 pub const MAX_COMMAND_LINE: usize = 4096;
@@ -128,7 +124,10 @@ pub struct Recipient {
 pub struct Transaction {
     sender: String,
     recipients: std::vec::IntoIter<Recipient>,
-    body: Result<Arc<Message>, TooLarge>,
+    /// Whether the body passed the size limit (then every recipient is refused).
+    too_large: bool,
+    /// Whether the recipients name one user, who gets the only copy.
+    one_copy: bool,
     /// The recipient being stored.
     storing: Option<Recipient>,
     /// Each user's outcome so far (by lower-cased name): a user named by
@@ -141,55 +140,38 @@ pub struct Transaction {
 pub enum Delivery {
     /// Send this reply for the next recipient.
     Reply(Reply),
-    /// Store `message` for `user`, then call [`Transaction::stored`] and
-    /// send its reply.
+    /// Store the message for `user` with `header` before it, then call
+    /// [`Transaction::stored`] and send its reply.
     Store {
         /// The user's stored name.
         user: String,
-        /// The body with this recipient's headers.
-        message: Stamped,
+        /// This recipient's headers (`Return-Path`, `Delivered-To`).
+        header: String,
     },
 }
 
-/// A recipient's copy of the message, made by [`Stamped::message`]: it
-/// copies the whole body, so the driver makes it off the executor.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stamped {
-    header: String,
-    body: Arc<Message>,
-}
-
-impl Stamped {
-    /// The body with the recipient's headers before it.
-    pub fn message(&self) -> Message {
-        self.body.with_header_before(&self.header)
-    }
-
-    /// Its size in octets, without making it.
-    pub fn size(&self) -> u64 {
-        self.header.len() as u64 + self.body.size()
-    }
-}
-
 impl Transaction {
+    /// Whether the recipients name a single user (however many RCPTs),
+    /// so the message is stored once: the driver may then store the
+    /// copy it took in instead of making one.
+    pub fn has_one_copy(&self) -> bool {
+        self.one_copy
+    }
+
     /// What to do for the next recipient, in RCPT order; `None` once
     /// every recipient has its reply.
     pub fn next_delivery(&mut self) -> Option<Delivery> {
         let recipient = self.recipients.next()?;
-        let body = match &self.body {
-            Ok(body) => body,
-            Err(TooLarge) => return Some(Delivery::Reply(too_large())),
-        };
+        if self.too_large {
+            return Some(Delivery::Reply(too_large()));
+        }
         if let Some(outcome) = self.outcomes.get(&recipient.user.to_ascii_lowercase()) {
             return Some(Delivery::Reply(delivery_reply(&recipient.address, outcome)));
         }
-        let message = Stamped {
-            header: final_delivery_header(&self.sender, &recipient.address),
-            body: Arc::clone(body),
-        };
+        let header = final_delivery_header(&self.sender, &recipient.address);
         let user = recipient.user.clone();
         self.storing = Some(recipient);
-        Some(Delivery::Store { user, message })
+        Some(Delivery::Store { user, header })
     }
 
     /// The reply for the recipient whose message [`Delivery::Store`] asked for.
@@ -248,8 +230,6 @@ pub struct LmtpSession {
     config: LmtpConfig,
     phase: Phase,
     sender: String,
-    /// What MAIL FROM's SIZE said, to size the body's buffer once.
-    declared_size: Option<u64>,
     recipients: Vec<Recipient>,
     /// The RCPT address being looked up.
     pending: Option<String>,
@@ -262,7 +242,6 @@ impl LmtpSession {
             config,
             phase: Phase::Greeted,
             sender: String::new(),
-            declared_size: None,
             recipients: Vec::new(),
             pending: None,
         }
@@ -276,13 +255,6 @@ impl LmtpSession {
     /// The body limit the [`DataReader`] must use.
     pub fn max_message_size(&self) -> u64 {
         self.config.max_message_size
-    }
-
-    /// The size MAIL FROM declared (RFC 1870), if any: a hint for the
-    /// body's buffer, never trusted past the limit.
-    pub fn declared_size(&self) -> Option<u64> {
-        self.declared_size
-            .map(|size| size.min(self.config.max_message_size))
     }
 
     /// The reply to a command line longer than [`MAX_COMMAND_LINE`].
@@ -356,7 +328,6 @@ impl LmtpSession {
         }
         self.phase = Phase::Mail;
         self.sender = mail.sender;
-        self.declared_size = mail.size;
         Reply::new(250, "2.1.0 sender OK")
     }
 
@@ -404,13 +375,27 @@ impl LmtpSession {
         Step::ReadData(Reply::new(354, "end data with <CR><LF>.<CR><LF>"))
     }
 
-    /// Ends the transaction with its body; the caller delivers it with
+    /// The header that the first recipient's copy gets (see
+    /// [`Delivery::Store`]), during DATA: the driver takes the message in
+    /// with it, so that the first copy is stored as it arrived.
+    pub fn first_header(&self) -> String {
+        let address = self.recipients.first().map_or("", |r| r.address.as_str());
+        final_delivery_header(&self.sender, address)
+    }
+
+    /// Ends the transaction once its body was read (and kept by the
+    /// driver, or found too large); the caller delivers it with
     /// [`Transaction::next_delivery`], one reply per recipient.
-    pub fn data_received(&mut self, body: Result<Message, TooLarge>) -> Transaction {
+    pub fn data_received(&mut self, body: Result<(), TooLarge>) -> Transaction {
+        let recipients = std::mem::take(&mut self.recipients);
+        let one_copy = recipients
+            .iter()
+            .all(|r| r.user.eq_ignore_ascii_case(&recipients[0].user));
         let transaction = Transaction {
             sender: std::mem::take(&mut self.sender),
-            recipients: std::mem::take(&mut self.recipients).into_iter(),
-            body: body.map(Arc::new),
+            recipients: recipients.into_iter(),
+            too_large: body.is_err(),
+            one_copy,
             storing: None,
             outcomes: Default::default(),
         };
@@ -423,7 +408,6 @@ impl LmtpSession {
             self.phase = Phase::Ready;
         }
         self.sender.clear();
-        self.declared_size = None;
         self.recipients.clear();
         self.pending = None;
     }

@@ -24,10 +24,9 @@ use super::{best_effort, Accepter, ConnectionSlot, Protocol, Shared};
 use crate::lmtp::{
     self, DataReader, Delivery, DeliveryOutcome, LmtpConfig, LmtpSession, Lookup, Reply, Step,
 };
-use crate::message::Message;
 use crate::protocol::line::{LineEvent, LineReader};
 use crate::session::Closing;
-use crate::storage::StorageError;
+use crate::storage::{Incoming, Received, StorageError};
 
 /// Where to accept LMTP: `HOST:PORT`, or `unix:PATH` for a Unix socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -250,6 +249,21 @@ pub(super) async fn accept_loop(
 /// Buffer for reading a message body: large, but only while in DATA.
 const DATA_READ_BUFFER: usize = 64 * 1024;
 
+/// Octets of body gathered before they go to the storage pool to be
+/// taken in: a quarter of a megabyte per trip keeps the trips few and
+/// what a delivery holds small (see `storage::INGEST_BUFFER`).
+const INGEST_STEP: usize = 256 * 1024;
+
+/// How taking a message in during DATA ended.
+enum Taken {
+    /// Whole, ready to be stored for each recipient.
+    Whole(Received),
+    /// Over the size limit: refused, nothing kept.
+    TooLarge,
+    /// The store failed while taking it in: every recipient gets 451.
+    Failed,
+}
+
 /// Time allowed to send the replies after a delivery, even during
 /// shutdown: a stored message whose 250 is lost is delivered again.
 const REPLY_AFTER_DELIVERY: Duration = Duration::from_secs(30);
@@ -354,17 +368,18 @@ impl LmtpConnection {
                 Step::ReadData(go_ahead) => {
                     go_ahead.write_to(&mut self.out);
                     let limit = session.max_message_size();
-                    let raw = match self.read_body(limit, session.declared_size()).await {
-                        Ok(raw) => raw,
+                    let taken = match self.take_in(limit, session.first_header()).await {
+                        Ok(taken) => taken,
                         Err(end) => return end,
                     };
-                    // Normalised once, off the executor; the raw copy goes at once.
-                    let body = match raw {
-                        Ok(raw) => Ok(blocking::unblock(move || Message::normalized(&raw)).await),
-                        Err(too_large) => Err(too_large),
+                    let (body, received) = match taken {
+                        Taken::Whole(received) => (Ok(()), Some(received)),
+                        Taken::TooLarge => (Err(lmtp::TooLarge), None),
+                        Taken::Failed => (Ok(()), None),
                     };
                     let transaction = session.data_received(body);
-                    if let Err(end) = self.deliver(transaction).await {
+                    let delivered = self.deliver(transaction, received.map(Arc::new)).await;
+                    if let Err(end) = delivered {
                         return end;
                     }
                 }
@@ -395,42 +410,70 @@ impl LmtpConnection {
     /// Stores the message for each recipient in turn, sending each reply
     /// as soon as it is known. Not cut short by shutdown: the server
     /// waits, so that no message is stored without its 250 going out.
-    async fn deliver(&mut self, mut transaction: lmtp::Transaction) -> Result<(), End> {
+    /// `received` is `None` when taking it in failed: each recipient then
+    /// gets a temporary failure. Whatever was staged goes at the end.
+    async fn deliver(
+        &mut self,
+        mut transaction: lmtp::Transaction,
+        received: Option<Arc<Received>>,
+    ) -> Result<(), End> {
+        let mut result = Ok(());
         while let Some(delivery) = transaction.next_delivery() {
             let reply = match delivery {
                 Delivery::Reply(reply) => reply,
-                Delivery::Store { user, message } => {
-                    self.flush_after_delivery().await?;
-                    log::debug!(
-                        "lmtp {}: storing {} octets for {user}",
-                        self.id,
-                        message.size()
-                    );
-                    let outcome = self.store(user, message).await;
+                Delivery::Store { user, header } => {
+                    result = self.flush_after_delivery().await;
+                    if result.is_err() {
+                        break;
+                    }
+                    let outcome = match &received {
+                        Some(received) => {
+                            let one_copy = transaction.has_one_copy();
+                            self.store(user, header, received, one_copy).await
+                        }
+                        None => DeliveryOutcome::Failed,
+                    };
                     transaction.stored(outcome)
                 }
             };
             reply.write_to(&mut self.out);
         }
+        if let Some(received) = received.and_then(|r| Arc::try_unwrap(r).ok()) {
+            let store = Arc::clone(&self.shared.store);
+            blocking::unblock(move || store.discard_received(received)).await;
+        }
+        result?;
         self.flush_after_delivery().await
     }
 
-    async fn store(&mut self, user: String, stamped: lmtp::Stamped) -> DeliveryOutcome {
+    /// Stores `user`'s copy: the message as taken in when it is the only
+    /// copy (it was taken in with this recipient's header), else a copy
+    /// with `header`.
+    async fn store(
+        &mut self,
+        user: String,
+        header: String,
+        received: &Arc<Received>,
+        one_copy: bool,
+    ) -> DeliveryOutcome {
         let store = Arc::clone(&self.shared.store);
-        let size = stamped.size();
+        let received = Arc::clone(received);
+        log::debug!(
+            "lmtp {}: storing {} octets for {user}",
+            self.id,
+            received.size()
+        );
         let stored = blocking::unblock(move || {
-            store
-                .deliver(&user, &[stamped.message()])
-                .map(|uids| (user, uids))
+            let stored = match one_copy {
+                true => store.publish_received(&user, &received),
+                false => store.copy_received(&user, &received, &header),
+            };
+            stored.map(|uid| (user, uid))
         })
         .await;
         match stored {
-            Ok((user, mut uids)) => {
-                let uid = uids.pop().unwrap_or_default();
-                log::info!(
-                    "lmtp {}: delivered {uid} to {user} ({size} octets)",
-                    self.id
-                );
+            Ok((user, uid)) => {
+                log::info!("lmtp {}: delivered {uid} to {user}", self.id);
                 self.delivered += 1;
                 DeliveryOutcome::Stored(uid)
             }
@@ -449,31 +492,104 @@ impl LmtpConnection {
         }
     }
 
-    /// Reads the body after 354, from what the line reader already holds
-    /// and then from the stream; bytes after its end go back to the reader.
-    async fn read_body(
-        &mut self,
-        limit: u64,
-        declared: Option<u64>,
-    ) -> Result<Result<Vec<u8>, lmtp::TooLarge>, End> {
+    /// Reads the body after 354 (from what the line reader already holds,
+    /// then from the stream) and takes it in as it arrives, a step at a
+    /// time on the storage pool, so no delivery holds its message whole.
+    /// Bytes after the body's end go back to the line reader. A
+    /// connection that ends first leaves nothing staged.
+    async fn take_in(&mut self, limit: u64, header: String) -> Result<Taken, End> {
         let mut reader = DataReader::new(limit);
-        if let Some(size) = declared {
-            reader.reserve(size);
-        }
+        let mut incoming = Some(Incoming::new(&header, u64::MAX));
+        let read = self.read_into(&mut reader, &mut incoming).await;
+        let store = Arc::clone(&self.shared.store);
+        let too_large = reader.is_too_large();
+        let cut_short = read.is_err();
+        let finished = blocking::unblock(move || {
+            let incoming = incoming?;
+            if cut_short || too_large {
+                incoming.discard(&store);
+                return None;
+            }
+            Some(incoming.finish(&store, true))
+        })
+        .await;
+        read?;
+        Ok(match finished {
+            _ if too_large => Taken::TooLarge,
+            Some(Ok(received)) => Taken::Whole(received),
+            Some(Err(error)) => {
+                log::error!("lmtp {}: cannot take the message in: {error}", self.id);
+                Taken::Failed
+            }
+            None => Taken::Failed,
+        })
+    }
+
+    /// Reads the body to its end, handing each step to `incoming`; on a
+    /// storage failure `incoming` becomes `None` and the rest is only read.
+    async fn read_into(
+        &mut self,
+        reader: &mut DataReader,
+        incoming: &mut Option<Incoming>,
+    ) -> Result<(), End> {
+        let mut body = Vec::new();
         let pending = self.reader.take_pending();
-        if let Some(used) = reader.feed(&pending) {
-            self.reader.feed(&pending[used..]);
-            return Ok(reader.finish());
-        }
-        self.flush().await?;
-        let mut buf = vec![0u8; DATA_READ_BUFFER];
+        let mut done = match reader.feed(&pending, &mut body) {
+            Some(used) => {
+                self.reader.feed(&pending[used..]);
+                true
+            }
+            None => false,
+        };
+        let mut buf = Vec::new();
         loop {
+            if reader.is_too_large() {
+                // Refused whatever follows: read on, keep nothing more.
+                body.clear();
+            } else if body.len() >= INGEST_STEP || (done && !body.is_empty()) {
+                body = self.take_step(incoming, body).await;
+            }
+            if done {
+                return Ok(());
+            }
+            if buf.is_empty() {
+                // The go-ahead goes out before the wait for the body.
+                self.flush().await?;
+                buf = vec![0u8; DATA_READ_BUFFER];
+            }
             let n = self.read(&mut buf).await?;
-            if let Some(used) = reader.feed(&buf[..n]) {
+            if let Some(used) = reader.feed(&buf[..n], &mut body) {
                 self.reader.feed(&buf[used..n]);
-                return Ok(reader.finish());
+                done = true;
             }
         }
+    }
+
+    /// Hands one step of the body to the storage pool; returns the
+    /// emptied buffer for the next step.
+    async fn take_step(&self, incoming: &mut Option<Incoming>, body: Vec<u8>) -> Vec<u8> {
+        let Some(mut taking) = incoming.take() else {
+            return Vec::new();
+        };
+        let store = Arc::clone(&self.shared.store);
+        let (taking, mut body, written) = blocking::unblock(move || {
+            let written = taking.write(&store, &body);
+            let taking = match written {
+                Ok(()) => Some(taking),
+                Err(_) => {
+                    taking.discard(&store);
+                    None
+                }
+            };
+            (taking, body, written)
+        })
+        .await;
+        if let Err(error) = written {
+            log::error!("lmtp {}: cannot take the message in: {error}", self.id);
+        }
+        *incoming = taking;
+        body.clear();
+        body
     }
 
     /// The next command line, flushing replies before waiting for input

@@ -6,9 +6,11 @@
 //! transaction that reads and then writes can fail with BUSY whatever the
 //! busy timeout, while an immediate one waits for the lock instead.
 
+mod ingest;
 mod migrations;
 mod watch;
 
+pub use ingest::{Incoming, IngestError, Received, INGEST_BUFFER};
 pub use watch::ApopWatch;
 
 use std::fs::OpenOptions;
@@ -20,7 +22,7 @@ use std::time::Duration;
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
 
-use crate::message::Message;
+use crate::message::{Facts, Message};
 pub use migrations::latest_version;
 
 /// Octets per stored body chunk; also a good step for streaming RETR.
@@ -1072,25 +1074,18 @@ fn insert_into<'a>(
 ) -> Result<Vec<String>, StorageError> {
     let mut uids = Vec::with_capacity(messages.len());
     for (message, received_at) in messages {
-        // The UID embeds the AUTOINCREMENT id, known only after the
-        // insert; the placeholder never outlives this transaction.
-        tx.execute(
-            "INSERT INTO messages (user_id, uid, size, header_len, received_at, subject)
-             VALUES (?1, 'pending', ?2, ?3, coalesce(?4, unixepoch()), ?5)",
-            params![
-                user_id,
-                message.size(),
-                message.header_len(),
-                received_at,
-                message.subject()
-            ],
-        )?;
-        let id = tx.last_insert_rowid();
-        let uid = format!("{uid_prefix}.{id}");
-        tx.execute(
-            "UPDATE messages SET uid = ?1 WHERE id = ?2",
-            params![uid, id],
-        )?;
+        let facts = Facts {
+            size: message.size(),
+            header_len: message.header_len(),
+            subject: message.subject().map(str::to_string),
+        };
+        let (id, uid) = insert_message_row(tx, user_id, uid_prefix, Some(&facts))?;
+        if let Some(at) = received_at {
+            tx.execute(
+                "UPDATE messages SET received_at = ?1 WHERE id = ?2",
+                params![at, id],
+            )?;
+        }
         let mut insert = tx.prepare_cached(
             "INSERT INTO message_chunks (message_id, seq, data) VALUES (?1, ?2, ?3)",
         )?;
@@ -1100,6 +1095,34 @@ fn insert_into<'a>(
         uids.push(uid);
     }
     Ok(uids)
+}
+
+/// Inserts a message's row for `user_id` and returns its id and UID; no
+/// `facts` makes an empty placeholder for a message still arriving.
+fn insert_message_row(
+    conn: &Connection,
+    user_id: i64,
+    uid_prefix: &str,
+    facts: Option<&Facts>,
+) -> Result<(i64, String), StorageError> {
+    let (size, header_len, subject) = match facts {
+        Some(f) => (sql_int(f.size), sql_int(f.header_len), f.subject.as_deref()),
+        None => (0, 0, None),
+    };
+    // The UID embeds the AUTOINCREMENT id, known only after the insert;
+    // the placeholder never outlives the caller's transaction.
+    conn.execute(
+        "INSERT INTO messages (user_id, uid, size, header_len, received_at, subject)
+         VALUES (?1, 'pending', ?2, ?3, unixepoch(), ?4)",
+        params![user_id, size, header_len, subject],
+    )?;
+    let id = conn.last_insert_rowid();
+    let uid = format!("{uid_prefix}.{id}");
+    conn.execute(
+        "UPDATE messages SET uid = ?1 WHERE id = ?2",
+        params![uid, id],
+    )?;
+    Ok((id, uid))
 }
 
 /// True when there is no database yet: no file, or an empty one (as

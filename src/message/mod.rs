@@ -5,6 +5,10 @@
 //! counts octets as sent on the wire (before dot-stuffing), and the wire
 //! uses CRLF, so the stored bytes must already be exactly those octets.
 
+mod normalizer;
+
+pub use normalizer::{Facts, Normalizer, HEADER_KEPT};
+
 use std::fmt;
 
 /// A CRLF-normalised message ready to be stored.
@@ -69,13 +73,34 @@ impl Message {
     /// Normalises raw input with no checks: an empty body (LMTP's, which
     /// gets headers put before it) gives an empty message.
     pub fn normalized(raw: &[u8]) -> Message {
-        let bytes = normalize_line_endings(raw);
-        let header_len = header_len(&bytes);
-        let subject = subject(&bytes[..header_len]);
+        let mut normalizer = Normalizer::for_bytes_kept();
+        let mut bytes = Vec::with_capacity(raw.len() + raw.len() / 32 + 2);
+        normalizer.push(raw, &mut bytes);
+        let facts = normalizer.finish_kept(&mut bytes);
+        Message::from_normalized(bytes, facts)
+    }
+
+    /// A message from bytes a [`Normalizer`] wrote and the facts it found.
+    pub fn from_normalized(bytes: Vec<u8>, facts: Facts) -> Message {
         Message {
+            header_len: usize::try_from(facts.header_len).unwrap_or(bytes.len()),
             bytes,
-            header_len,
-            subject,
+            subject: facts.subject,
+        }
+    }
+
+    /// This message with its first `old` octets (whole header lines that
+    /// [`Message::with_header_before`] or an ingest put there) replaced by
+    /// `header`: another recipient's copy, made in one copy.
+    pub fn with_header_replaced(&self, old: usize, header: &str) -> Message {
+        let old = old.min(self.bytes.len()).min(self.header_len);
+        let mut bytes = Vec::with_capacity(header.len() + self.bytes.len() - old);
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(&self.bytes[old..]);
+        Message {
+            header_len: self.header_len - old + header.len(),
+            bytes,
+            subject: self.subject.clone(),
         }
     }
 
@@ -120,22 +145,7 @@ impl Message {
 
 /// Turns bare LF and bare CR into CRLF, and ends the last line with CRLF.
 pub fn normalize_line_endings(raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw.len() + raw.len() / 32 + 2);
-    let mut rest = raw;
-    // Whole runs between line ends are copied at once: byte by byte, this
-    // was a third of an import's time.
-    while let Some(at) = memchr::memchr2(b'\r', b'\n', rest) {
-        out.extend_from_slice(&rest[..at]);
-        out.extend_from_slice(b"\r\n");
-        // A CR followed by LF is one line end, not two.
-        let crlf = rest[at] == b'\r' && rest.get(at + 1) == Some(&b'\n');
-        rest = &rest[at + if crlf { 2 } else { 1 }..];
-    }
-    out.extend_from_slice(rest);
-    if !out.is_empty() && !out.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
-    }
-    out
+    Message::normalized(raw).bytes
 }
 
 /// Octets of the header section of a CRLF-normalised message, without the
@@ -156,11 +166,6 @@ pub fn header_len(message: &[u8]) -> usize {
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// The Subject header's value, unfolded (RFC 5322 §2.2.3), lossily decoded.
-fn subject(header: &[u8]) -> Option<String> {
-    header_value(header, "subject")
 }
 
 /// The first `field` header's value in a CRLF header section, unfolded

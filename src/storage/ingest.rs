@@ -1,0 +1,536 @@
+//! Taking a message in without holding it in memory: LMTP's DATA and
+//! `poplite deliver` feed it here in pieces as it arrives.
+//!
+//! Up to [`INGEST_BUFFER`] octets a message stays in memory and is stored
+//! in one transaction, as any small message always was. Past that, it is
+//! written in batches of whole chunks under a hidden staging user (the
+//! imports' mechanism, migrations/0003), and published in one transaction
+//! once it is whole: the quota is checked there, for the exact size, and
+//! until then nothing of it is visible. A message that fails, or whose
+//! writer dies, leaves only a staging user that `discard` (or, after a
+//! crash, the next import or server start) removes.
+
+use rusqlite::types::ValueRef;
+use rusqlite::{params, Connection};
+
+use super::{check_quota, insert_message_row, sql_int, user_id, Staging, StorageError, Store};
+use crate::message::{Facts, Message, MessageError, Normalizer};
+use crate::storage::BODY_CHUNK;
+
+/// Octets of a message held in memory before it goes to the database in
+/// batches. 16 chunks: large enough that most mail (and every benchmark
+/// message) takes the one-transaction path, small enough that four
+/// deliveries of any size cost a few megabytes.
+pub const INGEST_BUFFER: usize = 16 * BODY_CHUNK;
+
+/// Why a message could not be taken in.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The message broke a rule (empty, too large); nothing was stored.
+    #[error(transparent)]
+    Message(#[from] MessageError),
+    /// The database failed; nothing was stored.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// A message being taken in (see the module's header).
+#[derive(Debug)]
+pub struct Incoming {
+    normalizer: Normalizer,
+    /// Normalised octets not yet in the database.
+    buffer: Vec<u8>,
+    /// Largest message accepted, not counting the header put before it.
+    limit: u64,
+    /// Octets of whole header lines put before the message.
+    prefix_len: usize,
+    /// Where it is written once it outgrows the buffer.
+    spool: Option<Spool>,
+}
+
+/// The staged rows of a message too large to hold.
+#[derive(Debug)]
+struct Spool {
+    staging: Staging,
+    message_id: i64,
+    next_seq: i64,
+}
+
+/// A message taken in whole, ready to be stored for its recipients.
+#[derive(Debug)]
+pub struct Received {
+    held: Held,
+    /// Octets of the header put before it when it was taken in.
+    prefix_len: usize,
+}
+
+#[derive(Debug)]
+enum Held {
+    Memory(Message),
+    Spooled { spool: Spool, facts: Facts },
+}
+
+impl Received {
+    /// Its size in octets, with the header put before it.
+    pub fn size(&self) -> u64 {
+        match &self.held {
+            Held::Memory(message) => message.size(),
+            Held::Spooled { facts, .. } => facts.size,
+        }
+    }
+}
+
+impl Incoming {
+    /// Starts taking in a message of at most `limit` octets (normalised),
+    /// with `prefix` (whole CRLF-ended header lines, such as LMTP's
+    /// `Return-Path`) put before it and not counted against the limit.
+    pub fn new(prefix: &str, limit: u64) -> Incoming {
+        let mut incoming = Incoming {
+            normalizer: Normalizer::new(),
+            buffer: Vec::new(),
+            limit,
+            prefix_len: prefix.len(),
+            spool: None,
+        };
+        incoming
+            .normalizer
+            .push(prefix.as_bytes(), &mut incoming.buffer);
+        incoming
+    }
+
+    /// Takes the next piece of the message. Past the limit it fails (and
+    /// the caller discards it); past the buffer, whole chunks go to the
+    /// database.
+    pub fn write(&mut self, store: &Store, raw: &[u8]) -> Result<(), IngestError> {
+        self.normalizer.push(raw, &mut self.buffer);
+        if self.normalizer.size() - self.prefix_len as u64 > self.limit {
+            return Err(MessageError::TooLarge { limit: self.limit }.into());
+        }
+        if self.buffer.len() >= INGEST_BUFFER {
+            let whole = self.buffer.len() - self.buffer.len() % BODY_CHUNK;
+            self.spill(store, whole)?;
+        }
+        Ok(())
+    }
+
+    /// Ends the message; `allow_empty` for LMTP, whose empty body still
+    /// gets its header.
+    pub fn finish(mut self, store: &Store, allow_empty: bool) -> Result<Received, IngestError> {
+        let facts = std::mem::take(&mut self.normalizer).finish(&mut self.buffer);
+        let limit = self.limit;
+        if facts.size > limit.saturating_add(self.prefix_len as u64) {
+            self.discard(store);
+            return Err(MessageError::TooLarge { limit }.into());
+        }
+        if facts.size == self.prefix_len as u64 && !allow_empty {
+            self.discard(store);
+            return Err(MessageError::Empty.into());
+        }
+        let held = match self.spool.is_some() {
+            false => Held::Memory(Message::from_normalized(self.buffer, facts)),
+            true => {
+                if let Err(error) = self.spill(store, self.buffer.len()) {
+                    self.discard(store);
+                    return Err(error.into());
+                }
+                match self.spool.take() {
+                    Some(spool) => Held::Spooled { spool, facts },
+                    None => return Err(StorageError::ImportGone.into()),
+                }
+            }
+        };
+        Ok(Received {
+            held,
+            prefix_len: self.prefix_len,
+        })
+    }
+
+    /// Gives up on the message: whatever was staged goes.
+    pub fn discard(self, store: &Store) {
+        if let Some(spool) = self.spool {
+            discard_spool(store, spool);
+        }
+    }
+
+    /// Writes the first `len` octets of the buffer to the staged message,
+    /// in one transaction.
+    fn spill(&mut self, store: &Store, len: usize) -> Result<(), StorageError> {
+        let spool = match &mut self.spool {
+            Some(spool) => spool,
+            None => self.spool.insert(store.begin_spool()?),
+        };
+        store.with_conn(|conn| {
+            unsynced(conn, store, |conn| {
+                let tx =
+                    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let alive = tx.execute(
+                    "UPDATE imports SET heartbeat = unixepoch() WHERE staging_user_id = ?1",
+                    [spool.staging.user_id],
+                )?;
+                if alive == 0 {
+                    return Err(StorageError::ImportGone);
+                }
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO message_chunks (message_id, seq, data) VALUES (?1, ?2, ?3)",
+                )?;
+                for chunk in self.buffer[..len].chunks(BODY_CHUNK) {
+                    insert.execute(params![spool.message_id, spool.next_seq, chunk])?;
+                    spool.next_seq += 1;
+                }
+                drop(insert);
+                tx.commit()?;
+                Ok(())
+            })
+        })?;
+        self.buffer.drain(..len);
+        Ok(())
+    }
+}
+
+impl Store {
+    /// A staging user holding one empty message row, whose UID is final.
+    fn begin_spool(&self) -> Result<Spool, StorageError> {
+        let staging = self.begin_import()?;
+        let message_id = self.with_conn(|conn| {
+            let (id, _) = insert_message_row(conn, staging.user_id, &self.uid_prefix, None)?;
+            Ok(id)
+        });
+        match message_id {
+            Ok(message_id) => Ok(Spool {
+                staging,
+                message_id,
+                next_seq: 0,
+            }),
+            Err(error) => {
+                let _ = self.abandon_import(staging);
+                Err(error)
+            }
+        }
+    }
+
+    /// Stores the message as it was taken in, for `user`, durably, and
+    /// returns its UID. A staged message is moved, not copied: call this
+    /// for the last (or only) recipient that gets the header it was
+    /// taken in with.
+    pub fn publish_received(
+        &self,
+        user: &str,
+        received: &Received,
+    ) -> Result<String, StorageError> {
+        let (spool, facts) = match &received.held {
+            Held::Memory(message) => return self.deliver_one(user, message),
+            Held::Spooled { spool, facts } => (spool, facts),
+        };
+        self.with_conn(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let (user_id, name) = user_id(&tx, user)?;
+            check_quota(&tx, user_id, &name, 1, facts.size)?;
+            let moved = tx.execute(
+                "UPDATE messages SET user_id = ?1, size = ?2, header_len = ?3, subject = ?4,
+                        received_at = unixepoch()
+                 WHERE id = ?5 AND user_id = ?6",
+                params![
+                    user_id,
+                    sql_int(facts.size),
+                    sql_int(facts.header_len),
+                    facts.subject,
+                    spool.message_id,
+                    spool.staging.user_id
+                ],
+            )?;
+            if moved != 1 {
+                return Err(StorageError::ImportGone);
+            }
+            let uid = tx.query_row(
+                "SELECT uid FROM messages WHERE id = ?1",
+                [spool.message_id],
+                |r| r.get(0),
+            )?;
+            tx.commit()?;
+            Ok(uid)
+        })
+    }
+
+    /// Stores a copy of the message for `user` with `header` in place of
+    /// the one it was taken in with, durably; returns its UID. A staged
+    /// message is copied chunk by chunk inside the transaction, so the
+    /// copy too never holds the message in memory.
+    pub fn copy_received(
+        &self,
+        user: &str,
+        received: &Received,
+        header: &str,
+    ) -> Result<String, StorageError> {
+        let (spool, facts) = match &received.held {
+            Held::Memory(message) => {
+                let copy = message.with_header_replaced(received.prefix_len, header);
+                return self.deliver_one(user, &copy);
+            }
+            Held::Spooled { spool, facts } => (spool, facts),
+        };
+        let prefix_len = received.prefix_len as u64;
+        let copied = Facts {
+            size: facts.size - prefix_len + header.len() as u64,
+            header_len: facts.header_len - prefix_len + header.len() as u64,
+            subject: facts.subject.clone(),
+        };
+        self.with_conn(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let (user_id, name) = user_id(&tx, user)?;
+            check_quota(&tx, user_id, &name, 1, copied.size)?;
+            let (id, uid) = insert_message_row(&tx, user_id, &self.uid_prefix, Some(&copied))?;
+            let mut read = tx.prepare_cached(
+                "SELECT data FROM message_chunks WHERE message_id = ?1 ORDER BY seq",
+            )?;
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO message_chunks (message_id, seq, data) VALUES (?1, ?2, ?3)",
+            )?;
+            let mut pending = header.as_bytes().to_vec();
+            let mut skip = received.prefix_len;
+            let mut seq = 0i64;
+            let mut rows = read.query([spool.message_id])?;
+            while let Some(row) = rows.next()? {
+                let ValueRef::Blob(data) = row.get_ref(0)? else {
+                    return Err(StorageError::MessageGone(spool.message_id));
+                };
+                let data = &data[skip.min(data.len())..];
+                skip = skip.saturating_sub(BODY_CHUNK);
+                pending.extend_from_slice(data);
+                while pending.len() >= BODY_CHUNK {
+                    insert.execute(params![id, seq, &pending[..BODY_CHUNK]])?;
+                    pending.drain(..BODY_CHUNK);
+                    seq += 1;
+                }
+            }
+            if !pending.is_empty() {
+                insert.execute(params![id, seq, pending])?;
+            }
+            drop(rows);
+            drop(read);
+            drop(insert);
+            tx.commit()?;
+            Ok(uid)
+        })
+    }
+
+    /// Removes what taking the message in staged (nothing for a message
+    /// held in memory, or one already published).
+    pub fn discard_received(&self, received: Received) {
+        if let Held::Spooled { spool, .. } = received.held {
+            discard_spool(self, spool);
+        }
+    }
+
+    fn deliver_one(&self, user: &str, message: &Message) -> Result<String, StorageError> {
+        let mut uids = self.deliver(user, std::slice::from_ref(message))?;
+        uids.pop().ok_or(StorageError::ImportGone)
+    }
+}
+
+/// Removes a spool's staging user and so its rows; a failure only logs,
+/// since the next import or server start removes it anyway.
+fn discard_spool(store: &Store, spool: Spool) {
+    if let Err(error) = store.abandon_import(spool.staging) {
+        log::warn!("cannot remove a message that was not delivered (removed later): {error}");
+    }
+}
+
+/// Runs `work` with `synchronous=NORMAL`: staged batches need no fsync of
+/// their own, since nothing depends on them until the publishing commit,
+/// whose fsync (FULL) covers every frame before it. NORMAL, not OFF:
+/// under OFF a checkpoint would not sync the database file either, and a
+/// power cut could then lose other sessions' committed writes.
+fn unsynced<T>(
+    conn: &mut Connection,
+    store: &Store,
+    work: impl FnOnce(&mut Connection) -> Result<T, StorageError>,
+) -> Result<T, StorageError> {
+    if store.memory.is_some() {
+        return work(conn);
+    }
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    let result = work(conn);
+    let restored = conn.pragma_update(None, "synchronous", "FULL");
+    let value = result?;
+    restored?;
+    Ok(value)
+}
+
+/// Whether a message row exists (for tests).
+#[cfg(test)]
+fn message_exists(store: &Store, id: i64) -> bool {
+    use rusqlite::OptionalExtension;
+    store
+        .with_conn(|conn| {
+            Ok(conn
+                .query_row("SELECT 1 FROM messages WHERE id = ?1", [id], |_| Ok(()))
+                .optional()?
+                .is_some())
+        })
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::Quota;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("i.db")).unwrap();
+        store.add_user("alice", "$argon2id$x", None).unwrap();
+        store.add_user("bob", "$argon2id$x", None).unwrap();
+        (dir, store)
+    }
+
+    /// A message of `lines` LF-ended lines, and its stored form.
+    fn big(lines: usize) -> (Vec<u8>, Vec<u8>) {
+        let mut raw = b"Subject: big one\n\n".to_vec();
+        let mut stored = b"Subject: big one\r\n\r\n".to_vec();
+        for i in 0..lines {
+            let line = format!("line {i:07} of a message too large to hold in memory");
+            raw.extend_from_slice(format!("{line}\n").as_bytes());
+            stored.extend_from_slice(format!("{line}\r\n").as_bytes());
+        }
+        (raw, stored)
+    }
+
+    fn take_in(store: &Store, prefix: &str, raw: &[u8], piece: usize) -> Received {
+        let mut incoming = Incoming::new(prefix, u64::MAX);
+        for part in raw.chunks(piece) {
+            incoming.write(store, part).unwrap();
+        }
+        incoming.finish(store, false).unwrap()
+    }
+
+    fn stored_bytes(store: &Store, user: &str) -> Vec<Vec<u8>> {
+        let (id, _) = store.user(user).unwrap();
+        store
+            .maildrop(id)
+            .unwrap()
+            .iter()
+            .map(|m| store.read_body(m.id, 0, m.size as usize).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_large_message_is_spooled_and_published_byte_for_byte() {
+        let (_dir, store) = store();
+        let (raw, stored) = big(60_000);
+        assert!(stored.len() > 3 * INGEST_BUFFER);
+        let received = take_in(&store, "", &raw, 7_777);
+        let Held::Spooled { spool, .. } = &received.held else {
+            panic!("not spooled")
+        };
+        let staged = spool.message_id;
+        // Staged, the message is nowhere to be seen.
+        assert!(store.mailbox("alice").unwrap().is_empty());
+        let uid = store.publish_received("alice", &received).unwrap();
+        store.discard_received(received);
+        assert_eq!(stored_bytes(&store, "alice"), vec![stored.clone()]);
+        let listed = &store.mailbox("alice").unwrap()[0];
+        assert_eq!(listed.uid, uid);
+        assert_eq!(listed.size, stored.len() as u64);
+        assert_eq!(listed.subject.as_deref(), Some("big one"));
+        assert!(message_exists(&store, staged), "moved, not copied");
+    }
+
+    #[test]
+    fn copies_get_their_own_header_and_the_spool_goes_with_discard() {
+        let (_dir, store) = store();
+        let (raw, stored) = big(40_000);
+        let first = "Delivered-To: alice@x\r\n";
+        let received = take_in(&store, first, &raw, 65_536);
+        store.copy_received("alice", &received, first).unwrap();
+        let other = "Return-Path: <s@y>\r\nDelivered-To: bob@x\r\n";
+        store.copy_received("bob", &received, other).unwrap();
+        let Held::Spooled { spool, .. } = &received.held else {
+            panic!("not spooled")
+        };
+        let staged = spool.message_id;
+        store.discard_received(received);
+        assert!(!message_exists(&store, staged));
+        assert_eq!(
+            stored_bytes(&store, "alice"),
+            vec![[first.as_bytes(), &stored].concat()]
+        );
+        assert_eq!(
+            stored_bytes(&store, "bob"),
+            vec![[other.as_bytes(), &stored].concat()]
+        );
+        let bob = &store.mailbox("bob").unwrap()[0];
+        assert_eq!(bob.size, (other.len() + stored.len()) as u64);
+    }
+
+    #[test]
+    fn a_small_message_is_stored_as_it_always_was() {
+        let (_dir, store) = store();
+        let received = take_in(&store, "X-A: 1\r\n", b"Subject: s\n\nbody\n", 3);
+        assert!(matches!(received.held, Held::Memory(_)));
+        store.copy_received("bob", &received, "X-B: 2\r\n").unwrap();
+        store.publish_received("alice", &received).unwrap();
+        assert_eq!(
+            stored_bytes(&store, "alice"),
+            vec![b"X-A: 1\r\nSubject: s\r\n\r\nbody\r\n".to_vec()]
+        );
+        assert_eq!(
+            stored_bytes(&store, "bob"),
+            vec![b"X-B: 2\r\nSubject: s\r\n\r\nbody\r\n".to_vec()]
+        );
+    }
+
+    #[test]
+    fn the_quota_counts_the_whole_spooled_message_and_refusal_stores_nothing() {
+        let (_dir, store) = store();
+        let (raw, stored) = big(30_000);
+        let quota = Quota {
+            messages: None,
+            bytes: Some(stored.len() as u64 - 1),
+        };
+        store.set_quota("alice", quota).unwrap();
+        let received = take_in(&store, "", &raw, 100_000);
+        let refused = store.publish_received("alice", &received);
+        assert!(matches!(refused, Err(StorageError::OverQuota { .. })));
+        store.discard_received(received);
+        assert!(store.mailbox("alice").unwrap().is_empty());
+    }
+
+    #[test]
+    fn past_the_limit_it_fails_and_a_discard_leaves_nothing() {
+        let (_dir, store) = store();
+        let (raw, _) = big(40_000);
+        let mut incoming = Incoming::new("", 2 * INGEST_BUFFER as u64);
+        let mut failed = None;
+        for part in raw.chunks(100_000) {
+            if let Err(error) = incoming.write(&store, part) {
+                failed = Some(error);
+                break;
+            }
+        }
+        assert!(matches!(
+            failed,
+            Some(IngestError::Message(MessageError::TooLarge { .. }))
+        ));
+        incoming.discard(&store);
+        let staged: i64 = store
+            .with_conn(
+                |c| Ok(c.query_row("SELECT count(*) FROM message_chunks", [], |r| r.get(0))?),
+            )
+            .unwrap();
+        assert_eq!(staged, 0);
+    }
+
+    #[test]
+    fn an_empty_message_is_refused_unless_allowed() {
+        let (_dir, store) = store();
+        let refused = Incoming::new("", 10).finish(&store, false);
+        assert!(matches!(
+            refused,
+            Err(IngestError::Message(MessageError::Empty))
+        ));
+        let lmtp = Incoming::new("Delivered-To: a\r\n", 10)
+            .finish(&store, true)
+            .unwrap();
+        assert_eq!(lmtp.size(), 17);
+    }
+}
