@@ -17,10 +17,10 @@ use futures_lite::StreamExt;
 use poplite::archive::{self, ArchiveError};
 use poplite::auth::{self, Argon2Params, AuthError};
 use poplite::mbox::Escaping;
-use poplite::message::{Message, MessageError};
+use poplite::message::MessageError;
 use poplite::server::{self, ApopMode, Server, ServerConfig, ServerError};
 use poplite::session::sasl::Mechanism;
-use poplite::storage::{self, StorageError, Store, StoreOptions};
+use poplite::storage::{self, Incoming, IngestError, Received, StorageError, Store, StoreOptions};
 use poplite::tls::{self, Tls, TlsError};
 
 /// An embedded POP3 server that keeps its users and mail in one SQLite file.
@@ -824,18 +824,11 @@ fn seed(
             .into_owned();
         let is_message =
             |path: &std::path::Path| path.is_file() && path.extension().is_some_and(|e| e == "eml");
-        let messages = sorted(&folder, is_message)?
-            .iter()
-            .map(|path| {
-                let file = std::fs::File::open(path).map_err(open_error(path))?;
-                read_message(
-                    file,
-                    &path.display().to_string(),
-                    server::DEFAULT_MAX_MESSAGE_SIZE,
-                )
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let delivered = store.deliver(&user, &messages)?;
+        let inputs = sorted(&folder, is_message)?
+            .into_iter()
+            .map(Input::File)
+            .collect::<Vec<_>>();
+        let delivered = deliver_inputs(store, &user, &inputs, server::DEFAULT_MAX_MESSAGE_SIZE)?;
         log::info!(
             "seeded {user} with {} messages from {}",
             delivered.len(),
@@ -955,45 +948,95 @@ fn deliver(db: &Database, args: DeliverArgs) -> Result<(), CliError> {
     let store = open_existing(db)?;
     // An unknown user fails before the message is even read.
     store.user(&args.user)?;
-    let limit = args.max_message_size;
-    let messages = if args.files.is_empty() {
-        vec![read_message(std::io::stdin().lock(), "stdin", limit)?]
-    } else {
-        args.files
-            .iter()
-            .map(|path| {
-                let name = path.display().to_string();
-                let open_error = |error| CliError::Open {
-                    input: name.clone(),
-                    error,
-                };
-                let file = std::fs::File::open(path).map_err(open_error)?;
-                if !file.metadata().map_err(open_error)?.is_file() {
-                    return Err(open_error(std::io::Error::other("not a regular file")));
-                }
-                read_message(file, &name, limit)
-            })
-            .collect::<Result<Vec<_>, _>>()?
+    let inputs = match args.files.is_empty() {
+        true => vec![Input::Stdin],
+        false => args.files.into_iter().map(Input::File).collect(),
     };
-    for uid in store.deliver(&args.user, &messages)? {
+    for uid in deliver_inputs(&store, &args.user, &inputs, args.max_message_size)? {
         say(format_args!("{uid}"));
     }
     Ok(())
 }
 
-/// Reads one message, never more than the limit plus one octet: that is
-/// enough to know it is too large.
-fn read_message(input: impl Read, source: &str, limit: u64) -> Result<Message, CliError> {
-    let mut raw = Vec::new();
-    input
-        .take(limit.saturating_add(1))
-        .read_to_end(&mut raw)
-        .map_err(|error| CliError::Read {
-            input: source.to_string(),
+/// Where `deliver` and `--seed` read a message from.
+enum Input {
+    Stdin,
+    File(PathBuf),
+}
+
+/// Takes each input in as it is read (never holding more than a megabyte
+/// of one, see `storage::ingest`), then stores them all for `user` in one
+/// transaction: all or none. Returns their UIDs.
+fn deliver_inputs(
+    store: &Store,
+    user: &str,
+    inputs: &[Input],
+    limit: u64,
+) -> Result<Vec<String>, CliError> {
+    let mut taken = Vec::with_capacity(inputs.len());
+    let mut outcome = Ok(());
+    for input in inputs {
+        match take_in(store, input, limit) {
+            Ok(received) => taken.push(received),
+            Err(error) => {
+                outcome = Err(error);
+                break;
+            }
+        }
+    }
+    let published = outcome.and_then(|()| {
+        let all: Vec<&Received> = taken.iter().collect();
+        Ok(store.publish_received(user, &all)?)
+    });
+    for received in taken {
+        store.discard_received(received);
+    }
+    published
+}
+
+/// Takes one message in from `input`, as it is read.
+fn take_in(store: &Store, input: &Input, limit: u64) -> Result<Received, CliError> {
+    let (mut reader, source): (Box<dyn Read>, String) = match input {
+        Input::Stdin => (Box::new(std::io::stdin().lock()), "stdin".to_string()),
+        Input::File(path) => {
+            let source = path.display().to_string();
+            let open_error = |error| CliError::Open {
+                input: source.clone(),
+                error,
+            };
+            let file = std::fs::File::open(path).map_err(open_error)?;
+            if !file.metadata().map_err(open_error)?.is_file() {
+                return Err(open_error(std::io::Error::other("not a regular file")));
+            }
+            (Box::new(file), source)
+        }
+    };
+    let ingest_error = |error| match error {
+        IngestError::Message(error) => CliError::Message {
+            input: source.clone(),
             error,
-        })?;
-    Message::parse(&raw, limit).map_err(|error| CliError::Message {
-        input: source.to_string(),
-        error,
-    })
+        },
+        IngestError::Storage(error) => CliError::Storage(error),
+    };
+    let mut incoming = Incoming::new("", limit);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(error) => {
+                incoming.discard(store);
+                return Err(CliError::Read {
+                    input: source.clone(),
+                    error,
+                });
+            }
+        };
+        if let Err(error) = incoming.write(store, &buf[..n]) {
+            incoming.discard(store);
+            return Err(ingest_error(error));
+        }
+    }
+    incoming.finish(store, false).map_err(ingest_error)
 }

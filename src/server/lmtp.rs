@@ -465,7 +465,9 @@ impl LmtpConnection {
         );
         let stored = blocking::unblock(move || {
             let stored = match one_copy {
-                true => store.publish_received(&user, &received),
+                true => store
+                    .publish_received(&user, &[&received])
+                    .map(|mut uids| uids.pop().unwrap_or_default()),
                 false => store.copy_received(&user, &received, &header),
             };
             stored.map(|uid| (user, uid))

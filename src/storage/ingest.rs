@@ -13,7 +13,9 @@
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection};
 
-use super::{check_quota, insert_message_row, sql_int, user_id, Staging, StorageError, Store};
+use super::{
+    check_quota, insert_into, insert_message_row, sql_int, user_id, Staging, StorageError, Store,
+};
 use crate::message::{Facts, Message, MessageError, Normalizer};
 use crate::storage::BODY_CHUNK;
 
@@ -208,46 +210,55 @@ impl Store {
         }
     }
 
-    /// Stores the message as it was taken in, for `user`, durably, and
-    /// returns its UID. A staged message is moved, not copied: call this
-    /// for the last (or only) recipient that gets the header it was
-    /// taken in with.
+    /// Stores messages as they were taken in, for `user`, in one durable
+    /// transaction (all or none, the quota checked for them all), and
+    /// returns their UIDs. Staged messages are moved, not copied: call
+    /// this for the last (or only) recipient that gets the header they
+    /// were taken in with.
     pub fn publish_received(
         &self,
         user: &str,
-        received: &Received,
-    ) -> Result<String, StorageError> {
-        let (spool, facts) = match &received.held {
-            Held::Memory(message) => return self.deliver_one(user, message),
-            Held::Spooled { spool, facts } => (spool, facts),
-        };
+        received: &[&Received],
+    ) -> Result<Vec<String>, StorageError> {
         self.with_conn(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let (user_id, name) = user_id(&tx, user)?;
-            check_quota(&tx, user_id, &name, 1, facts.size)?;
-            let moved = tx.execute(
-                "UPDATE messages SET user_id = ?1, size = ?2, header_len = ?3, subject = ?4,
-                        received_at = unixepoch()
-                 WHERE id = ?5 AND user_id = ?6",
-                params![
-                    user_id,
-                    sql_int(facts.size),
-                    sql_int(facts.header_len),
-                    facts.subject,
-                    spool.message_id,
-                    spool.staging.user_id
-                ],
-            )?;
-            if moved != 1 {
-                return Err(StorageError::ImportGone);
+            let octets = received.iter().map(|r| r.size()).sum();
+            check_quota(&tx, user_id, &name, received.len() as u64, octets)?;
+            let mut uids = Vec::with_capacity(received.len());
+            for one in received {
+                let (spool, facts) = match &one.held {
+                    Held::Memory(message) => {
+                        let now = std::iter::once((message, None));
+                        uids.extend(insert_into(&tx, user_id, &self.uid_prefix, now)?);
+                        continue;
+                    }
+                    Held::Spooled { spool, facts } => (spool, facts),
+                };
+                let moved = tx.execute(
+                    "UPDATE messages SET user_id = ?1, size = ?2, header_len = ?3, subject = ?4,
+                            received_at = unixepoch()
+                     WHERE id = ?5 AND user_id = ?6",
+                    params![
+                        user_id,
+                        sql_int(facts.size),
+                        sql_int(facts.header_len),
+                        facts.subject,
+                        spool.message_id,
+                        spool.staging.user_id
+                    ],
+                )?;
+                if moved != 1 {
+                    return Err(StorageError::ImportGone);
+                }
+                uids.push(tx.query_row(
+                    "SELECT uid FROM messages WHERE id = ?1",
+                    [spool.message_id],
+                    |r| r.get(0),
+                )?);
             }
-            let uid = tx.query_row(
-                "SELECT uid FROM messages WHERE id = ?1",
-                [spool.message_id],
-                |r| r.get(0),
-            )?;
             tx.commit()?;
-            Ok(uid)
+            Ok(uids)
         })
     }
 
@@ -264,7 +275,8 @@ impl Store {
         let (spool, facts) = match &received.held {
             Held::Memory(message) => {
                 let copy = message.with_header_replaced(received.prefix_len, header);
-                return self.deliver_one(user, &copy);
+                let mut uids = self.deliver(user, std::slice::from_ref(&copy))?;
+                return uids.pop().ok_or(StorageError::ImportGone);
             }
             Held::Spooled { spool, facts } => (spool, facts),
         };
@@ -319,11 +331,6 @@ impl Store {
         if let Held::Spooled { spool, .. } = received.held {
             discard_spool(self, spool);
         }
-    }
-
-    fn deliver_one(&self, user: &str, message: &Message) -> Result<String, StorageError> {
-        let mut uids = self.deliver(user, std::slice::from_ref(message))?;
-        uids.pop().ok_or(StorageError::ImportGone)
     }
 }
 
@@ -425,7 +432,10 @@ mod tests {
         let staged = spool.message_id;
         // Staged, the message is nowhere to be seen.
         assert!(store.mailbox("alice").unwrap().is_empty());
-        let uid = store.publish_received("alice", &received).unwrap();
+        let uid = store
+            .publish_received("alice", &[&received])
+            .unwrap()
+            .remove(0);
         store.discard_received(received);
         assert_eq!(stored_bytes(&store, "alice"), vec![stored.clone()]);
         let listed = &store.mailbox("alice").unwrap()[0];
@@ -468,7 +478,7 @@ mod tests {
         let received = take_in(&store, "X-A: 1\r\n", b"Subject: s\n\nbody\n", 3);
         assert!(matches!(received.held, Held::Memory(_)));
         store.copy_received("bob", &received, "X-B: 2\r\n").unwrap();
-        store.publish_received("alice", &received).unwrap();
+        store.publish_received("alice", &[&received]).unwrap();
         assert_eq!(
             stored_bytes(&store, "alice"),
             vec![b"X-A: 1\r\nSubject: s\r\n\r\nbody\r\n".to_vec()]
@@ -489,7 +499,7 @@ mod tests {
         };
         store.set_quota("alice", quota).unwrap();
         let received = take_in(&store, "", &raw, 100_000);
-        let refused = store.publish_received("alice", &received);
+        let refused = store.publish_received("alice", &[&received]);
         assert!(matches!(refused, Err(StorageError::OverQuota { .. })));
         store.discard_received(received);
         assert!(store.mailbox("alice").unwrap().is_empty());
