@@ -28,7 +28,7 @@ fn memory_kib(pid: u32, field: &str) -> u64 {
 fn line(i: usize) -> (Vec<u8>, Vec<u8>) {
     let text = format!(
         "{}line {i:08} {}",
-        if i % 5 == 0 { "." } else { "" },
+        if i.is_multiple_of(5) { "." } else { "" },
         "x".repeat(90)
     );
     let (sent_end, stored_end): (&[u8], &[u8]) = match i % 3 {
