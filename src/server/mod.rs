@@ -79,8 +79,8 @@ pub struct ServerConfig {
     /// Largest message LMTP accepts, in octets as received.
     pub max_message_size: u64,
     /// LMTP connections served at once, apart from the POP3 ones; one
-    /// more is told 421 (the MTA retries). Each may hold a message of up
-    /// to about twice `max_message_size` in memory.
+    /// more is told 421 (the MTA retries). Each holds at most about
+    /// 1.5 MiB of a message, whatever its size (`storage::ingest`).
     pub max_lmtp_connections: usize,
     /// Close a connection silent for this long (RFC 1939 §3: at least 10 minutes).
     pub idle_timeout: Duration,
