@@ -39,7 +39,8 @@ args = parser.parse_args()
 
 # 1000 client sockets here, as many in the server: lift the descriptor limit
 # for this process and everything it starts.
-resource.setrlimit(resource.RLIMIT_NOFILE, (65536, 65536))
+_, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 MIX1000 = ["--slow", "150", "--silent", "200", "--garbage", "150", "--long-lines", "150",
            "--pipelined-readers", "150", "--pipelined-writers", "150", "--half-tls", "50"]
