@@ -104,7 +104,10 @@ fn reason(last: &str) -> String {
     for (needle, reason) in [
         ("too many bad commands", "bad commands"),
         ("line too long", "line too long"),
-        ("too many connections from your address", "per-address limit"),
+        (
+            "too many connections from your address",
+            "per-address limit",
+        ),
         ("too many connections", "connection limit"),
         ("too many failures", "failed logins"),
     ] {
@@ -119,7 +122,13 @@ fn reason(last: &str) -> String {
 }
 
 /// One hostile connection, reconnecting until the deadline.
-async fn hostile(kind: Kind, source: IpAddr, args: Arc<Args>, stop: Arc<AtomicBool>, closes: Arc<Closes>) {
+async fn hostile(
+    kind: Kind,
+    source: IpAddr,
+    args: Arc<Args>,
+    stop: Arc<AtomicBool>,
+    closes: Arc<Closes>,
+) {
     let target = match kind {
         Kind::HalfTls => args.tls_addr.unwrap_or(args.addr),
         _ => args.addr,
@@ -194,7 +203,10 @@ async fn behave(kind: Kind, stream: TcpStream, last: &Mutex<String>) {
             smol::future::or(read_to_close(stream, last), send).await
         }
         Kind::Garbage => {
-            let send = write_loop(b"\x00\xff\xfe garbage \x01\x02\r\n".repeat(64), Duration::ZERO);
+            let send = write_loop(
+                b"\x00\xff\xfe garbage \x01\x02\r\n".repeat(64),
+                Duration::ZERO,
+            );
             smol::future::or(read_to_close(stream, last), send).await
         }
         Kind::LongLines => {
@@ -219,7 +231,9 @@ async fn behave(kind: Kind, stream: TcpStream, last: &Mutex<String>) {
         }
         Kind::HalfTls => {
             // A TLS record header that promises 512 octets, and 40 of them.
-            let mut hello = vec![0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03];
+            let mut hello = vec![
+                0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+            ];
             hello.extend_from_slice(&[0x5a; 29]);
             let mut writer = stream.clone();
             let _ = writer.write_all(&hello).await;
@@ -232,31 +246,47 @@ async fn behave(kind: Kind, stream: TcpStream, last: &Mutex<String>) {
 async fn legit_session(args: &Args) -> Result<Duration, String> {
     let started = Instant::now();
     let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 10));
-    let stream = connect(source, args.addr).await.map_err(|e| e.to_string())?;
+    let stream = connect(source, args.addr)
+        .await
+        .map_err(|e| e.to_string())?;
     let mut writer = stream.clone();
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     expect_ok(&mut reader, &mut line).await?;
-    for command in [format!("USER {}", args.user), format!("PASS {}", args.password)] {
+    for command in [
+        format!("USER {}", args.user),
+        format!("PASS {}", args.password),
+    ] {
         writer
             .write_all(format!("{command}\r\n").as_bytes())
             .await
             .map_err(|e| e.to_string())?;
         expect_ok(&mut reader, &mut line).await?;
     }
-    writer.write_all(b"STAT\r\nRETR 1\r\n").await.map_err(|e| e.to_string())?;
+    writer
+        .write_all(b"STAT\r\nRETR 1\r\n")
+        .await
+        .map_err(|e| e.to_string())?;
     expect_ok(&mut reader, &mut line).await?;
     expect_ok(&mut reader, &mut line).await?;
     loop {
         line.clear();
-        if reader.read_line(&mut line).await.map_err(|e| e.to_string())? == 0 {
+        if reader
+            .read_line(&mut line)
+            .await
+            .map_err(|e| e.to_string())?
+            == 0
+        {
             return Err("closed inside RETR".into());
         }
         if line == ".\r\n" {
             break;
         }
     }
-    writer.write_all(b"QUIT\r\n").await.map_err(|e| e.to_string())?;
+    writer
+        .write_all(b"QUIT\r\n")
+        .await
+        .map_err(|e| e.to_string())?;
     expect_ok(&mut reader, &mut line).await?;
     Ok(started.elapsed())
 }
@@ -296,7 +326,10 @@ async fn measure(args: &Args, duration: Duration) -> (Vec<Duration>, BTreeMap<St
 /// [`measure`] on a thread of its own, so that the legitimate client is
 /// never slowed by the hostile ones sharing its executor: only the
 /// server's behaviour shows in its latency.
-async fn measure_apart(args: &Arc<Args>, duration: Duration) -> (Vec<Duration>, BTreeMap<String, u64>) {
+async fn measure_apart(
+    args: &Arc<Args>,
+    duration: Duration,
+) -> (Vec<Duration>, BTreeMap<String, u64>) {
     let args = Arc::clone(args);
     let (done, result) = smol::channel::bounded(1);
     std::thread::spawn(move || {
@@ -371,9 +404,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut n = 0u32;
         for (kind, count) in kinds {
             for _ in 0..count {
-                let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (n % u32::from(args.sources)) as u8));
+                let source = IpAddr::V4(Ipv4Addr::new(
+                    127,
+                    0,
+                    0,
+                    1 + (n % u32::from(args.sources)) as u8,
+                ));
                 n += 1;
-                let task = hostile(kind, source, Arc::clone(&args), Arc::clone(&stop), Arc::clone(&closes));
+                let task = hostile(
+                    kind,
+                    source,
+                    Arc::clone(&args),
+                    Arc::clone(&stop),
+                    Arc::clone(&closes),
+                );
                 tasks.push(executor.spawn(task));
             }
         }
@@ -405,14 +449,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             _ => None,
         };
         let closes = closes.lock().map(|c| c.clone()).unwrap_or_default();
-        (alone, alone_errors, attacked, attacked_errors, cpu, peak.load(Ordering::Relaxed), closes)
+        (
+            alone,
+            alone_errors,
+            attacked,
+            attacked_errors,
+            cpu,
+            peak.load(Ordering::Relaxed),
+            closes,
+        )
     }));
     drop(done);
     let _ = helper.join();
     let (alone, alone_errors, attacked, attacked_errors, cpu, peak_rss, closes) = report;
-    println!("hostile connections  {hostile_count} from {} source addresses", args.sources);
+    println!(
+        "hostile connections  {hostile_count} from {} source addresses",
+        args.sources
+    );
     println!("phase       sessions   p50 ms   p99 ms   errors");
-    for (name, latencies, errors) in [("alone", &alone, &alone_errors), ("attacked", &attacked, &attacked_errors)] {
+    for (name, latencies, errors) in [
+        ("alone", &alone, &alone_errors),
+        ("attacked", &attacked, &attacked_errors),
+    ] {
         println!(
             "{name:<10} {:>9} {:>8.1} {:>8.1} {:>8}",
             latencies.len(),
@@ -425,10 +483,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     if let Some(cpu) = cpu {
-        println!("server CPU during the attack: {cpu:.2} s (1 s build-up + {:?})", args.duration);
+        println!(
+            "server CPU during the attack: {cpu:.2} s (1 s build-up + {:?})",
+            args.duration
+        );
     }
     if peak_rss > 0 {
-        println!("server peak RSS during the attack: {:.1} MB", peak_rss as f64 / 1024.0);
+        println!(
+            "server peak RSS during the attack: {:.1} MB",
+            peak_rss as f64 / 1024.0
+        );
     }
     println!("hostile connections closed by the server:");
     for ((kind, reason), count) in &closes {
@@ -437,7 +501,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(path) = &args.json {
         let closes_json: Vec<String> = closes
             .iter()
-            .map(|((kind, reason), count)| format!("{{\"kind\": \"{kind:?}\", \"reason\": \"{reason}\", \"count\": {count}}}"))
+            .map(|((kind, reason), count)| {
+                format!("{{\"kind\": \"{kind:?}\", \"reason\": \"{reason}\", \"count\": {count}}}")
+            })
             .collect();
         let json = format!(
             "{{\"hostile\": {hostile_count}, \"alone\": {{\"sessions\": {}, \"p50_ms\": {}, \"p99_ms\": {}, \"errors\": {}}}, \

@@ -80,11 +80,17 @@ fn a_flood_of_endless_lines_does_not_hold_back_another_clients_greeting_and_logi
         assert!(Instant::now() < deadline, "the flood never got going");
         std::thread::sleep(Duration::from_millis(10));
     }
+    let flooded = || -> u64 { flooders.iter().map(|f| f.sent.load(Ordering::SeqCst)).sum() };
+    let before = flooded();
     let mut alice = Client::connect(server.addr);
     assert_eq!(alice.greeting, "+OK poplite ready");
     assert!(alice.login("alice", "pw").starts_with("+OK"));
     let (_, body) = alice.multi("RETR 1");
     assert_eq!(body, b"Subject: hi\r\n\r\nhello\r\n");
+    // Measured in the flood's own terms rather than in seconds: while
+    // alice was served, the server took only a little of the flood in.
+    // Starved for seconds, she would have waited for gigabytes of it.
+    let during = flooded() - before;
     let still_flooding = flooders.iter().all(|f| !f.finished.load(Ordering::SeqCst));
     stop.store(true, Ordering::SeqCst);
     for f in flooders {
@@ -93,6 +99,10 @@ fn a_flood_of_endless_lines_does_not_hold_back_another_clients_greeting_and_logi
     assert!(
         still_flooding,
         "alice was only served once a flooder had given up"
+    );
+    assert!(
+        during < 1 << 30,
+        "alice waited while {during} octets of the flood went in"
     );
 }
 

@@ -106,7 +106,8 @@ fn deliver_streams_a_large_message_from_stdin_in_flat_memory_and_stores_its_cano
         String::from_utf8_lossy(&out.stderr)
     );
     eprintln!("poplite deliver of {expected_len} octets: peak RSS {peak} KiB");
-    assert!(peak < 48 * 1024, "deliver held {peak} KiB for 100 MB");
+    // Measured: 10 MiB, most of it the binary and SQLite's page cache.
+    assert!(peak < 24 * 1024, "deliver held {peak} KiB for 100 MB");
     let listed = cli_mailbox(&db, "alice");
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0][1], expected_len.to_string());
@@ -205,7 +206,7 @@ fn lmtp_stores_each_recipient_the_canonical_form_with_its_own_headers() {
     }
     let server = ServerProcess::start(&db, &["--lmtp", "127.0.0.1:0"]);
     let addr = server.lmtp_addrs[0].clone();
-    // Past the in-memory buffer, so both the move and the copy are used.
+    // Past the in-memory buffer, so it is staged; two users: two copies.
     let (sent, stored) = lmtp_body(40_000);
     let replies = lmtp_send(&addr, &["alice@x", "bob@x"], &sent);
     assert!(replies.iter().all(|r| r.starts_with("250")), "{replies:?}");
@@ -259,11 +260,59 @@ fn four_simultaneous_large_lmtp_deliveries_keep_server_memory_flat() {
         "four LMTP deliveries of {} octets at once: peak RSS growth {growth} KiB",
         sent.len()
     );
-    assert!(growth < 48 * 1024, "the server grew {growth} KiB");
+    // Measured: 17 MiB for the four (each holds under 2 MiB of its
+    // message; the rest is SQLite's page caches and the allocator).
+    assert!(growth < 32 * 1024, "the server grew {growth} KiB");
     for user in users {
         let listed = cli_mailbox(&db, user);
         let header = format!("Return-Path: <s@far.test>\r\nDelivered-To: {user}@x\r\n");
         assert_eq!(listed[0][1], (header.len() + stored.len()).to_string());
     }
+    server.terminate();
+}
+
+#[test]
+fn an_lmtp_connection_dropped_mid_data_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("drop.db");
+    cli_add_user(&db, "alice", "pw");
+    let server = ServerProcess::start(&db, &["--lmtp", "127.0.0.1:0"]);
+    let (sent, _) = lmtp_body(60_000);
+    let mut lmtp = TcpStream::connect(&server.lmtp_addrs[0]).unwrap();
+    lmtp.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut reader = BufReader::new(lmtp.try_clone().unwrap());
+    let mut line = String::new();
+    for command in [
+        "",
+        "LHLO t",
+        "MAIL FROM:<s@far.test>",
+        "RCPT TO:<alice@x>",
+        "DATA",
+    ] {
+        if !command.is_empty() {
+            lmtp.write_all(format!("{command}\r\n").as_bytes()).unwrap();
+        }
+        // Read to the last line of the reply.
+        loop {
+            line.clear();
+            reader.read_line(&mut line).unwrap();
+            if line.as_bytes().get(3) != Some(&b'-') {
+                break;
+            }
+        }
+    }
+    assert!(line.starts_with("354"), "{line}");
+    // Several megabytes: past the in-memory buffer, so some is staged.
+    lmtp.write_all(&sent).unwrap();
+    lmtp.flush().unwrap();
+    drop(reader);
+    drop(lmtp);
+    server.wait_for_log("ended by client closed the connection");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+    assert_eq!(count("SELECT count(*) FROM message_chunks"), 0);
+    assert_eq!(count("SELECT count(*) FROM users"), 1);
+    assert!(cli_mailbox(&db, "alice").is_empty());
     server.terminate();
 }

@@ -73,10 +73,10 @@ impl Message {
     /// Normalises raw input with no checks: an empty body (LMTP's, which
     /// gets headers put before it) gives an empty message.
     pub fn normalized(raw: &[u8]) -> Message {
-        let mut normalizer = Normalizer::for_bytes_kept();
+        let mut normalizer = Normalizer::new();
         let mut bytes = Vec::with_capacity(raw.len() + raw.len() / 32 + 2);
         normalizer.push(raw, &mut bytes);
-        let facts = normalizer.finish_kept(&mut bytes);
+        let facts = normalizer.finish(&mut bytes);
         Message::from_normalized(bytes, facts)
     }
 

@@ -39,30 +39,19 @@ pub struct Normalizer {
     line_len: u64,
     /// The offset of the first empty line, which ends the header.
     header_len: Option<u64>,
-    /// The header section so far, up to [`HEADER_KEPT`] octets, when the
-    /// caller does not keep the bytes itself.
-    header: Option<Vec<u8>>,
+    /// The header section so far, up to [`HEADER_KEPT`] octets.
+    header: Vec<u8>,
 }
 
 impl Normalizer {
-    /// A normaliser that keeps the header to find the Subject in, for a
-    /// caller that does not keep the normalised bytes.
+    /// A normaliser at the start of a message.
     pub fn new() -> Normalizer {
-        Normalizer {
-            header: Some(Vec::new()),
-            ..Normalizer::for_bytes_kept()
-        }
-    }
-
-    /// A normaliser for a caller that keeps every normalised byte and
-    /// finds the Subject in them ([`Normalizer::finish_kept`]).
-    pub fn for_bytes_kept() -> Normalizer {
         Normalizer {
             pending_cr: false,
             size: 0,
             line_len: 0,
             header_len: None,
-            header: None,
+            header: Vec::new(),
         }
     }
 
@@ -103,38 +92,18 @@ impl Normalizer {
     /// Ends the message (a last line end where it lacks one) and returns
     /// its facts, the Subject from the header kept on the way.
     pub fn finish(mut self, out: &mut Vec<u8>) -> Facts {
-        self.end(out);
-        let header = self.header.take().unwrap_or_default();
-        let header_len = self.header_len.unwrap_or(self.size);
-        let kept = header
-            .len()
-            .min(usize::try_from(header_len).unwrap_or(usize::MAX));
-        Facts {
-            size: self.size,
-            header_len,
-            subject: header_value(&header[..kept], "subject"),
-        }
-    }
-
-    /// [`Normalizer::finish`] for a caller that kept every byte in `out`
-    /// (and `out` holds nothing else): the Subject is looked for in all
-    /// of the header, however long.
-    pub fn finish_kept(mut self, out: &mut Vec<u8>) -> Facts {
-        self.end(out);
-        let header_len = self.header_len.unwrap_or(self.size);
-        let kept = out
-            .len()
-            .min(usize::try_from(header_len).unwrap_or(usize::MAX));
-        Facts {
-            size: self.size,
-            header_len,
-            subject: header_value(&out[..kept], "subject"),
-        }
-    }
-
-    fn end(&mut self, out: &mut Vec<u8>) {
         if std::mem::take(&mut self.pending_cr) || self.line_len > 0 {
             self.line_end(out);
+        }
+        let header_len = self.header_len.unwrap_or(self.size);
+        let kept = self
+            .header
+            .len()
+            .min(usize::try_from(header_len).unwrap_or(usize::MAX));
+        Facts {
+            size: self.size,
+            header_len,
+            subject: header_value(&self.header[..kept], "subject"),
         }
     }
 
@@ -163,10 +132,9 @@ impl Normalizer {
         if self.header_len.is_some() {
             return;
         }
-        if let Some(header) = &mut self.header {
-            let room = HEADER_KEPT.saturating_sub(header.len());
-            header.extend_from_slice(&bytes[..bytes.len().min(room)]);
-        }
+        let room = HEADER_KEPT.saturating_sub(self.header.len());
+        self.header
+            .extend_from_slice(&bytes[..bytes.len().min(room)]);
     }
 }
 

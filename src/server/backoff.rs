@@ -71,8 +71,9 @@ impl Record {
         }
     }
 
-    /// How long an attempt must wait, if it must.
-    fn wait(&mut self, now: Instant) -> Option<Duration> {
+    /// How long an attempt must wait, if it must. `suspect_from` is how
+    /// many failures make attempts in flight count as failures.
+    fn wait(&mut self, now: Instant, suspect_from: u32) -> Option<Duration> {
         if self.in_flight == 0 && now.duration_since(self.last_failure) >= FORGET_AFTER {
             self.failures = 0;
             self.blocked_until = None;
@@ -80,7 +81,7 @@ impl Record {
         if let Some(until) = self.blocked_until.filter(|&until| until > now) {
             return Some(until - now);
         }
-        let suspect = self.failures > 0;
+        let suspect = self.failures >= suspect_from;
         (suspect && self.in_flight > 0 && self.failures + self.in_flight >= FREE_FAILURES)
             .then_some(FIRST_BACKOFF)
     }
@@ -134,7 +135,14 @@ impl FailedLogins {
         let mut wait = None;
         for key in keys {
             let record = records.entry(key).or_insert_with(|| Record::new(now));
-            wait = wait.max(record.wait(now));
+            // One failing name (a stale phone) must not cap how many of
+            // its neighbours' logins are checked at once; two or more
+            // failing names look like spraying, whose bursts are capped.
+            let suspect_from = match key {
+                Key::Address(_) => 2,
+                Key::Name(..) => 1,
+            };
+            wait = wait.max(record.wait(now, suspect_from));
         }
         if let Some(wait) = wait {
             forget_if_empty(&mut records, &keys);
@@ -238,7 +246,14 @@ impl LoginAttempt {
         self.settled = true;
         let [address, name] = self.keys;
         self.table.settle(&self.keys, |records| {
-            let had_failed = records.remove(&name).is_some_and(|r| r.failures > 0);
+            // Cleared, not removed: other attempts for the name may still
+            // be in flight (the record goes once they settle).
+            let mut had_failed = false;
+            if let Some(record) = records.get_mut(&name) {
+                had_failed = record.failures > 0;
+                record.failures = 0;
+                record.blocked_until = None;
+            }
             if let Some(record) = records.get_mut(&address).filter(|_| had_failed) {
                 record.failures = record.failures.saturating_sub(1);
             }
@@ -310,6 +325,26 @@ mod tests {
         assert!(mom.is_ok(), "mom is not held back by dad's phone");
         mom.unwrap().succeeded();
         assert!(logins.begin(nat, "kid", now).is_ok());
+    }
+
+    #[test]
+    fn one_failing_name_does_not_cap_its_neighbours_logins_in_flight() {
+        let logins = Arc::new(FailedLogins::default());
+        let now = Instant::now();
+        let nat = ip("198.51.100.8");
+        fail(&logins, nat, "dad", now);
+        let family: Vec<_> = (0..20)
+            .map(|i| logins.begin(nat, &format!("member{i}"), now))
+            .collect();
+        assert!(family.iter().all(Result::is_ok));
+        drop(family);
+        // A second failing name looks like spraying: bursts are capped.
+        fail(&logins, nat, "mom", now);
+        let burst: Vec<_> = (0..20)
+            .map(|i| logins.begin(nat, &format!("guess{i}"), now))
+            .collect();
+        let admitted = burst.iter().filter(|a| a.is_ok()).count();
+        assert_eq!(admitted, FREE_FAILURES as usize - 2);
     }
 
     #[test]

@@ -298,6 +298,7 @@ impl Connection {
                 Ok(event) => event,
                 Err(end) => return end,
             };
+            let answered_before = self.out.len();
             let mut action = session.handle(event);
             loop {
                 action = match action {
@@ -368,6 +369,11 @@ impl Connection {
                     }
                 };
             }
+            // What was answered costs too: a LIST of a large maildrop, or
+            // RETRs served from read-ahead, are work that reads nothing.
+            self.budget
+                .spend(self.out.len().saturating_sub(answered_before))
+                .await;
             if self.out.len() >= FLUSH_THRESHOLD {
                 if let Err(end) = self.flush().await {
                     return end;

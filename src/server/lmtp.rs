@@ -378,7 +378,7 @@ impl LmtpConnection {
                         Taken::Failed => (Ok(()), None),
                     };
                     let transaction = session.data_received(body);
-                    let delivered = self.deliver(transaction, received.map(Arc::new)).await;
+                    let delivered = self.deliver(transaction, received).await;
                     if let Err(end) = delivered {
                         return end;
                     }
@@ -415,7 +415,7 @@ impl LmtpConnection {
     async fn deliver(
         &mut self,
         mut transaction: lmtp::Transaction,
-        received: Option<Arc<Received>>,
+        mut received: Option<Received>,
     ) -> Result<(), End> {
         let mut result = Ok(());
         while let Some(delivery) = transaction.next_delivery() {
@@ -426,10 +426,13 @@ impl LmtpConnection {
                     if result.is_err() {
                         break;
                     }
-                    let outcome = match &received {
-                        Some(received) => {
+                    let outcome = match received.take() {
+                        Some(message) => {
                             let one_copy = transaction.has_one_copy();
-                            self.store(user, header, received, one_copy).await
+                            let (outcome, message) =
+                                self.store(user, header, message, one_copy).await;
+                            received = Some(message);
+                            outcome
                         }
                         None => DeliveryOutcome::Failed,
                     };
@@ -438,7 +441,7 @@ impl LmtpConnection {
             };
             reply.write_to(&mut self.out);
         }
-        if let Some(received) = received.and_then(|r| Arc::try_unwrap(r).ok()) {
+        if let Some(received) = received {
             let store = Arc::clone(&self.shared.store);
             blocking::unblock(move || store.discard_received(received)).await;
         }
@@ -448,32 +451,31 @@ impl LmtpConnection {
 
     /// Stores `user`'s copy: the message as taken in when it is the only
     /// copy (it was taken in with this recipient's header), else a copy
-    /// with `header`.
+    /// with `header`. The message goes to the storage pool and comes back.
     async fn store(
         &mut self,
         user: String,
         header: String,
-        received: &Arc<Received>,
+        received: Received,
         one_copy: bool,
-    ) -> DeliveryOutcome {
+    ) -> (DeliveryOutcome, Received) {
         let store = Arc::clone(&self.shared.store);
-        let received = Arc::clone(received);
         log::debug!(
             "lmtp {}: storing {} octets for {user}",
             self.id,
             received.size()
         );
-        let stored = blocking::unblock(move || {
+        let (stored, received) = blocking::unblock(move || {
             let stored = match one_copy {
                 true => store
                     .publish_received(&user, &[&received])
                     .map(|mut uids| uids.pop().unwrap_or_default()),
                 false => store.copy_received(&user, &received, &header),
             };
-            stored.map(|uid| (user, uid))
+            (stored.map(|uid| (user, uid)), received)
         })
         .await;
-        match stored {
+        let outcome = match stored {
             Ok((user, uid)) => {
                 log::info!("lmtp {}: delivered {uid} to {user}", self.id);
                 self.delivered += 1;
@@ -491,7 +493,8 @@ impl LmtpConnection {
                 log::error!("lmtp {}: cannot store the message: {error}", self.id);
                 DeliveryOutcome::Failed
             }
-        }
+        };
+        (outcome, received)
     }
 
     /// Reads the body after 354 (from what the line reader already holds,

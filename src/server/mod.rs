@@ -79,8 +79,8 @@ pub struct ServerConfig {
     /// Largest message LMTP accepts, in octets as received.
     pub max_message_size: u64,
     /// LMTP connections served at once, apart from the POP3 ones; one
-    /// more is told 421 (the MTA retries). Each holds at most about
-    /// 1.5 MiB of a message, whatever its size (`storage::ingest`).
+    /// more is told 421 (the MTA retries). Each holds under 2 MiB of a
+    /// message, whatever its size (`storage::ingest`).
     pub max_lmtp_connections: usize,
     /// Close a connection silent for this long (RFC 1939 §3: at least 10 minutes).
     pub idle_timeout: Duration,
@@ -175,8 +175,9 @@ pub enum ServerError {
     /// The database cannot be served (e.g. another server has it).
     #[error(transparent)]
     Storage(#[from] StorageError),
-    /// The password-hashing threads could not be started.
-    #[error("cannot start the password-hashing threads: {source}")]
+    /// A thread of the server's own (password hashing, the APOP watch,
+    /// the server itself) could not be started.
+    #[error("cannot start the server's threads: {source}")]
     Threads {
         /// The operating system's reason.
         source: io::Error,

@@ -313,7 +313,7 @@ impl Session {
     /// client streaming a line with no end would otherwise keep the
     /// server reading and discarding for as long as it liked.
     fn bad_command(&mut self, bad: BadCommand) -> Action {
-        self.bad_commands += 1;
+        self.bad_commands = self.bad_commands.saturating_add(1);
         let limit = self.config.max_bad_commands;
         let authorizing = matches!(self.state, State::Authorization { .. });
         let closing = if bad.over_long && authorizing {

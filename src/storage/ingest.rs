@@ -14,7 +14,8 @@ use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection};
 
 use super::{
-    check_quota, insert_into, insert_message_row, sql_int, user_id, Staging, StorageError, Store,
+    check_quota, insert_into, insert_message_row, sql_int, touch_import, user_id, Staging,
+    StorageError, Store,
 };
 use crate::message::{Facts, Message, MessageError, Normalizer};
 use crate::storage::BODY_CHUNK;
@@ -51,11 +52,27 @@ pub struct Incoming {
 }
 
 /// The staged rows of a message too large to hold.
-#[derive(Debug)]
 struct Spool {
     staging: Staging,
     message_id: i64,
     next_seq: i64,
+    /// A connection of its own while the message arrives, outside the
+    /// pool, with `synchronous=NORMAL`: staged batches need no fsync of
+    /// their own, since nothing depends on them until the publishing
+    /// commit, whose fsync (FULL, on a pool connection) covers every
+    /// frame before it. NORMAL, not OFF: under OFF a checkpoint would not
+    /// sync the database file either, and a power cut could then lose
+    /// other sessions' committed writes. Dropped once the message is whole.
+    conn: Option<Connection>,
+}
+
+impl std::fmt::Debug for Spool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spool")
+            .field("message_id", &self.message_id)
+            .field("next_seq", &self.next_seq)
+            .finish()
+    }
 }
 
 /// A message taken in whole, ready to be stored for its recipients.
@@ -128,17 +145,17 @@ impl Incoming {
             self.discard(store);
             return Err(MessageError::Empty.into());
         }
-        let held = match self.spool.is_some() {
-            false => Held::Memory(Message::from_normalized(self.buffer, facts)),
-            true => {
-                if let Err(error) = self.spill(store, self.buffer.len()) {
-                    self.discard(store);
-                    return Err(error.into());
-                }
-                match self.spool.take() {
-                    Some(spool) => Held::Spooled { spool, facts },
-                    None => return Err(StorageError::ImportGone.into()),
-                }
+        if self.spool.is_some() {
+            if let Err(error) = self.spill(store, self.buffer.len()) {
+                self.discard(store);
+                return Err(error.into());
+            }
+        }
+        let held = match self.spool.take() {
+            None => Held::Memory(Message::from_normalized(self.buffer, facts)),
+            Some(mut spool) => {
+                spool.conn = None;
+                Held::Spooled { spool, facts }
             }
         };
         Ok(Received {
@@ -161,47 +178,49 @@ impl Incoming {
             Some(spool) => spool,
             None => self.spool.insert(store.begin_spool()?),
         };
-        store.with_conn(|conn| {
-            unsynced(conn, store, |conn| {
-                let tx =
-                    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                let alive = tx.execute(
-                    "UPDATE imports SET heartbeat = unixepoch() WHERE staging_user_id = ?1",
-                    [spool.staging.user_id],
-                )?;
-                if alive == 0 {
-                    return Err(StorageError::ImportGone);
-                }
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO message_chunks (message_id, seq, data) VALUES (?1, ?2, ?3)",
-                )?;
-                for chunk in self.buffer[..len].chunks(BODY_CHUNK) {
-                    insert.execute(params![spool.message_id, spool.next_seq, chunk])?;
-                    spool.next_seq += 1;
-                }
-                drop(insert);
-                tx.commit()?;
-                Ok(())
-            })
-        })?;
+        let conn = match &mut spool.conn {
+            Some(conn) => conn,
+            None => return Err(StorageError::ImportGone),
+        };
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        touch_import(&tx, &spool.staging)?;
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO message_chunks (message_id, seq, data) VALUES (?1, ?2, ?3)",
+        )?;
+        for chunk in self.buffer[..len].chunks(BODY_CHUNK) {
+            insert.execute(params![spool.message_id, spool.next_seq, chunk])?;
+            spool.next_seq += 1;
+        }
+        drop(insert);
+        tx.commit()?;
         self.buffer.drain(..len);
         Ok(())
     }
 }
 
 impl Store {
-    /// A staging user holding one empty message row, whose UID is final.
+    /// A staging user holding one empty message row, whose UID is final,
+    /// and the connection that fills it.
+    ///
+    /// The row's id is taken now, so a large message is listed by when it
+    /// began to arrive, before messages that arrived while it did; UIDs
+    /// stay unique. Moving it to a later id at publish would rewrite every
+    /// chunk (SQLite rewrites a whole row, overflow pages included).
     fn begin_spool(&self) -> Result<Spool, StorageError> {
         let staging = self.begin_import()?;
-        let message_id = self.with_conn(|conn| {
-            let (id, _) = insert_message_row(conn, staging.user_id, &self.uid_prefix, None)?;
-            Ok(id)
+        let begun = self.connect().and_then(|conn| {
+            if self.memory.is_none() {
+                conn.pragma_update(None, "synchronous", "NORMAL")?;
+            }
+            let (id, _) = insert_message_row(&conn, staging.user_id, &self.uid_prefix, None)?;
+            Ok((id, conn))
         });
-        match message_id {
-            Ok(message_id) => Ok(Spool {
+        match begun {
+            Ok((message_id, conn)) => Ok(Spool {
                 staging,
                 message_id,
                 next_seq: 0,
+                conn: Some(conn),
             }),
             Err(error) => {
                 let _ = self.abandon_import(staging);
@@ -288,6 +307,9 @@ impl Store {
         };
         self.with_conn(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            // The spool must still be there (no purge took it for dead),
+            // or the copy would be a row without its body.
+            touch_import(&tx, &spool.staging)?;
             let (user_id, name) = user_id(&tx, user)?;
             check_quota(&tx, user_id, &name, 1, copied.size)?;
             let (id, uid) = insert_message_row(&tx, user_id, &self.uid_prefix, Some(&copied))?;
@@ -300,22 +322,28 @@ impl Store {
             let mut pending = header.as_bytes().to_vec();
             let mut skip = received.prefix_len;
             let mut seq = 0i64;
+            let mut written = 0u64;
             let mut rows = read.query([spool.message_id])?;
             while let Some(row) = rows.next()? {
                 let ValueRef::Blob(data) = row.get_ref(0)? else {
                     return Err(StorageError::MessageGone(spool.message_id));
                 };
-                let data = &data[skip.min(data.len())..];
-                skip = skip.saturating_sub(BODY_CHUNK);
-                pending.extend_from_slice(data);
+                let skipped = skip.min(data.len());
+                skip -= skipped;
+                pending.extend_from_slice(&data[skipped..]);
                 while pending.len() >= BODY_CHUNK {
                     insert.execute(params![id, seq, &pending[..BODY_CHUNK]])?;
                     pending.drain(..BODY_CHUNK);
-                    seq += 1;
+                    (seq, written) = (seq + 1, written + BODY_CHUNK as u64);
                 }
             }
             if !pending.is_empty() {
+                written += pending.len() as u64;
                 insert.execute(params![id, seq, pending])?;
+            }
+            if written != copied.size {
+                // Rolled back: a copy is whole or not made.
+                return Err(StorageError::MessageGone(spool.message_id));
             }
             drop(rows);
             drop(read);
@@ -340,27 +368,6 @@ fn discard_spool(store: &Store, spool: Spool) {
     if let Err(error) = store.abandon_import(spool.staging) {
         log::warn!("cannot remove a message that was not delivered (removed later): {error}");
     }
-}
-
-/// Runs `work` with `synchronous=NORMAL`: staged batches need no fsync of
-/// their own, since nothing depends on them until the publishing commit,
-/// whose fsync (FULL) covers every frame before it. NORMAL, not OFF:
-/// under OFF a checkpoint would not sync the database file either, and a
-/// power cut could then lose other sessions' committed writes.
-fn unsynced<T>(
-    conn: &mut Connection,
-    store: &Store,
-    work: impl FnOnce(&mut Connection) -> Result<T, StorageError>,
-) -> Result<T, StorageError> {
-    if store.memory.is_some() {
-        return work(conn);
-    }
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    let result = work(conn);
-    let restored = conn.pragma_update(None, "synchronous", "FULL");
-    let value = result?;
-    restored?;
-    Ok(value)
 }
 
 /// Whether a message row exists (for tests).

@@ -751,13 +751,7 @@ impl Store {
     ) -> Result<(), StorageError> {
         self.with_conn(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let alive = tx.execute(
-                "UPDATE imports SET heartbeat = unixepoch() WHERE staging_user_id = ?1",
-                [staging.user_id],
-            )?;
-            if alive == 0 {
-                return Err(StorageError::ImportGone);
-            }
+            touch_import(&tx, staging)?;
             let dated = messages.iter().map(|(m, at)| (m, *at));
             insert_into(&tx, staging.user_id, &self.uid_prefix, dated)?;
             tx.commit()?;
@@ -1050,6 +1044,20 @@ const STALE_IMPORT_SECONDS: i64 = 3600;
 #[derive(Debug)]
 pub struct Staging {
     user_id: i64,
+}
+
+/// Keeps an import (or a message being taken in) alive: its heartbeat
+/// moves on, so no purge takes it for dead. [`StorageError::ImportGone`]
+/// if a purge already removed it.
+fn touch_import(conn: &Connection, staging: &Staging) -> Result<(), StorageError> {
+    let alive = conn.execute(
+        "UPDATE imports SET heartbeat = unixepoch() WHERE staging_user_id = ?1",
+        [staging.user_id],
+    )?;
+    match alive {
+        0 => Err(StorageError::ImportGone),
+        _ => Ok(()),
+    }
 }
 
 /// Removes the staging users (and so the messages) of dead imports.
