@@ -36,6 +36,44 @@ pub struct MboxMessage {
     pub truncated: bool,
 }
 
+/// Where a message read by [`MboxReader::next_message_into`] sits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MboxEnvelope {
+    /// Its position in the file, from 1.
+    pub number: usize,
+    /// The line number of its `From ` line, from 1.
+    pub line: usize,
+    /// When its `From ` line says it arrived (Unix seconds), if readable.
+    pub received_at: Option<i64>,
+}
+
+/// Where [`MboxReader::next_message_into`] puts a message as it reads it.
+pub trait MboxSink {
+    /// A message starts, at `envelope`.
+    fn begin(&mut self, envelope: &MboxEnvelope);
+    /// Its next bytes: unescaped, with the line ends the file had.
+    fn piece(&mut self, bytes: &[u8]);
+}
+
+/// Collects a message whole, up to a limit ([`MboxReader::next_message`]).
+struct Collector {
+    limit: u64,
+    raw: Vec<u8>,
+    truncated: bool,
+}
+
+impl MboxSink for Collector {
+    fn begin(&mut self, _: &MboxEnvelope) {}
+
+    fn piece(&mut self, bytes: &[u8]) {
+        if self.truncated || (self.raw.len() + bytes.len()) as u64 > self.limit {
+            self.truncated = true;
+            return;
+        }
+        self.raw.extend_from_slice(bytes);
+    }
+}
+
 /// Why a file cannot be read as an mbox.
 #[derive(Debug, thiserror::Error)]
 pub enum MboxError {
@@ -47,8 +85,9 @@ pub enum MboxError {
     NotMbox,
 }
 
-/// Reads messages one at a time, holding at most one (up to `limit`
-/// octets of it) in memory.
+/// Reads messages one at a time: whole, up to `limit` octets of each
+/// ([`MboxReader::next_message`]), or streamed to a sink in pieces of at
+/// most a line or 64 KiB ([`MboxReader::next_message_into`]).
 pub struct MboxReader<R> {
     input: R,
     escaping: Escaping,
@@ -106,6 +145,27 @@ impl<R: BufRead> MboxReader<R> {
 
     /// The next message, or `None` at the end of the file.
     pub fn next_message(&mut self) -> Result<Option<MboxMessage>, MboxError> {
+        let mut collector = Collector {
+            limit: self.limit,
+            raw: Vec::new(),
+            truncated: false,
+        };
+        let envelope = self.next_message_into(&mut collector)?;
+        Ok(envelope.map(|envelope| MboxMessage {
+            number: envelope.number,
+            line: envelope.line,
+            received_at: envelope.received_at,
+            raw: collector.raw,
+            truncated: collector.truncated,
+        }))
+    }
+
+    /// The next message, handed to `sink` as it is read; `None` at the
+    /// end of the file. Memory does not grow with the message.
+    pub fn next_message_into(
+        &mut self,
+        sink: &mut dyn MboxSink,
+    ) -> Result<Option<MboxEnvelope>, MboxError> {
         let mut line = Vec::new();
         if !self.started {
             self.started = true;
@@ -122,19 +182,18 @@ impl<R: BufRead> MboxReader<R> {
             return Ok(None);
         };
         self.number += 1;
-        let mut message = MboxMessage {
+        let envelope = MboxEnvelope {
             number: self.number,
             line: from_line_number,
             received_at: from_line_time(&from_line),
-            raw: Vec::new(),
-            truncated: false,
         };
+        sink.begin(&envelope);
         // The empty line last read: a separator if a `From ` line follows.
         let mut pending_empty: Option<Vec<u8>> = None;
         while let Some(starts_line) = self.read_piece(&mut line)? {
             if !starts_line {
                 // The rest of a long line: content, whatever it holds.
-                self.keep(&mut message, &line);
+                sink.piece(&line);
                 continue;
             }
             let is_empty = line == b"\n" || line == b"\r\n";
@@ -142,30 +201,18 @@ impl<R: BufRead> MboxReader<R> {
                 if line.starts_with(b"From ") {
                     self.next_from = Some((self.line_number, std::mem::take(&mut line)));
                     self.skip_rest_of_line()?;
-                    return Ok(Some(message));
+                    return Ok(Some(envelope));
                 }
-                self.keep(&mut message, &empty);
+                sink.piece(&empty);
             }
             if is_empty {
                 pending_empty = Some(line.clone());
                 continue;
             }
-            let unescaped = unescape(&line, self.escaping);
-            self.keep(&mut message, unescaped);
+            sink.piece(unescape(&line, self.escaping));
         }
         // The empty line at the very end is the last separator.
-        Ok(Some(message))
-    }
-
-    fn keep(&self, message: &mut MboxMessage, bytes: &[u8]) {
-        if message.truncated {
-            return;
-        }
-        if (message.raw.len() + bytes.len()) as u64 > self.limit {
-            message.truncated = true;
-            return;
-        }
-        message.raw.extend_from_slice(bytes);
+        Ok(Some(envelope))
     }
 }
 

@@ -316,3 +316,85 @@ fn an_lmtp_connection_dropped_mid_data_leaves_nothing_behind() {
     assert!(cli_mailbox(&db, "alice").is_empty());
     server.terminate();
 }
+
+#[test]
+fn import_streams_a_large_mbox_message_in_flat_memory_keeping_order_dates_and_bytes() {
+    use md5::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("import.db");
+    cli_add_user(&db, "alice", "pw");
+    let mbox = dir.path().join("in.mbox");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&mbox).unwrap());
+    file.write_all(b"From a@far.test Sat Feb  1 10:00:00 2020\nSubject: before\n\nsmall\n\n")
+        .unwrap();
+    file.write_all(b"From b@far.test Sun Mar  1 10:00:00 2020\nSubject: large\n\n")
+        .unwrap();
+    let mut digest = md5::Md5::default();
+    digest.update(b"Subject: large\r\n\r\n");
+    let mut expected_len = 18u64;
+    for i in 0..600_000 {
+        let (_, stored) = line(i);
+        // mboxrd: a line starting "From " is written with one '>' more.
+        let text = &stored[..stored.len() - 2];
+        let escaped = match i % 1000 {
+            0 => [&b">From "[..], text, b"\n"].concat(),
+            _ => [text, b"\n"].concat(),
+        };
+        file.write_all(&escaped).unwrap();
+        let unescaped = match i % 1000 {
+            0 => [&b"From "[..], text, b"\r\n"].concat(),
+            _ => [text, b"\r\n"].concat(),
+        };
+        digest.update(&unescaped);
+        expected_len += unescaped.len() as u64;
+    }
+    file.write_all(b"\nFrom c@far.test Wed Apr  1 10:00:00 2020\nSubject: after\n\nsmall\n")
+        .unwrap();
+    drop(file);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_poplite"))
+        .arg("--db")
+        .arg(&db)
+        .args(["import", "alice", "--mbox"])
+        .arg(&mbox)
+        .args(["--max-message-size", "200000000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // VmHWM only grows: the last reading before the end is the peak.
+    let mut peak = 0;
+    while child.try_wait().unwrap().is_none() {
+        if let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", child.id())) {
+            if let Some(kib) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                peak = peak.max(kib);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("import of a {expected_len}-octet message: peak RSS {peak} KiB");
+    assert!(peak < 24 * 1024, "import held {peak} KiB");
+    let listed = cli_mailbox(&db, "alice");
+    let subjects: Vec<&str> = listed.iter().map(|row| row[3].as_str()).collect();
+    assert_eq!(subjects, ["before", "large", "after"]);
+    assert_eq!(listed[1][1], expected_len.to_string());
+    assert!(
+        listed[1][2].starts_with("2020-03-01T10:00:00"),
+        "{:?}",
+        listed[1]
+    );
+    let server = ServerProcess::start(&db, &[]);
+    let stored = retrieve_all(&server, "alice");
+    assert_eq!(md5::Md5::digest(&stored[1]), digest.finalize());
+    assert_eq!(stored[2], b"Subject: after\r\n\r\nsmall\r\n");
+    server.terminate();
+}

@@ -40,6 +40,8 @@ pub enum IngestError {
 /// A message being taken in (see the module's header).
 #[derive(Debug)]
 pub struct Incoming {
+    /// For an import: its staging user, and the message's arrival time.
+    import: Option<(i64, Option<i64>)>,
     normalizer: Normalizer,
     /// Normalised octets not yet in the database.
     buffer: Vec<u8>,
@@ -51,9 +53,27 @@ pub struct Incoming {
     spool: Option<Spool>,
 }
 
+/// Whose staging user a spooled message is under.
+enum Home {
+    /// Its own, removed with it.
+    Own(Staging),
+    /// An import's (this staging user id): it stays there once whole,
+    /// to be published with the rest of the import.
+    Import(i64),
+}
+
+impl Home {
+    fn staging_user_id(&self) -> i64 {
+        match self {
+            Home::Own(staging) => staging.user_id,
+            Home::Import(user_id) => *user_id,
+        }
+    }
+}
+
 /// The staged rows of a message too large to hold.
 struct Spool {
-    staging: Staging,
+    home: Home,
     message_id: i64,
     next_seq: i64,
     /// A connection of its own while the message arrives, outside the
@@ -86,7 +106,14 @@ pub struct Received {
 #[derive(Debug)]
 enum Held {
     Memory(Message),
-    Spooled { spool: Spool, facts: Facts },
+    Spooled {
+        spool: Spool,
+        facts: Facts,
+    },
+    /// Whole, under its import's staging user: nothing more to do here.
+    Staged {
+        size: u64,
+    },
 }
 
 impl Received {
@@ -95,6 +122,16 @@ impl Received {
         match &self.held {
             Held::Memory(message) => message.size(),
             Held::Spooled { facts, .. } => facts.size,
+            Held::Staged { size } => *size,
+        }
+    }
+
+    /// The message, if it was small enough to be held (an import stages
+    /// it in its batch); `None` once it is in the database already.
+    pub fn into_message(self) -> Option<Message> {
+        match self.held {
+            Held::Memory(message) => Some(message),
+            Held::Spooled { .. } | Held::Staged { .. } => None,
         }
     }
 }
@@ -105,6 +142,7 @@ impl Incoming {
     /// `Return-Path`) put before it and not counted against the limit.
     pub fn new(prefix: &str, limit: u64) -> Incoming {
         let mut incoming = Incoming {
+            import: None,
             normalizer: Normalizer::new(),
             buffer: Vec::new(),
             limit,
@@ -115,6 +153,16 @@ impl Incoming {
             .normalizer
             .push(prefix.as_bytes(), &mut incoming.buffer);
         incoming
+    }
+
+    /// Starts taking in a message for an import (see `Store::begin_import`):
+    /// one too large to hold is staged under the import's staging user,
+    /// dated `received_at` (or now), and stays there once whole.
+    pub fn for_import(staging: &Staging, limit: u64, received_at: Option<i64>) -> Incoming {
+        Incoming {
+            import: Some((staging.user_id, received_at)),
+            ..Incoming::new("", limit)
+        }
     }
 
     /// Takes the next piece of the message. Past the limit it fails (and
@@ -153,10 +201,22 @@ impl Incoming {
         }
         let held = match self.spool.take() {
             None => Held::Memory(Message::from_normalized(self.buffer, facts)),
-            Some(mut spool) => {
-                spool.conn = None;
-                Held::Spooled { spool, facts }
-            }
+            Some(spool) => match spool.home {
+                Home::Import(_) => {
+                    let received_at = self.import.and_then(|(_, at)| at);
+                    if let Err(error) = settle_in_import(spool, &facts, received_at) {
+                        return Err(error.into());
+                    }
+                    Held::Staged { size: facts.size }
+                }
+                Home::Own(_) => Held::Spooled {
+                    spool: Spool {
+                        conn: None,
+                        ..spool
+                    },
+                    facts,
+                },
+            },
         };
         Ok(Received {
             held,
@@ -176,14 +236,17 @@ impl Incoming {
     fn spill(&mut self, store: &Store, len: usize) -> Result<(), StorageError> {
         let spool = match &mut self.spool {
             Some(spool) => spool,
-            None => self.spool.insert(store.begin_spool()?),
+            None => {
+                let import = self.import.map(|(staging, _)| staging);
+                self.spool.insert(store.begin_spool(import)?)
+            }
         };
         let conn = match &mut spool.conn {
             Some(conn) => conn,
             None => return Err(StorageError::ImportGone),
         };
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        touch_import(&tx, &spool.staging)?;
+        touch_import(&tx, spool.home.staging_user_id())?;
         let mut insert = tx.prepare_cached(
             "INSERT INTO message_chunks (message_id, seq, data) VALUES (?1, ?2, ?3)",
         )?;
@@ -206,24 +269,30 @@ impl Store {
     /// began to arrive, before messages that arrived while it did; UIDs
     /// stay unique. Moving it to a later id at publish would rewrite every
     /// chunk (SQLite rewrites a whole row, overflow pages included).
-    fn begin_spool(&self) -> Result<Spool, StorageError> {
-        let staging = self.begin_import()?;
+    fn begin_spool(&self, import: Option<i64>) -> Result<Spool, StorageError> {
+        let home = match import {
+            Some(staging_user_id) => Home::Import(staging_user_id),
+            None => Home::Own(self.begin_import()?),
+        };
         let begun = self.connect().and_then(|conn| {
             if self.memory.is_none() {
                 conn.pragma_update(None, "synchronous", "NORMAL")?;
             }
-            let (id, _) = insert_message_row(&conn, staging.user_id, &self.uid_prefix, None)?;
+            let owner = home.staging_user_id();
+            let (id, _) = insert_message_row(&conn, owner, &self.uid_prefix, None)?;
             Ok((id, conn))
         });
         match begun {
             Ok((message_id, conn)) => Ok(Spool {
-                staging,
+                home,
                 message_id,
                 next_seq: 0,
                 conn: Some(conn),
             }),
             Err(error) => {
-                let _ = self.abandon_import(staging);
+                if let Home::Own(staging) = home {
+                    let _ = self.abandon_import(staging);
+                }
                 Err(error)
             }
         }
@@ -253,6 +322,8 @@ impl Store {
                         continue;
                     }
                     Held::Spooled { spool, facts } => (spool, facts),
+                    // An import's message is published with its import.
+                    Held::Staged { .. } => return Err(StorageError::ImportGone),
                 };
                 let moved = tx.execute(
                     "UPDATE messages SET user_id = ?1, size = ?2, header_len = ?3, subject = ?4,
@@ -264,7 +335,7 @@ impl Store {
                         sql_int(facts.header_len),
                         facts.subject,
                         spool.message_id,
-                        spool.staging.user_id
+                        spool.home.staging_user_id()
                     ],
                 )?;
                 if moved != 1 {
@@ -298,6 +369,7 @@ impl Store {
                 return uids.pop().ok_or(StorageError::ImportGone);
             }
             Held::Spooled { spool, facts } => (spool, facts),
+            Held::Staged { .. } => return Err(StorageError::ImportGone),
         };
         let prefix_len = received.prefix_len as u64;
         let copied = Facts {
@@ -309,7 +381,7 @@ impl Store {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             // The spool must still be there (no purge took it for dead),
             // or the copy would be a row without its body.
-            touch_import(&tx, &spool.staging)?;
+            touch_import(&tx, spool.home.staging_user_id())?;
             let (user_id, name) = user_id(&tx, user)?;
             check_quota(&tx, user_id, &name, 1, copied.size)?;
             let (id, uid) = insert_message_row(&tx, user_id, &self.uid_prefix, Some(&copied))?;
@@ -362,12 +434,48 @@ impl Store {
     }
 }
 
-/// Removes a spool's staging user and so its rows; a failure only logs,
-/// since the next import or server start removes it anyway.
+/// Removes a spooled message: its own staging user, or its row under an
+/// import's. A failure only logs, since the next import or server start
+/// removes what a dead import or delivery left.
 fn discard_spool(store: &Store, spool: Spool) {
-    if let Err(error) = store.abandon_import(spool.staging) {
+    let removed = match spool.home {
+        Home::Own(staging) => store.abandon_import(staging),
+        Home::Import(_) => store.with_conn(|conn| {
+            conn.execute("DELETE FROM messages WHERE id = ?1", [spool.message_id])?;
+            Ok(())
+        }),
+    };
+    if let Err(error) = removed {
         log::warn!("cannot remove a message that was not delivered (removed later): {error}");
     }
+}
+
+/// Gives a whole message spooled for an import its facts and date; it
+/// stays under the import's staging user, to be published with the rest.
+fn settle_in_import(
+    mut spool: Spool,
+    facts: &Facts,
+    received_at: Option<i64>,
+) -> Result<(), StorageError> {
+    let Some(conn) = &mut spool.conn else {
+        return Err(StorageError::ImportGone);
+    };
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    touch_import(&tx, spool.home.staging_user_id())?;
+    tx.execute(
+        "UPDATE messages SET size = ?1, header_len = ?2, subject = ?3,
+                received_at = coalesce(?4, unixepoch())
+         WHERE id = ?5",
+        params![
+            sql_int(facts.size),
+            sql_int(facts.header_len),
+            facts.subject,
+            received_at,
+            spool.message_id
+        ],
+    )?;
+    tx.commit()?;
+    Ok(())
 }
 
 /// Whether a message row exists (for tests).

@@ -751,7 +751,7 @@ impl Store {
     ) -> Result<(), StorageError> {
         self.with_conn(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            touch_import(&tx, staging)?;
+            touch_import(&tx, staging.user_id)?;
             let dated = messages.iter().map(|(m, at)| (m, *at));
             insert_into(&tx, staging.user_id, &self.uid_prefix, dated)?;
             tx.commit()?;
@@ -1049,10 +1049,10 @@ pub struct Staging {
 /// Keeps an import (or a message being taken in) alive: its heartbeat
 /// moves on, so no purge takes it for dead. [`StorageError::ImportGone`]
 /// if a purge already removed it.
-fn touch_import(conn: &Connection, staging: &Staging) -> Result<(), StorageError> {
+fn touch_import(conn: &Connection, staging_user_id: i64) -> Result<(), StorageError> {
     let alive = conn.execute(
         "UPDATE imports SET heartbeat = unixepoch() WHERE staging_user_id = ?1",
-        [staging.user_id],
+        [staging_user_id],
     )?;
     match alive {
         0 => Err(StorageError::ImportGone),
