@@ -10,17 +10,9 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{cli_add_user, cli_mailbox, run_cli, Client, ServerProcess};
-
-/// A memory figure (`VmHWM`, `VmRSS`) of a process, from /proc, in KiB.
-fn memory_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
-}
+use common::{
+    cli_add_user, cli_mailbox, memory_kib, run_cli, try_memory_kib, Client, ServerProcess,
+};
 
 /// Line `i` of a test message as sent (line ends of every kind, dots at
 /// line starts) and as it must be stored, written out by hand rather
@@ -364,14 +356,8 @@ fn import_streams_a_large_mbox_message_in_flat_memory_keeping_order_dates_and_by
     // VmHWM only grows: the last reading before the end is the peak.
     let mut peak = 0;
     while child.try_wait().unwrap().is_none() {
-        if let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", child.id())) {
-            if let Some(kib) = status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            {
-                peak = peak.max(kib);
-            }
+        if let Some(kib) = try_memory_kib(child.id(), "VmHWM") {
+            peak = peak.max(kib);
         }
         std::thread::sleep(Duration::from_millis(5));
     }

@@ -6,17 +6,7 @@ mod common;
 
 use std::io::Write;
 
-use common::{cli_add_user, run_cli, Client, ServerProcess};
-
-/// A memory figure (`VmHWM`, `VmRSS`) of a process, from /proc, in KiB.
-fn memory_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
-}
+use common::{cli_add_user, memory_kib, run_cli, Client, ServerProcess};
 
 fn peak_rss_kib(pid: u32) -> u64 {
     memory_kib(pid, "VmHWM")

@@ -564,3 +564,17 @@ impl Drop for ServerProcess {
         let _ = self.child.wait();
     }
 }
+
+/// A memory figure (`VmHWM`, `VmRSS`) of a live process, from /proc, in KiB.
+pub fn memory_kib(pid: u32, field: &str) -> u64 {
+    try_memory_kib(pid, field).unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
+}
+
+/// [`memory_kib`], or `None` once the process is gone.
+pub fn try_memory_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
