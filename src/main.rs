@@ -11,13 +11,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::error::ErrorKind;
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use futures_lite::StreamExt;
 
 use poplite::archive::{self, ArchiveError};
 use poplite::auth::{self, Argon2Params, AuthError};
 use poplite::mbox::Escaping;
-use poplite::message::MessageError;
+use poplite::message::{messages, MessageError};
 use poplite::server::{self, ApopMode, Server, ServerConfig, ServerError};
 use poplite::session::sasl::Mechanism;
 use poplite::storage::{self, Incoming, IngestError, Received, StorageError, Store, StoreOptions};
@@ -430,6 +431,15 @@ fn main() -> ExitCode {
             let _ = error.print();
             return ExitCode::SUCCESS;
         }
+        Err(error)
+            if matches!(
+                error.kind(),
+                ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand
+            ) =>
+        {
+            eprintln!("poplite: {} (see --help)", missing_subcommand());
+            return ExitCode::from(EX_USAGE);
+        }
         Err(error) => {
             // One line, like every other failure; --help has the details.
             let text = error.to_string();
@@ -456,6 +466,30 @@ fn main() -> ExitCode {
     }
 }
 
+/// What a command line that stops short of a subcommand lacks, e.g.
+/// `'poplite user' requires a subcommand: add, passwd, del, list`.
+fn missing_subcommand() -> String {
+    let mut command = Cli::command();
+    let mut path = vec![command.get_name().to_string()];
+    // Option values are skipped over: they name no subcommand.
+    for arg in std::env::args().skip(1) {
+        if let Some(sub) = command.find_subcommand(&arg).cloned() {
+            path.push(arg);
+            command = sub;
+        }
+    }
+    let names: Vec<&str> = command
+        .get_subcommands()
+        .filter(|sub| !sub.is_hide_set() && sub.get_name() != "help")
+        .map(|sub| sub.get_name())
+        .collect();
+    format!(
+        "'{}' requires a subcommand: {}",
+        path.join(" "),
+        names.join(", ")
+    )
+}
+
 fn run(cli: Cli) -> Result<(), CliError> {
     let db = Database {
         path: cli.db,
@@ -468,7 +502,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::User(UserCommand::Passwd(args)) => change_password(db, args),
         Command::User(UserCommand::Del { name }) => {
             let removed = open_existing(db)?.delete_user(&name)?;
-            say(format_args!("removed user {name} and {removed} messages"));
+            say(format_args!(
+                "removed user {name} and {}",
+                messages(removed)
+            ));
             Ok(())
         }
         Command::User(UserCommand::Quota { name, quota }) => {
@@ -528,7 +565,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             let summary = archive::export(&store, &user, &mbox)?;
             say(format_args!(
                 "exported {} ({} octets) of {user} to {}",
-                messages(summary.messages),
+                messages(summary.messages as u64),
                 summary.octets,
                 mbox.display()
             ));
@@ -559,32 +596,29 @@ fn import(db: &Database, args: ImportArgs) -> Result<(), CliError> {
     let summary = archive::import(&store, &args.user, &source, args.max_message_size)?;
     say(format_args!(
         "imported {} ({} octets) from {from} into {} in {:.2} s",
-        messages(summary.messages),
+        messages(summary.messages as u64),
         summary.octets,
         args.user,
         started.elapsed().as_secs_f64()
     ));
     if summary.undated > 0 {
         say(format_args!(
-            "{} of them had no readable date on their From line and are dated now",
-            summary.undated
+            "{} no readable date on {} From line and {} dated now",
+            match summary.undated {
+                1 => "1 of them had".to_string(),
+                n => format!("{n} of them had"),
+            },
+            if summary.undated == 1 { "its" } else { "their" },
+            if summary.undated == 1 { "is" } else { "are" },
         ));
     }
     if summary.trashed > 0 {
         say(format_args!(
             "left out {} flagged trashed (T)",
-            messages(summary.trashed)
+            messages(summary.trashed as u64)
         ));
     }
     Ok(())
-}
-
-/// "1 message", "2 messages".
-fn messages(count: usize) -> String {
-    match count {
-        1 => "1 message".into(),
-        n => format!("{n} messages"),
-    }
 }
 
 /// Writes a self-signed certificate and its key (readable by the owner only).
@@ -830,8 +864,8 @@ fn seed(
             .collect::<Vec<_>>();
         let delivered = deliver_inputs(store, &user, &inputs, server::DEFAULT_MAX_MESSAGE_SIZE)?;
         log::info!(
-            "seeded {user} with {} messages from {}",
-            delivered.len(),
+            "seeded {user} with {} from {}",
+            messages(delivered.len() as u64),
             folder.display()
         );
     }

@@ -298,7 +298,7 @@ fn user_del_removes_the_user_and_their_mail() {
     add_user(&db, "alice", "pw", &[]);
     run_cli(&db, &["deliver", "alice"], b"Subject: x\n\nx\n");
     let out = run_cli(&db, &["user", "del", "alice"], b"");
-    assert_eq!(stdout(&out), "removed user alice and 1 messages\n");
+    assert_eq!(stdout(&out), "removed user alice and 1 message\n");
     assert_eq!(stdout(&run_cli(&db, &["user", "list"], b"")), "");
     assert_fails(
         &run_cli(&db, &["user", "del", "alice"], b""),
@@ -1394,4 +1394,24 @@ fn apop_auto_sees_a_user_added_by_another_process_at_the_next_greeting() {
     let removed = run_cli(&db, &["user", "del", "bob"], b"");
     assert!(removed.status.success(), "{removed:?}");
     assert_eq!(Client::connect(server.addr).greeting, "+OK poplite ready");
+}
+
+#[test]
+fn a_missing_subcommand_is_named_with_the_ones_there_are() {
+    let (_dir, db) = temp_db();
+    assert_fails(
+        &run_cli(&db, &[], b""),
+        64,
+        "'poplite' requires a subcommand: serve, user, deliver, mailbox, cert, backup, import, export",
+    );
+    assert_fails(
+        &run_cli(&db, &["user"], b""),
+        64,
+        "'poplite user' requires a subcommand: add, passwd, del, list, quota",
+    );
+    assert_fails(
+        &run_cli(&db, &["cert"], b""),
+        64,
+        "'poplite cert' requires a subcommand: self-signed",
+    );
 }

@@ -45,7 +45,7 @@ fn a_plain_test_fetches_deletes_and_sees_what_is_left() {
         &replies[3..8],
         ["+OK 23 octets", "Subject: one", "", "first", "."]
     );
-    assert_eq!(replies[9], "+OK poplite signing off (1 messages deleted)");
+    assert_eq!(replies[9], "+OK poplite signing off (1 message deleted)");
     assert_ne!(first, second);
     assert_eq!(
         server.messages("alice").unwrap(),

@@ -669,7 +669,7 @@ fn a_failed_commit_answers_sys_temp_removes_nothing_and_frees_the_maildrop() {
     drop(tx);
     assert_eq!(server.store.mailbox("alice").unwrap().len(), 1);
     let mut again = server.connect();
-    assert!(again.login("alice", "pw").contains("1 messages"));
+    assert!(again.login("alice", "pw").contains("1 message ("));
 }
 
 #[test]

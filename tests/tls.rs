@@ -93,10 +93,7 @@ fn the_implicit_tls_listener_serves_whole_sessions_and_large_messages() {
     let (_, body) = c.multi("RETR 2");
     assert_eq!(body, b"Subject: small\r\n\r\nsmall\r\n");
     assert!(c.cmd("DELE 1").starts_with("+OK"));
-    assert_eq!(
-        c.cmd("QUIT"),
-        "+OK poplite signing off (1 messages deleted)"
-    );
+    assert_eq!(c.cmd("QUIT"), "+OK poplite signing off (1 message deleted)");
     assert!(c.is_closed());
     assert_eq!(server.store.mailbox("alice").unwrap().len(), 1);
 }

@@ -143,6 +143,14 @@ impl Message {
     }
 }
 
+/// "1 message", "2 messages", "0 messages": for replies and log lines.
+pub fn messages(count: u64) -> String {
+    match count {
+        1 => "1 message".to_string(),
+        n => format!("{n} messages"),
+    }
+}
+
 /// Turns bare LF and bare CR into CRLF, and ends the last line with CRLF.
 pub fn normalize_line_endings(raw: &[u8]) -> Vec<u8> {
     Message::normalized(raw).bytes

@@ -202,9 +202,9 @@ pub(super) async fn serve(
     conn.close(cut_off).await;
     let tally = &conn.tally;
     log::info!(
-        "session {id}: {peer} user={} ended by {end}; retrieved {} messages ({} octets), deleted {}",
+        "session {id}: {peer} user={} ended by {end}; retrieved {} ({} octets), deleted {}",
         conn.user.as_deref().unwrap_or("-"),
-        tally.retrieved,
+        crate::message::messages(tally.retrieved),
         tally.retrieved_octets,
         tally.deleted,
     );
@@ -536,7 +536,13 @@ impl Connection {
         self.lock = lock;
         match &outcome {
             LoginOutcome::Accepted(maildrop) => {
-                log::info!("session {}: {} logged in as {user}", self.id, self.peer);
+                // The name as stored, as the closing line gives it too.
+                log::info!(
+                    "session {}: {} logged in as {}",
+                    self.id,
+                    self.peer,
+                    maildrop.user()
+                );
                 if let Some(attempt) = attempt.take() {
                     attempt.succeeded();
                 }

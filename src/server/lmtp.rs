@@ -334,9 +334,9 @@ async fn serve(
     })
     .await;
     log::info!(
-        "lmtp {id}: {} ended by {end}; delivered {} messages",
+        "lmtp {id}: {} ended by {end}; delivered {}",
         conn.peer,
-        conn.delivered
+        crate::message::messages(conn.delivered)
     );
 }
 

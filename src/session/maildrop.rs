@@ -2,6 +2,7 @@
 //! session's deletion marks (RFC 1939 §5). Messages delivered later are
 //! not in it, so message numbers never shift during a session.
 
+use crate::message::messages;
 use crate::protocol::command::MessageNumber;
 use crate::protocol::reply::Reply;
 use crate::storage::MessageMeta;
@@ -69,8 +70,8 @@ impl Maildrop {
     pub fn get(&self, n: MessageNumber) -> Result<&MessageMeta, Reply> {
         match self.messages.get(n.index()) {
             None => Err(Reply::err(format!(
-                "no such message, only {} messages in maildrop",
-                self.messages.len()
+                "no such message, only {} in maildrop",
+                messages(self.messages.len() as u64)
             ))),
             Some(_) if self.deleted[n.index()] => {
                 Err(Reply::err(format!("message {n} already deleted")))

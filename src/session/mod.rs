@@ -7,6 +7,7 @@ pub mod maildrop;
 pub mod sasl;
 
 use crate::auth::Secret;
+use crate::message::messages;
 use crate::protocol::command::{self, Command, MessageNumber, ParseError};
 use crate::protocol::line::LineEvent;
 use crate::protocol::reply::{Reply, RespCode};
@@ -387,8 +388,9 @@ impl Session {
             LoginOutcome::Accepted(maildrop) => {
                 let (count, size) = maildrop.stat();
                 let reply = Reply::ok(format!(
-                    "{}'s maildrop has {count} messages ({size} octets)",
-                    maildrop.user()
+                    "{}'s maildrop has {} ({size} octets)",
+                    maildrop.user(),
+                    messages(count as u64)
                 ));
                 (State::Transaction(maildrop), reply)
             }
@@ -436,7 +438,10 @@ impl Session {
     pub fn update_finished(&mut self, result: Result<usize, RespCode>) -> Action {
         self.state = State::Closed(Closing::Quit);
         Action::Close(match result {
-            Ok(removed) => Reply::ok(format!("poplite signing off ({removed} messages deleted)")),
+            Ok(removed) => Reply::ok(format!(
+                "poplite signing off ({} deleted)",
+                messages(removed as u64)
+            )),
             Err(code) => Reply::err_code(code, "some deleted messages not removed"),
         })
     }
@@ -620,7 +625,7 @@ impl Session {
             Command::List(None) => {
                 let (count, size) = maildrop.stat();
                 Reply::multi_line(
-                    format!("{count} messages ({size} octets)"),
+                    format!("{} ({size} octets)", messages(count as u64)),
                     maildrop.live().map(|(n, m)| format!("{n} {}", m.size)),
                 )
             }
@@ -646,7 +651,10 @@ impl Session {
             Command::Rset => {
                 maildrop.unmark_all();
                 let (count, size) = maildrop.stat();
-                Reply::ok(format!("maildrop has {count} messages ({size} octets)"))
+                Reply::ok(format!(
+                    "maildrop has {} ({size} octets)",
+                    messages(count as u64)
+                ))
             }
             Command::Quit => {
                 let message_ids = maildrop.marked_ids();

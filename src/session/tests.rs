@@ -834,3 +834,32 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn one_message_is_counted_in_the_singular_everywhere() {
+    let world = World::new();
+    world.deliver("bob", b"Subject: one\n\nbody\n");
+    let mut c = world.client(false);
+    c.send("USER bob\r\n");
+    assert_eq!(
+        c.send("PASS two words\r\n"),
+        "+OK bob's maildrop has 1 message (22 octets)\r\n"
+    );
+    assert_eq!(
+        c.send("LIST\r\n"),
+        "+OK 1 message (22 octets)\r\n1 22\r\n.\r\n"
+    );
+    assert_eq!(
+        c.send("RETR 2\r\n"),
+        "-ERR no such message, only 1 message in maildrop\r\n"
+    );
+    assert_eq!(
+        c.send("RSET\r\n"),
+        "+OK maildrop has 1 message (22 octets)\r\n"
+    );
+    c.send("DELE 1\r\n");
+    assert_eq!(
+        c.send("QUIT\r\n"),
+        "+OK poplite signing off (1 message deleted)\r\n"
+    );
+}
