@@ -441,11 +441,14 @@ fn a_run_of_bad_commands_gets_a_final_error_and_a_close() {
     // The good CAPA reset the run: four more are answered, the fifth closes.
     c.send(&b"\x00\xff garbage\r\n".repeat(6));
     for _ in 0..4 {
-        assert_eq!(c.line(), "-ERR unknown command");
+        assert_eq!(
+            c.line(),
+            "-ERR unknown command; in this state: USER, PASS, AUTH, CAPA, QUIT"
+        );
     }
     assert_eq!(
         c.line(),
-        "-ERR unknown command; too many bad commands, closing"
+        "-ERR unknown command; in this state: USER, PASS, AUTH, CAPA, QUIT; too many bad commands, closing"
     );
     assert!(c.is_closed());
 }
@@ -481,7 +484,10 @@ fn bad_message_numbers_get_errors() {
     ] {
         assert!(c.cmd(command).starts_with("-ERR"), "{command}");
     }
-    assert_eq!(c.cmd("XTND"), "-ERR unknown command");
+    assert_eq!(
+        c.cmd("XTND"),
+        "-ERR unknown command; in this state: STAT, LIST, RETR, DELE, NOOP, RSET, TOP, UIDL, CAPA, QUIT"
+    );
     assert!(c.cmd("STAT").starts_with("+OK 6"));
 }
 
@@ -755,7 +761,7 @@ fn commands_outside_their_state_get_errors() {
     ] {
         assert_eq!(
             c.cmd(command),
-            "-ERR already authenticated",
+            "-ERR already authenticated; in this state: STAT, LIST, RETR, DELE, NOOP, RSET, TOP, UIDL, CAPA, QUIT",
             "{command} after login"
         );
     }

@@ -59,7 +59,10 @@ fn commands_pipelined_behind_stls_are_discarded_not_run_inside_tls() {
     // Had USER run inside TLS, its +OK would be the next line, and PASS
     // would then log in; neither CAPA's listing nor a login may appear.
     assert_eq!(c.cmd("PASS pw"), "-ERR send USER first");
-    assert_eq!(c.cmd("NOOP"), "-ERR not allowed before authentication");
+    assert_eq!(
+        c.cmd("NOOP"),
+        "-ERR not allowed before authentication; in this state: USER, PASS, AUTH, CAPA, QUIT"
+    );
 }
 
 #[test]

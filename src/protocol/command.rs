@@ -62,6 +62,8 @@ pub enum Command {
     },
     /// `CAPA`
     Capa,
+    /// `HELP`: not in the RFCs; lists the commands valid now, for telnet users.
+    Help,
     /// `STLS` (RFC 2595 §4)
     Stls,
     /// `QUIT`
@@ -163,6 +165,8 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
         (b"AUTH", _) => usage("AUTH [mechanism [initial-response]]"),
         (b"CAPA", []) => Ok(Command::Capa),
         (b"CAPA", _) => usage("CAPA"),
+        (b"HELP", []) => Ok(Command::Help),
+        (b"HELP", _) => usage("HELP"),
         (b"STLS", []) => Ok(Command::Stls),
         (b"STLS", _) => usage("STLS"),
         (b"QUIT", []) => Ok(Command::Quit),

@@ -354,11 +354,15 @@ impl Session {
         };
         let command = match command::parse(&line) {
             Ok(command) => command,
-            Err(ParseError::Unknown) => return Err(BadCommand::new("unknown command")),
+            Err(ParseError::Unknown) => return Err(self.not_valid_here("unknown command")),
             Err(error) => return Err(BadCommand::new(error.to_string())),
         };
         match command {
             Command::Capa => Ok(Action::Reply(self.capabilities())),
+            Command::Help => Ok(Action::Reply(Reply::multi_line(
+                "commands valid now follow",
+                self.valid_commands(),
+            ))),
             _ => match &mut self.state {
                 State::Authorization { .. } => self.authorization(command, pending_user),
                 State::Transaction(_) => self.transaction(command),
@@ -477,6 +481,45 @@ impl Session {
         Reply::multi_line("Capability list follows", lines)
     }
 
+    /// The commands valid now, in the state and under the TLS policy:
+    /// what `HELP` lists, and what an unknown or out-of-state command is
+    /// told, so a telnet user learns what to type.
+    fn valid_commands(&self) -> Vec<&'static str> {
+        match self.state {
+            State::Authorization { .. } => {
+                let config = &self.config;
+                let mut commands = Vec::new();
+                if config.plaintext_auth {
+                    commands.extend(["USER", "PASS"]);
+                }
+                if config.apop_timestamp.is_some() {
+                    commands.push("APOP");
+                }
+                if !mechanisms(config).is_empty() {
+                    commands.push("AUTH");
+                }
+                commands.push("CAPA");
+                if config.tls == TlsState::Offered {
+                    commands.push("STLS");
+                }
+                commands.push("QUIT");
+                commands
+            }
+            State::Transaction(_) => vec![
+                "STAT", "LIST", "RETR", "DELE", "NOOP", "RSET", "TOP", "UIDL", "CAPA", "QUIT",
+            ],
+            State::Authenticating | State::Update | State::Closed(_) => Vec::new(),
+        }
+    }
+
+    /// A bad command's reply that says what is valid instead.
+    fn not_valid_here(&self, what: &str) -> BadCommand {
+        BadCommand::new(format!(
+            "{what}; in this state: {}",
+            self.valid_commands().join(", ")
+        ))
+    }
+
     /// The refusal of USER, PASS and AUTH PLAIN/LOGIN before STLS.
     fn plaintext_refused() -> Result<Action, BadCommand> {
         Err(BadCommand::reply(Reply::err_code(
@@ -558,7 +601,7 @@ impl Session {
                 self.state = State::Closed(Closing::Quit);
                 Action::Close(Reply::ok("poplite signing off"))
             }
-            _ => return Err(BadCommand::new("not allowed before authentication")),
+            _ => return Err(self.not_valid_here("not allowed before authentication")),
         };
         Ok(action)
     }
@@ -670,12 +713,13 @@ impl Session {
                 });
             }
             Command::User(_) | Command::Pass(_) | Command::Apop { .. } | Command::Auth { .. } => {
-                return Err(BadCommand::new("already authenticated"))
+                return Err(self.not_valid_here("already authenticated"))
             }
             Command::Stls => {
                 return Err(BadCommand::new("STLS is not allowed after authentication"))
             }
-            Command::Capa => self.capabilities(),
+            // HELP is answered before the state is looked at (`dispatch`).
+            Command::Capa | Command::Help => self.capabilities(),
         };
         Ok(Action::Reply(reply))
     }

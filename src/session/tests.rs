@@ -209,7 +209,7 @@ fn pass_counts_only_immediately_after_user() {
     );
     assert_eq!(
         c.send("USER bob\r\nNOOP\r\nPASS two words\r\n"),
-        "+OK send PASS\r\n-ERR not allowed before authentication\r\n-ERR send USER first\r\n"
+        "+OK send PASS\r\n-ERR not allowed before authentication; in this state: USER, PASS, AUTH, CAPA, QUIT\r\n-ERR send USER first\r\n"
     );
     assert!(c
         .send("USER bob\r\nPASS two words\r\n")
@@ -265,7 +265,10 @@ fn sasl_plain_with_and_without_initial_response() {
     let mut c = world.client(false);
     assert_eq!(c.send("AUTH PLAIN\r\n"), "+ \r\n");
     assert_eq!(c.send(&format!("{plain}\r\n")), ok);
-    assert_eq!(c.send("AUTH PLAIN\r\n"), "-ERR already authenticated\r\n");
+    assert_eq!(
+        c.send("AUTH PLAIN\r\n"),
+        "-ERR already authenticated; in this state: STAT, LIST, RETR, DELE, NOOP, RSET, TOP, UIDL, CAPA, QUIT\r\n"
+    );
 }
 
 #[test]
@@ -308,7 +311,7 @@ fn sasl_cancel_bad_base64_and_mechanism_list() {
     // Still in AUTHORIZATION after all that.
     assert_eq!(
         c.send("STAT\r\n"),
-        "-ERR not allowed before authentication\r\n"
+        "-ERR not allowed before authentication; in this state: USER, PASS, AUTH, CAPA, QUIT\r\n"
     );
 }
 
@@ -451,9 +454,13 @@ fn malformed_arguments_and_unknown_commands_keep_the_session() {
     assert_eq!(c.send("RETR 0\r\n"), "-ERR invalid message number\r\n");
     assert_eq!(c.send("RETR one\r\n"), "-ERR invalid message number\r\n");
     assert_eq!(c.send("RETR\r\n"), "-ERR syntax: RETR msg\r\n");
-    assert_eq!(c.send("FROB\r\n"), "-ERR unknown command\r\n");
-    assert_eq!(c.send("\x00 garbage\r\n"), "-ERR unknown command\r\n");
-    assert_eq!(c.send("USER x\r\n"), "-ERR already authenticated\r\n");
+    let unknown = "-ERR unknown command; in this state: STAT, LIST, RETR, DELE, NOOP, RSET, TOP, UIDL, CAPA, QUIT\r\n";
+    assert_eq!(c.send("FROB\r\n"), unknown);
+    assert_eq!(c.send("\x00 garbage\r\n"), unknown);
+    assert_eq!(
+        c.send("USER x\r\n"),
+        "-ERR already authenticated; in this state: STAT, LIST, RETR, DELE, NOOP, RSET, TOP, UIDL, CAPA, QUIT\r\n"
+    );
     assert_eq!(c.send("NOOP\r\n"), "+OK\r\n");
 }
 
@@ -566,10 +573,13 @@ fn a_run_of_bad_commands_closes_the_session_with_a_final_error() {
     let world = World::new();
     let mut c = world.client_with(bad_commands_config(3));
     // Unknown, out of state, malformed: each kind counts.
-    assert_eq!(c.send("FROB\r\n"), "-ERR unknown command\r\n");
+    assert_eq!(
+        c.send("FROB\r\n"),
+        "-ERR unknown command; in this state: USER, PASS, AUTH, CAPA, QUIT\r\n"
+    );
     assert_eq!(
         c.send("STAT\r\n"),
-        "-ERR not allowed before authentication\r\n"
+        "-ERR not allowed before authentication; in this state: USER, PASS, AUTH, CAPA, QUIT\r\n"
     );
     assert_eq!(
         c.send("APOP bob\r\nNOOP\r\n"),
@@ -612,7 +622,7 @@ fn no_limit_on_bad_commands_when_it_is_zero() {
     let world = World::new();
     let mut c = world.client_with(bad_commands_config(0));
     let replies = c.send(&"FROB\r\n".repeat(100));
-    assert_eq!(replies.matches("-ERR unknown command\r\n").count(), 100);
+    assert_eq!(replies.matches("-ERR unknown command;").count(), 100);
     assert!(!c.closed);
 }
 
@@ -862,4 +872,34 @@ fn one_message_is_counted_in_the_singular_everywhere() {
         c.send("QUIT\r\n"),
         "+OK poplite signing off (1 message deleted)\r\n"
     );
+}
+
+#[test]
+fn help_and_refusals_list_only_what_is_valid_in_the_state_and_tls_policy() {
+    let world = World::new();
+    let mut c = world.client_with(SessionConfig {
+        apop_timestamp: Some(TIMESTAMP.to_string()),
+        tls: TlsState::Offered,
+        plaintext_auth: false,
+        ..SessionConfig::default()
+    });
+    // Plaintext logins wait for STLS: no USER, PASS or AUTH; APOP and STLS are there.
+    assert_eq!(
+        c.send("HELP\r\n"),
+        "+OK commands valid now follow\r\nAPOP\r\nCAPA\r\nSTLS\r\nQUIT\r\n.\r\n"
+    );
+    assert_eq!(
+        c.send("RETR 1\r\n"),
+        "-ERR not allowed before authentication; in this state: APOP, CAPA, STLS, QUIT\r\n"
+    );
+    let mut c = world.client(false);
+    c.send("USER bob\r\nPASS two words\r\n");
+    assert_eq!(
+        c.send("HELP\r\n"),
+        "+OK commands valid now follow\r\nSTAT\r\nLIST\r\nRETR\r\nDELE\r\nNOOP\r\nRSET\r\nTOP\r\nUIDL\r\nCAPA\r\nQUIT\r\n.\r\n"
+    );
+    // fetchmail takes "lock", "wait" or "in use" for a busy maildrop.
+    for word in ["lock", "wait", "in use"] {
+        assert!(!c.send("FROB\r\n").to_lowercase().contains(word));
+    }
 }
