@@ -125,9 +125,9 @@ enum CertCommand {
 
 #[derive(Args)]
 struct ServeArgs {
-    /// Address to listen on, e.g. 0.0.0.0:110 or [::1]:1110 (repeatable).
-    #[arg(long = "listen", value_name = "ADDR", default_values = ["127.0.0.1:1110"])]
-    listen: Vec<SocketAddr>,
+    /// Address to listen on, e.g. 0.0.0.0:110, [::1]:1110 or localhost:1110 (every address a name has; repeatable).
+    #[arg(long = "listen", value_name = "HOST:PORT", default_values = ["127.0.0.1:1110"], value_parser = listen_address)]
+    listen: Vec<ListenAddress>,
     /// Keep everything in memory and write no file (--db is ignored): a throwaway server for tests.
     #[arg(long)]
     memory: bool,
@@ -138,8 +138,8 @@ struct ServeArgs {
     #[arg(long, value_name = "DIR")]
     seed: Option<PathBuf>,
     /// Address for implicit TLS (POP3S), e.g. 0.0.0.0:995 (repeatable; needs --tls-cert).
-    #[arg(long = "listen-tls", value_name = "ADDR", requires = "tls_cert")]
-    listen_tls: Vec<SocketAddr>,
+    #[arg(long = "listen-tls", value_name = "HOST:PORT", requires = "tls_cert", value_parser = listen_address)]
+    listen_tls: Vec<ListenAddress>,
     /// PEM certificate chain, leaf first: turns on STLS (reread on SIGHUP).
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -191,6 +191,52 @@ struct ServeArgs {
     /// LMTP connections served at once (apart from POP3's); more are told to retry.
     #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
     max_lmtp_connections: u32,
+}
+
+/// The addresses one `--listen` names: one for an address, every one a
+/// host name resolves to.
+#[derive(Clone, Debug)]
+struct ListenAddress(Vec<SocketAddr>);
+
+fn listen_address(text: &str) -> Result<ListenAddress, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(ListenAddress(vec![addr]));
+    }
+    let no_port = || format!("no port in {text:?}: expected HOST:PORT, e.g. 127.0.0.1:1110");
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Err(no_port());
+    };
+    // A bare IPv6 address has colons of its own: it still lacks a port.
+    if text.parse::<std::net::IpAddr>().is_ok() || host.is_empty() {
+        return Err(no_port());
+    }
+    if port.parse::<u16>().is_err() {
+        return Err(format!(
+            "{port:?} is not a port in {text:?}: expected HOST:PORT, e.g. 127.0.0.1:1110"
+        ));
+    }
+    let mut addrs: Vec<SocketAddr> = text
+        .to_socket_addrs()
+        .map_err(|error| format!("cannot resolve {host:?}: {error}"))?
+        .collect();
+    addrs.sort();
+    addrs.dedup();
+    match addrs.is_empty() {
+        true => Err(format!("{host:?} resolves to no address")),
+        false => Ok(ListenAddress(addrs)),
+    }
+}
+
+/// Every address `--listen` (or `--listen-tls`) named, in order, once each.
+fn flatten(listen: Vec<ListenAddress>) -> Vec<SocketAddr> {
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for addr in listen.into_iter().flat_map(|l| l.0) {
+        if !addrs.contains(&addr) {
+            addrs.push(addr);
+        }
+    }
+    addrs
 }
 
 /// A `--user NAME:PASSWORD` pair.
@@ -739,8 +785,8 @@ fn serve(db: &Database, args: ServeArgs) -> Result<(), CliError> {
         log::warn!("--idle-timeout below RFC 1939's minimum of 10 minutes");
     }
     let config = ServerConfig {
-        listen: args.listen,
-        listen_tls: args.listen_tls,
+        listen: flatten(args.listen),
+        listen_tls: flatten(args.listen_tls),
         tls: tls.clone(),
         allow_plaintext_auth: args.allow_plaintext_auth,
         max_connections_per_ip: args.max_connections_per_ip,

@@ -459,7 +459,7 @@ fn usage_errors_are_one_line_with_exit_64() {
         "max-connections",
     );
     assert_fails(
-        &run_cli(&db, &["serve", "--listen", "localhost:1"], b""),
+        &run_cli(&db, &["serve", "--listen", "localhost:99999"], b""),
         64,
         "--listen",
     );
@@ -1414,4 +1414,40 @@ fn a_missing_subcommand_is_named_with_the_ones_there_are() {
         64,
         "'poplite cert' requires a subcommand: self-signed",
     );
+}
+
+#[test]
+fn listen_takes_a_host_name_and_a_missing_port_is_named() {
+    let (_dir, db) = temp_db();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_poplite"))
+        .arg("--db")
+        .arg(&db)
+        .args(["serve", "--memory", "--listen", "localhost:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let addr: std::net::SocketAddr = line
+        .trim()
+        .strip_prefix("poplite listening on ")
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .parse()
+        .unwrap();
+    assert!(addr.ip().is_loopback(), "{addr}");
+    assert_eq!(Client::connect(addr).greeting, "+OK poplite ready");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for without_port in ["127.0.0.1", "localhost", "::1"] {
+        assert_fails(
+            &run_cli(&db, &["serve", "--listen", without_port], b""),
+            64,
+            "expected HOST:PORT, e.g. 127.0.0.1:1110",
+        );
+    }
 }
