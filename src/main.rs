@@ -18,7 +18,7 @@ use futures_lite::StreamExt;
 use poplite::archive::{self, ArchiveError};
 use poplite::auth::{self, Argon2Params, AuthError};
 use poplite::mbox::Escaping;
-use poplite::message::{messages, MessageError};
+use poplite::message::{messages, parse_octets, MessageError};
 use poplite::server::{self, ApopMode, Server, ServerConfig, ServerError};
 use poplite::session::sasl::Mechanism;
 use poplite::storage::{self, Incoming, IngestError, Received, StorageError, Store, StoreOptions};
@@ -92,8 +92,8 @@ struct ImportArgs {
     /// How the mbox escaped lines starting with "From ": mboxrd (lossless, the default) or mboxo.
     #[arg(long, value_enum, conflicts_with = "maildir")]
     mbox_format: Option<MboxFormat>,
-    /// Largest message accepted, in octets after CRLF normalisation.
-    #[arg(long, value_name = "OCTETS", default_value_t = server::DEFAULT_MAX_MESSAGE_SIZE)]
+    /// Largest message accepted after CRLF normalisation: octets, or e.g. 512K, 64M, 1G.
+    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_octets)]
     max_message_size: u64,
 }
 
@@ -185,8 +185,8 @@ struct ServeArgs {
     /// Accept mail from the MTA over LMTP on HOST:PORT or unix:PATH (repeatable; LMTP has no authentication: keep it on loopback; a socket is made mode 0666, restrict its directory).
     #[arg(long = "lmtp", value_name = "ADDR")]
     lmtp: Vec<server::LmtpAddress>,
-    /// Largest message LMTP accepts, in octets.
-    #[arg(long, value_name = "OCTETS", default_value_t = server::DEFAULT_MAX_MESSAGE_SIZE)]
+    /// Largest message LMTP accepts: octets, or e.g. 512K, 64M, 1G.
+    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_octets)]
     max_message_size: u64,
     /// LMTP connections served at once (apart from POP3's); more are told to retry.
     #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
@@ -333,8 +333,8 @@ struct QuotaArgs {
     /// Most messages the user may have stored (0: no limit).
     #[arg(long = "quota-messages", visible_alias = "messages", value_name = "N")]
     messages: Option<u64>,
-    /// Most octets the user may have stored (0: no limit).
-    #[arg(long = "quota-bytes", visible_alias = "bytes", value_name = "OCTETS")]
+    /// Most octets the user may have stored: octets, or e.g. 512M, 2G (0: no limit).
+    #[arg(long = "quota-bytes", visible_alias = "bytes", value_name = "SIZE", value_parser = parse_octets)]
     bytes: Option<u64>,
 }
 
@@ -374,8 +374,8 @@ struct DeliverArgs {
     user: String,
     /// Message files, one message each; stdin when none.
     files: Vec<PathBuf>,
-    /// Largest message accepted, in octets after CRLF normalisation.
-    #[arg(long, value_name = "OCTETS", default_value_t = server::DEFAULT_MAX_MESSAGE_SIZE)]
+    /// Largest message accepted after CRLF normalisation: octets, or e.g. 512K, 64M, 1G.
+    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_octets)]
     max_message_size: u64,
 }
 

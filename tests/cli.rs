@@ -1451,3 +1451,36 @@ fn listen_takes_a_host_name_and_a_missing_port_is_named() {
         );
     }
 }
+
+#[test]
+fn sizes_take_suffixes_and_limits_are_printed_the_same_way() {
+    let (_dir, db) = temp_db();
+    add_user(&db, "alice", "pw", &[]);
+    let big = vec![b'x'; 2000];
+    assert_fails(
+        &run_cli(&db, &["deliver", "alice", "--max-message-size", "1K"], &big),
+        65,
+        "larger than the limit of 1 KiB",
+    );
+    let fits = run_cli(&db, &["deliver", "alice", "--max-message-size", "2k"], &big);
+    assert!(fits.status.success(), "{}", stderr(&fits));
+    assert_fails(
+        &run_cli(
+            &db,
+            &["deliver", "alice", "--max-message-size", "64Q"],
+            &big,
+        ),
+        64,
+        "is not a size: write octets, or e.g. 512K, 64M, 1G",
+    );
+    let quota = run_cli(&db, &["user", "quota", "alice", "--quota-bytes", "1M"], b"");
+    assert!(quota.status.success(), "{}", stderr(&quota));
+    assert_eq!(
+        poplite::Store::open(&db)
+            .unwrap()
+            .quota("alice")
+            .unwrap()
+            .bytes,
+        Some(1 << 20)
+    );
+}

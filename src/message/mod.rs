@@ -6,8 +6,10 @@
 //! uses CRLF, so the stored bytes must already be exactly those octets.
 
 mod normalizer;
+mod size;
 
 pub use normalizer::{Facts, Normalizer, HEADER_KEPT};
+pub use size::{octets, parse_octets};
 
 use std::fmt;
 
@@ -38,7 +40,11 @@ impl fmt::Display for MessageError {
             // The size itself is not reported: callers stop reading a
             // message once it passes the limit, so they never know it.
             MessageError::TooLarge { limit } => {
-                write!(f, "the message is larger than the limit of {limit} octets")
+                write!(
+                    f,
+                    "the message is larger than the limit of {}",
+                    octets(*limit)
+                )
             }
         }
     }
