@@ -28,6 +28,9 @@ pub struct Listing {
 /// names (`SECS.MusecPpid.host`), then by name. A directory with neither
 /// `new/` nor `cur/` is not a Maildir.
 pub fn list(dir: &Path) -> io::Result<Listing> {
+    if !dir.is_dir() {
+        return Err(io::Error::new(io::ErrorKind::NotFound, "no such directory"));
+    }
     let subdirs: Vec<PathBuf> = ["new", "cur"]
         .iter()
         .map(|sub| dir.join(sub))

@@ -419,6 +419,7 @@ const EX_DATAERR: u8 = 65;
 const EX_NOINPUT: u8 = 66;
 const EX_NOUSER: u8 = 67;
 const EX_CANTCREAT: u8 = 73;
+const EX_NOPERM: u8 = 77;
 const EX_OSERR: u8 = 71;
 const EX_TEMPFAIL: u8 = 75;
 const EX_CONFIG: u8 = 78;
@@ -456,11 +457,16 @@ fn storage_exit_code(error: &StorageError) -> u8 {
     match error {
         StorageError::UnknownUser(_) => EX_NOUSER,
         StorageError::UserExists(_) | StorageError::InvalidUserName { .. } => EX_DATAERR,
-        StorageError::BackupExists(_) | StorageError::OverQuota { .. } => EX_CANTCREAT,
+        StorageError::BackupExists(_)
+        | StorageError::OverQuota { .. }
+        | StorageError::NoSuchDirectory(_) => EX_CANTCREAT,
+        StorageError::PermissionDenied(_) => EX_NOPERM,
         StorageError::NotADatabase(_)
         | StorageError::CannotOpen { .. }
         | StorageError::ReadOnly
         | StorageError::Missing(_)
+        | StorageError::EmptyFile(_)
+        | StorageError::IsADirectory(_)
         | StorageError::Foreign(_)
         | StorageError::TooNew { .. } => EX_CONFIG,
         // Anything else (a lock held too long, a full disk, an I/O
@@ -949,7 +955,7 @@ fn add_user(db: &Database, args: AddArgs) -> Result<(), CliError> {
                 return Err(StorageError::UserExists(existing.name).into());
             }
         }
-        Err(StorageError::Missing(_)) => {}
+        Err(StorageError::Missing(_) | StorageError::EmptyFile(_)) => {}
         Err(error) => return Err(error.into()),
     }
     let password = read_password(&args)?;

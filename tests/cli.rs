@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use common::{run_cli, Client, ServerProcess, TEST_PARAMS};
+use common::{cli_user_add, run_cli, Client, ServerProcess, TEST_PARAMS};
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
@@ -477,7 +477,7 @@ fn unusable_paths_get_config_and_input_exit_codes() {
     assert_fails(
         &run_cli(dir.path(), &["user", "list"], b""),
         78,
-        "cannot open the database",
+        "is a directory, not a database file",
     );
     // A FILE that is a directory cannot be read as a message (66).
     assert_fails(
@@ -498,7 +498,7 @@ fn an_empty_file_is_not_mistaken_for_a_database() {
     assert_fails(
         &run_cli(&db, &["user", "list"], b""),
         78,
-        "no such database",
+        "an empty file, not a database yet",
     );
     assert_eq!(std::fs::metadata(&db).unwrap().len(), 0);
     assert!(add_user(&db, "alice", "pw", &[]).status.success());
@@ -1482,5 +1482,35 @@ fn sizes_take_suffixes_and_limits_are_printed_the_same_way() {
             .unwrap()
             .bytes,
         Some(1 << 20)
+    );
+}
+
+#[test]
+fn database_paths_that_cannot_work_say_why() {
+    let (dir, db) = temp_db();
+    let nested = dir.path().join("no-such-dir").join("mail.db");
+    assert_fails(
+        &run_cli(&nested, &["user", "list"], b""),
+        73,
+        "no-such-dir: no such directory",
+    );
+    let out = cli_user_add(&nested, "alice", "pw", &[]);
+    assert_fails(&out, 73, "no such directory");
+    add_user(&db, "alice", "pw", &[]);
+    let backup = dir.path().join("gone").join("copy.db");
+    assert_fails(
+        &run_cli(&db, &["backup", backup.to_str().unwrap()], b""),
+        73,
+        "gone: no such directory",
+    );
+    let missing = dir.path().join("NoMaildir");
+    assert_fails(
+        &run_cli(
+            &db,
+            &["import", "alice", "--maildir", missing.to_str().unwrap()],
+            b"",
+        ),
+        66,
+        "NoMaildir: no such directory",
     );
 }

@@ -45,6 +45,18 @@ pub enum StorageError {
     /// There is no database file and the caller asked not to create one.
     #[error("{0}: no such database (`poplite user add` creates it)")]
     Missing(PathBuf),
+    /// The file exists but is empty, and the caller asked not to create one.
+    #[error("{0}: an empty file, not a database yet (`poplite user add` makes it one)")]
+    EmptyFile(PathBuf),
+    /// The directory a file should be in does not exist.
+    #[error("{0}: no such directory")]
+    NoSuchDirectory(PathBuf),
+    /// The path names a directory, not a database file.
+    #[error("{0}: is a directory, not a database file")]
+    IsADirectory(PathBuf),
+    /// This user may not read or write the file (or its directory).
+    #[error("{0}: permission denied")]
+    PermissionDenied(PathBuf),
     /// SQLite cannot open the file (a directory, a missing parent, no permission).
     #[error("{path}: cannot open the database: {reason}")]
     CannotOpen {
@@ -137,6 +149,10 @@ impl StorageError {
             | StorageError::CannotOpen { .. }
             | StorageError::ReadOnly
             | StorageError::Missing(_)
+            | StorageError::EmptyFile(_)
+            | StorageError::NoSuchDirectory(_)
+            | StorageError::IsADirectory(_)
+            | StorageError::PermissionDenied(_)
             | StorageError::Foreign(_)
             | StorageError::TooNew { .. }
             | StorageError::UserExists(_)
@@ -341,10 +357,14 @@ impl Store {
     /// [`Store::open`] with explicit options.
     pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Store, StorageError> {
         let path = path.as_ref().to_path_buf();
+        check_path(&path)?;
         let new = is_new_database(&path);
         if new {
             if !options.create_if_missing {
-                return Err(StorageError::Missing(path));
+                return Err(match path.exists() {
+                    true => StorageError::EmptyFile(path),
+                    false => StorageError::Missing(path),
+                });
             }
             create_private_file(&path)?;
         }
@@ -985,6 +1005,11 @@ impl Store {
         if dest.symlink_metadata().is_ok() {
             return Err(StorageError::BackupExists(dest.to_path_buf()));
         }
+        if let Some(dir) = dest.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            if !dir.is_dir() {
+                return Err(StorageError::NoSuchDirectory(dir.to_path_buf()));
+            }
+        }
         create_private_file(dest)?;
         let copied = self.with_conn(|conn| {
             let mut target = Connection::open(dest)?;
@@ -1131,6 +1156,27 @@ fn insert_message_row(
         params![uid, id],
     )?;
     Ok((id, uid))
+}
+
+/// Says plainly what is wrong with a database path before SQLite does
+/// ("unable to open database file"): a missing directory, a directory,
+/// a file this user may not read.
+fn check_path(path: &Path) -> Result<(), StorageError> {
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        if !dir.is_dir() {
+            return Err(StorageError::NoSuchDirectory(dir.to_path_buf()));
+        }
+    }
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => Err(StorageError::IsADirectory(path.to_path_buf())),
+        Ok(_) => match OpenOptions::new().read(true).open(path) {
+            Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => {
+                Err(StorageError::PermissionDenied(path.to_path_buf()))
+            }
+            _ => Ok(()),
+        },
+        Err(_) => Ok(()),
+    }
 }
 
 /// True when there is no database yet: no file, or an empty one (as

@@ -60,7 +60,7 @@ fn an_empty_file_is_no_database_yet() {
     };
     assert!(matches!(
         Store::open_with(&path, options),
-        Err(StorageError::Missing(_))
+        Err(StorageError::EmptyFile(_))
     ));
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
     Store::open(&path).unwrap();
