@@ -102,6 +102,20 @@ impl Argon2Params {
                 Self::MAX_P
             )));
         }
+        // argon2's own minimums, named, rather than its "too small".
+        let min_m = 8 * self.p.max(1);
+        let below = match (self.m_kib < min_m, self.t < 1, self.p < 1) {
+            (_, _, true) => Some("p=0 is below the minimum of p=1".to_string()),
+            (_, true, _) => Some("t=0 is below the minimum of t=1".to_string()),
+            (true, _, _) => Some(format!(
+                "m={} is below the minimum of m={min_m} (8 KiB per lane, p={})",
+                self.m_kib, self.p
+            )),
+            _ => None,
+        };
+        if let Some(below) = below {
+            return Err(AuthError::BadParams(below));
+        }
         argon2::Params::new(self.m_kib, self.t, self.p, None)
             .map_err(|e| AuthError::BadParams(e.to_string()))
     }

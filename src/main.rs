@@ -137,7 +137,7 @@ struct ServeArgs {
     /// At start, deliver DIR/USER/*.eml to each USER, in file-name order.
     #[arg(long, value_name = "DIR")]
     seed: Option<PathBuf>,
-    /// Address for implicit TLS (POP3S), e.g. 0.0.0.0:995 (repeatable; needs --tls-cert).
+    /// Address for implicit TLS (POP3S), e.g. 0.0.0.0:995 (repeatable; needs --tls-cert and --tls-key).
     #[arg(long = "listen-tls", value_name = "HOST:PORT", requires = "tls_cert", value_parser = listen_address)]
     listen_tls: Vec<ListenAddress>,
     /// PEM certificate chain, leaf first: turns on STLS (reread on SIGHUP).

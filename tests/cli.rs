@@ -1514,3 +1514,74 @@ fn database_paths_that_cannot_work_say_why() {
         "NoMaildir: no such directory",
     );
 }
+
+#[test]
+fn user_name_and_argon2_refusals_name_the_rule() {
+    let (_dir, db) = temp_db();
+    for name in ["é", "aé", "ab cd"] {
+        assert_fails(
+            &cli_user_add(&db, name, "pw", &[]),
+            65,
+            "only ASCII letters, digits and . _ + - @ are allowed",
+        );
+    }
+    assert_fails(
+        &cli_user_add(&db, ".x", "pw", &[]),
+        65,
+        "it must start with an ASCII letter or digit",
+    );
+    let out = run_cli(
+        &db,
+        &[
+            "user",
+            "add",
+            "x",
+            "--password-stdin",
+            "--argon2-params",
+            "m=1,t=1,p=1",
+        ],
+        b"pw\n",
+    );
+    assert_fails(&out, 64, "m=1 is below the minimum of m=8");
+}
+
+#[test]
+fn lmtp_logs_each_refused_recipient_with_the_peer_and_the_address() {
+    let (_dir, db) = temp_db();
+    add_user(&db, "alice", "pw", &["--quota-messages", "1"]);
+    run_cli(
+        &db,
+        &["deliver", "alice"],
+        b"Subject: fills the quota\n\nx\n",
+    );
+    let server = ServerProcess::start(&db, &["--lmtp", "127.0.0.1:0"]);
+    let stream = std::net::TcpStream::connect(&server.lmtp_addrs[0]).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    use std::io::Write;
+    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    let mut last_reply = || {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return line;
+            }
+        }
+    };
+    last_reply();
+    let script =
+        "LHLO t\r\nMAIL FROM:<s@far.test>\r\nRCPT TO:<nobody@x>\r\nRCPT TO:<alice@x>\r\nDATA\r\n";
+    writer.write_all(script.as_bytes()).unwrap();
+    let replies: Vec<String> = (0..5).map(|_| last_reply()).collect();
+    assert!(replies[2].starts_with("550"), "{replies:?}");
+    writer.write_all(b"Subject: y\r\n\r\ny\r\n.\r\n").unwrap();
+    assert!(last_reply().starts_with("552 5.2.2"));
+    server.wait_for_log("refused <nobody@x>: no such user");
+    server.wait_for_log("refused for alice: over quota");
+    let (_, log) = server.terminate();
+    assert!(log.contains("127.0.0.1:"), "{log}");
+}

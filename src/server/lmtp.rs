@@ -362,8 +362,18 @@ impl LmtpConnection {
                     };
                 }
                 Step::FindUser { candidates } => {
+                    // The first candidate is the whole address as given.
+                    let address = candidates.first().cloned().unwrap_or_default();
                     let lookup = self.find_user(candidates).await;
-                    session.recipient_found(lookup).write_to(&mut self.out);
+                    let reply = session.recipient_found(lookup);
+                    if reply.code() == 550 {
+                        log::warn!(
+                            "lmtp {}: {} refused <{address}>: no such user",
+                            self.id,
+                            self.peer
+                        );
+                    }
+                    reply.write_to(&mut self.out);
                 }
                 Step::ReadData(go_ahead) => {
                     go_ahead.write_to(&mut self.out);
@@ -482,7 +492,11 @@ impl LmtpConnection {
                 DeliveryOutcome::Stored(uid)
             }
             Err(StorageError::OverQuota { user, reason }) => {
-                log::warn!("lmtp {}: refused for {user}: over quota: {reason}", self.id);
+                log::warn!(
+                    "lmtp {}: {} refused for {user}: over quota: {reason}",
+                    self.id,
+                    self.peer
+                );
                 DeliveryOutcome::OverQuota
             }
             Err(StorageError::UnknownUser(user)) => {

@@ -336,14 +336,16 @@ pub fn validate_user_name(name: &str) -> Result<(), StorageError> {
     if name.is_empty() || name.len() > 64 {
         return invalid("it must be 1 to 64 characters long");
     }
-    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
-        return invalid("it must start with a letter or a digit");
-    }
+    // One rule first, so a non-ASCII name gets the same reason wherever
+    // its first odd character is.
     if !name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || "._+-@".contains(c))
     {
-        return invalid("only letters, digits and . _ + - @ are allowed");
+        return invalid("only ASCII letters, digits and . _ + - @ are allowed");
+    }
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return invalid("it must start with an ASCII letter or digit");
     }
     Ok(())
 }
