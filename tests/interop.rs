@@ -1551,3 +1551,46 @@ fn the_readme_node_test_passes_against_the_binary() {
         transcript(&output)
     );
 }
+
+#[test]
+fn the_readme_pytest_fixture_passes_against_the_binary() {
+    // pytest is a module, not a program: ask the interpreter for it.
+    let has_pytest = Command::new("python3")
+        .args(["-c", "import pytest"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !has_pytest {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "pytest is not installed (CI must install it)"
+        );
+        eprintln!("skipped: pytest not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let test = dir.path().join("test_poplite.py");
+    std::fs::write(&test, readme_block("A pytest fixture", "python")).unwrap();
+    let binary_dir = Path::new(env!("CARGO_BIN_EXE_poplite")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        binary_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let output = run_bounded(
+        Command::new("python3")
+            .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+            .arg(&test)
+            .env("PATH", path)
+            .current_dir(dir.path()),
+        "pytest",
+    );
+    assert!(output.status.success(), "{}", transcript(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("1 passed"),
+        "{}",
+        transcript(&output)
+    );
+}
