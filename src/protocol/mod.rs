@@ -1,4 +1,4 @@
-//! The POP3 wire format, sans-IO: bytes → lines ([`line`]) → commands
+//! The POP3 wire format, sans-IO: bytes → lines ([`line`](mod@line)) → commands
 //! ([`command`]); replies ([`reply`]) and message bodies ([`transfer`]) →
 //! bytes. No sockets, no clock, no async.
 
