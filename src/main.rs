@@ -454,6 +454,7 @@ impl CliError {
 
 /// The exit code for a storage failure, wherever it happens.
 fn storage_exit_code(error: &StorageError) -> u8 {
+    // Exhaustive on purpose: a new kind of failure must be given its code.
     match error {
         StorageError::UnknownUser(_) => EX_NOUSER,
         StorageError::UserExists(_) | StorageError::InvalidUserName { .. } => EX_DATAERR,
@@ -468,10 +469,17 @@ fn storage_exit_code(error: &StorageError) -> u8 {
         | StorageError::EmptyFile(_)
         | StorageError::IsADirectory(_)
         | StorageError::Foreign(_)
-        | StorageError::TooNew { .. } => EX_CONFIG,
-        // Anything else (a lock held too long, a full disk, an I/O
-        // error) may pass: the MTA keeps the message and retries.
-        _ => EX_TEMPFAIL,
+        | StorageError::TooNew { .. }
+        | StorageError::WorldWritable(_) => EX_CONFIG,
+        // A lock held too long, a full disk, an I/O error, a message or an
+        // import that went away meanwhile: it may pass, so the MTA keeps
+        // the message and retries.
+        StorageError::Create { .. }
+        | StorageError::Busy
+        | StorageError::AlreadyServed(_)
+        | StorageError::ImportGone
+        | StorageError::MessageGone(_)
+        | StorageError::Sqlite(_) => EX_TEMPFAIL,
     }
 }
 

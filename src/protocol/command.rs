@@ -99,6 +99,8 @@ pub enum ParseError {
     BadMessageNumber,
 }
 
+impl std::error::Error for ParseError {}
+
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -127,7 +127,7 @@ pub enum StorageError {
     MessageGone(i64),
     /// Any other SQLite failure.
     #[error("database error: {0}")]
-    Sqlite(rusqlite::Error),
+    Sqlite(#[source] rusqlite::Error),
 }
 
 impl From<rusqlite::Error> for StorageError {
