@@ -1,0 +1,148 @@
+//! What can go wrong in storage, and whether trying again may help.
+
+use std::path::PathBuf;
+
+use rusqlite::ErrorCode;
+
+/// What can go wrong in storage.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The database file could not be created.
+    #[error("{path}: cannot create the database: {source}")]
+    Create {
+        /// The database path.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// There is no database file and the caller asked not to create one.
+    #[error("{0}: no such database (`poplite user add` creates it)")]
+    Missing(PathBuf),
+    /// The file exists but is empty, and the caller asked not to create one.
+    #[error("{0}: an empty file, not a database yet (`poplite user add` makes it one)")]
+    EmptyFile(PathBuf),
+    /// The directory a file should be in does not exist.
+    #[error("{0}: no such directory")]
+    NoSuchDirectory(PathBuf),
+    /// The path names a directory, not a database file.
+    #[error("{0}: is a directory, not a database file")]
+    IsADirectory(PathBuf),
+    /// This user may not read or write the file (or its directory).
+    #[error("{0}: permission denied")]
+    PermissionDenied(PathBuf),
+    /// SQLite cannot open the file (a directory, a missing parent, no permission).
+    #[error("{path}: cannot open the database: {reason}")]
+    CannotOpen {
+        /// The database path.
+        path: PathBuf,
+        /// SQLite's reason.
+        reason: String,
+    },
+    /// A write failed because the file or its directory is read-only.
+    #[error("the database is read-only for this user (SQLite needs write access to the file and to its directory, for the -wal and -shm files)")]
+    ReadOnly,
+    /// The file exists but is not a SQLite database.
+    #[error("{0}: not a SQLite database (left untouched)")]
+    NotADatabase(PathBuf),
+    /// A SQLite database that another program made.
+    #[error("{0}: a SQLite database that is not poplite's (left untouched)")]
+    Foreign(PathBuf),
+    /// The schema is newer than this binary understands.
+    #[error("{path}: written by a newer poplite (schema version {found}; this binary knows up to {known})")]
+    TooNew {
+        /// The database path.
+        path: PathBuf,
+        /// The schema version found.
+        found: u32,
+        /// The newest schema version this binary knows.
+        known: u32,
+    },
+    /// Another process held the write lock past the busy timeout.
+    #[error("the database stayed locked by another process past the busy timeout")]
+    Busy,
+    /// `user add` for a name that is taken (names are case-insensitive).
+    #[error("user '{0}' already exists")]
+    UserExists(String),
+    /// No user by that name.
+    #[error("no such user '{0}'")]
+    UnknownUser(String),
+    /// A user name poplite does not accept.
+    #[error("invalid user name '{name}': {reason}")]
+    InvalidUserName {
+        /// The name given.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// Another `serve` process already serves this database.
+    #[error("{0}: another poplite server is already serving this database")]
+    AlreadyServed(PathBuf),
+    /// A delivery would take the user past a quota; nothing was stored.
+    #[error("{user} is over quota: {reason}")]
+    OverQuota {
+        /// The recipient.
+        user: String,
+        /// Which limit, with the numbers.
+        reason: String,
+    },
+    /// A backup would overwrite an existing file.
+    #[error("{0}: already exists; a backup never overwrites (remove it or pick another name)")]
+    BackupExists(PathBuf),
+    /// Every local user could rewrite the mail and the passwords.
+    #[error("{0}: writable by every user on this machine; refusing to serve it (chmod o-w)")]
+    WorldWritable(PathBuf),
+    /// An import's staged messages were removed (it was silent so long it
+    /// was taken for dead).
+    #[error("the import was abandoned while it ran (silent for over an hour); nothing imported")]
+    ImportGone,
+    /// A message was removed while a session still listed it.
+    #[error("message {0} no longer exists")]
+    MessageGone(i64),
+    /// Any other SQLite failure.
+    #[error("database error: {0}")]
+    Sqlite(#[source] rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for StorageError {
+    fn from(error: rusqlite::Error) -> Self {
+        match error.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StorageError::Busy,
+            Some(ErrorCode::ReadOnly) => StorageError::ReadOnly,
+            _ => StorageError::Sqlite(error),
+        }
+    }
+}
+
+impl StorageError {
+    /// True when trying again later may succeed (a full disk, a lock, an
+    /// I/O error); false when an administrator must act first.
+    pub fn is_temporary(&self) -> bool {
+        match self {
+            StorageError::NotADatabase(_)
+            | StorageError::CannotOpen { .. }
+            | StorageError::ReadOnly
+            | StorageError::Missing(_)
+            | StorageError::EmptyFile(_)
+            | StorageError::NoSuchDirectory(_)
+            | StorageError::IsADirectory(_)
+            | StorageError::PermissionDenied(_)
+            | StorageError::Foreign(_)
+            | StorageError::TooNew { .. }
+            | StorageError::UserExists(_)
+            | StorageError::UnknownUser(_)
+            | StorageError::InvalidUserName { .. }
+            | StorageError::MessageGone(_)
+            | StorageError::WorldWritable(_)
+            | StorageError::BackupExists(_)
+            | StorageError::OverQuota { .. } => false,
+            StorageError::Sqlite(e) => !matches!(
+                e.sqlite_error_code(),
+                Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
+            ),
+            StorageError::Create { .. }
+            | StorageError::Busy
+            | StorageError::AlreadyServed(_)
+            | StorageError::ImportGone => true,
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! Users: names, password material, APOP secrets and quotas.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::imports::STAGING_PREFIX;
+use super::{sql_int, Credentials, Quota, StorageError, Store, UserSummary};
+
+impl Store {
+    /// Adds a user with an argon2 PHC hash and, for APOP, a secret.
+    pub fn add_user(
+        &self,
+        name: &str,
+        password_hash: &str,
+        apop_secret: Option<&str>,
+    ) -> Result<(), StorageError> {
+        self.add_user_with_quota(name, password_hash, apop_secret, Quota::default())
+    }
+
+    /// [`Store::add_user`] with limits, in one statement.
+    pub fn add_user_with_quota(
+        &self,
+        name: &str,
+        password_hash: &str,
+        apop_secret: Option<&str>,
+        quota: Quota,
+    ) -> Result<(), StorageError> {
+        validate_user_name(name)?;
+        self.with_conn(|conn| {
+            let inserted = conn.execute(
+                "INSERT INTO users (name, password_hash, apop_secret, quota_messages, quota_bytes)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (name) DO NOTHING",
+                params![
+                    name,
+                    password_hash,
+                    apop_secret,
+                    quota.messages.map(sql_int),
+                    quota.bytes.map(sql_int)
+                ],
+            )?;
+            match inserted {
+                0 => Err(StorageError::UserExists(name.to_string())),
+                _ => Ok(()),
+            }
+        })
+    }
+
+    /// Replaces a user's password hash and APOP secret (`None` removes it).
+    pub fn set_password(
+        &self,
+        name: &str,
+        password_hash: &str,
+        apop_secret: Option<&str>,
+    ) -> Result<(), StorageError> {
+        self.with_conn(|conn| {
+            let updated = conn.execute(
+                "UPDATE users SET password_hash = ?2, apop_secret = ?3 WHERE name = ?1",
+                params![name, password_hash, apop_secret],
+            )?;
+            match updated {
+                0 => Err(StorageError::UnknownUser(name.to_string())),
+                _ => Ok(()),
+            }
+        })
+    }
+
+    /// Removes a user and all their mail; returns how many messages went.
+    pub fn delete_user(&self, name: &str) -> Result<u64, StorageError> {
+        self.with_conn(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let (id, _) = user_id(&tx, name)?;
+            let messages: u64 = tx.query_row(
+                "SELECT count(*) FROM messages WHERE user_id = ?1",
+                [id],
+                |r| r.get(0),
+            )?;
+            tx.execute("DELETE FROM users WHERE id = ?1", [id])?;
+            tx.commit()?;
+            Ok(messages)
+        })
+    }
+
+    /// Every user with their message count and total size, by name.
+    pub fn users(&self) -> Result<Vec<UserSummary>, StorageError> {
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT u.name, count(m.id), coalesce(sum(m.size), 0)
+                 FROM users u LEFT JOIN messages m ON m.user_id = u.id
+                 WHERE u.name NOT LIKE ?1 || '%'
+                 GROUP BY u.id ORDER BY u.name",
+            )?;
+            let rows = stmt.query_map([STAGING_PREFIX], |r| {
+                Ok(UserSummary {
+                    name: r.get(0)?,
+                    messages: r.get(1)?,
+                    bytes: r.get(2)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// A user's password material, or `None` for an unknown name.
+    pub fn credentials(&self, name: &str) -> Result<Option<Credentials>, StorageError> {
+        if name.starts_with(STAGING_PREFIX) {
+            return Ok(None);
+        }
+        self.with_conn(|conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT id, name, password_hash, apop_secret FROM users WHERE name = ?1",
+                    [name],
+                    |r| {
+                        Ok(Credentials {
+                            id: r.get(0)?,
+                            name: r.get(1)?,
+                            password_hash: r.get(2)?,
+                            apop_secret: r.get(3)?,
+                        })
+                    },
+                )
+                .optional()?)
+        })
+    }
+
+    /// The newest user's PHC string, whose cost a dummy hash copies so
+    /// that unknown users cost what real ones do.
+    pub fn newest_password_hash(&self) -> Result<Option<String>, StorageError> {
+        self.with_conn(|conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT password_hash FROM users WHERE name NOT LIKE ?1 || '%'
+                     ORDER BY id DESC LIMIT 1",
+                    [STAGING_PREFIX],
+                    |r| r.get(0),
+                )
+                .optional()?)
+        })
+    }
+
+    /// A user's limits.
+    pub fn quota(&self, name: &str) -> Result<Quota, StorageError> {
+        self.with_conn(|conn| {
+            let (user_id, _) = user_id(conn, name)?;
+            Ok(quota_of(conn, user_id)?)
+        })
+    }
+
+    /// Replaces a user's limits.
+    pub fn set_quota(&self, name: &str, quota: Quota) -> Result<(), StorageError> {
+        self.with_conn(|conn| {
+            let (user_id, _) = user_id(conn, name)?;
+            conn.execute(
+                "UPDATE users SET quota_messages = ?1, quota_bytes = ?2 WHERE id = ?3",
+                params![
+                    quota.messages.map(sql_int),
+                    quota.bytes.map(sql_int),
+                    user_id
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Looks up a user's id and stored name.
+    pub fn user(&self, name: &str) -> Result<(i64, String), StorageError> {
+        self.with_conn(|conn| user_id(conn, name))
+    }
+}
+
+/// Checks a user name: 1 to 64 characters of letters, digits and `._+-@`,
+/// starting with a letter or digit (safe in USER lines, logs and shells).
+pub fn validate_user_name(name: &str) -> Result<(), StorageError> {
+    let invalid = |reason| {
+        Err(StorageError::InvalidUserName {
+            name: name.to_string(),
+            reason,
+        })
+    };
+    if name.is_empty() || name.len() > 64 {
+        return invalid("it must be 1 to 64 characters long");
+    }
+    // One rule first, so a non-ASCII name gets the same reason wherever
+    // its first odd character is.
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "._+-@".contains(c))
+    {
+        return invalid("only ASCII letters, digits and . _ + - @ are allowed");
+    }
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return invalid("it must start with an ASCII letter or digit");
+    }
+    Ok(())
+}
+
+pub(super) fn user_id(conn: &Connection, name: &str) -> Result<(i64, String), StorageError> {
+    if name.starts_with(STAGING_PREFIX) {
+        return Err(StorageError::UnknownUser(name.to_string()));
+    }
+    conn.query_row("SELECT id, name FROM users WHERE name = ?1", [name], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })
+    .optional()?
+    .ok_or_else(|| StorageError::UnknownUser(name.to_string()))
+}
+
+pub(super) fn quota_of(conn: &Connection, user_id: i64) -> rusqlite::Result<Quota> {
+    conn.query_row(
+        "SELECT quota_messages, quota_bytes FROM users WHERE id = ?1",
+        params![user_id],
+        |row| {
+            let limit = |i| {
+                row.get::<_, Option<i64>>(i)
+                    .map(|v| v.map(|v| v.max(0) as u64))
+            };
+            Ok(Quota {
+                messages: limit(0)?,
+                bytes: limit(1)?,
+            })
+        },
+    )
+}
