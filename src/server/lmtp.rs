@@ -20,7 +20,7 @@ use smol::{Executor, Timer};
 
 use super::connection::{Deadline, End};
 use super::fairness::{Budget, LINE_COST};
-use super::{best_effort, Accepter, ConnectionSlot, Protocol, Shared};
+use super::{accept_until_stopped, best_effort, ConnectionSlot, ConnectionTask, Protocol, Shared};
 use crate::lmtp::{
     self, DataReader, Delivery, DeliveryOutcome, LmtpConfig, LmtpSession, Lookup, Reply, Step,
 };
@@ -228,21 +228,15 @@ pub(super) async fn accept_loop(
     stop: Receiver<()>,
     alive: Sender<()>,
 ) {
-    let mut accepter = Accepter::new(&stop);
-    while let Some((stream, peer)) = accepter.next(|| listener.accept()).await {
+    let admit = |(stream, peer)| -> ConnectionTask {
         let (slot, active) = ConnectionSlot::take(&shared, Protocol::Lmtp);
         let task = serve(stream, peer, Arc::clone(&shared), stop.clone(), active);
-        let alive = alive.clone();
-        // Detached: it ends on QUIT, a timeout or shutdown, and holds
-        // `alive` so that shutdown waits for deliveries in progress.
-        executor
-            .spawn(async move {
-                task.await;
-                drop(slot);
-                drop(alive);
-            })
-            .detach();
-    }
+        Box::pin(async move {
+            task.await;
+            drop(slot);
+        })
+    };
+    accept_until_stopped(&stop, &alive, &executor, || listener.accept(), admit).await;
     drop(listener);
 }
 

@@ -18,6 +18,7 @@ pub use lmtp::LmtpAddress;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -381,6 +382,35 @@ fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::try_from(std::net::TcpListener::from(socket))
 }
 
+/// What a listener makes of one accepted connection, to be spawned.
+type ConnectionTask = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Accepts on `accept` until the server stops, and spawns what `serve`
+/// makes of each connection: the one accept loop of every listener. Each
+/// task holds `alive`, so that shutdown waits for it.
+async fn accept_until_stopped<C, F>(
+    stop: &Receiver<()>,
+    alive: &Sender<()>,
+    executor: &Executor<'static>,
+    accept: impl Fn() -> F,
+    mut serve: impl FnMut(C) -> ConnectionTask,
+) where
+    F: Future<Output = io::Result<C>>,
+{
+    let mut accepter = Accepter::new(stop);
+    while let Some(connection) = accepter.next(&accept).await {
+        let task = serve(connection);
+        let alive = alive.clone();
+        // Detached: it ends on `stop`, a timeout or the client.
+        executor
+            .spawn(async move {
+                task.await;
+                drop(alive);
+            })
+            .detach();
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
     implicit_tls: bool,
@@ -389,8 +419,7 @@ async fn accept_loop(
     stop: Receiver<()>,
     alive: Sender<()>,
 ) {
-    let mut accepter = Accepter::new(&stop);
-    while let Some((stream, peer)) = accepter.next(|| listener.accept()).await {
+    let admit = |(stream, peer): (TcpStream, SocketAddr)| -> ConnectionTask {
         let (guard, active) = ConnectionSlot::take(&shared, Protocol::Pop3);
         let config = &shared.config;
         let admitted = if active >= config.max_connections {
@@ -408,37 +437,27 @@ async fn accept_loop(
                 }
             }
         };
-        let source_slot = match admitted {
-            Ok(slot) => slot,
-            Err(text) => {
-                // A TLS client could not read a plaintext reply: just close.
-                if !implicit_tls {
-                    executor
-                        .spawn(refuse(stream, text, guard, alive.clone()))
-                        .detach();
-                }
-                continue;
+        match admitted {
+            // A TLS client could not read a plaintext reply: just close.
+            Err(_) if implicit_tls => Box::pin(async move { drop(guard) }),
+            Err(text) => Box::pin(refuse(stream, text, guard)),
+            Ok(source_slot) => {
+                let task = connection::serve(
+                    stream,
+                    peer,
+                    Arc::clone(&shared),
+                    stop.clone(),
+                    implicit_tls,
+                );
+                Box::pin(async move {
+                    task.await;
+                    drop(source_slot);
+                    drop(guard);
+                })
             }
-        };
-        let task = connection::serve(
-            stream,
-            peer,
-            Arc::clone(&shared),
-            stop.clone(),
-            implicit_tls,
-        );
-        let alive = alive.clone();
-        // Detached: it ends on `stop`, an idle timeout or the client, and
-        // holds `alive` so that shutdown waits for it.
-        executor
-            .spawn(async move {
-                task.await;
-                drop(source_slot);
-                drop(guard);
-                drop(alive);
-            })
-            .detach();
-    }
+        }
+    };
+    accept_until_stopped(&stop, &alive, &executor, || listener.accept(), admit).await;
 }
 
 /// Accepts connections until the server stops, riding out accept errors.
@@ -519,12 +538,7 @@ impl Shared {
     }
 }
 
-async fn refuse(
-    mut stream: TcpStream,
-    text: &'static str,
-    _slot: ConnectionSlot,
-    _alive: Sender<()>,
-) {
+async fn refuse(mut stream: TcpStream, text: &'static str, _slot: ConnectionSlot) {
     let reply = Reply::err_code(RespCode::SysTemp, text);
     best_effort(Duration::from_secs(5), async {
         let _ = stream.write_all(&reply.to_bytes()).await;
