@@ -5,58 +5,29 @@
 //! nothing to answer for.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
 /// A network in CIDR notation, e.g. `192.168.1.0/24` or `fd00::/8`; a
-/// bare address is a network of one.
+/// bare address is a network of one. IPv4-mapped IPv6 networks are kept
+/// as the IPv4 networks they map, since peers are compared in IPv4 form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Network {
-    addr: IpAddr,
-    prefix: u8,
-}
+pub struct Network(IpNet);
 
 impl Network {
     /// Whether `ip` lies inside this network (IPv4-mapped IPv6 counts as IPv4).
     pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, ip.to_canonical()) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = mask(32, self.prefix) as u32;
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = mask(128, self.prefix);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
+        self.0.contains(&ip.to_canonical())
     }
-}
 
-/// The low `bits` bits of a mask whose top `prefix` of them are ones
-/// (`prefix` is at most `bits`: [`Network`] never holds more).
-fn mask(bits: u32, prefix: u8) -> u128 {
-    let zeros = bits.saturating_sub(u32::from(prefix));
-    let ones = u128::MAX.checked_shl(zeros).unwrap_or(0);
-    match bits {
-        128 => ones,
-        _ => ones & ((1u128 << bits) - 1),
-    }
-}
-
-impl Network {
     /// 127.0.0.0/8 and ::1: the networks a throwaway test server trusts.
     pub fn loopback() -> Vec<Network> {
-        let v4 = Network {
-            addr: IpAddr::from([127, 0, 0, 0]),
-            prefix: 8,
-        };
-        let v6 = Network {
-            addr: IpAddr::from(Ipv6Addr::LOCALHOST),
-            prefix: 128,
-        };
-        vec![v4, v6]
+        let v4 = Ipv4Net::new_assert(Ipv4Addr::new(127, 0, 0, 0), 8);
+        let v6 = Ipv6Net::new_assert(Ipv6Addr::LOCALHOST, 128);
+        vec![Network(v4.into()), Network(v6.into())]
     }
 }
 
@@ -64,39 +35,40 @@ impl FromStr for Network {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Network, String> {
-        let (addr, prefix) = match text.split_once('/') {
-            Some((addr, prefix)) => (addr, Some(prefix)),
-            None => (text, None),
+        let net = match text.contains('/') {
+            true => text
+                .parse::<IpNet>()
+                .map_err(|_| match text.split_once('/') {
+                    Some((addr, _)) if addr.parse::<IpAddr>().is_ok() => {
+                        let max = if addr.contains(':') { 128 } else { 32 };
+                        format!("{text:?}: the prefix length must be 0 to {max}")
+                    }
+                    _ => format!("{text:?} is not an address or CIDR network"),
+                })?,
+            false => IpNet::from(
+                text.parse::<IpAddr>()
+                    .map_err(|_| format!("{text:?} is not an address or CIDR network"))?,
+            ),
         };
-        let addr: IpAddr = addr
-            .parse()
-            .map_err(|_| format!("{text:?} is not an address or CIDR network"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            None => max,
-            Some(prefix) => prefix
-                .parse::<u8>()
-                .ok()
-                .filter(|&p| p <= max)
-                .ok_or_else(|| format!("{text:?}: the prefix length must be 0 to {max}"))?,
-        };
-        // ::ffff:a.b.c.d/N is the IPv4 network a.b.c.d/(N - 96), since
-        // peers are compared in their IPv4 form.
-        match (addr, addr.to_canonical()) {
-            (IpAddr::V6(_), v4 @ IpAddr::V4(_)) => match prefix.checked_sub(96) {
-                Some(prefix) => Ok(Network { addr: v4, prefix }),
-                None => Err(format!(
-                    "{text:?}: an IPv4-mapped network needs a prefix of 96 to 128"
-                )),
+        // ::ffff:a.b.c.d/N is the IPv4 network a.b.c.d/(N - 96).
+        match net {
+            IpNet::V6(v6) => match v6.addr().to_ipv4_mapped() {
+                Some(v4) => match v6.prefix_len().checked_sub(96) {
+                    Some(prefix) => Ok(Network(Ipv4Net::new_assert(v4, prefix).into())),
+                    None => Err(format!(
+                        "{text:?}: an IPv4-mapped network needs a prefix of 96 to 128"
+                    )),
+                },
+                None => Ok(Network(net)),
             },
-            _ => Ok(Network { addr, prefix }),
+            IpNet::V4(_) => Ok(Network(net)),
         }
     }
 }
 
 impl std::fmt::Display for Network {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
+        write!(f, "{}", self.0)
     }
 }
 
