@@ -319,7 +319,7 @@ struct Stage<'a> {
     incoming: Option<Incoming>,
     received_at: Option<i64>,
     /// The first failure; the rest of the source is only read.
-    failed: Option<ArchiveError>,
+    failed: Option<IngestError>,
     batch: Vec<(Message, Option<i64>)>,
     batch_octets: u64,
     summary: Summary,
@@ -344,14 +344,7 @@ impl Stage<'_> {
         };
         let received = incoming
             .finish(self.store, false)
-            .map_err(|error| match error {
-                IngestError::Storage(source) => ArchiveError::Storage { source },
-                // The file changed since the first pass: give up.
-                IngestError::Message(error) => ArchiveError::BadMessages(vec![BadMessage {
-                    position,
-                    reason: format!("{error} (the source changed during the import)"),
-                }]),
-            })?;
+            .map_err(|error| ingest_failure(error, position))?;
         self.summary.messages += 1;
         self.summary.octets += received.size();
         self.summary.undated += usize::from(self.received_at.is_none());
@@ -363,6 +356,18 @@ impl Stage<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// Why taking in the message at `position` failed in the second pass: a
+/// message the first pass passed can only fail if the file changed since.
+fn ingest_failure(error: IngestError, position: Position) -> ArchiveError {
+    match error {
+        IngestError::Storage(source) => ArchiveError::Storage { source },
+        IngestError::Message(error) => ArchiveError::BadMessages(vec![BadMessage {
+            position,
+            reason: format!("{error} (the source changed during the import)"),
+        }]),
     }
 }
 
@@ -390,25 +395,13 @@ impl Sink for Stage<'_> {
             if let Some(incoming) = self.incoming.take() {
                 incoming.discard(self.store);
             }
-            self.failed = Some(match error {
-                IngestError::Storage(source) => ArchiveError::Storage { source },
-                IngestError::Message(error) => ArchiveError::BadMessages(vec![BadMessage {
-                    position: Position::File(PathBuf::from("?")),
-                    reason: format!("{error} (the source changed during the import)"),
-                }]),
-            });
+            self.failed = Some(error);
         }
     }
 
     fn end(&mut self, position: Position, unreadable: Option<String>) -> Result<(), ArchiveError> {
-        if let Some(mut error) = self.failed.take() {
-            // Say where, now that it is known.
-            if let ArchiveError::BadMessages(bad) = &mut error {
-                for one in bad.iter_mut() {
-                    one.position = position.clone();
-                }
-            }
-            return Err(error);
+        if let Some(error) = self.failed.take() {
+            return Err(ingest_failure(error, position));
         }
         if let Some(reason) = unreadable {
             if let Some(incoming) = self.incoming.take() {

@@ -1521,26 +1521,39 @@ fn readme_block(marker: &str, language: &str) -> String {
     after[start..start + end].to_string()
 }
 
+/// The README block as a file named `file` in a fresh directory.
+fn readme_snippet(
+    marker: &str,
+    language: &str,
+    file: &str,
+) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let test = dir.path().join(file);
+    std::fs::write(&test, readme_block(marker, language)).unwrap();
+    (dir, test)
+}
+
+/// PATH with the built binary first: the snippets run `poplite` from it.
+fn path_with_built_binary() -> String {
+    let binary_dir = Path::new(env!("CARGO_BIN_EXE_poplite")).parent().unwrap();
+    format!(
+        "{}:{}",
+        binary_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
 #[test]
 fn the_readme_node_test_passes_against_the_binary() {
     if !client_available("node") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let test = dir.path().join("poplite.test.mjs");
-    std::fs::write(&test, readme_block("A Node.js test", "js")).unwrap();
-    // The snippet runs `poplite` from PATH: put the built binary first.
-    let binary_dir = Path::new(env!("CARGO_BIN_EXE_poplite")).parent().unwrap();
-    let path = format!(
-        "{}:{}",
-        binary_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let (dir, test) = readme_snippet("A Node.js test", "js", "poplite.test.mjs");
     let output = run_bounded(
         Command::new("node")
             .arg("--test")
             .arg(&test)
-            .env("PATH", path)
+            .env("PATH", path_with_built_binary())
             .current_dir(dir.path()),
         "node --test",
     );
@@ -1570,20 +1583,12 @@ fn the_readme_pytest_fixture_passes_against_the_binary() {
         eprintln!("skipped: pytest not installed");
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let test = dir.path().join("test_poplite.py");
-    std::fs::write(&test, readme_block("A pytest fixture", "python")).unwrap();
-    let binary_dir = Path::new(env!("CARGO_BIN_EXE_poplite")).parent().unwrap();
-    let path = format!(
-        "{}:{}",
-        binary_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let (dir, test) = readme_snippet("A pytest fixture", "python", "test_poplite.py");
     let output = run_bounded(
         Command::new("python3")
             .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
             .arg(&test)
-            .env("PATH", path)
+            .env("PATH", path_with_built_binary())
             .current_dir(dir.path()),
         "pytest",
     );
