@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::{self, Argon2Params, AuthError};
-use crate::message::{Message, MessageError};
+use crate::mail::{Message, MessageError};
 use crate::server::{BackgroundServer, LmtpAddress, Network, ServerConfig, ServerError};
 use crate::storage::{StorageError, Store};
 

@@ -9,14 +9,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod archive;
 pub mod auth;
 pub mod fixture;
 pub mod lmtp;
-pub mod login;
-pub mod maildir;
-pub mod mbox;
-pub mod message;
+pub mod mail;
 pub mod protocol;
 pub mod server;
 pub mod session;
@@ -24,5 +20,5 @@ pub mod storage;
 pub mod tls;
 
 pub use fixture::TestServer;
-pub use message::Message;
+pub use mail::Message;
 pub use storage::Store;

@@ -15,10 +15,10 @@ use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use futures_lite::StreamExt;
 
-use poplite::archive::{self, ArchiveError};
+use poplite::mail::archive::{self, ArchiveError};
 use poplite::auth::{self, Argon2Params, AuthError};
-use poplite::mbox::Escaping;
-use poplite::message::{messages, parse_octets, MessageError};
+use poplite::mail::mbox::Escaping;
+use poplite::mail::{messages, parse_octets, MessageError};
 use poplite::server::{self, ApopMode, Server, ServerConfig, ServerError};
 use poplite::session::sasl::Mechanism;
 use poplite::storage::{self, Incoming, IngestError, Received, StorageError, Store, StoreOptions};

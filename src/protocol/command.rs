@@ -7,7 +7,7 @@
 use std::fmt;
 use std::num::NonZeroU32;
 
-use crate::auth::Secret;
+use crate::protocol::Secret;
 
 /// A message number as the client names it: 1-based, never zero.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

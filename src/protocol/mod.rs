@@ -5,4 +5,7 @@
 pub mod command;
 pub mod line;
 pub mod reply;
+pub mod secret;
 pub mod transfer;
+
+pub use secret::Secret;

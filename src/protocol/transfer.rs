@@ -141,7 +141,7 @@ impl Transfer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::{header_len, normalize_line_endings};
+    use crate::mail::message::{header_len, normalize_line_endings};
 
     /// Runs a transfer against `stored`, reading `chunk` bytes at a time.
     fn send(raw: &[u8], extent: Extent, chunk: usize) -> Vec<u8> {

@@ -18,7 +18,8 @@ use super::fairness::{Budget, LINE_COST};
 use super::transport::Transport;
 use super::{best_effort, ApopMode, Shared};
 use crate::auth;
-use crate::login::{self, Check, MaildropLock};
+use crate::auth::login::{self, Check};
+use crate::auth::MaildropLock;
 use crate::protocol::command::MessageNumber;
 use crate::protocol::line::{LineEvent, LineReader};
 use crate::protocol::reply::{Reply, RespCode};
@@ -204,7 +205,7 @@ pub(super) async fn serve(
     log::info!(
         "session {id}: {peer} user={} ended by {end}; retrieved {} ({} octets), deleted {}",
         conn.user.as_deref().unwrap_or("-"),
-        crate::message::messages(tally.retrieved),
+        crate::mail::messages(tally.retrieved),
         tally.retrieved_octets,
         tally.deleted,
     );

@@ -12,7 +12,8 @@ use futures_lite::future;
 use smol::channel::{Receiver, Sender};
 use smol::Timer;
 
-use crate::auth::{self, Secret};
+use crate::auth;
+use crate::protocol::Secret;
 
 /// How many verifications may wait for a thread before callers wait too.
 const QUEUE: usize = 1024;

@@ -330,7 +330,7 @@ async fn serve(
     log::info!(
         "lmtp {id}: {} ended by {end}; delivered {}",
         conn.peer,
-        crate::message::messages(conn.delivered)
+        crate::mail::messages(conn.delivered)
     );
 }
 

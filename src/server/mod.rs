@@ -28,7 +28,7 @@ use futures_lite::{future, AsyncWriteExt};
 use smol::channel::{Receiver, Sender};
 use smol::{Executor, Timer};
 
-use crate::login::{MaildropLocks, Verifier};
+use crate::auth::{MaildropLocks, Verifier};
 use crate::protocol::reply::{Reply, RespCode};
 use crate::session::sasl::{self, Mechanism};
 use crate::session::TlsState;

@@ -2,7 +2,7 @@
 //! session's deletion marks (RFC 1939 §5). Messages delivered later are
 //! not in it, so message numbers never shift during a session.
 
-use crate::message::messages;
+use crate::mail::messages;
 use crate::protocol::command::MessageNumber;
 use crate::protocol::reply::Reply;
 use crate::storage::MessageMeta;

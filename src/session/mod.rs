@@ -6,8 +6,8 @@
 pub mod maildrop;
 pub mod sasl;
 
-use crate::auth::Secret;
-use crate::message::messages;
+use crate::protocol::Secret;
+use crate::mail::messages;
 use crate::protocol::command::{self, Command, MessageNumber, ParseError};
 use crate::protocol::line::LineEvent;
 use crate::protocol::reply::{Reply, RespCode};

@@ -5,7 +5,7 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
-use crate::auth::Secret;
+use crate::protocol::Secret;
 
 /// A SASL mechanism poplite implements. Both send the password itself,
 /// so both count as plaintext authentication.

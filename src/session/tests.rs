@@ -3,8 +3,9 @@
 
 use super::*;
 use crate::auth::{self, Argon2Params};
-use crate::login::{self, MaildropLock, MaildropLocks, Verifier};
-use crate::message::Message;
+use crate::auth::login::{self, Verifier};
+use crate::auth::{MaildropLock, MaildropLocks};
+use crate::mail::Message;
 use crate::protocol::line::LineReader;
 use crate::protocol::transfer::Transfer;
 use crate::storage::Store;

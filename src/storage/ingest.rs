@@ -17,7 +17,7 @@ use super::{
     check_quota, insert_into, insert_message_row, sql_int, touch_import, user_id, Staging,
     StorageError, Store,
 };
-use crate::message::{Facts, Message, MessageError, Normalizer};
+use crate::mail::{Facts, Message, MessageError, Normalizer};
 use crate::storage::BODY_CHUNK;
 
 /// Octets of a message held in memory before it goes to the database in

@@ -38,7 +38,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
-use crate::message::{Facts, Message};
+use crate::mail::{Facts, Message};
 pub use migrations::latest_version;
 
 /// Octets per stored body chunk; also a good step for streaming RETR.

@@ -354,7 +354,7 @@ fn an_in_memory_store_works_like_a_file_and_is_private_to_itself() {
     let store = Store::open_in_memory().unwrap();
     assert!(store.is_in_memory());
     store.add_user("alice", "$argon2id$fake", None).unwrap();
-    let message = crate::message::Message::parse(b"Subject: hi\r\n\r\nbody\r\n", u64::MAX).unwrap();
+    let message = crate::mail::Message::parse(b"Subject: hi\r\n\r\nbody\r\n", u64::MAX).unwrap();
     let uid = store.deliver("alice", &[message]).unwrap().remove(0);
     // Many threads at once: each takes its own connection to the same database.
     std::thread::scope(|scope| {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures_rustls::rustls;
 use poplite::auth::{self, Argon2Params};
-use poplite::message::Message;
+use poplite::mail::Message;
 use poplite::server::{ApopMode, BackgroundServer, ServerConfig};
 use poplite::tls::Tls;
 use poplite::Store;

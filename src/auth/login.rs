@@ -4,56 +4,15 @@
 //! inline), and [`open_maildrop`] takes the maildrop's exclusive lock
 //! (RFC 1939 §4) and loads its snapshot. Steps one and three block.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::auth::{self, Argon2Params, Secret};
+use super::maildrop_lock::{MaildropLock, MaildropLocks};
+use crate::auth::{self, Argon2Params};
+use crate::protocol::Secret;
 use crate::protocol::reply::RespCode;
 use crate::session::{LoginOutcome, LoginRequest, Maildrop, Proof};
 use crate::storage::{StorageError, Store};
-
-/// Which maildrops have a session open in this process.
-#[derive(Debug, Clone, Default)]
-pub struct MaildropLocks {
-    held: Arc<Mutex<HashSet<i64>>>,
-}
-
-/// Holds one maildrop's lock; dropping it releases the lock, however the
-/// session ends (QUIT, a dropped connection, a timeout, a panic).
-#[derive(Debug)]
-pub struct MaildropLock {
-    user_id: i64,
-    held: Arc<Mutex<HashSet<i64>>>,
-}
-
-impl MaildropLocks {
-    /// An empty lock table.
-    pub fn new() -> MaildropLocks {
-        MaildropLocks::default()
-    }
-
-    /// Takes the lock for `user_id`, or `None` if a session holds it.
-    pub fn try_lock(&self, user_id: i64) -> Option<MaildropLock> {
-        let mut held = self
-            .held
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        held.insert(user_id).then(|| MaildropLock {
-            user_id,
-            held: Arc::clone(&self.held),
-        })
-    }
-}
-
-impl Drop for MaildropLock {
-    fn drop(&mut self) {
-        let mut held = self
-            .held
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        held.remove(&self.user_id);
-    }
-}
 
 /// Checks credentials against the store.
 #[derive(Debug, Default)]
@@ -230,15 +189,5 @@ mod tests {
             .unwrap();
         let dummy = verifier.dummy_hash(&store).unwrap().unwrap();
         assert_eq!(auth::params_of(&dummy), Some(other));
-    }
-
-    #[test]
-    fn a_lock_is_exclusive_until_dropped() {
-        let locks = MaildropLocks::new();
-        let first = locks.try_lock(7).expect("free");
-        assert!(locks.try_lock(7).is_none());
-        assert!(locks.try_lock(8).is_some());
-        drop(first);
-        assert!(locks.try_lock(7).is_some());
     }
 }

@@ -261,8 +261,8 @@ pub fn write_message(
 /// The envelope sender to write for a stored message: its first
 /// `Return-Path`, as a final delivery (LMTP) records it.
 pub fn envelope_sender(message: &[u8]) -> String {
-    let header = &message[..crate::message::header_len(message)];
-    crate::message::header_value(header, "return-path")
+    let header = &message[..crate::mail::message::header_len(message)];
+    crate::mail::message::header_value(header, "return-path")
         .map(|value| {
             let value = value.strip_prefix('<').unwrap_or(&value);
             value.strip_suffix('>').unwrap_or(value).to_string()
@@ -484,7 +484,7 @@ From c@d Wed Dec  2 02:00:47 2026\nSubject: 2\n\ntwo\n\n";
         assert!(String::from_utf8_lossy(&out)
             .contains("\nFrom MAILER-DAEMON Thu Jan  1 00:00:00 1970\n"));
         let messages = read_all(&out, Escaping::Mboxrd);
-        let crlf = |m: &MboxMessage| crate::message::normalize_line_endings(&m.raw);
+        let crlf = |m: &MboxMessage| crate::mail::message::normalize_line_endings(&m.raw);
         assert_eq!(crlf(&messages[0]), stored);
         assert_eq!(messages[0].received_at, Some(1_796_176_847));
         assert_eq!(crlf(&messages[1]), b"B: 1\r\n");

@@ -5,13 +5,10 @@
 //! counts octets as sent on the wire (before dot-stuffing), and the wire
 //! uses CRLF, so the stored bytes must already be exactly those octets.
 
-mod normalizer;
-mod size;
-
-pub use normalizer::{Facts, Normalizer, HEADER_KEPT};
-pub use size::{octets, parse_octets};
-
 use std::fmt;
+
+use super::normalizer::{Facts, Normalizer};
+use super::size::octets;
 
 /// A CRLF-normalised message ready to be stored.
 #[derive(Clone, PartialEq, Eq)]

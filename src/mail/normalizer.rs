@@ -3,7 +3,7 @@
 //! header ends, the Subject) are worked out on the way, so a message can
 //! be stored without ever being held whole.
 
-use super::header_value;
+use super::message::header_value;
 
 /// Octets of the header section kept to find the Subject in; a header
 /// larger than this (no real one is) has its Subject looked for in this
