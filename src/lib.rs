@@ -17,7 +17,6 @@ pub mod protocol;
 pub mod server;
 pub mod session;
 pub mod storage;
-pub mod tls;
 
 pub use fixture::TestServer;
 pub use mail::Message;

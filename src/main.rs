@@ -15,14 +15,14 @@ use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use futures_lite::StreamExt;
 
-use poplite::mail::archive::{self, ArchiveError};
 use poplite::auth::{self, Argon2Params, AuthError};
+use poplite::mail::archive::{self, ArchiveError};
 use poplite::mail::mbox::Escaping;
 use poplite::mail::{messages, parse_octets, MessageError};
+use poplite::server::tls::{self, Tls, TlsError};
 use poplite::server::{self, ApopMode, Server, ServerConfig, ServerError};
 use poplite::session::sasl::Mechanism;
 use poplite::storage::{self, Incoming, IngestError, Received, StorageError, Store, StoreOptions};
-use poplite::tls::{self, Tls, TlsError};
 
 /// An embedded POP3 server that keeps its users and mail in one SQLite file.
 #[derive(Parser)]

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use super::maildrop_lock::{MaildropLock, MaildropLocks};
 use crate::auth::{self, Argon2Params};
-use crate::protocol::Secret;
 use crate::protocol::reply::RespCode;
+use crate::protocol::Secret;
 use crate::session::{LoginOutcome, LoginRequest, Maildrop, Proof};
 use crate::storage::{StorageError, Store};
 

@@ -4,8 +4,8 @@
 //! CPU work with no I/O; argon2 is deliberately slow, so callers run these
 //! functions off the async executor threads.
 
-use subtle::ConstantTimeEq;
 use std::str::FromStr;
+use subtle::ConstantTimeEq;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 pub use argon2::Block;
@@ -247,5 +247,4 @@ mod tests {
             }
         );
     }
-
 }

@@ -6,12 +6,12 @@
 pub mod maildrop;
 pub mod sasl;
 
-use crate::protocol::Secret;
 use crate::mail::messages;
 use crate::protocol::command::{self, Command, MessageNumber, ParseError};
 use crate::protocol::line::LineEvent;
 use crate::protocol::reply::{Reply, RespCode};
 use crate::protocol::transfer::{Extent, Layout};
+use crate::protocol::Secret;
 pub use maildrop::Maildrop;
 use sasl::{Mechanism, SaslError};
 

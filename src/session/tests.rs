@@ -2,8 +2,8 @@
 //! run by a synchronous driver against a real SQLite store (no sockets).
 
 use super::*;
-use crate::auth::{self, Argon2Params};
 use crate::auth::login::{self, Verifier};
+use crate::auth::{self, Argon2Params};
 use crate::auth::{MaildropLock, MaildropLocks};
 use crate::mail::Message;
 use crate::protocol::line::LineReader;

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use futures_rustls::rustls;
 use poplite::auth::{self, Argon2Params};
 use poplite::mail::Message;
+use poplite::server::tls::Tls;
 use poplite::server::{ApopMode, BackgroundServer, ServerConfig};
-use poplite::tls::Tls;
 use poplite::Store;
 
 /// How long any single read in a test may wait before the test fails.
@@ -168,7 +168,7 @@ pub fn add_user(store: &Store, name: &str, password: &str, apop: bool) {
 /// `dir`/cert.pem and its key to `dir`/key.pem; returns both paths.
 pub fn write_cert(dir: &Path) -> (PathBuf, PathBuf) {
     let names = ["localhost".to_string(), "127.0.0.1".to_string()];
-    let (cert, key) = poplite::tls::self_signed(&names).unwrap();
+    let (cert, key) = poplite::server::tls::self_signed(&names).unwrap();
     let paths = (dir.join("cert.pem"), dir.join("key.pem"));
     std::fs::write(&paths.0, cert).unwrap();
     std::fs::write(&paths.1, key).unwrap();

@@ -79,4 +79,3 @@ pub fn export(store: &Store, user: &str, dest: &Path) -> Result<Summary, Archive
     let _ = std::fs::remove_file(&temp);
     written
 }
-

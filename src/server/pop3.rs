@@ -1,4 +1,5 @@
-//! Drives one client's [`Session`] over a TCP or TLS stream: reads lines,
+//! POP3 over TCP or TLS: admits each connection under the limits, then
+//! drives one client's [`Session`] over a TCP or TLS stream: reads lines,
 //! carries out the session's actions (STLS included), and writes replies.
 //! All SQLite and argon2 work goes through `blocking::unblock`; waits (idle
 //! timeout, failed-auth delay) are timers, so a slow or idle client holds
@@ -9,14 +10,16 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_net::TcpStream;
+use async_net::{TcpListener, TcpStream};
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
-use smol::channel::Receiver;
-use smol::Timer;
+use smol::channel::{Receiver, Sender};
+use smol::{Executor, Timer};
 
+use super::accept::{accept_until_stopped, refuse, ConnectionSlot, ConnectionTask, Protocol};
 use super::fairness::{Budget, LINE_COST};
+use super::lifecycle::{best_effort, Deadline, End};
 use super::transport::Transport;
-use super::{best_effort, ApopMode, Shared};
+use super::{ApopMode, Shared};
 use crate::auth;
 use crate::auth::login::{self, Check};
 use crate::auth::MaildropLock;
@@ -56,38 +59,6 @@ struct StreamedChunk {
     read: Result<(), StorageError>,
 }
 
-/// How a connection ended, for the closing log line.
-#[derive(Debug)]
-pub(super) enum End {
-    /// The session closed the connection: QUIT, or a limit it enforces.
-    Session(Closing),
-    ClientClosed,
-    IdleTimeout,
-    Shutdown,
-    Io(std::io::Error),
-    /// A message could not be read after part of it was sent.
-    TransferFailed(StorageError),
-    /// The TLS handshake failed or timed out.
-    TlsHandshake(std::io::Error),
-    /// A command line was still unfinished one idle timeout after it began.
-    LineTimeout,
-}
-
-impl std::fmt::Display for End {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            End::Session(closing) => write!(f, "{closing}"),
-            End::ClientClosed => write!(f, "client closed the connection"),
-            End::IdleTimeout => write!(f, "idle timeout (autologout)"),
-            End::Shutdown => write!(f, "server shutdown"),
-            End::Io(e) => write!(f, "I/O error: {e}"),
-            End::TransferFailed(e) => write!(f, "transfer failed: {e}"),
-            End::TlsHandshake(e) => write!(f, "TLS handshake failed: {e}"),
-            End::LineTimeout => write!(f, "a command line unfinished for the idle timeout"),
-        }
-    }
-}
-
 /// What one session did, for the closing log line.
 #[derive(Debug, Default)]
 struct Tally {
@@ -96,42 +67,55 @@ struct Tally {
     deleted: usize,
 }
 
-/// When waiting on the client gives up: after the idle timeout, or at
-/// once when the server shuts down.
-pub(super) struct Deadline {
-    pub(super) idle: Duration,
-    pub(super) stop: Receiver<()>,
-}
-
-impl Deadline {
-    /// Runs `io` unless the idle timeout passes or the server shuts down
-    /// first. A client that stops reading is as idle as one that stops
-    /// writing, so writes get the same deadline.
-    pub(super) async fn run<T>(&self, io: impl std::future::Future<Output = T>) -> Result<T, End> {
-        self.within(self.idle, io).await
-    }
-
-    /// [`Deadline::run`] with another time limit.
-    pub(super) async fn within<T>(
-        &self,
-        limit: Duration,
-        io: impl std::future::Future<Output = T>,
-    ) -> Result<T, End> {
-        future::or(async { Ok(io.await) }, async {
-            future::or(
-                async {
-                    Timer::after(limit).await;
-                    Err(End::IdleTimeout)
-                },
-                async {
-                    let _ = self.stop.recv().await;
-                    Err(End::Shutdown)
-                },
-            )
-            .await
-        })
-        .await
-    }
+/// Accepts POP3 connections on `listener` until the server stops, each
+/// admitted under the connection limits or refused.
+pub(super) async fn accept_loop(
+    listener: TcpListener,
+    implicit_tls: bool,
+    shared: Arc<Shared>,
+    executor: Arc<Executor<'static>>,
+    stop: Receiver<()>,
+    alive: Sender<()>,
+) {
+    let admit = |(stream, peer): (TcpStream, SocketAddr)| -> ConnectionTask {
+        let (guard, active) = ConnectionSlot::take(&shared, Protocol::Pop3);
+        let config = &shared.config;
+        let admitted = if active >= config.max_connections {
+            log::warn!("{peer}: refused, {active} connections already open");
+            Err("too many connections, try again later")
+        } else if config.max_connections_per_ip == 0 || config.is_trusted(peer.ip()) {
+            Ok(None)
+        } else {
+            let limit = config.max_connections_per_ip;
+            match shared.per_source.try_open(peer.ip(), limit) {
+                Some(slot) => Ok(Some(slot)),
+                None => {
+                    log::warn!("{peer}: refused, {limit} connections from this address open");
+                    Err("too many connections from your address, try again later")
+                }
+            }
+        };
+        match admitted {
+            // A TLS client could not read a plaintext reply: just close.
+            Err(_) if implicit_tls => Box::pin(async move { drop(guard) }),
+            Err(text) => Box::pin(refuse(stream, text, guard)),
+            Ok(source_slot) => {
+                let task = serve(
+                    stream,
+                    peer,
+                    Arc::clone(&shared),
+                    stop.clone(),
+                    implicit_tls,
+                );
+                Box::pin(async move {
+                    task.await;
+                    drop(source_slot);
+                    drop(guard);
+                })
+            }
+        }
+    };
+    accept_until_stopped(&stop, &alive, &executor, || listener.accept(), admit).await;
 }
 
 struct Connection {
@@ -244,7 +228,7 @@ impl Connection {
             max_sasl_line: config.max_sasl_line,
             max_bad_commands: config.max_bad_commands,
             tls,
-            plaintext_auth: super::plaintext_auth_allowed(config, tls, self.peer),
+            plaintext_auth: super::config::plaintext_auth_allowed(config, tls, self.peer),
             sasl_without_tls: config.sasl_without_tls.clone(),
             sasl_with_tls: config.sasl_with_tls.clone(),
         }
