@@ -1,0 +1,71 @@
+//! What a command line that does not parse is told: one line, like every
+//! other failure, naming what is missing.
+
+use std::process::ExitCode;
+
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
+
+use super::args::Cli;
+use super::exit::EX_USAGE;
+
+/// The command line, or the exit code after its help, version or one-line
+/// complaint has been printed.
+pub fn parse() -> Result<Cli, ExitCode> {
+    match Cli::try_parse() {
+        Ok(cli) => Ok(cli),
+        Err(error) if !error.use_stderr() => {
+            // --help and --version: not failures.
+            let _ = error.print();
+            Err(ExitCode::SUCCESS)
+        }
+        Err(error)
+            if matches!(
+                error.kind(),
+                ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand
+            ) =>
+        {
+            eprintln!("poplite: {} (see --help)", missing_subcommand());
+            Err(ExitCode::from(EX_USAGE))
+        }
+        Err(error) => {
+            // One line, like every other failure; --help has the details.
+            let text = error.to_string();
+            let first_paragraph: Vec<&str> = text
+                .lines()
+                .take_while(|line| !line.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            let message = first_paragraph.join(" ");
+            eprintln!(
+                "poplite: {} (see --help)",
+                message.trim_start_matches("error: ")
+            );
+            Err(ExitCode::from(EX_USAGE))
+        }
+    }
+}
+
+/// What a command line that stops short of a subcommand lacks, e.g.
+/// `'poplite user' requires a subcommand: add, passwd, del, list`.
+fn missing_subcommand() -> String {
+    let mut command = Cli::command();
+    let mut path = vec![command.get_name().to_string()];
+    // Option values are skipped over: they name no subcommand.
+    for arg in std::env::args().skip(1) {
+        if let Some(sub) = command.find_subcommand(&arg).cloned() {
+            path.push(arg);
+            command = sub;
+        }
+    }
+    let names: Vec<&str> = command
+        .get_subcommands()
+        .filter(|sub| !sub.is_hide_set() && sub.get_name() != "help")
+        .map(|sub| sub.get_name())
+        .collect();
+    format!(
+        "'{}' requires a subcommand: {}",
+        path.join(" "),
+        names.join(", ")
+    )
+}
