@@ -1417,6 +1417,42 @@ fn a_missing_subcommand_is_named_with_the_ones_there_are() {
 }
 
 #[test]
+fn cert_help_lists_no_database_options_and_still_accepts_them() {
+    let (dir, db) = temp_db();
+    for args in [&["cert", "--help"][..], &["cert", "self-signed", "--help"]] {
+        let help = run_cli(&db, args, b"");
+        assert!(help.status.success(), "{help:?}");
+        let text = stdout(&help);
+        assert!(text.contains("Usage: poplite cert"), "{text}");
+        assert!(
+            !text.contains("--db") && !text.contains("--busy-timeout"),
+            "{text}"
+        );
+    }
+    // Every other command still lists them.
+    assert!(stdout(&run_cli(&db, &["user", "list", "--help"], b"")).contains("--db <DB>"));
+    // Given anyway, before or after `cert`, they are accepted as before.
+    let out = dir.path().join("certs");
+    let out = out.to_str().unwrap();
+    let made = run_cli(
+        &db,
+        &[
+            "cert",
+            "self-signed",
+            "--busy-timeout",
+            "3s",
+            "--out",
+            out,
+            "--name",
+            "localhost",
+        ],
+        b"",
+    );
+    assert!(made.status.success(), "{made:?}");
+    assert!(dir.path().join("certs/cert.pem").exists());
+}
+
+#[test]
 fn listen_takes_a_host_name_and_a_missing_port_is_named() {
     let (_dir, db) = temp_db();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_poplite"))

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
-use clap::{CommandFactory, Parser};
+use clap::{Arg, CommandFactory, FromArgMatches};
 
 use super::args::Cli;
 use super::exit::EX_USAGE;
@@ -12,7 +12,10 @@ use super::exit::EX_USAGE;
 /// The command line, or the exit code after its help, version or one-line
 /// complaint has been printed.
 pub fn parse() -> Result<Cli, ExitCode> {
-    match Cli::try_parse() {
+    let parsed = command()
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches));
+    match parsed {
         Ok(cli) => Ok(cli),
         Err(error) if !error.use_stderr() => {
             // --help and --version: not failures.
@@ -46,10 +49,37 @@ pub fn parse() -> Result<Cli, ExitCode> {
     }
 }
 
+/// The command line's grammar: `Cli`'s, with the database options kept
+/// out of `cert`'s help, since certificates touch no database.
+fn command() -> clap::Command {
+    // clap copies a global option into a subcommand only where none of
+    // that name is defined yet: a hidden one of cert's own takes its place.
+    // Its values are `Cli`'s types, so `--db` after `cert` parses as before.
+    let hidden = |id: &'static str, long: &'static str, parser: clap::builder::ValueParser| {
+        Arg::new(id)
+            .long(long)
+            .value_parser(parser)
+            .global(true)
+            .hide(true)
+    };
+    Cli::command().mut_subcommand("cert", |cert| {
+        cert.arg(hidden(
+            "db",
+            "db",
+            clap::value_parser!(std::path::PathBuf).into(),
+        ))
+        .arg(hidden(
+            "busy_timeout",
+            "busy-timeout",
+            clap::builder::ValueParser::new(humantime::parse_duration),
+        ))
+    })
+}
+
 /// What a command line that stops short of a subcommand lacks, e.g.
 /// `'poplite user' requires a subcommand: add, passwd, del, list`.
 fn missing_subcommand() -> String {
-    let mut command = Cli::command();
+    let mut command = command();
     let mut path = vec![command.get_name().to_string()];
     // Option values are skipped over: they name no subcommand.
     for arg in std::env::args().skip(1) {
