@@ -1507,29 +1507,35 @@ fn swaks_delivers_to_several_recipients_with_one_reply_each() {
 }
 
 // ---------------------------------------------------------------------------
-// The README's Node.js test snippet, run as written
+// The documented Node.js and pytest snippets, run as written
 // ---------------------------------------------------------------------------
+// They live in docs/testing.md now; the tests keep their `the_readme_` names
+// so that `cargo test --test interop the_readme` still picks them out.
 
-/// The first fenced block of `language` that follows `marker` in the README.
-fn readme_block(marker: &str, language: &str) -> String {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    let after = &readme[readme.find(marker).expect("marker not in the README")..];
+/// The first fenced block of `language` that follows `marker` in the
+/// Markdown file `doc` (relative to the crate root).
+fn doc_block(doc: &str, marker: &str, language: &str) -> String {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(doc))
+        .unwrap_or_else(|e| panic!("{doc}: {e}"));
+    let after = &text[text
+        .find(marker)
+        .unwrap_or_else(|| panic!("marker {marker:?} not in {doc}"))..];
     let fence = format!("```{language}\n");
     let start = after.find(&fence).expect("no such block after the marker") + fence.len();
     let end = after[start..].find("```").expect("unterminated block");
     after[start..start + end].to_string()
 }
 
-/// The README block as a file named `file` in a fresh directory.
-fn readme_snippet(
+/// The block from `doc` as a file named `file` in a fresh directory.
+fn doc_snippet(
+    doc: &str,
     marker: &str,
     language: &str,
     file: &str,
 ) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let test = dir.path().join(file);
-    std::fs::write(&test, readme_block(marker, language)).unwrap();
+    std::fs::write(&test, doc_block(doc, marker, language)).unwrap();
     (dir, test)
 }
 
@@ -1548,7 +1554,12 @@ fn the_readme_node_test_passes_against_the_binary() {
     if !client_available("node") {
         return;
     }
-    let (dir, test) = readme_snippet("A Node.js test", "js", "poplite.test.mjs");
+    let (dir, test) = doc_snippet(
+        "docs/testing.md",
+        "A Node.js test",
+        "js",
+        "poplite.test.mjs",
+    );
     let output = run_bounded(
         Command::new("node")
             .arg("--test")
@@ -1583,7 +1594,12 @@ fn the_readme_pytest_fixture_passes_against_the_binary() {
         eprintln!("skipped: pytest not installed");
         return;
     }
-    let (dir, test) = readme_snippet("A pytest fixture", "python", "test_poplite.py");
+    let (dir, test) = doc_snippet(
+        "docs/testing.md",
+        "A pytest fixture",
+        "python",
+        "test_poplite.py",
+    );
     let output = run_bounded(
         Command::new("python3")
             .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
