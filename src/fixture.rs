@@ -18,6 +18,7 @@ use std::time::Duration;
 use crate::auth::{self, Argon2Params, AuthError};
 use crate::mail::{Message, MessageError};
 use crate::server::{BackgroundServer, LmtpAddress, Network, ServerConfig, ServerError};
+use crate::storage::MessageId;
 use crate::storage::{StorageError, Store};
 
 /// Why a test server could not do what was asked.
@@ -107,7 +108,7 @@ impl TestServer {
     pub fn messages(&self, user: &str) -> Result<Vec<StoredMessage>, FixtureError> {
         let (user_id, _) = self.store.user(user)?;
         let metas = self.store.maildrop(user_id)?;
-        let wanted: Vec<(i64, u64)> = metas.iter().map(|m| (m.id, m.size)).collect();
+        let wanted: Vec<(MessageId, u64)> = metas.iter().map(|m| (m.id, m.size)).collect();
         let bodies = self.store.read_bodies(&wanted)?;
         // A message deleted between the two reads is left out.
         Ok(metas

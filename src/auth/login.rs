@@ -12,6 +12,7 @@ use crate::auth::{self, Argon2Params};
 use crate::protocol::reply::RespCode;
 use crate::protocol::Secret;
 use crate::session::{LoginOutcome, LoginRequest, Maildrop, Proof};
+use crate::storage::UserId;
 use crate::storage::{StorageError, Store};
 
 /// Checks credentials against the store.
@@ -97,15 +98,18 @@ pub enum Check {
         /// The password offered.
         password: Secret,
         /// The user's id and stored name, if the user exists.
-        user: Option<(i64, String)>,
+        user: Option<(UserId, String)>,
     },
     /// The answer is known: the user's id and name, or `None` for no.
-    Decided(Option<(i64, String)>),
+    Decided(Option<(UserId, String)>),
 }
 
 impl Check {
     /// The user, once `verified` says whether the password matched.
-    pub fn conclude(self, verified: impl FnOnce(&str, &Secret) -> bool) -> Option<(i64, String)> {
+    pub fn conclude(
+        self,
+        verified: impl FnOnce(&str, &Secret) -> bool,
+    ) -> Option<(UserId, String)> {
         match self {
             Check::Password {
                 phc,
@@ -126,7 +130,7 @@ impl Check {
 pub fn open_maildrop(
     store: &Store,
     locks: &MaildropLocks,
-    user: Option<(i64, String)>,
+    user: Option<(UserId, String)>,
 ) -> (LoginOutcome, Option<MaildropLock>) {
     let Some((user_id, name)) = user else {
         return (LoginOutcome::Rejected, None);

@@ -4,18 +4,20 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
+use crate::storage::UserId;
+
 /// Which maildrops have a session open in this process.
 #[derive(Debug, Clone, Default)]
 pub struct MaildropLocks {
-    held: Arc<Mutex<HashSet<i64>>>,
+    held: Arc<Mutex<HashSet<UserId>>>,
 }
 
 /// Holds one maildrop's lock; dropping it releases the lock, however the
 /// session ends (QUIT, a dropped connection, a timeout, a panic).
 #[derive(Debug)]
 pub struct MaildropLock {
-    user_id: i64,
-    held: Arc<Mutex<HashSet<i64>>>,
+    user_id: UserId,
+    held: Arc<Mutex<HashSet<UserId>>>,
 }
 
 impl MaildropLocks {
@@ -25,7 +27,7 @@ impl MaildropLocks {
     }
 
     /// Takes the lock for `user_id`, or `None` if a session holds it.
-    pub fn try_lock(&self, user_id: i64) -> Option<MaildropLock> {
+    pub fn try_lock(&self, user_id: UserId) -> Option<MaildropLock> {
         let mut held = self
             .held
             .lock()
@@ -54,10 +56,10 @@ mod tests {
     #[test]
     fn a_lock_is_exclusive_until_dropped() {
         let locks = MaildropLocks::new();
-        let first = locks.try_lock(7).expect("free");
-        assert!(locks.try_lock(7).is_none());
-        assert!(locks.try_lock(8).is_some());
+        let first = locks.try_lock(UserId::new(7)).expect("free");
+        assert!(locks.try_lock(UserId::new(7)).is_none());
+        assert!(locks.try_lock(UserId::new(8)).is_some());
         drop(first);
-        assert!(locks.try_lock(7).is_some());
+        assert!(locks.try_lock(UserId::new(7)).is_some());
     }
 }

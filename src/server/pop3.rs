@@ -30,7 +30,7 @@ use crate::protocol::transfer::{Extent, Layout, Transfer};
 use crate::session::{
     Action, Closing, LoginOutcome, LoginRequest, Session, SessionConfig, TlsState,
 };
-use crate::storage::{Bodies, StorageError};
+use crate::storage::{Bodies, MessageId, StorageError, UserId};
 
 /// Replies are collected and written together once this many octets wait,
 /// or when the client has no more pipelined commands buffered.
@@ -560,7 +560,7 @@ impl Connection {
         &mut self,
         session: &Session,
         number: MessageNumber,
-        message_id: i64,
+        message_id: MessageId,
         layout: Layout,
     ) -> Option<Bodies> {
         let held = self.read_ahead.take();
@@ -600,7 +600,7 @@ impl Connection {
     async fn send_message(
         &mut self,
         status: String,
-        message_id: i64,
+        message_id: MessageId,
         layout: Layout,
         extent: Extent,
         body: Option<&[u8]>,
@@ -633,7 +633,7 @@ impl Connection {
     async fn stream_message(
         &mut self,
         mut transfer: Transfer,
-        message_id: i64,
+        message_id: MessageId,
         start: usize,
     ) -> Result<(), End> {
         let Some(first) = transfer.next_read(&mut self.out) else {
@@ -687,7 +687,7 @@ impl Connection {
     fn read_chunk(
         &self,
         mut transfer: Transfer,
-        message_id: i64,
+        message_id: MessageId,
         (offset, len): (u64, usize),
         mut out: Vec<u8>,
     ) -> blocking::Task<StreamedChunk> {
@@ -709,7 +709,11 @@ impl Connection {
         })
     }
 
-    async fn commit(&mut self, user_id: i64, message_ids: Vec<i64>) -> Result<usize, RespCode> {
+    async fn commit(
+        &mut self,
+        user_id: UserId,
+        message_ids: Vec<MessageId>,
+    ) -> Result<usize, RespCode> {
         let store = Arc::clone(&self.shared.store);
         match blocking::unblock(move || store.delete_messages(user_id, &message_ids)).await {
             Ok(removed) => {

@@ -5,12 +5,12 @@
 use crate::mail::messages;
 use crate::protocol::command::MessageNumber;
 use crate::protocol::reply::Reply;
-use crate::storage::MessageMeta;
+use crate::storage::{MessageId, MessageMeta, UserId};
 
 /// A user's messages as they were at login, with deletion marks.
 #[derive(Debug, Clone)]
 pub struct Maildrop {
-    user_id: i64,
+    user_id: UserId,
     user: String,
     messages: Vec<MessageMeta>,
     deleted: Vec<bool>,
@@ -18,7 +18,7 @@ pub struct Maildrop {
 
 impl Maildrop {
     /// A snapshot of `messages`, in delivery order, none marked.
-    pub fn new(user_id: i64, user: String, messages: Vec<MessageMeta>) -> Maildrop {
+    pub fn new(user_id: UserId, user: String, messages: Vec<MessageMeta>) -> Maildrop {
         let deleted = vec![false; messages.len()];
         Maildrop {
             user_id,
@@ -29,7 +29,7 @@ impl Maildrop {
     }
 
     /// The owner's database id.
-    pub fn user_id(&self) -> i64 {
+    pub fn user_id(&self) -> UserId {
         self.user_id
     }
 
@@ -56,7 +56,7 @@ impl Maildrop {
     /// `(id, size)` of the messages after `n` not marked deleted, in
     /// order: what a client reading its maildrop through is likely to ask
     /// for next.
-    pub fn live_after(&self, n: MessageNumber) -> impl Iterator<Item = (i64, u64)> + '_ {
+    pub fn live_after(&self, n: MessageNumber) -> impl Iterator<Item = (MessageId, u64)> + '_ {
         let next = (n.index() + 1).min(self.messages.len());
         self.messages[next..]
             .iter()
@@ -93,7 +93,7 @@ impl Maildrop {
     }
 
     /// Database ids of the messages marked deleted.
-    pub fn marked_ids(&self) -> Vec<i64> {
+    pub fn marked_ids(&self) -> Vec<MessageId> {
         self.messages
             .iter()
             .zip(&self.deleted)

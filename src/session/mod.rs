@@ -12,6 +12,7 @@ use crate::protocol::line::LineEvent;
 use crate::protocol::reply::{Reply, RespCode};
 use crate::protocol::transfer::{Extent, Layout};
 use crate::protocol::Secret;
+use crate::storage::{MessageId, UserId};
 pub use maildrop::Maildrop;
 use sasl::{Mechanism, SaslError};
 
@@ -31,7 +32,7 @@ pub enum Action {
         /// The message's number in this session.
         number: MessageNumber,
         /// The message's database id.
-        message_id: i64,
+        message_id: MessageId,
         /// Where its header ends.
         layout: Layout,
         /// All of it (RETR) or the top (TOP).
@@ -41,9 +42,9 @@ pub enum Action {
     /// [`Session::update_finished`] (RFC 1939 §6, the UPDATE state).
     Commit {
         /// The owner's database id.
-        user_id: i64,
+        user_id: UserId,
         /// Database ids of the messages marked deleted.
-        message_ids: Vec<i64>,
+        message_ids: Vec<MessageId>,
     },
     /// Send the reply and close the connection.
     Close(Reply),
@@ -378,7 +379,7 @@ impl Session {
     /// `(id, size)` of the live messages after message `n`, in order (none
     /// outside the TRANSACTION state): a hint for reading ahead of the
     /// client's next RETR.
-    pub fn messages_after(&self, n: MessageNumber) -> impl Iterator<Item = (i64, u64)> + '_ {
+    pub fn messages_after(&self, n: MessageNumber) -> impl Iterator<Item = (MessageId, u64)> + '_ {
         let maildrop = match &self.state {
             State::Transaction(maildrop) => Some(maildrop),
             _ => None,

@@ -736,7 +736,7 @@ mod properties {
 
     /// The snapshot's own arithmetic: what STAT says is what LIST lists,
     /// and what QUIT would delete is a subset of what was there.
-    fn assert_consistent(session: &Session, at_login: &[i64]) {
+    fn assert_consistent(session: &Session, at_login: &[MessageId]) {
         if let State::Transaction(maildrop) = &session.state {
             let (count, size) = maildrop.stat();
             let live: Vec<_> = maildrop.live().collect();
@@ -773,7 +773,7 @@ mod properties {
                 sasl_with_tls,
                 max_bad_commands: 4,
             });
-            let mut at_login: Vec<i64> = Vec::new();
+            let mut at_login: Vec<MessageId> = Vec::new();
             let mut rest = &bytes[..];
             for &cut in cuts.iter().cycle() {
                 if rest.is_empty() || c.closed {

@@ -97,7 +97,7 @@ pub enum StorageError {
     ImportGone,
     /// A message was removed while a session still listed it.
     #[error("message {0} no longer exists")]
-    MessageGone(i64),
+    MessageGone(crate::storage::MessageId),
     /// Any other SQLite failure.
     #[error("database error: {0}")]
     Sqlite(#[source] rusqlite::Error),

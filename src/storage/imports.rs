@@ -4,6 +4,7 @@
 use rusqlite::{params, Connection};
 
 use super::users::user_id;
+use super::UserId;
 use super::{check_quota, insert_into, Message, StorageError, Store};
 
 impl Store {
@@ -20,7 +21,7 @@ impl Store {
                  VALUES (?1 || 'import-' || lower(hex(randomblob(8))), '!')",
                 [STAGING_PREFIX],
             )?;
-            let user_id = tx.last_insert_rowid();
+            let user_id = UserId::new(tx.last_insert_rowid());
             tx.execute(
                 "INSERT INTO imports (staging_user_id, heartbeat) VALUES (?1, unixepoch())",
                 [user_id],
@@ -94,13 +95,13 @@ pub(super) const STALE_IMPORT_SECONDS: i64 = 3600;
 /// An import in progress (see [`Store::begin_import`]).
 #[derive(Debug)]
 pub struct Staging {
-    pub(super) user_id: i64,
+    pub(super) user_id: UserId,
 }
 
 /// Keeps an import (or a message being taken in) alive: its heartbeat
 /// moves on, so no purge takes it for dead. [`StorageError::ImportGone`]
 /// if a purge already removed it.
-pub(super) fn touch_import(conn: &Connection, staging_user_id: i64) -> Result<(), StorageError> {
+pub(super) fn touch_import(conn: &Connection, staging_user_id: UserId) -> Result<(), StorageError> {
     let alive = conn.execute(
         "UPDATE imports SET heartbeat = unixepoch() WHERE staging_user_id = ?1",
         [staging_user_id],

@@ -17,6 +17,7 @@ use super::{
     check_quota, insert_into, insert_message_row, sql_int, touch_import, user_id, Staging,
     StorageError, Store,
 };
+use super::{MessageId, UserId};
 use crate::mail::{Facts, Message, MessageError, Normalizer};
 use crate::storage::BODY_CHUNK;
 
@@ -41,7 +42,7 @@ pub enum IngestError {
 #[derive(Debug)]
 pub struct Incoming {
     /// For an import: its staging user, and the message's arrival time.
-    import: Option<(i64, Option<i64>)>,
+    import: Option<(UserId, Option<i64>)>,
     normalizer: Normalizer,
     /// Normalised octets not yet in the database.
     buffer: Vec<u8>,
@@ -59,11 +60,11 @@ enum Home {
     Own(Staging),
     /// An import's (this staging user id): it stays there once whole,
     /// to be published with the rest of the import.
-    Import(i64),
+    Import(UserId),
 }
 
 impl Home {
-    fn staging_user_id(&self) -> i64 {
+    fn staging_user_id(&self) -> UserId {
         match self {
             Home::Own(staging) => staging.user_id,
             Home::Import(user_id) => *user_id,
@@ -74,7 +75,7 @@ impl Home {
 /// The staged rows of a message too large to hold.
 struct Spool {
     home: Home,
-    message_id: i64,
+    message_id: MessageId,
     next_seq: i64,
     /// A connection of its own while the message arrives, outside the
     /// pool, with `synchronous=NORMAL`: staged batches need no fsync of
@@ -269,7 +270,7 @@ impl Store {
     /// began to arrive, before messages that arrived while it did; UIDs
     /// stay unique. Moving it to a later id at publish would rewrite every
     /// chunk (SQLite rewrites a whole row, overflow pages included).
-    fn begin_spool(&self, import: Option<i64>) -> Result<Spool, StorageError> {
+    fn begin_spool(&self, import: Option<UserId>) -> Result<Spool, StorageError> {
         let home = match import {
             Some(staging_user_id) => Home::Import(staging_user_id),
             None => Home::Own(self.begin_import()?),
@@ -480,7 +481,7 @@ fn settle_in_import(
 
 /// Whether a message row exists (for tests).
 #[cfg(test)]
-fn message_exists(store: &Store, id: i64) -> bool {
+fn message_exists(store: &Store, id: MessageId) -> bool {
     use rusqlite::OptionalExtension;
     store
         .with_conn(|conn| {

@@ -9,6 +9,7 @@ use super::{
     sql_int, Bodies, ExportEntry, Facts, MailboxEntry, Message, MessageMeta, Quota, StorageError,
     Store, BODY_CHUNK,
 };
+use super::{MessageId, UserId};
 
 impl Store {
     /// Stores messages for a user in one durable transaction and returns
@@ -55,7 +56,7 @@ impl Store {
     }
 
     /// A user's messages in delivery order, without their bodies.
-    pub fn maildrop(&self, user_id: i64) -> Result<Vec<MessageMeta>, StorageError> {
+    pub fn maildrop(&self, user_id: UserId) -> Result<Vec<MessageMeta>, StorageError> {
         self.with_conn(|conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT id, uid, size, header_len FROM messages WHERE user_id = ?1 ORDER BY id",
@@ -76,7 +77,7 @@ impl Store {
     /// the chunks that hold them.
     pub fn read_body(
         &self,
-        message_id: i64,
+        message_id: MessageId,
         offset: u64,
         len: usize,
     ) -> Result<Vec<u8>, StorageError> {
@@ -93,7 +94,7 @@ impl Store {
     /// have been handed over.
     pub fn read_body_with(
         &self,
-        message_id: i64,
+        message_id: MessageId,
         offset: u64,
         len: usize,
         mut each: impl FnMut(&[u8]),
@@ -138,7 +139,7 @@ impl Store {
     /// Whole bodies of several messages in one go, for reading ahead of a
     /// client's RETRs: `wanted` is `(id, size)` as listed at login. A
     /// message no longer stored, or not of that size, is left out.
-    pub fn read_bodies(&self, wanted: &[(i64, u64)]) -> Result<Bodies, StorageError> {
+    pub fn read_bodies(&self, wanted: &[(MessageId, u64)]) -> Result<Bodies, StorageError> {
         let total: u64 = wanted.iter().map(|&(_, size)| size).sum();
         self.with_conn(|conn| {
             let mut stmt = conn.prepare_cached(
@@ -171,8 +172,8 @@ impl Store {
     /// returns how many were removed. On error nothing is removed.
     pub fn delete_messages(
         &self,
-        user_id: i64,
-        message_ids: &[i64],
+        user_id: UserId,
+        message_ids: &[MessageId],
     ) -> Result<usize, StorageError> {
         self.with_conn(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -213,7 +214,7 @@ impl Store {
 /// Inserts messages for `user_id` in `tx`; returns their UIDs.
 pub(super) fn insert_into<'a>(
     tx: &Connection,
-    user_id: i64,
+    user_id: UserId,
     uid_prefix: &str,
     messages: impl ExactSizeIterator<Item = (&'a Message, Option<i64>)>,
 ) -> Result<Vec<String>, StorageError> {
@@ -246,10 +247,10 @@ pub(super) fn insert_into<'a>(
 /// `facts` makes an empty placeholder for a message still arriving.
 pub(super) fn insert_message_row(
     conn: &Connection,
-    user_id: i64,
+    user_id: UserId,
     uid_prefix: &str,
     facts: Option<&Facts>,
-) -> Result<(i64, String), StorageError> {
+) -> Result<(MessageId, String), StorageError> {
     let (size, header_len, subject) = match facts {
         Some(f) => (sql_int(f.size), sql_int(f.header_len), f.subject.as_deref()),
         None => (0, 0, None),
@@ -261,7 +262,7 @@ pub(super) fn insert_message_row(
          VALUES (?1, 'pending', ?2, ?3, unixepoch(), ?4)",
         params![user_id, size, header_len, subject],
     )?;
-    let id = conn.last_insert_rowid();
+    let id = MessageId::new(conn.last_insert_rowid());
     let uid = format!("{uid_prefix}.{id}");
     conn.execute(
         "UPDATE messages SET uid = ?1 WHERE id = ?2",
@@ -274,7 +275,7 @@ pub(super) fn insert_message_row(
 /// the delivery's transaction, so what it counts cannot change meanwhile.
 pub(super) fn check_quota(
     conn: &Connection,
-    user_id: i64,
+    user_id: UserId,
     name: &str,
     incoming_messages: u64,
     incoming_octets: u64,

@@ -12,6 +12,7 @@
 //! message in as it arrives), `watch.rs`, `migrations.rs`, `error.rs`.
 
 mod error;
+mod ids;
 mod imports;
 mod ingest;
 mod mail;
@@ -20,6 +21,7 @@ mod users;
 mod watch;
 
 pub use error::StorageError;
+pub use ids::{MessageId, UserId};
 pub use imports::Staging;
 pub use users::validate_user_name;
 
@@ -82,7 +84,7 @@ pub struct Quota {
 #[derive(Clone)]
 pub struct Credentials {
     /// Database id.
-    pub id: i64,
+    pub id: UserId,
     /// The name as stored (lookups ignore case).
     pub name: String,
     /// The argon2 PHC string.
@@ -115,7 +117,7 @@ pub struct UserSummary {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageMeta {
     /// Database id.
-    pub id: i64,
+    pub id: MessageId,
     /// The UIDL unique id.
     pub uid: String,
     /// Octets, CRLF-normalised.
@@ -128,7 +130,7 @@ pub struct MessageMeta {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExportEntry {
     /// Database id, for [`Store::read_body`].
-    pub id: i64,
+    pub id: MessageId,
     /// Octets.
     pub size: u64,
     /// Arrival time, Unix seconds.
@@ -139,12 +141,12 @@ pub struct ExportEntry {
 #[derive(Debug, Default)]
 pub struct Bodies {
     data: Vec<u8>,
-    parts: Vec<(i64, std::ops::Range<usize>)>,
+    parts: Vec<(MessageId, std::ops::Range<usize>)>,
 }
 
 impl Bodies {
     /// The body of message `id`, if it was read.
-    pub fn get(&self, id: i64) -> Option<&[u8]> {
+    pub fn get(&self, id: MessageId) -> Option<&[u8]> {
         let (_, range) = self.parts.iter().find(|(part, _)| *part == id)?;
         self.data.get(range.clone())
     }

@@ -176,7 +176,7 @@ fn bodies_read_back_by_range() {
         Err(StorageError::MessageGone(_))
     ));
     assert!(matches!(
-        store.read_body(9999, 0, 1),
+        store.read_body(MessageId::new(9999), 0, 1),
         Err(StorageError::MessageGone(_))
     ));
 }
@@ -189,20 +189,25 @@ fn several_whole_bodies_come_back_without_missing_or_changed_ones() {
         .deliver("alice", &[msg("a"), msg(&big), msg("c")])
         .unwrap();
     let (user_id, _) = store.user("alice").unwrap();
-    let ids: Vec<i64> = store
+    let ids: Vec<MessageId> = store
         .maildrop(user_id)
         .unwrap()
         .iter()
         .map(|m| m.id)
         .collect();
     let big_size = BODY_CHUNK as u64 + 12;
-    let wanted = [(ids[2], 3), (9999, 3), (ids[1], big_size), (ids[0], 4)];
+    let wanted = [
+        (ids[2], 3),
+        (MessageId::new(9999), 3),
+        (ids[1], big_size),
+        (ids[0], 4),
+    ];
     let bodies = store.read_bodies(&wanted).unwrap();
     assert_eq!(bodies.get(ids[2]), Some(&b"c\r\n"[..]));
     let whole = store.read_body(ids[1], 0, big_size as usize).unwrap();
     assert_eq!(bodies.get(ids[1]), Some(&whole[..]));
     // Gone, or not the size listed: left out.
-    assert_eq!(bodies.get(9999), None);
+    assert_eq!(bodies.get(MessageId::new(9999)), None);
     assert_eq!(bodies.get(ids[0]), None);
 }
 

@@ -3,6 +3,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::imports::STAGING_PREFIX;
+use super::UserId;
 use super::{sql_int, Credentials, Quota, StorageError, Store, UserSummary};
 
 impl Store {
@@ -163,7 +164,7 @@ impl Store {
     }
 
     /// Looks up a user's id and stored name.
-    pub fn user(&self, name: &str) -> Result<(i64, String), StorageError> {
+    pub fn user(&self, name: &str) -> Result<(UserId, String), StorageError> {
         self.with_conn(|conn| user_id(conn, name))
     }
 }
@@ -194,7 +195,7 @@ pub fn validate_user_name(name: &str) -> Result<(), StorageError> {
     Ok(())
 }
 
-pub(super) fn user_id(conn: &Connection, name: &str) -> Result<(i64, String), StorageError> {
+pub(super) fn user_id(conn: &Connection, name: &str) -> Result<(UserId, String), StorageError> {
     if name.starts_with(STAGING_PREFIX) {
         return Err(StorageError::UnknownUser(name.to_string()));
     }
@@ -205,7 +206,7 @@ pub(super) fn user_id(conn: &Connection, name: &str) -> Result<(i64, String), St
     .ok_or_else(|| StorageError::UnknownUser(name.to_string()))
 }
 
-pub(super) fn quota_of(conn: &Connection, user_id: i64) -> rusqlite::Result<Quota> {
+pub(super) fn quota_of(conn: &Connection, user_id: UserId) -> rusqlite::Result<Quota> {
     conn.query_row(
         "SELECT quota_messages, quota_bytes FROM users WHERE id = ?1",
         params![user_id],

@@ -108,7 +108,8 @@ impl TestServer {
     pub fn messages(&self, user: &str) -> Vec<Vec<u8>> {
         let (user_id, _) = self.store.user(user).unwrap();
         let metas = self.store.maildrop(user_id).unwrap();
-        let wanted: Vec<(i64, u64)> = metas.iter().map(|m| (m.id, m.size)).collect();
+        let wanted: Vec<(poplite::storage::MessageId, u64)> =
+            metas.iter().map(|m| (m.id, m.size)).collect();
         let bodies = self.store.read_bodies(&wanted).unwrap();
         metas
             .iter()
