@@ -178,6 +178,27 @@ pub struct ServeClaim {
     _file: Option<std::fs::File>,
 }
 
+/// A slot of the pool, and the connection in it once there is one.
+/// Dropping it gives the slot back however the work ended: the connection
+/// goes back to the pool, or, after a panic that may have left it inside a
+/// transaction (or when opening it failed), is closed and its slot freed.
+struct Lease<'a> {
+    store: &'a Store,
+    conn: Option<Connection>,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        match self.conn.take() {
+            Some(conn) if !std::thread::panicking() => self.store.release(conn),
+            _ => {
+                self.store.lock_pool().open -= 1;
+                self.store.returned.notify_one();
+            }
+        }
+    }
+}
+
 /// The poplite database: a small pool of SQLite connections to one file,
 /// or to one in-memory database (throwaway servers for tests).
 pub struct Store {
@@ -393,20 +414,16 @@ impl Store {
         &self,
         work: impl FnOnce(&mut Connection) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
-        let mut conn = match self.take_or_reserve() {
-            Some(conn) => conn,
-            None => match self.connect() {
-                Ok(conn) => conn,
-                Err(error) => {
-                    self.lock_pool().open -= 1;
-                    self.returned.notify_one();
-                    return Err(error);
-                }
-            },
+        let mut lease = Lease {
+            store: self,
+            conn: self.take_or_reserve(),
         };
-        let result = work(&mut conn);
-        self.release(conn);
-        result
+        let conn = match lease.conn.take() {
+            Some(conn) => conn,
+            // On failure the lease, still empty, gives the slot back.
+            None => self.connect()?,
+        };
+        work(lease.conn.insert(conn))
     }
 
     /// An idle connection, or `None` after reserving a slot to open one,

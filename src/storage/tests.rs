@@ -329,6 +329,27 @@ fn users_and_mailbox_listings() {
 }
 
 #[test]
+fn a_panic_while_holding_a_connection_frees_its_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        max_connections: 1,
+        ..StoreOptions::default()
+    };
+    let store = std::sync::Arc::new(Store::open_with(dir.path().join("p.db"), options).unwrap());
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _: Result<(), StorageError> = store.with_conn(|_| panic!("mid-work"));
+    }));
+    assert!(panicked.is_err());
+    // With the one slot leaked, this would wait forever: asked on a thread
+    // of its own (left behind if so) and bounded in time.
+    let (done, finished) = std::sync::mpsc::channel();
+    let asking = std::sync::Arc::clone(&store);
+    std::thread::spawn(move || done.send(asking.users().map(|users| users.len())));
+    let answer = finished.recv_timeout(std::time::Duration::from_secs(10));
+    assert_eq!(answer.expect("the pool's slot leaked").unwrap(), 0);
+}
+
+#[test]
 fn a_burst_of_callers_shares_a_bounded_number_of_connections() {
     let dir = tempfile::tempdir().unwrap();
     let options = StoreOptions {
