@@ -5,10 +5,6 @@
 use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
 
-/// Link targets that another branch creates. A missing one is not an error
-/// here; once it exists, this test fails so that the entry gets removed.
-const PENDING: &[&str] = &["bench/results/INDEX.md"];
-
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
@@ -135,12 +131,7 @@ fn relative_links_in_the_readme_and_docs_resolve() {
                     lexical(&doc.parent().unwrap().join(path))
                 };
                 if !file.exists() {
-                    let pending = file
-                        .strip_prefix(root())
-                        .is_ok_and(|rel| PENDING.iter().any(|p| rel == Path::new(p)));
-                    if !pending {
-                        broken.push(format!("{name}:{number}: {target}"));
-                    }
+                    broken.push(format!("{name}:{number}: {target}"));
                     continue;
                 }
                 if let Some(fragment) = fragment {
@@ -159,14 +150,4 @@ fn relative_links_in_the_readme_and_docs_resolve() {
         "only {checked} relative links found: is the link reader broken?"
     );
     assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
-}
-
-#[test]
-fn pending_link_targets_are_still_pending() {
-    for pending in PENDING {
-        assert!(
-            !root().join(pending).exists(),
-            "{pending} exists now: remove it from PENDING in tests/doc_links.rs"
-        );
-    }
 }
