@@ -3,7 +3,9 @@
 //! work it asked for, and returns [`Action`]s; the connection driver does
 //! the I/O, the database work and the password hashing.
 
+pub mod driver;
 pub mod maildrop;
+pub mod memory;
 pub mod sasl;
 
 use crate::mail::messages;

@@ -1,140 +1,124 @@
 //! Session tests: whole conversations scripted from RFC 1939's examples,
-//! run by a synchronous driver against a real SQLite store (no sockets).
+//! run by the reference driver ([`super::driver`]) against the in-memory
+//! maildrops (no SQLite, no argon2, no sockets). A few run end to end on
+//! the real store (`sqlite_world`) to keep the two honest with each other.
 
+use super::driver::{Driver, Effects, Written};
+use super::memory::{MemoryMaildrops, MemorySession};
 use super::*;
+use crate::auth;
 use crate::auth::login::{self, Verifier};
-use crate::auth::{self, Argon2Params};
-use crate::auth::{MaildropLock, MaildropLocks};
+use crate::auth::{Argon2Params, MaildropLock, MaildropLocks};
 use crate::mail::Message;
-use crate::protocol::line::LineReader;
-use crate::protocol::transfer::Transfer;
 use crate::storage::Store;
 
 const TIMESTAMP: &str = "<1896.697170952@dbc.mtview.ca.us>";
 
+/// mrose (with the RFC's APOP secret) and bob, in memory.
 struct World {
+    maildrops: MemoryMaildrops,
+}
+
+type Client = Driver<MemorySession>;
+
+impl World {
+    fn new() -> World {
+        let maildrops = MemoryMaildrops::new();
+        maildrops.add_user("mrose", "tanstaaf", Some("tanstaaf"));
+        maildrops.add_user("bob", "two words", None);
+        World { maildrops }
+    }
+
+    fn deliver(&self, user: &str, raw: &[u8]) {
+        self.maildrops.deliver(user, raw);
+    }
+
+    fn count(&self, user: &str) -> usize {
+        self.maildrops.count(user)
+    }
+
+    fn client(&self, apop: bool) -> Client {
+        self.client_with(apop_config(apop))
+    }
+
+    fn client_with(&self, config: SessionConfig) -> Client {
+        Driver::new(config, self.maildrops.session())
+    }
+}
+
+fn apop_config(apop: bool) -> SessionConfig {
+    SessionConfig {
+        apop_timestamp: apop.then(|| TIMESTAMP.to_string()),
+        ..SessionConfig::default()
+    }
+}
+
+/// The same users in a real SQLite store, with argon2 hashes.
+struct SqliteWorld {
     _dir: tempfile::TempDir,
     store: Store,
     verifier: Verifier,
     locks: MaildropLocks,
 }
 
-impl World {
-    fn new() -> World {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("t.db")).unwrap();
-        let hash = |pw: &str| auth::hash_password(pw.as_bytes(), Argon2Params::CHEAP).unwrap();
-        store
-            .add_user("mrose", &hash("tanstaaf"), Some("tanstaaf"))
-            .unwrap();
-        store.add_user("bob", &hash("two words"), None).unwrap();
-        let verifier = Verifier::new();
-        World {
-            _dir: dir,
-            store,
-            verifier,
-            locks: MaildropLocks::new(),
-        }
-    }
-
-    fn deliver(&self, user: &str, raw: &[u8]) {
+fn sqlite_world() -> SqliteWorld {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("t.db")).unwrap();
+    let hash = |pw: &str| auth::hash_password(pw.as_bytes(), Argon2Params::CHEAP).unwrap();
+    store
+        .add_user("mrose", &hash("tanstaaf"), Some("tanstaaf"))
+        .unwrap();
+    store.add_user("bob", &hash("two words"), None).unwrap();
+    for raw in [
+        &b"Subject: one\r\n\r\nHello\r\n"[..],
+        b"Subject: two\n\n.dotted\nline\n",
+    ] {
         let message = Message::parse(raw, u64::MAX).unwrap();
-        self.store.deliver(user, &[message]).unwrap();
+        store.deliver("mrose", &[message]).unwrap();
     }
-
-    fn client(&self, apop: bool) -> Client<'_> {
-        self.client_with(SessionConfig {
-            apop_timestamp: apop.then(|| TIMESTAMP.to_string()),
-            ..SessionConfig::default()
-        })
+    SqliteWorld {
+        _dir: dir,
+        store,
+        verifier: Verifier::new(),
+        locks: MaildropLocks::new(),
     }
+}
 
-    fn client_with(&self, config: SessionConfig) -> Client<'_> {
-        let session = Session::new(config);
-        Client {
+impl SqliteWorld {
+    fn client(&self, apop: bool) -> Driver<StoreSession<'_>> {
+        let effects = StoreSession {
             world: self,
-            session,
-            reader: LineReader::new(),
             lock: None,
-            closed: false,
-        }
+        };
+        Driver::new(apop_config(apop), effects)
     }
 }
 
-struct Client<'w> {
-    world: &'w World,
-    session: Session,
-    reader: LineReader,
+/// A session's effects on the real store, as the server's are.
+struct StoreSession<'w> {
+    world: &'w SqliteWorld,
     lock: Option<MaildropLock>,
-    closed: bool,
 }
 
-impl Client<'_> {
-    /// Sends raw bytes and returns everything the server answers, as text.
-    fn send(&mut self, input: &str) -> String {
-        self.reader.feed(input.as_bytes());
-        let mut out = Vec::new();
-        while !self.closed {
-            let Some(event) = self.reader.next_line(self.session.max_line_len()) else {
-                break;
-            };
-            let mut action = self.session.handle(event);
-            loop {
-                action = match action {
-                    Action::Reply(reply) => {
-                        reply.encode(&mut out);
-                        break;
-                    }
-                    Action::Close(reply) => {
-                        reply.encode(&mut out);
-                        self.closed = true;
-                        self.lock = None;
-                        break;
-                    }
-                    Action::StartTls(reply) => {
-                        // As the driver does: drop what was pipelined, then
-                        // pretend the handshake succeeded.
-                        reply.encode(&mut out);
-                        self.reader = LineReader::new();
-                        self.session.tls_started();
-                        break;
-                    }
-                    Action::Login(request) => {
-                        let w = self.world;
-                        let (outcome, lock) =
-                            login::attempt(&w.store, &w.verifier, &w.locks, &request);
-                        self.lock = lock;
-                        self.session.login_finished(outcome)
-                    }
-                    Action::Send {
-                        status,
-                        message_id,
-                        layout,
-                        extent,
-                        ..
-                    } => {
-                        Reply::ok(status).encode(&mut out);
-                        let mut transfer = Transfer::new(layout, extent, 7);
-                        while let Some((offset, len)) = transfer.next_read(&mut out) {
-                            let chunk =
-                                self.world.store.read_body(message_id, offset, len).unwrap();
-                            transfer.push(&chunk, &mut out);
-                        }
-                        transfer.finish(&mut out);
-                        break;
-                    }
-                    Action::Commit {
-                        user_id,
-                        message_ids,
-                    } => {
-                        let result = self.world.store.delete_messages(user_id, &message_ids);
-                        self.session
-                            .update_finished(result.map_err(|_| RespCode::SysTemp))
-                    }
-                };
-            }
-        }
-        String::from_utf8(out).unwrap()
+impl Effects for StoreSession<'_> {
+    fn login(&mut self, request: &LoginRequest) -> LoginOutcome {
+        let w = self.world;
+        let (outcome, lock) = login::attempt(&w.store, &w.verifier, &w.locks, request);
+        self.lock = lock;
+        outcome
+    }
+
+    fn read(&mut self, message: MessageId, offset: u64, len: usize) -> Option<Vec<u8>> {
+        self.world.store.read_body(message, offset, len).ok()
+    }
+
+    fn commit(&mut self, user: UserId, messages: &[MessageId]) -> Result<usize, RespCode> {
+        let deleted = self.world.store.delete_messages(user, messages);
+        deleted.map_err(|_| RespCode::SysTemp)
+    }
+
+    fn closed(&mut self) {
+        self.lock = None;
     }
 }
 
@@ -149,19 +133,17 @@ fn rfc_world() -> World {
 fn greeting_carries_the_apop_timestamp_only_when_apop_is_on() {
     let world = World::new();
     assert_eq!(
-        world.client(true).session.greeting().to_bytes(),
+        world.client(true).session().greeting().to_bytes(),
         format!("+OK poplite ready {TIMESTAMP}\r\n").as_bytes()
     );
     assert_eq!(
-        world.client(false).session.greeting().to_bytes(),
+        world.client(false).session().greeting().to_bytes(),
         b"+OK poplite ready\r\n"
     );
 }
 
-#[test]
-fn rfc1939_example_session() {
-    let world = rfc_world();
-    let mut c = world.client(true);
+/// RFC 1939's example session, as a script any driver can run.
+fn rfc1939_example<E: Effects>(c: &mut Driver<E>) {
     assert_eq!(
         c.send("APOP mrose c4c9334bac560ecc979e58001b3e22fb\r\n"),
         "+OK mrose's maildrop has 2 messages (54 octets)\r\n"
@@ -185,6 +167,19 @@ fn rfc1939_example_session() {
         c.send("QUIT\r\n"),
         "+OK poplite signing off (2 messages deleted)\r\n"
     );
+}
+
+#[test]
+fn rfc1939_example_session() {
+    let world = rfc_world();
+    rfc1939_example(&mut world.client(true));
+    assert_eq!(world.count("mrose"), 0);
+}
+
+#[test]
+fn rfc1939_example_session_on_the_real_store() {
+    let world = sqlite_world();
+    rfc1939_example(&mut world.client(true));
     assert!(world.store.mailbox("mrose").unwrap().is_empty());
 }
 
@@ -402,7 +397,7 @@ fn the_third_failed_login_closes_the_session() {
         c.send("USER nobody\r\nPASS wrong\r\nNOOP\r\n"),
         "+OK send PASS\r\n-ERR [AUTH] authentication failed; too many failures, closing\r\n"
     );
-    assert!(c.closed);
+    assert!(c.is_closed());
 }
 
 #[test]
@@ -410,7 +405,7 @@ fn quit_in_authorization_says_ok_and_closes() {
     let world = World::new();
     let mut c = world.client(false);
     assert_eq!(c.send("QUIT\r\nNOOP\r\n"), "+OK poplite signing off\r\n");
-    assert!(c.session.is_closed());
+    assert!(c.session().is_closed());
 }
 
 #[test]
@@ -444,7 +439,7 @@ fn deleted_messages_vanish_from_listings_but_keep_numbers() {
     );
     assert_eq!(c.send("LIST 2\r\n"), "+OK 2 31\r\n");
     assert_eq!(c.send("QUIT\r\n"), "+OK poplite signing off\r\n");
-    assert_eq!(world.store.mailbox("mrose").unwrap().len(), 3);
+    assert_eq!(world.count("mrose"), 3);
 }
 
 #[test]
@@ -465,12 +460,9 @@ fn malformed_arguments_and_unknown_commands_keep_the_session() {
     assert_eq!(c.send("NOOP\r\n"), "+OK\r\n");
 }
 
-#[test]
-fn a_second_session_for_the_same_user_is_in_use() {
-    let world = rfc_world();
-    let mut first = world.client(true);
+/// Two sessions for one maildrop: the second is refused until the first ends.
+fn exclusive_maildrop<E: Effects>(mut first: Driver<E>, mut second: Driver<E>) {
     first.send("APOP mrose c4c9334bac560ecc979e58001b3e22fb\r\n");
-    let mut second = world.client(true);
     assert_eq!(
         second.send("APOP mrose c4c9334bac560ecc979e58001b3e22fb\r\n"),
         "-ERR [IN-USE] maildrop already in use by another session\r\n"
@@ -479,6 +471,18 @@ fn a_second_session_for_the_same_user_is_in_use() {
     assert!(second
         .send("APOP mrose c4c9334bac560ecc979e58001b3e22fb\r\n")
         .starts_with("+OK"));
+}
+
+#[test]
+fn a_second_session_for_the_same_user_is_in_use() {
+    let world = rfc_world();
+    exclusive_maildrop(world.client(true), world.client(true));
+}
+
+#[test]
+fn a_second_session_for_the_same_user_is_in_use_on_the_real_store() {
+    let world = sqlite_world();
+    exclusive_maildrop(world.client(true), world.client(true));
 }
 
 #[test]
@@ -493,9 +497,10 @@ fn mail_delivered_during_a_session_is_invisible_and_survives_it() {
         "-ERR no such message, only 2 messages in maildrop\r\n"
     );
     c.send("DELE 1\r\nDELE 2\r\nQUIT\r\n");
-    let left = world.store.mailbox("mrose").unwrap();
-    assert_eq!(left.len(), 1);
-    assert_eq!(left[0].subject.as_deref(), Some("late"));
+    assert_eq!(world.count("mrose"), 1);
+    let mut later = world.client(true);
+    later.send("APOP mrose c4c9334bac560ecc979e58001b3e22fb\r\n");
+    assert!(later.send("RETR 1\r\n").contains("Subject: late"));
 }
 
 #[test]
@@ -532,8 +537,8 @@ fn an_overlong_line_before_login_gets_an_error_and_closes() {
         c.send(&long),
         "-ERR line too long (limit 255 octets); closing\r\n"
     );
-    assert!(c.closed);
-    assert_eq!(c.session.closing(), Some(Closing::LineTooLong));
+    assert!(c.is_closed());
+    assert_eq!(c.session().closing(), Some(Closing::LineTooLong));
 }
 
 #[test]
@@ -546,7 +551,7 @@ fn an_overlong_sasl_response_before_login_closes_too() {
         reply,
         "-ERR SASL response too long (limit 8192 octets); closing\r\n"
     );
-    assert_eq!(c.session.closing(), Some(Closing::LineTooLong));
+    assert_eq!(c.session().closing(), Some(Closing::LineTooLong));
 }
 
 #[test]
@@ -559,7 +564,7 @@ fn overlong_lines_after_login_get_an_error_and_the_session_goes_on() {
         c.send(&long),
         "-ERR line too long (limit 255 octets)\r\n+OK\r\n"
     );
-    assert!(!c.closed);
+    assert!(!c.is_closed());
 }
 
 fn bad_commands_config(limit: u32) -> SessionConfig {
@@ -586,7 +591,7 @@ fn a_run_of_bad_commands_closes_the_session_with_a_final_error() {
         c.send("APOP bob\r\nNOOP\r\n"),
         "-ERR syntax: APOP name digest; too many bad commands, closing\r\n"
     );
-    assert_eq!(c.session.closing(), Some(Closing::BadCommands));
+    assert_eq!(c.session().closing(), Some(Closing::BadCommands));
 }
 
 #[test]
@@ -605,7 +610,7 @@ fn a_good_command_resets_the_run_so_a_pipelined_session_with_a_few_errors_works(
         replies.ends_with("+OK poplite signing off\r\n"),
         "{replies}"
     );
-    assert_eq!(c.session.closing(), Some(Closing::Quit));
+    assert_eq!(c.session().closing(), Some(Closing::Quit));
 }
 
 #[test]
@@ -615,7 +620,7 @@ fn a_missing_message_is_not_a_bad_command() {
     c.send("USER bob\r\nPASS two words\r\n");
     let replies = c.send(&"RETR 7\r\n".repeat(5));
     assert_eq!(replies.matches("-ERR no such message").count(), 5);
-    assert!(!c.closed);
+    assert!(!c.is_closed());
 }
 
 #[test]
@@ -624,7 +629,7 @@ fn no_limit_on_bad_commands_when_it_is_zero() {
     let mut c = world.client_with(bad_commands_config(0));
     let replies = c.send(&"FROB\r\n".repeat(100));
     assert_eq!(replies.matches("-ERR unknown command;").count(), 100);
-    assert!(!c.closed);
+    assert!(!c.is_closed());
 }
 
 /// Property tests: whatever bytes arrive, in whatever pieces, the session
@@ -763,7 +768,7 @@ mod properties {
             world.deliver("bob", b"Subject: a\r\n\r\n.one\r\n..two\r\n");
             world.deliver("bob", b"Subject: b\n\nb\n.\n");
             world.deliver("bob", b"no header at all");
-            let mut c = world.client_with(SessionConfig {
+            let config = SessionConfig {
                 apop_timestamp: Some(TIMESTAMP.to_string()),
                 max_command_line: 64,
                 max_sasl_line: 128,
@@ -772,76 +777,79 @@ mod properties {
                 sasl_without_tls,
                 sasl_with_tls,
                 max_bad_commands: 4,
-            });
-            let mut at_login: Vec<MessageId> = Vec::new();
+            };
+            let watched = Watched {
+                inner: world.maildrops.session(),
+                plaintext_auth,
+                at_login: Vec::new(),
+                broken: None,
+            };
+            let mut c = Driver::new(config, watched);
             let mut rest = &bytes[..];
             for &cut in cuts.iter().cycle() {
-                if rest.is_empty() || c.closed {
+                if rest.is_empty() || c.is_closed() {
                     break;
                 }
                 let (piece, tail) = rest.split_at(cut.min(rest.len()));
                 rest = tail;
-                c.reader.feed(piece);
-                while !c.closed {
-                    let Some(event) = c.reader.next_line(c.session.max_line_len()) else { break };
-                    let mut action = c.session.handle(event);
-                    loop {
-                        let mut out = Vec::new();
-                        action = match action {
-                            Action::Reply(reply) => {
-                                let multi = matches!(reply, Reply::MultiLine { .. });
-                                reply.encode(&mut out);
-                                assert_well_formed(&out, multi);
-                                break;
+                c.feed(piece);
+                while let Some(written) = c.step() {
+                    for piece in &written {
+                        match piece {
+                            Written::Reply { multi_line, bytes } => assert_well_formed(bytes, *multi_line),
+                            Written::Message(bytes) => assert_well_formed(bytes, true),
+                            Written::Closing(bytes) => assert_well_formed(bytes, false),
+                            Written::TlsStarted(bytes) => {
+                                assert_well_formed(bytes, false);
+                                c.effects_mut().plaintext_auth = true;
                             }
-                            Action::Close(reply) | Action::StartTls(reply) => {
-                                let closing = c.session.is_closed();
-                                reply.encode(&mut out);
-                                assert_well_formed(&out, false);
-                                if closing {
-                                    c.closed = true;
-                                    c.lock = None;
-                                } else {
-                                    c.reader = LineReader::new();
-                                    c.session.tls_started();
-                                }
-                                break;
-                            }
-                            Action::Login(request) => {
-                                // Where plaintext waits for TLS, only APOP may get this far.
-                                if !c.session.config.plaintext_auth {
-                                    let apop = matches!(request.proof, Proof::Apop { .. });
-                                    prop_assert!(apop, "a password login got through");
-                                }
-                                let w = c.world;
-                                let (outcome, lock) = login::attempt(&w.store, &w.verifier, &w.locks, &request);
-                                c.lock = lock;
-                                if let LoginOutcome::Accepted(maildrop) = &outcome {
-                                    at_login = maildrop.live().map(|(_, m)| m.id).collect();
-                                }
-                                c.session.login_finished(outcome)
-                            }
-                            Action::Send { status, message_id, layout, extent, .. } => {
-                                Reply::ok(status).encode(&mut out);
-                                let mut transfer = Transfer::new(layout, extent, 5);
-                                while let Some((offset, len)) = transfer.next_read(&mut out) {
-                                    let chunk = c.world.store.read_body(message_id, offset, len).unwrap();
-                                    transfer.push(&chunk, &mut out);
-                                }
-                                transfer.finish(&mut out);
-                                assert_well_formed(&out, true);
-                                break;
-                            }
-                            Action::Commit { user_id, message_ids } => {
-                                assert!(message_ids.iter().all(|id| at_login.contains(id)));
-                                let result = c.world.store.delete_messages(user_id, &message_ids);
-                                c.session.update_finished(result.map_err(|_| RespCode::SysTemp))
-                            }
-                        };
+                        }
                     }
-                    assert_consistent(&c.session, &at_login);
+                    if let Some(broken) = c.effects().broken {
+                        prop_assert!(false, "{}", broken);
+                    }
+                    assert_consistent(c.session(), &c.effects().at_login);
                 }
             }
+        }
+    }
+
+    /// The in-memory effects, watched: what the maildrop held at login,
+    /// and the first rule a session broke.
+    struct Watched {
+        inner: MemorySession,
+        /// Whether a password may be used now (true once TLS is up).
+        plaintext_auth: bool,
+        at_login: Vec<MessageId>,
+        broken: Option<&'static str>,
+    }
+
+    impl Effects for Watched {
+        fn login(&mut self, request: &LoginRequest) -> LoginOutcome {
+            // Where plaintext waits for TLS, only APOP may get this far.
+            if !self.plaintext_auth && !matches!(request.proof, Proof::Apop { .. }) {
+                self.broken = Some("a password login got through");
+            }
+            let outcome = self.inner.login(request);
+            if let LoginOutcome::Accepted(maildrop) = &outcome {
+                self.at_login = maildrop.live().map(|(_, m)| m.id).collect();
+            }
+            outcome
+        }
+
+        fn read(&mut self, message: MessageId, offset: u64, len: usize) -> Option<Vec<u8>> {
+            self.inner.read(message, offset, len)
+        }
+
+        fn commit(&mut self, user: UserId, messages: &[MessageId]) -> Result<usize, RespCode> {
+            if !messages.iter().all(|id| self.at_login.contains(id)) {
+                self.broken = Some("QUIT deleted a message the session never listed");
+            }
+            self.inner.commit(user, messages)
+        }
+
+        fn closed(&mut self) {
+            self.inner.closed();
         }
     }
 }
