@@ -63,16 +63,12 @@ fn command() -> clap::Command {
             .hide(true)
     };
     Cli::command().mut_subcommand("cert", |cert| {
-        cert.arg(hidden(
-            "db",
-            "db",
-            clap::value_parser!(std::path::PathBuf).into(),
-        ))
-        .arg(hidden(
-            "busy_timeout",
-            "busy-timeout",
-            clap::builder::ValueParser::new(humantime::parse_duration),
-        ))
+        cert.arg(hidden("db", "db", clap::value_parser!(std::path::PathBuf)))
+            .arg(hidden(
+                "busy_timeout",
+                "busy-timeout",
+                clap::builder::ValueParser::new(humantime::parse_duration),
+            ))
     })
 }
 
