@@ -32,7 +32,7 @@ pub fn apop_digest(timestamp: &str, secret: &str) -> String {
 /// greeting holds exactly one pair of angle brackets.
 pub fn new_apop_timestamp(hostname: &str) -> Result<String, AuthError> {
     let mut nonce = [0u8; 12];
-    getrandom::fill(&mut nonce).map_err(|e| AuthError::Random(e.to_string()))?;
+    getrandom::fill(&mut nonce).map_err(AuthError::Random)?;
     let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
     let seconds = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -19,7 +19,10 @@ pub enum AuthError {
     BadParams(String),
     /// The operating system gave no randomness for the salt.
     #[error("no randomness available: {0}")]
-    Random(String),
+    Random(#[source] getrandom::Error),
+    /// argon2 refused to hash (the parameters, or the salt, out of its range).
+    #[error("cannot hash the password: {0}")]
+    Hashing(#[source] argon2::password_hash::Error),
 }
 
 /// Argon2id cost parameters, written `m=KIB,t=N,p=N` on the command line.
@@ -121,12 +124,12 @@ impl FromStr for Argon2Params {
 /// Hashes a password with argon2id into a PHC string with a fresh salt.
 pub fn hash_password(password: &[u8], params: Argon2Params) -> Result<String, AuthError> {
     let mut salt = [0u8; 16];
-    getrandom::fill(&mut salt).map_err(|e| AuthError::Random(e.to_string()))?;
-    let salt = SaltString::encode_b64(&salt).map_err(|e| AuthError::Random(e.to_string()))?;
+    getrandom::fill(&mut salt).map_err(AuthError::Random)?;
+    let salt = SaltString::encode_b64(&salt).map_err(AuthError::Hashing)?;
     let hasher = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.to_argon2()?);
     let hash = hasher
         .hash_password(password, &salt)
-        .map_err(|e| AuthError::BadParams(e.to_string()))?;
+        .map_err(AuthError::Hashing)?;
     Ok(hash.to_string())
 }
 

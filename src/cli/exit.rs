@@ -11,33 +11,53 @@ use poplite::storage::StorageError;
 /// Every way the command can fail, each with its own exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
+    /// The database (exit code by kind: see `storage_exit_code`).
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// Hashing a password.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// Starting the server.
     #[error(transparent)]
     Server(#[from] ServerError),
+    /// A message that cannot be stored (empty, too large): bounced.
     #[error("{input}: {error}")]
-    Message { input: String, error: MessageError },
+    Message {
+        input: String,
+        #[source]
+        error: MessageError,
+    },
+    /// An input that cannot be opened.
     #[error("cannot read {input}: {error}")]
     Open {
         input: String,
+        #[source]
         error: std::io::Error,
     },
     /// Reading a message failed midway: temporary, the MTA retries.
     #[error("cannot read the message from {input}: {error}")]
     Read {
         input: String,
+        #[source]
         error: std::io::Error,
     },
+    /// Input the command cannot use (a password, a missing argument).
     #[error("{0}")]
     Input(String),
+    /// The signal handlers could not be installed.
     #[error("cannot handle signals: {0}")]
-    Signals(std::io::Error),
+    Signals(#[source] std::io::Error),
+    /// The certificate or key.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// A file the command writes.
     #[error("cannot write {path}: {error}")]
-    Create { path: String, error: std::io::Error },
+    Create {
+        path: String,
+        #[source]
+        error: std::io::Error,
+    },
+    /// Import or export.
     #[error(transparent)]
     Archive(#[from] ArchiveError),
 }
@@ -59,7 +79,7 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Storage(error) => storage_exit_code(error),
-            CliError::Auth(AuthError::BadParams(_)) => EX_USAGE,
+            CliError::Auth(AuthError::BadParams(_) | AuthError::Hashing(_)) => EX_USAGE,
             CliError::Auth(AuthError::Random(_)) => EX_OSERR,
             CliError::Server(ServerError::Storage(StorageError::WorldWritable(_))) => EX_CONFIG,
             CliError::Server(ServerError::Storage(_)) => EX_TEMPFAIL,
@@ -105,7 +125,8 @@ pub fn storage_exit_code(error: &StorageError) -> u8 {
         // A lock held too long, a full disk, an I/O error, a message or an
         // import that went away meanwhile: it may pass, so the MTA keeps
         // the message and retries.
-        StorageError::Create { .. }
+        StorageError::Io { .. }
+        | StorageError::Random(_)
         | StorageError::Busy
         | StorageError::AlreadyServed(_)
         | StorageError::ImportGone

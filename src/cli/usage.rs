@@ -84,11 +84,13 @@ fn missing_subcommand() -> String {
             command = sub;
         }
     }
-    let names: Vec<&str> = command
+    // In the order --help lists them, which is not always the stored one.
+    let mut subcommands: Vec<&clap::Command> = command
         .get_subcommands()
         .filter(|sub| !sub.is_hide_set() && sub.get_name() != "help")
-        .map(|sub| sub.get_name())
         .collect();
+    subcommands.sort_by_key(|sub| sub.get_display_order());
+    let names: Vec<&str> = subcommands.iter().map(|sub| sub.get_name()).collect();
     format!(
         "'{}' requires a subcommand: {}",
         path.join(" "),

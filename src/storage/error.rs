@@ -4,17 +4,47 @@ use std::path::PathBuf;
 
 use rusqlite::ErrorCode;
 
+/// The file operation an [`StorageError::Io`] failed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileOperation {
+    /// Creating the database file.
+    Create,
+    /// Opening it.
+    Open,
+    /// Reading its (or its directory's) metadata.
+    Stat,
+    /// Taking the lock that claims it for one server.
+    Lock,
+}
+
+impl std::fmt::Display for FileOperation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FileOperation::Create => "create the database",
+            FileOperation::Open => "open the database",
+            FileOperation::Stat => "read the permissions",
+            FileOperation::Lock => "lock the database",
+        })
+    }
+}
+
 /// What can go wrong in storage.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    /// The database file could not be created.
-    #[error("{path}: cannot create the database: {source}")]
-    Create {
-        /// The database path.
+    /// A file operation on the database (or its directory) failed.
+    #[error("{path}: cannot {operation}: {source}")]
+    Io {
+        /// What was being done.
+        operation: FileOperation,
+        /// The file or directory.
         path: PathBuf,
         /// The operating system's reason.
         source: std::io::Error,
     },
+    /// The operating system gave no randomness (for an in-memory
+    /// database's name).
+    #[error("no randomness available: {0}")]
+    Random(#[source] getrandom::Error),
     /// There is no database file and the caller asked not to create one.
     #[error("{0}: no such database (`poplite user add` creates it)")]
     Missing(PathBuf),
@@ -31,12 +61,12 @@ pub enum StorageError {
     #[error("{0}: permission denied")]
     PermissionDenied(PathBuf),
     /// SQLite cannot open the file (a directory, a missing parent, no permission).
-    #[error("{path}: cannot open the database: {reason}")]
+    #[error("{path}: cannot open the database: {source}")]
     CannotOpen {
         /// The database path.
         path: PathBuf,
         /// SQLite's reason.
-        reason: String,
+        source: rusqlite::Error,
     },
     /// A write failed because the file or its directory is read-only.
     #[error("the database is read-only for this user (SQLite needs write access to the file and to its directory, for the -wal and -shm files)")]
@@ -139,7 +169,8 @@ impl StorageError {
                 e.sqlite_error_code(),
                 Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
             ),
-            StorageError::Create { .. }
+            StorageError::Io { .. }
+            | StorageError::Random(_)
             | StorageError::Busy
             | StorageError::AlreadyServed(_)
             | StorageError::ImportGone => true,

@@ -20,7 +20,7 @@ mod migrations;
 mod users;
 mod watch;
 
-pub use error::StorageError;
+pub use error::{FileOperation, StorageError};
 pub use ids::{MessageId, UserId};
 pub use imports::Staging;
 pub use users::validate_user_name;
@@ -247,10 +247,7 @@ impl Store {
     /// writes no file: gone when the store is dropped.
     pub fn open_in_memory() -> Result<Store, StorageError> {
         let mut random = [0u8; 8];
-        getrandom::fill(&mut random).map_err(|e| StorageError::Create {
-            path: PathBuf::from(":memory:"),
-            source: std::io::Error::other(e.to_string()),
-        })?;
+        getrandom::fill(&mut random).map_err(StorageError::Random)?;
         let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
         // A name starting with '/' is shared by the connections of this
         // process that use it (SQLite's memdb VFS), with normal locking.
@@ -319,7 +316,8 @@ impl Store {
         if self.memory.is_some() {
             return Ok(ServeClaim { _file: None });
         }
-        let file = std::fs::File::open(&self.path).map_err(|source| StorageError::Create {
+        let file = std::fs::File::open(&self.path).map_err(|source| StorageError::Io {
+            operation: FileOperation::Open,
             path: self.path.clone(),
             source,
         })?;
@@ -331,7 +329,8 @@ impl Store {
         };
         for (path, sticky_is_safe) in [(self.path.as_path(), false), (dir, true)] {
             let mode = std::fs::metadata(path)
-                .map_err(|source| StorageError::Create {
+                .map_err(|source| StorageError::Io {
+                    operation: FileOperation::Stat,
                     path: path.to_path_buf(),
                     source,
                 })?
@@ -350,7 +349,8 @@ impl Store {
             Err(std::fs::TryLockError::WouldBlock) => {
                 Err(StorageError::AlreadyServed(self.path.clone()))
             }
-            Err(std::fs::TryLockError::Error(source)) => Err(StorageError::Create {
+            Err(std::fs::TryLockError::Error(source)) => Err(StorageError::Io {
+                operation: FileOperation::Lock,
                 path: self.path.clone(),
                 source,
             }),
@@ -387,7 +387,7 @@ impl Store {
             Some(ErrorCode::NotADatabase) => StorageError::NotADatabase(self.path.clone()),
             Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied) => StorageError::CannotOpen {
                 path: self.path.clone(),
-                reason: error.to_string(),
+                source: error,
             },
             _ => error.into(),
         })?;
@@ -538,7 +538,8 @@ fn create_private_file(path: &Path) -> Result<(), StorageError> {
         .mode(0o600)
         .open(path)
         .and_then(|file| file.set_permissions(std::fs::Permissions::from_mode(0o600)));
-    created.map_err(|source| StorageError::Create {
+    created.map_err(|source| StorageError::Io {
+        operation: FileOperation::Create,
         path: path.to_path_buf(),
         source,
     })
