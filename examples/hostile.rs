@@ -27,8 +27,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use futures_lite::io::BufReader;
-use futures_lite::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use smol::io::BufReader;
+use smol::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use smol::net::TcpStream;
 use smol::Timer;
 
@@ -189,7 +189,7 @@ async fn behave(kind: Kind, stream: TcpStream, last: &Mutex<String>) {
             }
             match pause.is_zero() {
                 // Let the other hostile connections have their turn.
-                true => futures_lite::future::yield_now().await,
+                true => smol::future::yield_now().await,
                 false => {
                     Timer::after(pause).await;
                 }

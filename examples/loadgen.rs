@@ -22,8 +22,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
-use futures_lite::io::BufReader;
-use futures_lite::{AsyncBufReadExt, AsyncWriteExt};
+use smol::io::BufReader;
+use smol::io::{AsyncBufReadExt, AsyncWriteExt};
 use smol::net::TcpStream;
 use smol::Timer;
 

@@ -80,9 +80,9 @@ fn servers_are_independent_and_usable_from_async_code() {
     assert!(b.messages("alice").is_err(), "b has no alice");
     // From inside an async runtime: the server runs on its own threads.
     let greeting = smol::block_on(async {
-        use futures_lite::{AsyncBufReadExt, AsyncWriteExt};
-        let stream = async_net::TcpStream::connect(a.addr()).await.unwrap();
-        let mut reader = futures_lite::io::BufReader::new(stream.clone());
+        use smol::io::{AsyncBufReadExt, AsyncWriteExt};
+        let stream = smol::net::TcpStream::connect(a.addr()).await.unwrap();
+        let mut reader = smol::io::BufReader::new(stream.clone());
         let mut line = String::new();
         reader.read_line(&mut line).await.unwrap();
         let mut writer = stream;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_lite::StreamExt;
+use smol::stream::StreamExt;
 
 use super::args::ServeArgs;
 use super::database::Database;
@@ -89,7 +89,7 @@ pub fn serve(db: &Database, args: ServeArgs) -> Result<(), CliError> {
         let _ = stdout.flush();
         drop(stdout);
         log::info!("database: {}", store.path().display());
-        let no_users = blocking::unblock({
+        let no_users = smol::unblock({
             let store = Arc::clone(&store);
             move || store.users().map(|users| users.is_empty())
         })
@@ -181,7 +181,7 @@ async fn reload_tls(tls: Option<Arc<Tls>>) {
         log::info!("received SIGHUP: no TLS certificate to reload");
         return;
     };
-    let reloaded = blocking::unblock({
+    let reloaded = smol::unblock({
         let tls = Arc::clone(&tls);
         move || tls.reload()
     })

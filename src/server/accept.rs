@@ -10,9 +10,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_net::{TcpListener, TcpStream};
-use futures_lite::{future, AsyncWriteExt};
 use smol::channel::{Receiver, Sender};
+use smol::future;
+use smol::io::AsyncWriteExt;
+use smol::net::{TcpListener, TcpStream};
 use smol::{Executor, Timer};
 
 use super::lifecycle::best_effort;

@@ -25,7 +25,7 @@ impl ApopUsers {
     /// Opens the watch (off the executor) and starts its thread.
     pub(super) async fn start(store: &Arc<Store>) -> Result<ApopUsers, ServerError> {
         let store = Arc::clone(store);
-        let watch = blocking::unblock(move || store.apop_watch()).await?;
+        let watch = smol::unblock(move || store.apop_watch()).await?;
         let (questions, asked) = smol::channel::unbounded();
         std::thread::Builder::new()
             .name("poplite-apop".into())

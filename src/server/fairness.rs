@@ -8,7 +8,7 @@
 //! budget as it reads and answers, and yields to the other tasks once a
 //! turn's worth is gone, as tokio's cooperative budget does.
 
-use futures_lite::future;
+use smol::future;
 
 /// What one turn may cost before the task yields: about this many octets
 /// read, discarded or answered. 64 KiB is a few dozen microseconds of

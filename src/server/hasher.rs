@@ -8,8 +8,8 @@
 
 use std::time::Duration;
 
-use futures_lite::future;
 use smol::channel::{Receiver, Sender};
+use smol::future;
 use smol::Timer;
 
 use crate::auth;

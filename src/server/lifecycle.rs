@@ -6,8 +6,8 @@ use std::future::Future;
 use std::io;
 use std::time::Duration;
 
-use futures_lite::future;
 use smol::channel::Receiver;
+use smol::future;
 use smol::Timer;
 
 use crate::session::Closing;

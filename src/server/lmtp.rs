@@ -1,14 +1,15 @@
 //! LMTP connections: admits each one and runs an [`LmtpSession`] over it
 //! (the sockets are in `lmtp_listener`). Lookups
-//! and deliveries run through `blocking::unblock`, with the same durable
+//! and deliveries run through `smol::unblock`, with the same durable
 //! [`Store::deliver`](crate::storage::Store::deliver) as `poplite deliver`.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
 use smol::channel::{Receiver, Sender};
+use smol::future;
+use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::{Executor, Timer};
 
 use super::accept::{accept_until_stopped, ConnectionSlot, ConnectionTask, Protocol};
@@ -191,7 +192,7 @@ impl LmtpConnection {
     async fn find_user(&self, candidates: Vec<String>) -> Lookup {
         let store = Arc::clone(&self.shared.store);
         let id = self.id;
-        blocking::unblock(move || {
+        smol::unblock(move || {
             for name in &candidates {
                 match store.user(name) {
                     Ok((_, stored)) => return Lookup::Found(stored),
@@ -243,7 +244,7 @@ impl LmtpConnection {
         }
         if let Some(received) = received {
             let store = Arc::clone(&self.shared.store);
-            blocking::unblock(move || store.discard_received(received)).await;
+            smol::unblock(move || store.discard_received(received)).await;
         }
         result?;
         self.flush_after_delivery().await
@@ -265,7 +266,7 @@ impl LmtpConnection {
             self.id,
             received.size()
         );
-        let (stored, received) = blocking::unblock(move || {
+        let (stored, received) = smol::unblock(move || {
             let stored = match one_copy {
                 true => store
                     .publish_received(&user, &[&received])
@@ -313,7 +314,7 @@ impl LmtpConnection {
         let store = Arc::clone(&self.shared.store);
         let too_large = reader.is_too_large();
         let cut_short = read.is_err();
-        let finished = blocking::unblock(move || {
+        let finished = smol::unblock(move || {
             let incoming = incoming?;
             if cut_short || too_large {
                 incoming.discard(&store);
@@ -381,7 +382,7 @@ impl LmtpConnection {
             return Vec::new();
         };
         let store = Arc::clone(&self.shared.store);
-        let (taking, mut body, written) = blocking::unblock(move || {
+        let (taking, mut body, written) = smol::unblock(move || {
             let written = taking.write(&store, &body);
             let taking = match written {
                 Ok(()) => Some(taking),

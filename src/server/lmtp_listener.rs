@@ -7,9 +7,9 @@ use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use async_net::unix::{UnixListener, UnixStream};
-use async_net::{TcpListener, TcpStream};
-use futures_lite::{AsyncRead, AsyncWrite};
+use smol::io::{AsyncRead, AsyncWrite};
+use smol::net::unix::{UnixListener, UnixStream};
+use smol::net::{TcpListener, TcpStream};
 
 use super::accept::listen;
 

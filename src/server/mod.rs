@@ -33,7 +33,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Arc;
 
-use async_net::TcpListener;
+use smol::net::TcpListener;
 use smol::Executor;
 
 use crate::auth::{MaildropLocks, Verifier};
@@ -115,7 +115,7 @@ impl Server {
         // Claiming reads and writes the database: never on the executor.
         let claim = {
             let store = Arc::clone(&store);
-            blocking::unblock(move || store.claim_for_serving()).await?
+            smol::unblock(move || store.claim_for_serving()).await?
         };
         let mut listeners = Vec::new();
         let plain = config.listen.iter().map(|&addr| (addr, false));
@@ -135,7 +135,7 @@ impl Server {
             // A Unix socket's set-up probes and removes files: off the executor.
             let bound = {
                 let addr = addr.clone();
-                blocking::unblock(move || lmtp_listener::LmtpListener::bind(&addr)).await
+                smol::unblock(move || lmtp_listener::LmtpListener::bind(&addr)).await
             };
             let listener = bound.map_err(|source| ServerError::BindLmtp {
                 addr: addr.clone(),

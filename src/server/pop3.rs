@@ -1,7 +1,7 @@
 //! POP3 over TCP or TLS: admits each connection under the limits, then
 //! drives one client's [`Session`] over a TCP or TLS stream: reads lines,
 //! carries out the session's actions (STLS included), and writes replies.
-//! All SQLite and argon2 work goes through `blocking::unblock`; waits (idle
+//! All SQLite and argon2 work goes through `smol::unblock`; waits (idle
 //! timeout, failed-auth delay) are timers, so a slow or idle client holds
 //! no thread.
 
@@ -10,9 +10,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_net::{TcpListener, TcpStream};
-use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
 use smol::channel::{Receiver, Sender};
+use smol::future;
+use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::net::{TcpListener, TcpStream};
 use smol::{Executor, Timer};
 
 use super::accept::{accept_until_stopped, refuse, ConnectionSlot, ConnectionTask, Protocol};
@@ -500,8 +501,7 @@ impl Connection {
             }
         };
         let shared = Arc::clone(&self.shared);
-        let check =
-            blocking::unblock(move || shared.verifier.prepare(&shared.store, &request)).await;
+        let check = smol::unblock(move || shared.verifier.prepare(&shared.store, &request)).await;
         let verified = match check {
             Ok(Check::Password {
                 phc,
@@ -516,7 +516,7 @@ impl Connection {
         };
         let shared = Arc::clone(&self.shared);
         let (outcome, lock) =
-            blocking::unblock(move || login::open_maildrop(&shared.store, &shared.locks, verified))
+            smol::unblock(move || login::open_maildrop(&shared.store, &shared.locks, verified))
                 .await;
         self.lock = lock;
         match &outcome {
@@ -586,7 +586,7 @@ impl Connection {
             wanted.push((id, size));
         }
         let store = Arc::clone(&self.shared.store);
-        match blocking::unblock(move || store.read_bodies(&wanted)).await {
+        match smol::unblock(move || store.read_bodies(&wanted)).await {
             Ok(bodies) => bodies.get(message_id).is_some().then_some(bodies),
             Err(error) => {
                 log::debug!("session {}: reading ahead failed: {error}", self.id);
@@ -690,9 +690,9 @@ impl Connection {
         message_id: MessageId,
         (offset, len): (u64, usize),
         mut out: Vec<u8>,
-    ) -> blocking::Task<StreamedChunk> {
+    ) -> smol::Task<StreamedChunk> {
         let store = Arc::clone(&self.shared.store);
-        blocking::unblock(move || {
+        smol::unblock(move || {
             let read = store.read_body_with(message_id, offset, len, |piece| {
                 transfer.push(piece, &mut out)
             });
@@ -715,7 +715,7 @@ impl Connection {
         message_ids: Vec<MessageId>,
     ) -> Result<usize, RespCode> {
         let store = Arc::clone(&self.shared.store);
-        match blocking::unblock(move || store.delete_messages(user_id, &message_ids)).await {
+        match smol::unblock(move || store.delete_messages(user_id, &message_ids)).await {
             Ok(removed) => {
                 self.tally.deleted = removed;
                 Ok(removed)

@@ -6,10 +6,10 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use async_net::TcpStream;
-use futures_lite::{AsyncRead, AsyncWrite};
 use futures_rustls::server::TlsStream;
 use futures_rustls::TlsAcceptor;
+use smol::io::{AsyncRead, AsyncWrite};
+use smol::net::TcpStream;
 
 /// A client connection, encrypted or not.
 pub(super) enum Transport {
