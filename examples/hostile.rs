@@ -47,7 +47,7 @@ struct Args {
     #[arg(long, default_value = "pw")]
     password: String,
     /// How long each phase (alone, under attack) measures.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = poplite::server::parse_duration)]
     duration: Duration,
     /// The server's process id, to report its CPU time and peak RSS.
     #[arg(long)]

@@ -39,7 +39,7 @@ struct Args {
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
     /// How long to run (`cycle` also stops when every mailbox was emptied once).
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = poplite::server::parse_duration)]
     duration: Duration,
     /// User name pattern; `%d` becomes the mailbox number.
     #[arg(long, default_value = "bench%d")]
@@ -50,13 +50,13 @@ struct Args {
     #[arg(long, default_value = "pw")]
     password: String,
     /// For `idle`: interval between NOOPs on each connection.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = poplite::server::parse_duration)]
     noop_every: Duration,
     /// Write the results as JSON to this file too.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
     /// Give up on any single reply after this long.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = poplite::server::parse_duration)]
     timeout: Duration,
     /// For `big`: instead of `--addr`, measure a plain TCP copy of this
     /// message over loopback (the ceiling a server's `big` is compared to).

@@ -29,7 +29,7 @@ pub struct Cli {
     )]
     pub db: PathBuf,
     /// How long to wait for another process's write lock on the database.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration, global = true, help_heading = "Global options")]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = poplite::server::parse_duration, global = true, help_heading = "Global options")]
     pub busy_timeout: Duration,
     #[command(subcommand)]
     pub command: Command,
@@ -159,7 +159,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "CIDR,...", value_delimiter = ',')]
     pub trusted_networks: Vec<server::Network>,
     /// Pause before answering a failed login.
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = poplite::server::parse_duration)]
     pub auth_failure_delay: Duration,
     /// Longest command line in octets, CRLF included (RFC 2449: 255).
     #[arg(long, value_name = "OCTETS", default_value_t = 255, value_parser = clap::value_parser!(u16).range(16..))]

@@ -67,7 +67,7 @@ fn command() -> clap::Command {
             .arg(hidden(
                 "busy_timeout",
                 "busy-timeout",
-                clap::builder::ValueParser::new(humantime::parse_duration),
+                clap::builder::ValueParser::new(poplite::server::parse_duration),
             ))
     })
 }

@@ -98,7 +98,7 @@ pub fn mechanism_list(text: &str) -> Result<MechanismList, String> {
 
 /// A duration of one second or more: shorter would drop every client.
 pub fn at_least_a_second(text: &str) -> Result<Duration, String> {
-    let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    let duration = poplite::server::parse_duration(text)?;
     if duration < Duration::from_secs(1) {
         return Err("must be at least 1s".into());
     }

@@ -148,3 +148,36 @@ pub fn available_cores() -> usize {
         .map(|n| n.get())
         .unwrap_or(1)
 }
+
+/// A duration as options take it: `10s`, `500ms`, `10m`, `1h 30m` (jiff's
+/// friendly format) or ISO 8601 (`PT10S`); never negative.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let signed: jiff::SignedDuration = text.trim().parse().map_err(|error: jiff::Error| {
+        format!("{text:?} is not a duration (e.g. 10s, 500ms, 10m): {error}")
+    })?;
+    Duration::try_from(signed).map_err(|_| format!("{text:?}: a duration cannot be negative"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_an_admin_writes_them() {
+        let ms = Duration::from_millis;
+        for (text, want) in [
+            ("10s", ms(10_000)),
+            ("500ms", ms(500)),
+            ("10m", ms(600_000)),
+            ("1h 30m", ms(5_400_000)),
+            ("2 minutes", ms(120_000)),
+            ("PT10S", ms(10_000)),
+            ("0s", ms(0)),
+        ] {
+            assert_eq!(parse_duration(text), Ok(want), "{text}");
+        }
+        for bad in ["", "10", "ten seconds", "-5s", "10x"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+}

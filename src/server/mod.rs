@@ -23,7 +23,9 @@ pub mod tls;
 mod transport;
 
 pub use background::{run_on_executor, BackgroundServer};
-pub use config::{available_cores, ApopMode, ServerConfig, DEFAULT_MAX_MESSAGE_SIZE};
+pub use config::{
+    available_cores, parse_duration, ApopMode, ServerConfig, DEFAULT_MAX_MESSAGE_SIZE,
+};
 pub use limits::Network;
 pub use lmtp_listener::LmtpAddress;
 
