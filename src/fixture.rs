@@ -63,7 +63,15 @@ impl TestServer {
     /// [`TestServer::start`] after `adjust` has changed the configuration
     /// (timeouts, limits, APOP, TLS…).
     pub fn start_with(adjust: impl FnOnce(&mut ServerConfig)) -> Result<TestServer, FixtureError> {
-        let store = Arc::new(Store::open_in_memory()?);
+        TestServer::start_on(Arc::new(Store::open_in_memory()?), adjust)
+    }
+
+    /// [`TestServer::start_with`] on a store of the caller's: a file, say,
+    /// to look at with the `poplite` command or to reopen after a stop.
+    pub fn start_on(
+        store: Arc<Store>,
+        adjust: impl FnOnce(&mut ServerConfig),
+    ) -> Result<TestServer, FixtureError> {
         let mut config = ServerConfig {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
             auth_failure_delay: Duration::ZERO,
@@ -83,16 +91,30 @@ impl TestServer {
         self.server.addr()
     }
 
+    /// The implicit-TLS listeners (set `listen_tls` and `tls`), as bound.
+    pub fn tls_addrs(&self) -> &[SocketAddr] {
+        self.server.tls_addrs()
+    }
+
     /// The LMTP listeners (set `lmtp` in [`TestServer::start_with`]), as
     /// bound: point an MTA under test here.
     pub fn lmtp_addrs(&self) -> &[LmtpAddress] {
         self.server.lmtp_addrs()
     }
 
-    /// Adds a user with a cheap password hash (fine in memory, never on disk).
+    /// Adds a user with a cheap password hash (fine in tests, never in use).
     pub fn add_user(&self, name: &str, password: &str) -> Result<(), FixtureError> {
+        self.add(name, password, None)
+    }
+
+    /// Adds a user who may also log in with APOP (`password` is the secret).
+    pub fn add_apop_user(&self, name: &str, password: &str) -> Result<(), FixtureError> {
+        self.add(name, password, Some(password))
+    }
+
+    fn add(&self, name: &str, password: &str, apop: Option<&str>) -> Result<(), FixtureError> {
         let hash = auth::hash_password(password.as_bytes(), Argon2Params::CHEAP)?;
-        self.store.add_user(name, &hash, None)?;
+        self.store.add_user(name, &hash, apop)?;
         Ok(())
     }
 
@@ -123,12 +145,14 @@ impl TestServer {
             .collect())
     }
 
-    /// The database, for anything this API does not cover.
-    pub fn store(&self) -> &Store {
+    /// The database, for anything this API does not cover (shareable:
+    /// clone the `Arc` to use it from another thread).
+    pub fn store(&self) -> &Arc<Store> {
         &self.store
     }
 
-    /// Stops the server now (dropping it does the same).
+    /// Stops the server now, closing sessions without applying their
+    /// deletions (dropping it does the same).
     pub fn stop(mut self) {
         self.server.stop();
     }

@@ -3,10 +3,12 @@
 //! work it asked for, and returns [`Action`]s; the connection driver does
 //! the I/O, the database work and the password hashing.
 
+mod authorization;
 pub mod driver;
 pub mod maildrop;
 pub mod memory;
 pub mod sasl;
+mod transaction;
 
 use crate::mail::messages;
 use crate::protocol::command::{self, Command, MessageNumber, ParseError};
@@ -15,8 +17,9 @@ use crate::protocol::reply::{Reply, RespCode};
 use crate::protocol::transfer::{Extent, Layout};
 use crate::protocol::Secret;
 use crate::storage::{MessageId, UserId};
+use authorization::mechanisms;
 pub use maildrop::Maildrop;
-use sasl::{Mechanism, SaslError};
+use sasl::Mechanism;
 
 /// What the driver must do next.
 #[derive(Debug)]
@@ -521,245 +524,6 @@ impl Session {
             "{what}; in this state: {}",
             self.valid_commands().join(", ")
         ))
-    }
-
-    /// The refusal of USER, PASS and AUTH PLAIN/LOGIN before STLS.
-    fn plaintext_refused() -> Result<Action, BadCommand> {
-        Err(BadCommand::reply(Reply::err_code(
-            RespCode::Auth,
-            "plaintext authentication needs TLS here: send STLS first",
-        )))
-    }
-
-    fn authorization(
-        &mut self,
-        command: Command,
-        pending_user: Option<String>,
-    ) -> Result<Action, BadCommand> {
-        let State::Authorization { user, sasl } = &mut self.state else {
-            return Err(BadCommand::new("not in AUTHORIZATION state"));
-        };
-        let action = match command {
-            Command::User(_)
-            | Command::Pass(_)
-            | Command::Auth {
-                mechanism: Some(_), ..
-            } if !self.config.plaintext_auth => return Self::plaintext_refused(),
-            Command::Stls => match self.config.tls {
-                TlsState::Offered => Action::StartTls(Reply::ok("begin TLS negotiation")),
-                TlsState::Active => return Err(BadCommand::new("TLS is already active")),
-                TlsState::Unavailable => {
-                    return Err(BadCommand::new("STLS is not available on this server"))
-                }
-            },
-            // USER never says whether the user exists (PASS fails the same way).
-            Command::User(name) => {
-                *user = Some(name);
-                Action::Reply(Reply::ok("send PASS"))
-            }
-            Command::Pass(password) => match pending_user {
-                Some(name) => self.login(name, Proof::Password(password)),
-                None => return Err(BadCommand::new("send USER first")),
-            },
-            Command::Apop { user: name, digest } => match &self.config.apop_timestamp {
-                Some(timestamp) => {
-                    let timestamp = timestamp.clone();
-                    self.login(name, Proof::Apop { timestamp, digest })
-                }
-                None => return Err(BadCommand::new("APOP is not enabled on this server")),
-            },
-            Command::Auth {
-                mechanism: None, ..
-            } => Action::Reply(Reply::multi_line(
-                "SASL mechanisms follow",
-                mechanisms(&self.config).iter().map(|m| m.name()),
-            )),
-            Command::Auth {
-                mechanism: Some(mechanism),
-                initial_response,
-            } => match (offered(&self.config, &mechanism), initial_response) {
-                (Some(Mechanism::Plain), None) => {
-                    *sasl = Some(Sasl::PlainResponse);
-                    Action::Reply(Reply::Challenge(String::new()))
-                }
-                (Some(Mechanism::Plain), Some(response)) => {
-                    return self.sasl_response(
-                        Sasl::PlainResponse,
-                        LineEvent::Line(response.expose().to_vec()),
-                    )
-                }
-                (Some(Mechanism::Login), None) => {
-                    *sasl = Some(Sasl::LoginUser);
-                    Action::Reply(Reply::Challenge(sasl::LOGIN_USERNAME_CHALLENGE.into()))
-                }
-                (Some(Mechanism::Login), Some(response)) => {
-                    return self.sasl_response(
-                        Sasl::LoginUser,
-                        LineEvent::Line(response.expose().to_vec()),
-                    )
-                }
-                (None, _) => return Err(BadCommand::new("unsupported SASL mechanism")),
-            },
-            Command::Quit => {
-                self.state = State::Closed(Closing::Quit);
-                Action::Close(Reply::ok("poplite signing off"))
-            }
-            _ => return Err(self.not_valid_here("not allowed before authentication")),
-        };
-        Ok(action)
-    }
-
-    fn sasl_response(&mut self, step: Sasl, event: LineEvent) -> Result<Action, BadCommand> {
-        let line = match event {
-            LineEvent::Line(line) if line == b"*" => {
-                return Ok(Action::Reply(Reply::err("authentication cancelled")))
-            }
-            LineEvent::Line(line) => line,
-            LineEvent::TooLong => {
-                return Err(BadCommand::over_long(
-                    "SASL response",
-                    self.config.max_sasl_line,
-                ))
-            }
-        };
-        let decoded = match sasl::decode(&line) {
-            Ok(decoded) => decoded,
-            Err(_) => return Err(BadCommand::new("invalid base64 in SASL response")),
-        };
-        let result = match step {
-            Sasl::PlainResponse => sasl::parse_plain(&decoded),
-            Sasl::LoginUser => {
-                return match sasl::username(decoded.expose()) {
-                    Ok(name) => {
-                        if let State::Authorization { sasl, .. } = &mut self.state {
-                            *sasl = Some(Sasl::LoginPassword(name));
-                        }
-                        Ok(Action::Reply(Reply::Challenge(
-                            sasl::LOGIN_PASSWORD_CHALLENGE.into(),
-                        )))
-                    }
-                    Err(_) => Err(BadCommand::new("invalid SASL LOGIN user name")),
-                };
-            }
-            Sasl::LoginPassword(name) if !decoded.is_empty() => Ok((name, decoded)),
-            Sasl::LoginPassword(_) => Err(SaslError::Malformed),
-        };
-        match result {
-            Ok((name, password)) => Ok(self.login(name, Proof::Password(password))),
-            Err(SaslError::AuthzidMismatch) => Err(BadCommand::reply(Reply::err_code(
-                RespCode::Auth,
-                "authorization identity must be empty or the user's own",
-            ))),
-            Err(_) => Err(BadCommand::new("malformed SASL response")),
-        }
-    }
-
-    fn login(&mut self, user: String, proof: Proof) -> Action {
-        self.state = State::Authenticating;
-        Action::Login(LoginRequest { user, proof })
-    }
-
-    fn transaction(&mut self, command: Command) -> Result<Action, BadCommand> {
-        let State::Transaction(maildrop) = &mut self.state else {
-            return Err(BadCommand::new("not in TRANSACTION state"));
-        };
-        let reply = match command {
-            Command::Stat => {
-                let (count, size) = maildrop.stat();
-                Reply::ok(format!("{count} {size}"))
-            }
-            Command::List(None) => {
-                let (count, size) = maildrop.stat();
-                Reply::multi_line(
-                    format!("{} ({size} octets)", messages(count as u64)),
-                    maildrop.live().map(|(n, m)| format!("{n} {}", m.size)),
-                )
-            }
-            Command::List(Some(n)) => match maildrop.get(n) {
-                Ok(m) => Reply::ok(format!("{n} {}", m.size)),
-                Err(reply) => reply,
-            },
-            Command::Uidl(None) => Reply::multi_line(
-                "unique-id listing follows",
-                maildrop.live().map(|(n, m)| format!("{n} {}", m.uid)),
-            ),
-            Command::Uidl(Some(n)) => match maildrop.get(n) {
-                Ok(m) => Reply::ok(format!("{n} {}", m.uid)),
-                Err(reply) => reply,
-            },
-            Command::Retr(n) => return Ok(send(maildrop, n, Extent::Whole)),
-            Command::Top(n, lines) => return Ok(send(maildrop, n, Extent::Top(lines))),
-            Command::Dele(n) => match maildrop.mark_deleted(n) {
-                Ok(()) => Reply::ok(format!("message {n} deleted")),
-                Err(reply) => reply,
-            },
-            Command::Noop => Reply::ok(""),
-            Command::Rset => {
-                maildrop.unmark_all();
-                let (count, size) = maildrop.stat();
-                Reply::ok(format!(
-                    "maildrop has {} ({size} octets)",
-                    messages(count as u64)
-                ))
-            }
-            Command::Quit => {
-                let message_ids = maildrop.marked_ids();
-                let user_id = maildrop.user_id();
-                if message_ids.is_empty() {
-                    self.state = State::Closed(Closing::Quit);
-                    return Ok(Action::Close(Reply::ok("poplite signing off")));
-                }
-                self.state = State::Update;
-                return Ok(Action::Commit {
-                    user_id,
-                    message_ids,
-                });
-            }
-            Command::User(_) | Command::Pass(_) | Command::Apop { .. } | Command::Auth { .. } => {
-                return Err(self.not_valid_here("already authenticated"))
-            }
-            Command::Stls => {
-                return Err(BadCommand::new("STLS is not allowed after authentication"))
-            }
-            // HELP is answered before the state is looked at (`dispatch`).
-            Command::Capa | Command::Help => self.capabilities(),
-        };
-        Ok(Action::Reply(reply))
-    }
-}
-
-/// The SASL mechanisms AUTH accepts now: none where plaintext logins
-/// wait for TLS, since every one sends the password itself. A function of
-/// the config alone, so it can be used while the state is borrowed.
-fn mechanisms(config: &SessionConfig) -> &[Mechanism] {
-    match (config.plaintext_auth, config.tls) {
-        (false, _) => &[],
-        (true, TlsState::Active) => &config.sasl_with_tls,
-        (true, _) => &config.sasl_without_tls,
-    }
-}
-
-/// The mechanism a client asked for, if it is offered now.
-fn offered(config: &SessionConfig, name: &str) -> Option<Mechanism> {
-    Mechanism::named(name).filter(|m| mechanisms(config).contains(m))
-}
-
-fn send(maildrop: &Maildrop, n: MessageNumber, extent: Extent) -> Action {
-    match maildrop.get(n) {
-        Ok(m) => Action::Send {
-            status: match extent {
-                Extent::Whole => format!("{} octets", m.size),
-                Extent::Top(_) => "top of message follows".to_string(),
-            },
-            number: n,
-            message_id: m.id,
-            layout: Layout {
-                size: m.size,
-                header_len: m.header_len,
-            },
-            extent,
-        },
-        Err(reply) => Action::Reply(reply),
     }
 }
 

@@ -11,9 +11,8 @@ use std::time::{Duration, Instant};
 
 use futures_rustls::rustls;
 use poplite::auth::{self, Argon2Params};
-use poplite::mail::Message;
 use poplite::server::tls::Tls;
-use poplite::server::{ApopMode, BackgroundServer, ServerConfig};
+use poplite::server::{ApopMode, ServerConfig};
 use poplite::Store;
 
 /// How long any single read in a test may wait before the test fails.
@@ -34,12 +33,15 @@ pub fn test_config() -> ServerConfig {
     }
 }
 
-/// A running in-process server with its own temp database.
+/// The library's [`poplite::TestServer`] on a SQLite file in a temp
+/// directory (kept with it: the CLI and crash tests open it), under
+/// [`test_config`] instead of the fixture's defaults.
 pub struct TestServer {
     pub addr: SocketAddr,
     pub dir: tempfile::TempDir,
     pub store: Arc<Store>,
-    server: BackgroundServer,
+    /// `None` once stopped.
+    server: Option<poplite::TestServer>,
 }
 
 impl TestServer {
@@ -71,14 +73,16 @@ impl TestServer {
         store: Arc<Store>,
         adjust: impl FnOnce(&mut ServerConfig),
     ) -> TestServer {
-        let mut config = test_config();
-        adjust(&mut config);
-        let server = BackgroundServer::start(Arc::clone(&store), config).unwrap();
+        let server = poplite::TestServer::start_on(Arc::clone(&store), |config| {
+            *config = test_config();
+            adjust(config);
+        })
+        .unwrap();
         TestServer {
             addr: server.addr(),
             dir,
             store,
-            server,
+            server: Some(server),
         }
     }
 
@@ -86,18 +90,21 @@ impl TestServer {
         self.dir.path().join("poplite.db")
     }
 
+    fn server(&self) -> &poplite::TestServer {
+        self.server.as_ref().expect("the server was stopped")
+    }
+
     pub fn add_user(&self, name: &str, password: &str) {
-        add_user(&self.store, name, password, false);
+        self.server().add_user(name, password).unwrap();
     }
 
     pub fn add_apop_user(&self, name: &str, password: &str) {
-        add_user(&self.store, name, password, true);
+        self.server().add_apop_user(name, password).unwrap();
     }
 
     /// Delivers raw bytes and returns the new UID.
     pub fn deliver(&self, user: &str, raw: &[u8]) -> String {
-        let message = Message::parse(raw, u64::MAX).unwrap();
-        self.store.deliver(user, &[message]).unwrap().remove(0)
+        self.server().deliver(user, raw).unwrap()
     }
 
     pub fn connect(&self) -> Client {
@@ -106,15 +113,8 @@ impl TestServer {
 
     /// The user's stored messages, oldest first.
     pub fn messages(&self, user: &str) -> Vec<Vec<u8>> {
-        let (user_id, _) = self.store.user(user).unwrap();
-        let metas = self.store.maildrop(user_id).unwrap();
-        let wanted: Vec<(poplite::storage::MessageId, u64)> =
-            metas.iter().map(|m| (m.id, m.size)).collect();
-        let bodies = self.store.read_bodies(&wanted).unwrap();
-        metas
-            .iter()
-            .map(|m| bodies.get(m.id).unwrap().to_vec())
-            .collect()
+        let stored = self.server().messages(user).unwrap();
+        stored.into_iter().map(|message| message.bytes).collect()
     }
 
     /// The first TCP LMTP listener.
@@ -130,7 +130,7 @@ impl TestServer {
 
     /// The implicit-TLS listener's address.
     pub fn tls_addr(&self) -> SocketAddr {
-        self.server.tls_addrs()[0]
+        self.server().tls_addrs()[0]
     }
 
     /// The self-signed certificate clients should trust.
@@ -145,12 +145,14 @@ impl TestServer {
 
     /// The LMTP listeners, as bound.
     pub fn lmtp_addrs(&self) -> &[poplite::server::LmtpAddress] {
-        self.server.lmtp_addrs()
+        self.server().lmtp_addrs()
     }
 
     /// Stops the server (as SIGTERM would) and waits for it.
     pub fn stop(&mut self) {
-        self.server.stop();
+        if let Some(server) = self.server.take() {
+            server.stop();
+        }
     }
 }
 
