@@ -1,5 +1,6 @@
 //! POP3 over TCP or TLS: admits each connection under the limits, then
-//! drives one client's [`Session`] over a TCP or TLS stream: reads lines,
+//! drives one client's [`Session`] (the login in `login`, sending
+//! messages in `retr`) over a TCP or TLS stream: reads lines,
 //! carries out the session's actions (STLS included), and writes replies.
 //! All SQLite and argon2 work goes through `smol::unblock`; waits (idle
 //! timeout, failed-auth delay) are timers, so a slow or idle client holds
@@ -16,13 +17,18 @@ use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::net::{TcpListener, TcpStream};
 use smol::{Executor, Timer};
 
+mod login;
+mod retr;
+
+use retr::READ_AHEAD_KEEP;
+
 use super::accept::{accept_until_stopped, refuse, ConnectionSlot, ConnectionTask, Protocol};
 use super::fairness::{Budget, LINE_COST};
 use super::lifecycle::{best_effort, Deadline, End};
 use super::transport::Transport;
 use super::{ApopMode, Shared};
 use crate::auth;
-use crate::auth::login::{self, Check};
+use crate::auth::login::Check;
 use crate::auth::MaildropLock;
 use crate::protocol::command::MessageNumber;
 use crate::protocol::line::{LineEvent, LineReader};
@@ -37,28 +43,9 @@ use crate::storage::{Bodies, MessageId, StorageError, UserId};
 /// or when the client has no more pipelined commands buffered.
 const FLUSH_THRESHOLD: usize = 64 * 1024;
 
-/// Small messages are read ahead of the client's RETRs, several in one
-/// trip to the storage thread pool, up to `read_ahead` octets in all;
-/// a message larger than this fraction of it is streamed on its own.
-const READ_AHEAD_MESSAGE_DIVISOR: usize = 4;
-
-/// Bodies read ahead are dropped when the client sends nothing for this
-/// long, so an idle connection holds no message data.
-const READ_AHEAD_KEEP: Duration = Duration::from_secs(1);
-
 /// Octets read and dropped, at most, from a client cut off for abuse
 /// before its connection closes (see `Connection::close`).
 const DRAIN_LIMIT: usize = 64 * 1024;
-
-/// One chunk of a streamed message, back from the storage pool.
-struct StreamedChunk {
-    transfer: Transfer,
-    /// The buffer handed over, with the chunk stuffed onto its end.
-    out: Vec<u8>,
-    /// The range to read next, if any.
-    next: Option<(u64, usize)>,
-    read: Result<(), StorageError>,
-}
 
 /// What one session did, for the closing log line.
 #[derive(Debug, Default)]
@@ -466,247 +453,6 @@ impl Connection {
             }
         })
         .await;
-    }
-
-    async fn login(&mut self, request: LoginRequest) -> LoginOutcome {
-        // Failures are answered at `started + delay`, not `delay` after the
-        // check, so how long the check took (an unknown user, a cheap or
-        // dear hash) does not show in the reply's timing.
-        let started = std::time::Instant::now();
-        let user = request.user.clone();
-        let delay = self.shared.config.auth_failure_delay;
-        // `after`, not `at`: an absurd delay must not overflow an Instant.
-        let answer_late = || Timer::after(delay.saturating_sub(started.elapsed()));
-        // A backing-off address gets no hashing at all: that is the point.
-        let ip = self.peer.ip();
-        let attempt = match self.shared.config.is_trusted(ip) {
-            true => Ok(None),
-            false => self
-                .shared
-                .failed_logins
-                .begin(ip, &user, started)
-                .map(Some),
-        };
-        let mut attempt = match attempt {
-            Ok(attempt) => attempt,
-            Err(wait) => {
-                log::warn!(
-                    "session {}: login for {user} from {} not checked: backing off for {}s",
-                    self.id,
-                    self.peer,
-                    wait.as_secs()
-                );
-                answer_late().await;
-                return LoginOutcome::BackingOff(wait.as_secs_f64().ceil() as u64);
-            }
-        };
-        let shared = Arc::clone(&self.shared);
-        let check = smol::unblock(move || shared.verifier.prepare(&shared.store, &request)).await;
-        let verified = match check {
-            Ok(Check::Password {
-                phc,
-                password,
-                user,
-            }) => {
-                let matched = self.shared.hashes.verify(phc, password).await;
-                user.filter(|_| matched)
-            }
-            Ok(Check::Decided(user)) => user,
-            Err(error) => return login::failed(&error).0,
-        };
-        let shared = Arc::clone(&self.shared);
-        let (outcome, lock) =
-            smol::unblock(move || login::open_maildrop(&shared.store, &shared.locks, verified))
-                .await;
-        self.lock = lock;
-        match &outcome {
-            LoginOutcome::Accepted(maildrop) => {
-                // The name as stored, as the closing line gives it too.
-                log::info!(
-                    "session {}: {} logged in as {}",
-                    self.id,
-                    self.peer,
-                    maildrop.user()
-                );
-                if let Some(attempt) = attempt.take() {
-                    attempt.succeeded();
-                }
-                self.user = Some(maildrop.user().to_string());
-            }
-            LoginOutcome::Rejected => {
-                log::warn!(
-                    "session {}: authentication failed for {user} from {}",
-                    self.id,
-                    self.peer
-                );
-                if let Some(attempt) = attempt.take() {
-                    attempt.failed(std::time::Instant::now());
-                }
-                answer_late().await;
-            }
-            LoginOutcome::InUse => {
-                log::info!("session {}: {user}'s maildrop is in use", self.id)
-            }
-            LoginOutcome::Failed(_) | LoginOutcome::BackingOff(_) => {}
-        }
-        outcome
-    }
-
-    /// Small messages read ahead, holding message `number`'s whole body:
-    /// what was read before, or read now together with the small messages
-    /// after it in one trip to the storage pool. `None`: stream it from
-    /// storage (a large message, or reading failed and the stream will say why).
-    async fn read_ahead(
-        &mut self,
-        session: &Session,
-        number: MessageNumber,
-        message_id: MessageId,
-        layout: Layout,
-    ) -> Option<Bodies> {
-        let held = self.read_ahead.take();
-        if held
-            .as_ref()
-            .is_some_and(|bodies| bodies.get(message_id).is_some())
-        {
-            return held;
-        }
-        drop(held);
-        let budget = self.shared.config.read_ahead as u64;
-        let small = |size: u64| size > 0 && size <= budget / READ_AHEAD_MESSAGE_DIVISOR as u64;
-        if !small(layout.size) {
-            return None;
-        }
-        let mut total = layout.size;
-        let mut wanted = vec![(message_id, layout.size)];
-        for (id, size) in session.messages_after(number) {
-            if !small(size) || total + size > budget {
-                break;
-            }
-            total += size;
-            wanted.push((id, size));
-        }
-        let store = Arc::clone(&self.shared.store);
-        match smol::unblock(move || store.read_bodies(&wanted)).await {
-            Ok(bodies) => bodies.get(message_id).is_some().then_some(bodies),
-            Err(error) => {
-                log::debug!("session {}: reading ahead failed: {error}", self.id);
-                None
-            }
-        }
-    }
-
-    /// Sends `+OK status`, the message (from `body` when it was read
-    /// ahead, else streamed from storage), and the terminator.
-    async fn send_message(
-        &mut self,
-        status: String,
-        message_id: MessageId,
-        layout: Layout,
-        extent: Extent,
-        body: Option<&[u8]>,
-    ) -> Result<(), End> {
-        let start = self.out.len();
-        Reply::ok(status).encode(&mut self.out);
-        let mut transfer = Transfer::new(layout, extent, self.shared.config.transfer_chunk);
-        if let Some(body) = body {
-            while let Some((offset, len)) = transfer.next_read(&mut self.out) {
-                // `read_bodies` checked the body is `layout.size` octets.
-                transfer.push(&body[offset as usize..][..len], &mut self.out);
-            }
-            transfer.finish(&mut self.out);
-        } else {
-            self.stream_message(transfer, message_id, start).await?;
-        }
-        if extent == Extent::Whole {
-            self.tally.retrieved += 1;
-            self.tally.retrieved_octets += layout.size;
-        }
-        Ok(())
-    }
-
-    /// Streams a message from storage after its status line. The storage
-    /// pool reads and stuffs the next chunk straight into a second buffer
-    /// while this task writes the previous one, so reading and sending
-    /// overlap and each octet is copied once between SQLite and the socket.
-    /// If nothing is sent when reading fails, the reply from `start` on
-    /// becomes an -ERR.
-    async fn stream_message(
-        &mut self,
-        mut transfer: Transfer,
-        message_id: MessageId,
-        start: usize,
-    ) -> Result<(), End> {
-        let Some(first) = transfer.next_read(&mut self.out) else {
-            transfer.finish(&mut self.out);
-            return Ok(());
-        };
-        let mut spare = Vec::new();
-        let out = std::mem::take(&mut self.out);
-        let mut job = self.read_chunk(transfer, message_id, first, out);
-        let mut flushed = false;
-        loop {
-            let chunk = job.await;
-            self.out = chunk.out;
-            let transfer = chunk.transfer;
-            if let Err(error) = chunk.read {
-                if flushed {
-                    return Err(End::TransferFailed(error));
-                }
-                // Nothing of this reply is sent yet: answer -ERR instead.
-                log::error!(
-                    "session {}: cannot read message {message_id}: {error}",
-                    self.id
-                );
-                self.out.truncate(start);
-                Reply::err_code(
-                    RespCode::sys(error.is_temporary()),
-                    "message cannot be read",
-                )
-                .encode(&mut self.out);
-                return Ok(());
-            }
-            let Some(next) = chunk.next else {
-                transfer.finish(&mut self.out);
-                return Ok(());
-            };
-            // Below the threshold the next chunk goes onto the same buffer;
-            // past it, into the spare one while this one is sent.
-            let flush = self.out.len() >= FLUSH_THRESHOLD;
-            let buffer = std::mem::take(if flush { &mut spare } else { &mut self.out });
-            job = self.read_chunk(transfer, message_id, next, buffer);
-            if flush {
-                self.flush().await?;
-                flushed = true;
-                spare = std::mem::take(&mut self.out);
-            }
-        }
-    }
-
-    /// Starts reading `range` of a message on the storage pool, stuffing
-    /// it onto the end of `out`.
-    fn read_chunk(
-        &self,
-        mut transfer: Transfer,
-        message_id: MessageId,
-        (offset, len): (u64, usize),
-        mut out: Vec<u8>,
-    ) -> smol::Task<StreamedChunk> {
-        let store = Arc::clone(&self.shared.store);
-        smol::unblock(move || {
-            let read = store.read_body_with(message_id, offset, len, |piece| {
-                transfer.push(piece, &mut out)
-            });
-            let next = match read {
-                Ok(()) => transfer.next_read(&mut out),
-                Err(_) => None,
-            };
-            StreamedChunk {
-                transfer,
-                out,
-                next,
-                read,
-            }
-        })
     }
 
     async fn commit(
