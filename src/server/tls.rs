@@ -32,18 +32,18 @@ pub enum TlsError {
         reason: String,
     },
     /// rustls refused the pair (most often: the key is not the certificate's).
-    #[error("cannot use the TLS certificate {} with the key {}: {reason}", cert.display(), key.display())]
+    #[error("cannot use the TLS certificate {} with the key {}: {}", cert.display(), key.display(), in_words(source))]
     Rejected {
         /// The certificate file.
         cert: PathBuf,
         /// The key file.
         key: PathBuf,
-        /// rustls's reason, in words.
-        reason: String,
+        /// rustls's reason.
+        source: rustls::Error,
     },
     /// A self-signed certificate could not be made.
     #[error("cannot make a self-signed certificate: {0}")]
-    Generate(String),
+    Generate(#[source] rcgen::Error),
     /// A name for a certificate is neither a host name nor an IP address.
     #[error("{0:?} is not a host name or an IP address")]
     BadName(String),
@@ -118,15 +118,10 @@ fn server_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, TlsErr
         reason: pem_reason(e, "private key"),
     })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let rejected = |error: rustls::Error| TlsError::Rejected {
+    let rejected = |source: rustls::Error| TlsError::Rejected {
         cert: cert.to_path_buf(),
         key: key.to_path_buf(),
-        reason: match error {
-            rustls::Error::InconsistentKeys(_) => {
-                "the key does not belong to the certificate".into()
-            }
-            other => other.to_string(),
-        },
+        source,
     };
     rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -134,6 +129,14 @@ fn server_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, TlsErr
         .with_no_client_auth()
         .with_single_cert(chain, private_key)
         .map_err(rejected)
+}
+
+/// rustls's refusal of a certificate and key, in an admin's words.
+fn in_words(error: &rustls::Error) -> String {
+    match error {
+        rustls::Error::InconsistentKeys(_) => "the key does not belong to the certificate".into(),
+        other => other.to_string(),
+    }
 }
 
 /// Why a PEM file that should hold a `wanted` is no good, in words.
@@ -171,7 +174,7 @@ pub fn self_signed(names: &[String]) -> Result<(String, String), TlsError> {
     if let Some(bad) = names.iter().find(|name| !is_certificate_name(name)) {
         return Err(TlsError::BadName(bad.clone()));
     }
-    let generate = |e: rcgen::Error| TlsError::Generate(e.to_string());
+    let generate = TlsError::Generate;
     let mut params = rcgen::CertificateParams::new(names.to_vec()).map_err(generate)?;
     if let Some(first) = names.first() {
         params
