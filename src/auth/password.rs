@@ -17,6 +17,9 @@ pub enum AuthError {
     /// The argon2 parameters are outside what argon2 accepts.
     #[error("invalid argon2 parameters: {0}")]
     BadParams(String),
+    /// argon2 refused the parameters.
+    #[error("invalid argon2 parameters: {0}")]
+    Params(#[source] argon2::Error),
     /// The operating system gave no randomness for the salt.
     #[error("no randomness available: {0}")]
     Random(#[source] getrandom::Error),
@@ -90,8 +93,7 @@ impl Argon2Params {
         if let Some(below) = below {
             return Err(AuthError::BadParams(below));
         }
-        argon2::Params::new(self.m_kib, self.t, self.p, None)
-            .map_err(|e| AuthError::BadParams(e.to_string()))
+        argon2::Params::new(self.m_kib, self.t, self.p, None).map_err(AuthError::Params)
     }
 }
 

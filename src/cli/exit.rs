@@ -44,6 +44,13 @@ pub enum CliError {
     /// Input the command cannot use (a password, a missing argument).
     #[error("{0}")]
     Input(String),
+    /// The password could not be read (`what`: from where).
+    #[error("cannot read the password{what}: {error}")]
+    Password {
+        what: &'static str,
+        #[source]
+        error: std::io::Error,
+    },
     /// The signal handlers could not be installed.
     #[error("cannot handle signals: {0}")]
     Signals(#[source] std::io::Error),
@@ -65,13 +72,21 @@ pub enum CliError {
 // sysexits.h: MTAs read these (65 bounce the message, 75 retry later).
 /// Bad usage: a missing or malformed argument.
 pub const EX_USAGE: u8 = 64;
+/// The input is wrong: the MTA bounces the message.
 pub const EX_DATAERR: u8 = 65;
+/// An input file cannot be opened.
 pub const EX_NOINPUT: u8 = 66;
+/// No such user: the MTA bounces the message.
 pub const EX_NOUSER: u8 = 67;
+/// An output file (or a message, over quota) cannot be created.
 pub const EX_CANTCREAT: u8 = 73;
+/// The operating system refused access.
 pub const EX_NOPERM: u8 = 77;
+/// The operating system failed (threads, signals, randomness).
 pub const EX_OSERR: u8 = 71;
+/// Try again later: the MTA keeps the message and retries.
 pub const EX_TEMPFAIL: u8 = 75;
+/// The configuration (a database, a certificate) is unusable.
 pub const EX_CONFIG: u8 = 78;
 
 impl CliError {
@@ -79,17 +94,32 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Storage(error) => storage_exit_code(error),
-            CliError::Auth(AuthError::BadParams(_) | AuthError::Hashing(_)) => EX_USAGE,
+            CliError::Auth(
+                AuthError::BadParams(_) | AuthError::Params(_) | AuthError::Hashing(_),
+            ) => EX_USAGE,
             CliError::Auth(AuthError::Random(_)) => EX_OSERR,
-            CliError::Server(ServerError::Storage(StorageError::WorldWritable(_))) => EX_CONFIG,
-            CliError::Server(ServerError::Storage(_)) => EX_TEMPFAIL,
-            CliError::Server(_) | CliError::Signals(_) => EX_OSERR,
-            CliError::Message { .. } | CliError::Input(_) => EX_DATAERR,
+            CliError::Server(error) => match error {
+                ServerError::Storage(StorageError::WorldWritable(_)) => EX_CONFIG,
+                // Another server holds the database, or it failed while
+                // starting: a service manager may retry.
+                ServerError::Storage(_) => EX_TEMPFAIL,
+                ServerError::Threads { .. }
+                | ServerError::NoListenAddress
+                | ServerError::TlsWithoutCertificate
+                | ServerError::BindLmtp { .. }
+                | ServerError::Bind { .. } => EX_OSERR,
+            },
+            CliError::Signals(_) => EX_OSERR,
+            CliError::Message { .. } | CliError::Input(_) | CliError::Password { .. } => EX_DATAERR,
             CliError::Open { .. } => EX_NOINPUT,
             CliError::Read { .. } => EX_TEMPFAIL,
-            CliError::Tls(TlsError::Generate(_)) => EX_OSERR,
-            CliError::Tls(TlsError::BadName(_)) => EX_USAGE,
-            CliError::Tls(_) => EX_CONFIG,
+            CliError::Tls(error) => match error {
+                TlsError::Generate(_) => EX_OSERR,
+                TlsError::BadName(_) => EX_USAGE,
+                TlsError::Certificate { .. } | TlsError::Key { .. } | TlsError::Rejected { .. } => {
+                    EX_CONFIG
+                }
+            },
             CliError::Create { .. } => EX_CANTCREAT,
             CliError::Archive(error) => match error {
                 ArchiveError::Read { .. } => EX_NOINPUT,

@@ -64,15 +64,17 @@ fn read_password(args: &PasswordArgs) -> Result<String, CliError> {
         std::io::stdin()
             .lock()
             .read_line(&mut line)
-            .map_err(|e| CliError::Input(format!("cannot read the password from stdin: {e}")))?;
+            .map_err(|error| CliError::Password {
+                what: " from stdin",
+                error,
+            })?;
         line.strip_suffix('\n')
             .map(|l| l.strip_suffix('\r').unwrap_or(l))
             .unwrap_or(&line)
             .to_string()
     } else if std::io::stdin().is_terminal() {
         let prompt = |text: &str| {
-            rpassword::prompt_password(text)
-                .map_err(|e| CliError::Input(format!("cannot read the password: {e}")))
+            rpassword::prompt_password(text).map_err(|error| CliError::Password { what: "", error })
         };
         let first = prompt(&format!("New password for {}: ", args.name))?;
         if first.is_empty() {

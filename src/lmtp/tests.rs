@@ -1,3 +1,5 @@
+//! LMTP session tests: scripted conversations against the sans-IO session.
+
 use super::*;
 
 fn session() -> LmtpSession {

@@ -149,13 +149,23 @@ pub fn available_cores() -> usize {
         .unwrap_or(1)
 }
 
-/// A duration as options take it: `10s`, `500ms`, `10m`, `1h 30m` (jiff's
-/// friendly format) or ISO 8601 (`PT10S`); never negative.
+/// A duration as options take it: `10s`, `500ms`, `10m`, `1h 30m`, `2d`
+/// (jiff's friendly format, a day being 24 hours) or ISO 8601 (`PT10S`);
+/// never negative.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let signed: jiff::SignedDuration = text.trim().parse().map_err(|error: jiff::Error| {
-        format!("{text:?} is not a duration (e.g. 10s, 500ms, 10m): {error}")
-    })?;
-    Duration::try_from(signed).map_err(|_| format!("{text:?}: a duration cannot be negative"))
+    let not_a_duration =
+        |error: jiff::Error| format!("{text:?} is not a duration (e.g. 10s, 500ms, 10m): {error}");
+    let span: jiff::Span = text.trim().parse().map_err(not_a_duration)?;
+    let seconds = span
+        .total((
+            jiff::Unit::Second,
+            jiff::SpanRelativeTo::days_are_24_hours(),
+        ))
+        .map_err(not_a_duration)?;
+    if seconds < 0.0 {
+        return Err(format!("{text:?}: a duration cannot be negative"));
+    }
+    Duration::try_from_secs_f64(seconds).map_err(|error| format!("{text:?}: {error}"))
 }
 
 #[cfg(test)]
@@ -173,10 +183,13 @@ mod tests {
             ("2 minutes", ms(120_000)),
             ("PT10S", ms(10_000)),
             ("0s", ms(0)),
+            ("1d", ms(86_400_000)),
+            ("2 days", ms(172_800_000)),
+            ("1w", ms(604_800_000)),
         ] {
             assert_eq!(parse_duration(text), Ok(want), "{text}");
         }
-        for bad in ["", "10", "ten seconds", "-5s", "10x"] {
+        for bad in ["", "10", "ten seconds", "-5s", "10x", "1 month"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }

@@ -1,9 +1,11 @@
 //! The network shell around the session: the server's assembly (binding,
 //! running, shutting down) over its rooms: `config`, `accept` (the one
 //! accept loop and the connection counts), `pop3` and `lmtp` (one
-//! connection each), `lifecycle` (deadlines and why a connection ended),
-//! `limits` and `backoff` (who may connect and log in how often),
-//! `fairness`, `hasher`, `tls`. Protocol decisions live in
+//! connection each; `lmtp_listener` the LMTP sockets), `lifecycle`
+//! (deadlines and why a connection ended), `limits` and `backoff` (who may
+//! connect and log in how often), `fairness`, `hasher`, `apop_users`,
+//! `tls` and `transport` (TCP or TLS), `background` (a server on threads
+//! of its own). Protocol decisions live in
 //! [`crate::session`] and [`crate::lmtp`]; this layer only moves bytes and
 //! runs blocking work off the executor threads.
 

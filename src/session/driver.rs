@@ -1,6 +1,6 @@
 //! The reference driver of a [`Session`]: turns its [`Action`]s into
 //! effects, synchronously and without sockets, for tests, tools and the
-//! fuzz target. The server's own driver (`server/pop3.rs`) does the same
+//! fuzz target. The server's own driver (`server/pop3/`) does the same
 //! with async I/O, timeouts, read-ahead and streaming, which a test has no
 //! use for; the replies and their order are the same.
 

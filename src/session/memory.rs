@@ -76,7 +76,9 @@ impl MemoryMaildrops {
     }
 
     /// Stores `raw`, normalised as the store normalises it, for `user`.
-    /// Panics for an unknown user: a mistake in the test itself.
+    ///
+    /// # Panics
+    /// For an unknown user: a mistake in the test itself.
     pub fn deliver(&self, user: &str, raw: &[u8]) {
         let message = Message::normalized(raw);
         let mut inner = self.lock();

@@ -1,5 +1,5 @@
-//! Taking a message in without holding it in memory: LMTP's DATA and
-//! `poplite deliver` feed it here in pieces as it arrives.
+//! Taking a message in without holding it in memory: LMTP's DATA,
+//! `poplite deliver` and `import` feed it here in pieces as it arrives.
 //!
 //! Up to [`INGEST_BUFFER`] octets a message stays in memory and is stored
 //! in one transaction, as any small message always was. Past that, it is

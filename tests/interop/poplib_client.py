@@ -1,4 +1,4 @@
-"""Drives Python's poplib against poplite for tests/interop.rs.
+"""Drives Python's poplib against poplite for tests/interop/poplib.rs.
 
 Usage: poplib_client.py PORT MODE USER SECRET OUTDIR [DELE]
 

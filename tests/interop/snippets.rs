@@ -2,9 +2,6 @@
 
 use super::*;
 
-// They live in docs/testing.md now; the tests keep their `the_readme_` names
-// so that `cargo test --test interop the_readme` still picks them out.
-
 /// The first fenced block of `language` that follows `marker` in the
 /// Markdown file `doc` (relative to the crate root).
 fn doc_block(doc: &str, marker: &str, language: &str) -> String {
@@ -43,7 +40,7 @@ fn path_with_built_binary() -> String {
 }
 
 #[test]
-fn the_readme_node_test_passes_against_the_binary() {
+fn the_documented_node_test_passes_against_the_binary() {
     if !client_available("node") {
         return;
     }
@@ -70,7 +67,7 @@ fn the_readme_node_test_passes_against_the_binary() {
 }
 
 #[test]
-fn the_readme_pytest_fixture_passes_against_the_binary() {
+fn the_documented_pytest_fixture_passes_against_the_binary() {
     // pytest is a module, not a program: ask the interpreter for it.
     let has_pytest = Command::new("python3")
         .args(["-c", "import pytest"])
