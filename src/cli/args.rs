@@ -158,6 +158,9 @@ pub struct ServeArgs {
     /// Networks exempt from the per-address limit and the failed-login back-off, e.g. 192.168.1.0/24,fd00::/8.
     #[arg(long, value_name = "CIDR,...", value_delimiter = ',')]
     pub trusted_networks: Vec<server::Network>,
+    /// Load balancers that send a PROXY protocol header (v1 or v2), e.g. 10.0.0.5/32: from them it is required, and its client address is used for logs, limits and the back-off; from anyone else a header closes the connection.
+    #[arg(long, value_name = "CIDR,...", value_delimiter = ',')]
+    pub proxy_protocol_from: Vec<server::Network>,
     /// Pause before answering a failed login.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = poplite::server::parse_duration)]
     pub auth_failure_delay: Duration,

@@ -47,6 +47,7 @@ pub fn serve(db: &Database, args: ServeArgs) -> Result<(), CliError> {
         allow_plaintext_auth: args.allow_plaintext_auth,
         max_connections_per_ip: args.max_connections_per_ip,
         trusted_networks,
+        proxy_protocol_from: args.proxy_protocol_from,
         sasl_without_tls: args.sasl_mechanisms.0,
         sasl_with_tls: args.sasl_mechanisms_tls.0,
         idle_timeout: args.idle_timeout,

@@ -50,6 +50,10 @@ pub struct ServerConfig {
     /// Clients exempt from the per-address connection limit and from the
     /// back-off after failed logins (e.g. a webmail host, a NAT gateway).
     pub trusted_networks: Vec<Network>,
+    /// Load balancers that start every connection with a PROXY protocol
+    /// header (v1 or v2) naming the client; from them the header is
+    /// required, from anyone else it closes the connection.
+    pub proxy_protocol_from: Vec<Network>,
     /// Where to accept mail from the MTA over LMTP (RFC 2033).
     pub lmtp: Vec<LmtpAddress>,
     /// Largest message LMTP accepts, in octets as received.
@@ -99,6 +103,7 @@ impl Default for ServerConfig {
             sasl_with_tls: sasl::MECHANISMS.to_vec(),
             max_connections_per_ip: 64,
             trusted_networks: Vec::new(),
+            proxy_protocol_from: Vec::new(),
             lmtp: Vec::new(),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             max_lmtp_connections: 32,
@@ -139,6 +144,12 @@ impl ServerConfig {
     /// Whether `ip` is in one of the trusted networks.
     pub(super) fn is_trusted(&self, ip: std::net::IpAddr) -> bool {
         self.trusted_networks.iter().any(|net| net.contains(ip))
+    }
+
+    /// Whether connections from `ip` come through a proxy that sends a
+    /// PROXY protocol header.
+    pub(super) fn is_proxy(&self, ip: std::net::IpAddr) -> bool {
+        self.proxy_protocol_from.iter().any(|net| net.contains(ip))
     }
 }
 

@@ -28,6 +28,8 @@ pub(super) enum End {
     TlsHandshake(std::io::Error),
     /// A command line was still unfinished one idle timeout after it began.
     LineTimeout,
+    /// A PROXY protocol header from a source not allowed to send one.
+    UnexpectedProxyHeader,
 }
 
 impl std::fmt::Display for End {
@@ -41,6 +43,10 @@ impl std::fmt::Display for End {
             End::TransferFailed(e) => write!(f, "transfer failed: {e}"),
             End::TlsHandshake(e) => write!(f, "TLS handshake failed: {e}"),
             End::LineTimeout => write!(f, "a command line unfinished for the idle timeout"),
+            End::UnexpectedProxyHeader => write!(
+                f,
+                "a PROXY protocol header from an address not in --proxy-protocol-from"
+            ),
         }
     }
 }

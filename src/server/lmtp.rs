@@ -16,6 +16,7 @@ use super::accept::{accept_until_stopped, ConnectionSlot, ConnectionTask, Protoc
 use super::fairness::{Budget, LINE_COST};
 use super::lifecycle::{best_effort, hung_up, Deadline, End};
 use super::lmtp_listener::{LmtpListener, Stream};
+use super::proxy;
 use super::Shared;
 use crate::lmtp::{
     self, DataReader, Delivery, DeliveryOutcome, LmtpConfig, LmtpSession, Lookup, Reply, Step,
@@ -34,11 +35,29 @@ pub(super) async fn accept_loop(
     stop: Receiver<()>,
     alive: Sender<()>,
 ) {
-    let admit = |(stream, peer)| -> ConnectionTask {
+    let admit = |(stream, peer): (Stream, String)| -> ConnectionTask {
         let (slot, active) = ConnectionSlot::take(&shared, Protocol::Lmtp);
-        let task = serve(stream, peer, Arc::clone(&shared), stop.clone(), active);
+        let shared = Arc::clone(&shared);
+        let stop = stop.clone();
         Box::pin(async move {
-            task.await;
+            let mut stream = stream;
+            // Behind a load balancer, the MTA's address is in the header.
+            let peer = match &mut stream {
+                Stream::Tcp(tcp) => match tcp.peer_addr() {
+                    Ok(addr) if shared.config.is_proxy(addr.ip()) => {
+                        match proxy::read_client_in_time(tcp, addr).await {
+                            Ok(client) => client.to_string(),
+                            Err(error) => {
+                                log::warn!("lmtp {addr}: refused: {error}");
+                                return;
+                            }
+                        }
+                    }
+                    _ => peer,
+                },
+                Stream::Unix(_) => peer,
+            };
+            serve(stream, peer, shared, stop, active).await;
             drop(slot);
         })
     };
@@ -134,6 +153,7 @@ async fn serve(
 impl LmtpConnection {
     async fn converse(&mut self, session: &mut LmtpSession) -> End {
         session.greeting().write_to(&mut self.out);
+        let mut first_line = true;
         loop {
             let line = match self.next_line().await {
                 Ok(LineEvent::Line(line)) => line,
@@ -143,6 +163,15 @@ impl LmtpConnection {
                 }
                 Err(end) => return end,
             };
+            if std::mem::take(&mut first_line) && proxy::is_v1_header(&line) {
+                log::warn!(
+                    "lmtp {}: {}: {}",
+                    self.id,
+                    self.peer,
+                    End::UnexpectedProxyHeader
+                );
+                return End::UnexpectedProxyHeader;
+            }
             match session.command(&line) {
                 Step::Reply(reply) => reply.write_to(&mut self.out),
                 Step::Close(reply) => {

@@ -21,6 +21,7 @@ mod limits;
 mod lmtp;
 mod lmtp_listener;
 mod pop3;
+mod proxy;
 pub mod tls;
 mod transport;
 
@@ -30,6 +31,7 @@ pub use config::{
 };
 pub use limits::Network;
 pub use lmtp_listener::LmtpAddress;
+pub use proxy::ProxyError;
 
 use std::future::Future;
 use std::io;

@@ -240,6 +240,24 @@ impl Client {
         Client::greeted(stream, BufReader::new(Box::new(tls)), peer)
     }
 
+    /// Connects as a load balancer would: `header` (PROXY protocol) first.
+    pub fn connect_proxied(addr: SocketAddr, header: &[u8]) -> Client {
+        let mut stream = Client::tcp(addr);
+        stream.write_all(header).unwrap();
+        let reader = BufReader::new(Box::new(stream.try_clone().unwrap()) as Box<dyn Duplex>);
+        Client::greeted(stream, reader, None)
+    }
+
+    /// [`Client::connect_proxied`] to an implicit-TLS listener: the header,
+    /// then the handshake, trusting `ca`.
+    pub fn connect_tls_proxied(addr: SocketAddr, header: &[u8], ca: &Path) -> Client {
+        let mut stream = Client::tcp(addr);
+        stream.write_all(header).unwrap();
+        let tls = tls_handshake(stream.try_clone().unwrap(), tls_client_config(ca)).unwrap();
+        let peer = leaf_certificate(&tls);
+        Client::greeted(stream, BufReader::new(Box::new(tls)), peer)
+    }
+
     fn tcp(addr: SocketAddr) -> TcpStream {
         let stream = TcpStream::connect(addr).unwrap();
         stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();

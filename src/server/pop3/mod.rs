@@ -25,6 +25,8 @@ use retr::READ_AHEAD_KEEP;
 use super::accept::{accept_until_stopped, refuse, ConnectionSlot, ConnectionTask, Protocol};
 use super::fairness::{Budget, LINE_COST};
 use super::lifecycle::{best_effort, Deadline, End};
+use super::limits::SourceSlot;
+use super::proxy;
 use super::transport::Transport;
 use super::{ApopMode, Shared};
 use crate::auth;
@@ -67,43 +69,95 @@ pub(super) async fn accept_loop(
 ) {
     let admit = |(stream, peer): (TcpStream, SocketAddr)| -> ConnectionTask {
         let (guard, active) = ConnectionSlot::take(&shared, Protocol::Pop3);
-        let config = &shared.config;
-        let admitted = if active >= config.max_connections {
+        if active >= shared.config.max_connections {
             log::warn!("{peer}: refused, {active} connections already open");
-            Err("too many connections, try again later")
-        } else if config.max_connections_per_ip == 0 || config.is_trusted(peer.ip()) {
-            Ok(None)
-        } else {
-            let limit = config.max_connections_per_ip;
-            match shared.per_source.try_open(peer.ip(), limit) {
-                Some(slot) => Ok(Some(slot)),
-                None => {
-                    log::warn!("{peer}: refused, {limit} connections from this address open");
-                    Err("too many connections from your address, try again later")
-                }
-            }
-        };
-        match admitted {
-            // A TLS client could not read a plaintext reply: just close.
-            Err(_) if implicit_tls => Box::pin(async move { drop(guard) }),
-            Err(text) => Box::pin(refuse(stream, text, guard)),
-            Ok(source_slot) => {
-                let task = serve(
+            return match implicit_tls {
+                // A TLS client could not read a plaintext reply: just close.
+                true => Box::pin(async move { drop(guard) }),
+                false => Box::pin(refuse(
                     stream,
-                    peer,
-                    Arc::clone(&shared),
-                    stop.clone(),
-                    implicit_tls,
-                );
-                Box::pin(async move {
-                    task.await;
-                    drop(source_slot);
-                    drop(guard);
-                })
-            }
+                    "too many connections, try again later",
+                    guard,
+                )),
+            };
         }
+        let shared = Arc::clone(&shared);
+        let stop = stop.clone();
+        if !shared.config.is_proxy(peer.ip()) {
+            // Decided now, before a task exists: a flood from one address
+            // costs no more than the refusal.
+            let admitted = admit_source(&shared, peer);
+            return Box::pin(admitted_or_refused(
+                stream,
+                peer,
+                admitted,
+                guard,
+                shared,
+                stop,
+                implicit_tls,
+            ));
+        }
+        Box::pin(async move {
+            let mut stream = stream;
+            match proxy::read_client_in_time(&mut stream, peer).await {
+                Ok(client) => {
+                    let admitted = admit_source(&shared, client);
+                    let task = admitted_or_refused(
+                        stream,
+                        client,
+                        admitted,
+                        guard,
+                        shared,
+                        stop,
+                        implicit_tls,
+                    );
+                    task.await;
+                }
+                Err(error) => log::warn!("{peer}: refused: {error}"),
+            }
+        })
     };
     accept_until_stopped(&stop, &alive, &executor, || listener.accept(), admit).await;
+}
+
+/// Whether `client` may open one more connection from its address: its
+/// per-address slot, or the refusal to send.
+fn admit_source(shared: &Shared, client: SocketAddr) -> Result<Option<SourceSlot>, &'static str> {
+    let config = &shared.config;
+    if config.max_connections_per_ip == 0 || config.is_trusted(client.ip()) {
+        return Ok(None);
+    }
+    let limit = config.max_connections_per_ip;
+    match shared.per_source.try_open(client.ip(), limit) {
+        Some(slot) => Ok(Some(slot)),
+        None => {
+            log::warn!("{client}: refused, {limit} connections from this address open");
+            Err("too many connections from your address, try again later")
+        }
+    }
+}
+
+/// Serves an admitted connection, holding its slots until it ends, or
+/// refuses it.
+async fn admitted_or_refused(
+    stream: TcpStream,
+    client: SocketAddr,
+    admitted: Result<Option<SourceSlot>, &'static str>,
+    guard: ConnectionSlot,
+    shared: Arc<Shared>,
+    stop: Receiver<()>,
+    implicit_tls: bool,
+) {
+    match admitted {
+        // A TLS client could not read a plaintext reply: just close.
+        Err(_) if implicit_tls => drop(guard),
+        Err(text) => refuse(stream, text, guard).await,
+        Ok(source_slot) => {
+            serve(stream, client, shared, stop, implicit_tls).await;
+            drop(source_slot);
+            drop(guard);
+        }
+    }
 }
 
 struct Connection {
@@ -266,11 +320,23 @@ impl Connection {
 
     async fn converse(&mut self, session: &mut Session) -> End {
         session.greeting().encode(&mut self.out);
+        let mut first_line = true;
         loop {
             let event = match self.next_event(session.max_line_len()).await {
                 Ok(event) => event,
                 Err(end) => return end,
             };
+            if std::mem::take(&mut first_line)
+                && matches!(&event, LineEvent::Line(line) if proxy::is_v1_header(line))
+            {
+                log::warn!(
+                    "session {}: {}: {}",
+                    self.id,
+                    self.peer,
+                    End::UnexpectedProxyHeader
+                );
+                return End::UnexpectedProxyHeader;
+            }
             let answered_before = self.out.len();
             let mut action = session.handle(event);
             loop {
