@@ -111,6 +111,9 @@ fn a_header_from_an_address_not_allowed_to_send_one_closes_the_connection() {
     let mut client = Client::connect(server.addr);
     client.send(&v1("192.0.2.1"));
     assert!(client.is_closed(), "a spoofed header must not be obeyed");
+    let mut client = Client::connect(server.addr);
+    client.send(&v2([192, 0, 2, 1]));
+    assert!(client.is_closed(), "nor a binary one");
     // Without the setting at all, the same holds.
     let plain = TestServer::start();
     let mut client = Client::connect(plain.addr);

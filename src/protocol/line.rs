@@ -105,6 +105,11 @@ impl LineReader {
         pending
     }
 
+    /// The bytes buffered but not yet handed out as lines.
+    pub fn pending(&self) -> &[u8] {
+        &self.buf[self.consumed..]
+    }
+
     /// True while part of a line has arrived but not its end.
     pub fn is_mid_line(&self) -> bool {
         self.discarding || self.consumed < self.buf.len()

@@ -163,7 +163,9 @@ impl LmtpConnection {
                 }
                 Err(end) => return end,
             };
-            if std::mem::take(&mut first_line) && proxy::is_v1_header(&line) {
+            if std::mem::take(&mut first_line)
+                && proxy::starts_a_header(&line, self.reader.pending())
+            {
                 log::warn!(
                     "lmtp {}: {}: {}",
                     self.id,

@@ -114,10 +114,12 @@ fn client_of(header: &[u8], peer: SocketAddr) -> Result<SocketAddr, ProxyError> 
     Ok(client)
 }
 
-/// Whether a client's first line is a PROXY v1 header, which only a
-/// configured proxy may send: the connection is closed.
-pub(super) fn is_v1_header(line: &[u8]) -> bool {
-    line.starts_with(b"PROXY ")
+/// Whether a client's first line (`line`, with `pending` the bytes
+/// buffered after it) opens a PROXY header, which only a configured proxy
+/// may send: the connection is closed. A v1 header is a line of its own;
+/// v2's signature reads as an empty line followed by the rest of it.
+pub(super) fn starts_a_header(line: &[u8], pending: &[u8]) -> bool {
+    line.starts_with(b"PROXY ") || (line.is_empty() && pending.starts_with(&V2_SIGNATURE[2..]))
 }
 
 #[cfg(test)]
@@ -157,6 +159,14 @@ mod tests {
         let mut local = V2_SIGNATURE.to_vec();
         local.extend([0x20, 0x00, 0, 0]);
         assert_eq!(read(&local).0.unwrap(), "127.0.0.1:9".parse().unwrap());
+    }
+
+    #[test]
+    fn a_header_is_recognised_where_a_command_should_be() {
+        assert!(starts_a_header(b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2", b""));
+        assert!(starts_a_header(b"", &V2_SIGNATURE[2..]));
+        assert!(!starts_a_header(b"", b"USER alice\r\n"));
+        assert!(!starts_a_header(b"USER alice", b""));
     }
 
     #[test]

@@ -13,6 +13,7 @@
 mod common;
 mod curl;
 mod fetchmail;
+mod haproxy;
 mod lmtp;
 mod mpop;
 mod poplib;
@@ -58,7 +59,7 @@ fn client_available(program: &str) -> bool {
             if std::env::var("CI").as_deref() == Ok("true") {
                 panic!(
                     "{program} is not installed, but CI must run the interop tests \
-                     against it (.ci/run installs fetchmail, mpop, curl, swaks, python3 and nodejs)"
+                     against it (.ci/run installs fetchmail, mpop, curl, swaks, haproxy, python3 and nodejs)"
                 );
             }
             eprintln!("skipped: {program} not installed");

@@ -327,7 +327,7 @@ impl Connection {
                 Err(end) => return end,
             };
             if std::mem::take(&mut first_line)
-                && matches!(&event, LineEvent::Line(line) if proxy::is_v1_header(line))
+                && matches!(&event, LineEvent::Line(line) if proxy::starts_a_header(line, self.reader.pending()))
             {
                 log::warn!(
                     "session {}: {}: {}",
