@@ -162,5 +162,7 @@ pub fn storage_exit_code(error: &StorageError) -> u8 {
         | StorageError::ImportGone
         | StorageError::MessageGone(_)
         | StorageError::Sqlite(_) => EX_TEMPFAIL,
+        StorageError::Postgres { .. } if error.is_temporary() => EX_TEMPFAIL,
+        StorageError::Postgres { .. } => EX_CONFIG,
     }
 }

@@ -74,14 +74,14 @@ pub enum StorageError {
     /// The file exists but is not a SQLite database.
     #[error("{0}: not a SQLite database (left untouched)")]
     NotADatabase(PathBuf),
-    /// A SQLite database that another program made.
-    #[error("{0}: a SQLite database that is not poplite's (left untouched)")]
-    Foreign(PathBuf),
+    /// A database that another program made.
+    #[error("{0}: a database that is not poplite's (left untouched)")]
+    Foreign(String),
     /// The schema is newer than this binary understands.
-    #[error("{path}: written by a newer poplite (schema version {found}; this binary knows up to {known})")]
+    #[error("{database}: written by a newer poplite (schema version {found}; this binary knows up to {known})")]
     TooNew {
-        /// The database path.
-        path: PathBuf,
+        /// The database (a path, or a PostgreSQL URL without its password).
+        database: String,
         /// The schema version found.
         found: u32,
         /// The newest schema version this binary knows.
@@ -128,6 +128,14 @@ pub enum StorageError {
     /// A message was removed while a session still listed it.
     #[error("message {0} no longer exists")]
     MessageGone(crate::storage::MessageId),
+    /// A PostgreSQL failure (connecting, or a statement).
+    #[error("{database}: {source}")]
+    Postgres {
+        /// The database, without its password.
+        database: String,
+        /// The driver's error.
+        source: postgres::Error,
+    },
     /// Any other SQLite failure.
     #[error("database error: {0}")]
     Sqlite(#[source] rusqlite::Error),
@@ -165,6 +173,11 @@ impl StorageError {
             | StorageError::WorldWritable(_)
             | StorageError::BackupExists(_)
             | StorageError::OverQuota { .. } => false,
+            // Connection trouble, or the server short of resources or
+            // shutting down, may pass; a refused statement will not.
+            StorageError::Postgres { source, .. } => source
+                .code()
+                .is_none_or(|code| !matches!(&code.code()[..2], "22" | "23" | "42" | "0A" | "28")),
             StorageError::Sqlite(e) => !matches!(
                 e.sqlite_error_code(),
                 Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)

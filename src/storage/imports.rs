@@ -1,5 +1,5 @@
 //! Imports that are all or nothing: messages staged under a hidden user,
-//! published to the real one in one transaction (migrations/0003).
+//! published to the real one in one transaction (migrations/sqlite/0003).
 
 use rusqlite::{params, Connection};
 
@@ -89,7 +89,7 @@ impl Store {
 /// matches it with `LIKE ?1 || '%'`, so it holds no `%` or `_`.
 pub(super) const STAGING_PREFIX: &str = "~";
 
-/// Imports silent this long are taken for dead (see migrations/0003).
+/// Imports silent this long are taken for dead (see migrations/sqlite/0003).
 pub(super) const STALE_IMPORT_SECONDS: i64 = 3600;
 
 /// An import in progress (see [`Store::begin_import`]).

@@ -4,7 +4,7 @@
 //! Up to [`INGEST_BUFFER`] octets a message stays in memory and is stored
 //! in one transaction, as any small message always was. Past that, it is
 //! written in batches of whole chunks under a hidden staging user (the
-//! imports' mechanism, migrations/0003), and published in one transaction
+//! imports' mechanism, migrations/sqlite/0003), and published in one transaction
 //! once it is whole: the quota is checked there, for the exact size, and
 //! until then nothing of it is visible. A message that fails, or whose
 //! writer dies, leaves only a staging user that `discard` (or, after a

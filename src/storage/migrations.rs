@@ -1,4 +1,4 @@
-//! The schema's history: numbered SQL files in `migrations/`, embedded in
+//! The SQLite schema's history: numbered SQL files in `migrations/sqlite/`, embedded in
 //! the binary, applied in order and tracked by `PRAGMA user_version`.
 //! The list is append-only: a released migration is never edited.
 
@@ -10,15 +10,15 @@ use super::StorageError;
 pub const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0001_init.sql",
-        include_str!("../../migrations/0001_init.sql"),
+        include_str!("../../migrations/sqlite/0001_init.sql"),
     ),
     (
         "0002_quotas.sql",
-        include_str!("../../migrations/0002_quotas.sql"),
+        include_str!("../../migrations/sqlite/0002_quotas.sql"),
     ),
     (
         "0003_imports.sql",
-        include_str!("../../migrations/0003_imports.sql"),
+        include_str!("../../migrations/sqlite/0003_imports.sql"),
     ),
 ];
 
@@ -54,7 +54,7 @@ pub fn inspect(conn: &Connection, path: &std::path::Path) -> Result<u32, Storage
     let current: u32 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     if current > latest_version() {
         return Err(StorageError::TooNew {
-            path: path.to_path_buf(),
+            database: path.display().to_string(),
             found: current,
             known: latest_version(),
         });
@@ -63,7 +63,7 @@ pub fn inspect(conn: &Connection, path: &std::path::Path) -> Result<u32, Storage
         let tables: i64 =
             conn.query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))?;
         if tables > 0 {
-            return Err(StorageError::Foreign(path.to_path_buf()));
+            return Err(StorageError::Foreign(path.display().to_string()));
         }
     }
     Ok(current)
@@ -87,7 +87,7 @@ mod tests {
 
     #[test]
     fn every_file_in_migrations_is_embedded_in_order() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
         let mut files: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())

@@ -17,6 +17,7 @@ mod imports;
 mod ingest;
 mod mail;
 mod migrations;
+pub mod postgres;
 mod users;
 mod watch;
 

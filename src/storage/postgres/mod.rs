@@ -1,0 +1,61 @@
+//! The PostgreSQL backend, for several poplite nodes on one set of
+//! maildrops (issue 15). So far: connecting, and the schema with its
+//! migrations (`migrations/postgres/`), applied exactly once however many
+//! nodes start together. The store's operations on it come next; until
+//! then `--db` takes SQLite paths only.
+//!
+//! The `postgres` crate is synchronous, like rusqlite: its calls run on the
+//! blocking pool as every storage call does, never on the executor.
+
+pub mod migrations;
+
+use std::str::FromStr;
+
+use super::StorageError;
+
+/// A connection to the database at `url` (`postgres://…` or
+/// `postgresql://…`), its schema brought up to date.
+pub fn open(url: &str) -> Result<postgres::Client, StorageError> {
+    let config = postgres::Config::from_str(url).map_err(|source| StorageError::Postgres {
+        database: redacted(url),
+        source,
+    })?;
+    let database = describe(&config);
+    let mut client = config
+        .connect(postgres::NoTls)
+        .map_err(|source| StorageError::Postgres {
+            database: database.clone(),
+            source,
+        })?;
+    migrations::migrate(&mut client, &database)?;
+    Ok(client)
+}
+
+/// `postgres://HOST:PORT/NAME` for messages: never the password.
+fn describe(config: &postgres::Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(postgres::config::Host::Tcp(host)) => host.clone(),
+        Some(postgres::config::Host::Unix(path)) => path.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let name = config
+        .get_dbname()
+        .or(config.get_user())
+        .unwrap_or("postgres");
+    format!("postgres://{host}:{port}/{name}")
+}
+
+/// A URL that does not parse, for its error message: everything before
+/// the host (which may hold a password) left out.
+fn redacted(url: &str) -> String {
+    match url.split_once('@') {
+        Some((_, rest)) => format!("postgres://…@{rest}"),
+        None => url.to_string(),
+    }
+}
+
+/// Whether `text` names a PostgreSQL database rather than a SQLite file.
+pub fn is_url(text: &str) -> bool {
+    text.starts_with("postgres://") || text.starts_with("postgresql://")
+}
