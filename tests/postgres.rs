@@ -180,3 +180,185 @@ fn an_unreachable_server_is_a_temporary_failure_named_without_its_password() {
     );
     assert!(!text.contains("secret"), "{text}");
 }
+
+// ---------------------------------------------------------------------------
+// PgStore: users and mail, with SQLite's promises
+// ---------------------------------------------------------------------------
+
+use poplite::mail::Message;
+use poplite::storage::postgres::PgStore;
+use poplite::storage::{MessageId, Quota};
+
+fn message(raw: &[u8]) -> Message {
+    Message::parse(raw, u64::MAX).unwrap()
+}
+
+fn store(db: &TestDatabase) -> PgStore {
+    PgStore::open(&db.url, 4).unwrap()
+}
+
+#[test]
+fn users_are_unique_in_any_case_and_looked_up_in_any_case() {
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    let store = store(&db);
+    store
+        .add_user_with_quota("Alice", "$hash", Some("apop"), Quota::default())
+        .unwrap();
+    assert!(matches!(
+        store.add_user_with_quota("alice", "$other", None, Quota::default()),
+        Err(StorageError::UserExists(_))
+    ));
+    assert!(matches!(
+        store.add_user_with_quota("bad name", "$h", None, Quota::default()),
+        Err(StorageError::InvalidUserName { .. })
+    ));
+    let found = store.credentials("ALICE").unwrap().unwrap();
+    assert_eq!(
+        (found.name.as_str(), found.password_hash.as_str()),
+        ("Alice", "$hash")
+    );
+    assert_eq!(found.apop_secret.as_deref(), Some("apop"));
+    assert_eq!(store.user("alice").unwrap().1, "Alice");
+    assert!(store.credentials("bob").unwrap().is_none());
+    assert!(matches!(
+        store.user("bob"),
+        Err(StorageError::UnknownUser(_))
+    ));
+}
+
+#[test]
+fn delivered_mail_lists_and_reads_back_exactly_across_chunks() {
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    let store = store(&db);
+    store
+        .add_user_with_quota("alice", "$h", None, Quota::default())
+        .unwrap();
+    // Over two 64 KiB chunks, with bare LFs that the store normalises.
+    let body: String = (0..9000).map(|i| format!("line {i:05}\n")).collect();
+    let big = message(format!("Subject: big\n\n{body}").as_bytes());
+    let small = message(b"Subject: small\r\n\r\nhi\r\n");
+    let uids = store
+        .deliver("alice", &[big.clone(), small.clone()])
+        .unwrap();
+    assert_eq!(uids.len(), 2);
+    let (alice, _) = store.user("alice").unwrap();
+    let listed = store.maildrop(alice).unwrap();
+    assert_eq!(
+        listed.iter().map(|m| m.uid.clone()).collect::<Vec<_>>(),
+        uids
+    );
+    assert_eq!(listed[0].size, big.size());
+    assert_eq!(listed[0].header_len, big.header_len());
+    let whole = store
+        .read_body(listed[0].id, 0, big.size() as usize)
+        .unwrap();
+    assert_eq!(whole, big.bytes());
+    // A piece that starts inside one chunk and ends inside the next.
+    let (from, len) = (65_000u64, 2_000usize);
+    assert_eq!(
+        store.read_body(listed[0].id, from, len).unwrap(),
+        &big.bytes()[from as usize..from as usize + len]
+    );
+    assert!(matches!(
+        store.read_body(listed[1].id, 0, small.size() as usize + 1),
+        Err(StorageError::MessageGone(_))
+    ));
+    let mailbox = store.mailbox("alice").unwrap();
+    assert_eq!(mailbox[1].subject.as_deref(), Some("small"));
+    assert!(
+        mailbox[0].received.len() == 20 && mailbox[0].received.ends_with('Z'),
+        "{}",
+        mailbox[0].received
+    );
+    let summary = &store.users().unwrap()[0];
+    assert_eq!(
+        (summary.messages, summary.bytes),
+        (2, big.size() + small.size())
+    );
+}
+
+#[test]
+fn uids_are_never_reused_and_quit_removes_only_the_users_own_messages() {
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    let store = store(&db);
+    for name in ["alice", "bob"] {
+        store
+            .add_user_with_quota(name, "$h", None, Quota::default())
+            .unwrap();
+    }
+    let first = store
+        .deliver(
+            "alice",
+            &[message(b"A: 1\r\n\r\n1\r\n"), message(b"A: 2\r\n\r\n2\r\n")],
+        )
+        .unwrap();
+    store
+        .deliver("bob", &[message(b"B: 1\r\n\r\n1\r\n")])
+        .unwrap();
+    let (alice, _) = store.user("alice").unwrap();
+    let (bob, _) = store.user("bob").unwrap();
+    let alices: Vec<MessageId> = store
+        .maildrop(alice)
+        .unwrap()
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    let bobs: Vec<MessageId> = store.maildrop(bob).unwrap().iter().map(|m| m.id).collect();
+    // Alice's QUIT names Bob's message too: only hers go.
+    let mut marked = alices.clone();
+    marked.extend(&bobs);
+    assert_eq!(store.delete_messages(alice, &marked).unwrap(), 2);
+    assert!(store.maildrop(alice).unwrap().is_empty());
+    assert_eq!(store.maildrop(bob).unwrap().len(), 1);
+    // A new message never gets a UID handed out before.
+    let again = store
+        .deliver("alice", &[message(b"A: 3\r\n\r\n3\r\n")])
+        .unwrap();
+    assert!(!first.contains(&again[0]), "{first:?} then {again:?}");
+    let prefix = |uid: &str| uid.split('.').next().unwrap().to_string();
+    assert_eq!(prefix(&again[0]), prefix(&first[0]));
+}
+
+#[test]
+fn a_quota_holds_exactly_under_concurrent_deliveries() {
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    let store = store(&db);
+    let quota = Quota {
+        messages: Some(5),
+        bytes: None,
+    };
+    store
+        .add_user_with_quota("alice", "$h", None, quota)
+        .unwrap();
+    // Sixteen deliveries at once, on separate connections: exactly five fit.
+    let outcomes: Vec<Result<Vec<String>, StorageError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..16)
+            .map(|i| {
+                let store = &store;
+                scope.spawn(move || {
+                    store.deliver(
+                        "alice",
+                        &[message(format!("N: {i}\r\n\r\nx\r\n").as_bytes())],
+                    )
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let stored = outcomes.iter().filter(|o| o.is_ok()).count();
+    let refused = outcomes
+        .iter()
+        .filter(|o| matches!(o, Err(StorageError::OverQuota { .. })))
+        .count();
+    assert_eq!((stored, refused), (5, 11), "{outcomes:?}");
+    let (alice, _) = store.user("alice").unwrap();
+    assert_eq!(store.maildrop(alice).unwrap().len(), 5);
+}

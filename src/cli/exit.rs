@@ -156,6 +156,7 @@ pub fn storage_exit_code(error: &StorageError) -> u8 {
         // import that went away meanwhile: it may pass, so the MTA keeps
         // the message and retries.
         StorageError::Io { .. }
+        | StorageError::Unavailable { .. }
         | StorageError::Random(_)
         | StorageError::Busy
         | StorageError::AlreadyServed(_)

@@ -136,6 +136,14 @@ pub enum StorageError {
         /// The driver's error.
         source: postgres::Error,
     },
+    /// No connection to the database could be had in time.
+    #[error("{database}: no connection: {source}")]
+    Unavailable {
+        /// The database, without its password.
+        database: String,
+        /// The pool's reason.
+        source: r2d2::Error,
+    },
     /// Any other SQLite failure.
     #[error("database error: {0}")]
     Sqlite(#[source] rusqlite::Error),
@@ -183,6 +191,7 @@ impl StorageError {
                 Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
             ),
             StorageError::Io { .. }
+            | StorageError::Unavailable { .. }
             | StorageError::Random(_)
             | StorageError::Busy
             | StorageError::AlreadyServed(_)

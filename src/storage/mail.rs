@@ -289,20 +289,9 @@ pub(super) fn check_quota(
         params![user_id],
         |row| Ok((row.get(0)?, row.get(1)?)),
     )?;
-    let count = (count.max(0) as u64).saturating_add(incoming_messages);
-    let size = (size.max(0) as u64).saturating_add(incoming_octets);
-    let over = |what: &str, would: u64, limit: u64| StorageError::OverQuota {
-        user: name.to_string(),
-        reason: format!("{would} {what} with this delivery, the limit is {limit}"),
-    };
-    match quota {
-        Quota {
-            messages: Some(limit),
-            ..
-        } if count > limit => Err(over("messages", count, limit)),
-        Quota {
-            bytes: Some(limit), ..
-        } if size > limit => Err(over("octets", size, limit)),
-        _ => Ok(()),
-    }
+    quota.admits(
+        name,
+        (count.max(0) as u64, size.max(0) as u64),
+        (incoming_messages, incoming_octets),
+    )
 }

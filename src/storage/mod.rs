@@ -81,6 +81,35 @@ pub struct Quota {
     pub bytes: Option<u64>,
 }
 
+impl Quota {
+    /// Whether `incoming` (messages, octets) fits on top of `stored` for
+    /// `user`; [`StorageError::OverQuota`], naming the limit, if not. Every
+    /// backend asks this inside the delivering transaction.
+    pub(crate) fn admits(
+        &self,
+        user: &str,
+        stored: (u64, u64),
+        incoming: (u64, u64),
+    ) -> Result<(), StorageError> {
+        let count = stored.0.saturating_add(incoming.0);
+        let size = stored.1.saturating_add(incoming.1);
+        let over = |what: &str, would: u64, limit: u64| StorageError::OverQuota {
+            user: user.to_string(),
+            reason: format!("{would} {what} with this delivery, the limit is {limit}"),
+        };
+        match *self {
+            Quota {
+                messages: Some(limit),
+                ..
+            } if count > limit => Err(over("messages", count, limit)),
+            Quota {
+                bytes: Some(limit), ..
+            } if size > limit => Err(over("octets", size, limit)),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// A user's name and password material, for checking credentials.
 #[derive(Clone)]
 pub struct Credentials {

@@ -1,13 +1,16 @@
 //! The PostgreSQL backend, for several poplite nodes on one set of
-//! maildrops (issue 15). So far: connecting, and the schema with its
+//! maildrops (issue 15). So far: connecting, the schema with its
 //! migrations (`migrations/postgres/`), applied exactly once however many
-//! nodes start together. The store's operations on it come next; until
-//! then `--db` takes SQLite paths only.
+//! nodes start together, and [`PgStore`] with users and mail. Until the
+//! rest is there (see `store`), `--db` takes SQLite paths only.
 //!
 //! The `postgres` crate is synchronous, like rusqlite: its calls run on the
 //! blocking pool as every storage call does, never on the executor.
 
 pub mod migrations;
+mod store;
+
+pub use store::{PgStore, DEFAULT_POOL_SIZE};
 
 use std::str::FromStr;
 
@@ -29,6 +32,14 @@ pub fn open(url: &str) -> Result<postgres::Client, StorageError> {
         })?;
     migrations::migrate(&mut client, &database)?;
     Ok(client)
+}
+
+/// [`describe`] for a URL, or the URL without what may hold a password.
+pub(crate) fn describe_url(url: &str) -> String {
+    match postgres::Config::from_str(url) {
+        Ok(config) => describe(&config),
+        Err(_) => redacted(url),
+    }
 }
 
 /// `postgres://HOST:PORT/NAME` for messages: never the password.

@@ -1,0 +1,360 @@
+//! The store's operations on PostgreSQL: users, delivering, listing,
+//! reading and removing mail, with the same promises as on SQLite. UIDs
+//! take the identity column's value, which is never handed out twice;
+//! bodies are 64 KiB chunks; a delivery locks its user's row, so quotas
+//! stay exact when several nodes deliver at once.
+//!
+//! Not wired to `--db` yet: the streamed intake, imports, the APOP watch,
+//! backups and the cross-node maildrop lease come next.
+
+use std::time::Duration;
+
+use postgres::{GenericClient, NoTls};
+use r2d2_postgres::PostgresConnectionManager;
+
+use crate::mail::Message;
+use crate::storage::{
+    validate_user_name, Credentials, MailboxEntry, MessageId, MessageMeta, Quota, StorageError,
+    UserId, UserSummary, BODY_CHUNK,
+};
+
+/// The connections one process holds at most: a session holds one only
+/// for the length of a statement, so a few serve thousands of sessions.
+pub const DEFAULT_POOL_SIZE: u32 = 8;
+
+/// A pool of connections to one PostgreSQL database, its schema current.
+pub struct PgStore {
+    pool: r2d2::Pool<PostgresConnectionManager<NoTls>>,
+    /// The database, without its password, for messages.
+    database: String,
+    uid_prefix: String,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("database", &self.database)
+            .finish_non_exhaustive()
+    }
+}
+
+type Connection = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+
+impl PgStore {
+    /// Connects to `url`, migrating the schema if needed, with a pool of
+    /// at most `pool_size` connections.
+    pub fn open(url: &str, pool_size: u32) -> Result<PgStore, StorageError> {
+        let mut first = super::open(url)?;
+        let database = super::describe_url(url);
+        let (uid_prefix, config) = {
+            let error = pg_error(&database);
+            let uid_prefix: String = first
+                .query_one("SELECT value FROM meta WHERE key = 'uid_prefix'", &[])
+                .map_err(&error)?
+                .get(0);
+            let config: postgres::Config = url.parse().map_err(&error)?;
+            (uid_prefix, config)
+        };
+        drop(first);
+        let manager = PostgresConnectionManager::new(config, NoTls);
+        let pool = r2d2::Pool::builder()
+            .max_size(pool_size.max(1))
+            .min_idle(Some(0))
+            .connection_timeout(Duration::from_secs(10))
+            .build(manager)
+            .map_err(|source| StorageError::Unavailable {
+                database: database.clone(),
+                source,
+            })?;
+        Ok(PgStore {
+            pool,
+            database,
+            uid_prefix,
+        })
+    }
+
+    fn conn(&self) -> Result<Connection, StorageError> {
+        self.pool.get().map_err(|source| StorageError::Unavailable {
+            database: self.database.clone(),
+            source,
+        })
+    }
+
+    fn error(&self) -> impl Fn(postgres::Error) -> StorageError + '_ {
+        pg_error(&self.database)
+    }
+
+    /// Adds a user; [`StorageError::UserExists`] if the name is taken in
+    /// any case.
+    pub fn add_user_with_quota(
+        &self,
+        name: &str,
+        password_hash: &str,
+        apop_secret: Option<&str>,
+        quota: Quota,
+    ) -> Result<(), StorageError> {
+        validate_user_name(name)?;
+        let inserted = self
+            .conn()?
+            .execute(
+                "INSERT INTO users (name, password_hash, apop_secret, quota_messages, quota_bytes)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT ((lower(name))) DO NOTHING",
+                &[
+                    &name,
+                    &password_hash,
+                    &apop_secret,
+                    &quota.messages.map(sql_int),
+                    &quota.bytes.map(sql_int),
+                ],
+            )
+            .map_err(self.error())?;
+        match inserted {
+            0 => Err(StorageError::UserExists(name.to_string())),
+            _ => Ok(()),
+        }
+    }
+
+    /// A user's id and stored name (lookups ignore case).
+    pub fn user(&self, name: &str) -> Result<(UserId, String), StorageError> {
+        user_id(&mut *self.conn()?, name, &self.database)
+    }
+
+    /// The password material of `name`, if there is such a user.
+    pub fn credentials(&self, name: &str) -> Result<Option<Credentials>, StorageError> {
+        let row = self
+            .conn()?
+            .query_opt(
+                "SELECT id, name, password_hash, apop_secret FROM users
+                 WHERE lower(name) = lower($1)",
+                &[&name],
+            )
+            .map_err(self.error())?;
+        Ok(row.map(|row| Credentials {
+            id: UserId::new(row.get(0)),
+            name: row.get(1),
+            password_hash: row.get(2),
+            apop_secret: row.get(3),
+        }))
+    }
+
+    /// Every user with their message count and octets, by name.
+    pub fn users(&self) -> Result<Vec<UserSummary>, StorageError> {
+        let rows = self
+            .conn()?
+            .query(
+                "SELECT u.name, count(m.id), coalesce(sum(m.size), 0)::bigint
+                 FROM users u LEFT JOIN messages m ON m.user_id = u.id
+                 GROUP BY u.id ORDER BY u.name",
+                &[],
+            )
+            .map_err(self.error())?;
+        Ok(rows
+            .iter()
+            .map(|row| UserSummary {
+                name: row.get(0),
+                messages: unsigned(row.get(1)),
+                bytes: unsigned(row.get(2)),
+            })
+            .collect())
+    }
+
+    /// Stores messages for a user in one transaction and returns their
+    /// UIDs; either all are stored or none is. The user's row is locked
+    /// first, so concurrent deliveries count each other for the quota.
+    pub fn deliver(&self, user: &str, messages: &[Message]) -> Result<Vec<String>, StorageError> {
+        let error = self.error();
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction().map_err(&error)?;
+        let row = tx
+            .query_opt(
+                "SELECT id, name, quota_messages, quota_bytes FROM users
+                 WHERE lower(name) = lower($1) FOR UPDATE",
+                &[&user],
+            )
+            .map_err(&error)?
+            .ok_or_else(|| StorageError::UnknownUser(user.to_string()))?;
+        let (user_id, name): (i64, String) = (row.get(0), row.get(1));
+        let quota = Quota {
+            messages: row.get::<_, Option<i64>>(2).map(unsigned),
+            bytes: row.get::<_, Option<i64>>(3).map(unsigned),
+        };
+        if quota != Quota::default() {
+            let stored = tx
+                .query_one(
+                    "SELECT count(*), coalesce(sum(size), 0)::bigint FROM messages
+                     WHERE user_id = $1",
+                    &[&user_id],
+                )
+                .map_err(&error)?;
+            let octets = messages.iter().map(Message::size).sum();
+            quota.admits(
+                &name,
+                (unsigned(stored.get(0)), unsigned(stored.get(1))),
+                (messages.len() as u64, octets),
+            )?;
+        }
+        let mut uids = Vec::with_capacity(messages.len());
+        for message in messages {
+            let id: i64 = tx
+                .query_one(
+                    "INSERT INTO messages (user_id, uid, size, header_len, received_at, subject)
+                     VALUES ($1, 'pending', $2, $3, extract(epoch FROM now())::bigint, $4)
+                     RETURNING id",
+                    &[
+                        &user_id,
+                        &sql_int(message.size()),
+                        &sql_int(message.header_len()),
+                        &message.subject(),
+                    ],
+                )
+                .map_err(&error)?
+                .get(0);
+            // The UID embeds the identity value, known only now; the
+            // placeholder never outlives this transaction.
+            let uid = format!("{}.{id}", self.uid_prefix);
+            tx.execute("UPDATE messages SET uid = $1 WHERE id = $2", &[&uid, &id])
+                .map_err(&error)?;
+            for (seq, chunk) in message.bytes().chunks(BODY_CHUNK).enumerate() {
+                tx.execute(
+                    "INSERT INTO message_chunks (message_id, seq, data) VALUES ($1, $2, $3)",
+                    &[&id, &(seq as i32), &chunk],
+                )
+                .map_err(&error)?;
+            }
+            uids.push(uid);
+        }
+        tx.commit().map_err(&error)?;
+        Ok(uids)
+    }
+
+    /// A user's messages in delivery order, without their bodies.
+    pub fn maildrop(&self, user_id: UserId) -> Result<Vec<MessageMeta>, StorageError> {
+        let rows = self
+            .conn()?
+            .query(
+                "SELECT id, uid, size, header_len FROM messages WHERE user_id = $1 ORDER BY id",
+                &[&user_id.get()],
+            )
+            .map_err(self.error())?;
+        Ok(rows
+            .iter()
+            .map(|row| MessageMeta {
+                id: MessageId::new(row.get(0)),
+                uid: row.get(1),
+                size: unsigned(row.get(2)),
+                header_len: unsigned(row.get(3)),
+            })
+            .collect())
+    }
+
+    /// `len` octets of a message's body from `offset`, read from the chunks
+    /// that hold them; [`StorageError::MessageGone`] if the message is gone
+    /// or shorter.
+    pub fn read_body(
+        &self,
+        message_id: MessageId,
+        offset: u64,
+        len: usize,
+    ) -> Result<Vec<u8>, StorageError> {
+        let chunk = BODY_CHUNK as u64;
+        let (first, last) = (offset / chunk, (offset + len as u64).div_ceil(chunk));
+        let rows = self
+            .conn()?
+            .query(
+                "SELECT seq, data FROM message_chunks
+                 WHERE message_id = $1 AND seq >= $2 AND seq < $3 ORDER BY seq",
+                &[&message_id.get(), &(first as i32), &(last as i32)],
+            )
+            .map_err(self.error())?;
+        let mut out = Vec::with_capacity(len);
+        let mut skip = (offset - first * chunk) as usize;
+        for row in &rows {
+            let data: &[u8] = row.get(1);
+            let take = &data[skip.min(data.len())..];
+            skip = 0;
+            out.extend_from_slice(&take[..take.len().min(len - out.len())]);
+        }
+        match out.len() == len {
+            true => Ok(out),
+            false => Err(StorageError::MessageGone(message_id)),
+        }
+    }
+
+    /// Removes a user's messages in one transaction (the UPDATE state);
+    /// how many were removed. On error nothing is removed.
+    pub fn delete_messages(
+        &self,
+        user_id: UserId,
+        message_ids: &[MessageId],
+    ) -> Result<usize, StorageError> {
+        let ids: Vec<i64> = message_ids.iter().map(|id| id.get()).collect();
+        let removed = self
+            .conn()?
+            .execute(
+                "DELETE FROM messages WHERE user_id = $1 AND id = ANY($2)",
+                &[&user_id.get(), &ids],
+            )
+            .map_err(self.error())?;
+        Ok(removed as usize)
+    }
+
+    /// What `mailbox USER` prints: each message's UID, size, time, Subject.
+    pub fn mailbox(&self, user: &str) -> Result<Vec<MailboxEntry>, StorageError> {
+        let mut conn = self.conn()?;
+        let (user_id, _) = user_id(&mut *conn, user, &self.database)?;
+        let rows = conn
+            .query(
+                "SELECT uid, size,
+                        to_char(to_timestamp(received_at) AT TIME ZONE 'UTC',
+                                'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                        subject
+                 FROM messages WHERE user_id = $1 ORDER BY id",
+                &[&user_id.get()],
+            )
+            .map_err(self.error())?;
+        Ok(rows
+            .iter()
+            .map(|row| MailboxEntry {
+                uid: row.get(0),
+                size: unsigned(row.get(1)),
+                received: row.get(2),
+                subject: row.get(3),
+            })
+            .collect())
+    }
+}
+
+/// The id and stored name of `name` (any case).
+fn user_id(
+    conn: &mut impl GenericClient,
+    name: &str,
+    database: &str,
+) -> Result<(UserId, String), StorageError> {
+    let row = conn
+        .query_opt(
+            "SELECT id, name FROM users WHERE lower(name) = lower($1)",
+            &[&name],
+        )
+        .map_err(pg_error(database))?
+        .ok_or_else(|| StorageError::UnknownUser(name.to_string()))?;
+    Ok((UserId::new(row.get(0)), row.get(1)))
+}
+
+/// Wraps a driver error with the database it came from.
+fn pg_error(database: &str) -> impl Fn(postgres::Error) -> StorageError + '_ {
+    move |source| StorageError::Postgres {
+        database: database.to_string(),
+        source,
+    }
+}
+
+/// A count or size as PostgreSQL's BIGINT.
+fn sql_int(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// A BIGINT that is a count or size (never negative) as `u64`.
+fn unsigned(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
