@@ -362,3 +362,64 @@ fn a_quota_holds_exactly_under_concurrent_deliveries() {
     let (alice, _) = store.user("alice").unwrap();
     assert_eq!(store.maildrop(alice).unwrap().len(), 5);
 }
+
+// ---------------------------------------------------------------------------
+// One session per maildrop across nodes: leases
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_lease_held_by_one_node_keeps_the_maildrop_from_every_other() {
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    // Two nodes: two stores (two pools) on one database.
+    let (a, b) = (store(&db), store(&db));
+    a.add_user_with_quota("alice", "$h", None, Quota::default())
+        .unwrap();
+    let (alice, _) = a.user("alice").unwrap();
+    let ttl = std::time::Duration::from_secs(30);
+    assert!(a.take_lease(alice, "node-a", ttl).unwrap());
+    assert!(
+        !b.take_lease(alice, "node-b", ttl).unwrap(),
+        "[IN-USE] on B"
+    );
+    assert!(
+        !a.take_lease(alice, "node-a", ttl).unwrap(),
+        "and on A itself"
+    );
+    // Another node's release does not free it; A's does.
+    b.release_lease(alice, "node-b").unwrap();
+    assert!(!b.take_lease(alice, "node-b", ttl).unwrap());
+    a.release_lease(alice, "node-a").unwrap();
+    assert!(b.take_lease(alice, "node-b", ttl).unwrap());
+}
+
+#[test]
+fn a_dead_nodes_lease_runs_out_and_a_live_nodes_is_renewed() {
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    let (a, b) = (store(&db), store(&db));
+    for name in ["alice", "bob"] {
+        a.add_user_with_quota(name, "$h", None, Quota::default())
+            .unwrap();
+    }
+    let (alice, _) = a.user("alice").unwrap();
+    let (bob, _) = a.user("bob").unwrap();
+    let ms = std::time::Duration::from_millis;
+    let short = ms(1500);
+    assert!(a.take_lease(alice, "node-a", short).unwrap());
+    assert!(a.take_lease(bob, "node-a", short).unwrap());
+    // One renewal covers every lease the node holds.
+    std::thread::sleep(ms(500));
+    assert_eq!(a.renew_leases("node-a", short).unwrap(), 2);
+    std::thread::sleep(ms(500));
+    // Taken 1 s ago and renewed 0.5 s ago: held for another second.
+    assert!(!b.take_lease(alice, "node-b", short).unwrap());
+    // A dies: no more renewals. Once the lease runs out, B may take it.
+    std::thread::sleep(ms(1800));
+    assert!(b.take_lease(alice, "node-b", short).unwrap());
+    assert!(b.take_lease(bob, "node-b", short).unwrap());
+    // A, back, renews nothing: its leases were taken over.
+    assert_eq!(a.renew_leases("node-a", short).unwrap(), 0);
+}

@@ -7,10 +7,16 @@
 use super::super::StorageError;
 
 /// Every migration, in order; `schema_version` N means the first N ran.
-pub const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_init.sql",
-    include_str!("../../../migrations/postgres/0001_init.sql"),
-)];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_init.sql",
+        include_str!("../../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        "0002_leases.sql",
+        include_str!("../../../migrations/postgres/0002_leases.sql"),
+    ),
+];
 
 /// The advisory lock that one migrating node holds ("poplite" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0070_6f70_6c69_7465;

@@ -4,8 +4,8 @@
 //! bodies are 64 KiB chunks; a delivery locks its user's row, so quotas
 //! stay exact when several nodes deliver at once.
 //!
-//! Not wired to `--db` yet: the streamed intake, imports, the APOP watch,
-//! backups and the cross-node maildrop lease come next.
+//! Not wired to `--db` yet: the streamed intake, imports, the APOP watch
+//! and backups come next; the cross-node maildrop lease is in `leases`.
 
 use std::time::Duration;
 
@@ -73,7 +73,12 @@ impl PgStore {
         })
     }
 
-    fn conn(&self) -> Result<Connection, StorageError> {
+    /// The database, without its password.
+    pub(super) fn database(&self) -> &str {
+        &self.database
+    }
+
+    pub(super) fn conn(&self) -> Result<Connection, StorageError> {
         self.pool.get().map_err(|source| StorageError::Unavailable {
             database: self.database.clone(),
             source,
@@ -342,7 +347,7 @@ fn user_id(
 }
 
 /// Wraps a driver error with the database it came from.
-fn pg_error(database: &str) -> impl Fn(postgres::Error) -> StorageError + '_ {
+pub(super) fn pg_error(database: &str) -> impl Fn(postgres::Error) -> StorageError + '_ {
     move |source| StorageError::Postgres {
         database: database.to_string(),
         source,
