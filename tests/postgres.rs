@@ -423,3 +423,79 @@ fn a_dead_nodes_lease_runs_out_and_a_live_nodes_is_renewed() {
     // A, back, renews nothing: its leases were taken over.
     assert_eq!(a.renew_leases("node-a", short).unwrap(), 0);
 }
+
+#[test]
+fn passwords_quotas_removal_read_ahead_and_export_work_as_on_sqlite() {
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    let store = store(&db);
+    assert_eq!(store.newest_password_hash().unwrap(), None);
+    store
+        .add_user_with_quota("alice", "$old", Some("pw"), Quota::default())
+        .unwrap();
+    store
+        .add_user_with_quota("bob", "$bob", None, Quota::default())
+        .unwrap();
+    assert_eq!(
+        store.newest_password_hash().unwrap().as_deref(),
+        Some("$bob")
+    );
+    // A new password drops the APOP secret unless one is given again.
+    store.set_password("ALICE", "$new", None).unwrap();
+    let alice = store.credentials("alice").unwrap().unwrap();
+    assert_eq!(
+        (alice.password_hash.as_str(), alice.apop_secret),
+        ("$new", None)
+    );
+    assert!(matches!(
+        store.set_password("carol", "$x", None),
+        Err(StorageError::UnknownUser(_))
+    ));
+    // Quotas: read, changed, and asked ahead of an import.
+    let quota = Quota {
+        messages: Some(2),
+        bytes: Some(1_000),
+    };
+    store.set_quota("alice", quota).unwrap();
+    assert_eq!(store.quota("alice").unwrap(), quota);
+    store
+        .deliver(
+            "alice",
+            &[
+                message(b"A: 1\r\n\r\none\r\n"),
+                message(b"A: 2\r\n\r\ntwo\r\n"),
+            ],
+        )
+        .unwrap();
+    assert!(matches!(
+        store.check_room("alice", 1, 10),
+        Err(StorageError::OverQuota { .. })
+    ));
+    store.set_quota("alice", Quota::default()).unwrap();
+    store.check_room("alice", 1, 10).unwrap();
+    // Read-ahead: whole bodies; one listed with a wrong size is left out.
+    let (alice_id, _) = store.user("alice").unwrap();
+    let listed = store.maildrop(alice_id).unwrap();
+    let wanted = [
+        (listed[0].id, listed[0].size),
+        (listed[1].id, listed[1].size + 1),
+    ];
+    let bodies = store.read_bodies(&wanted).unwrap();
+    assert_eq!(bodies.get(listed[0].id), Some(&b"A: 1\r\n\r\none\r\n"[..]));
+    assert_eq!(bodies.get(listed[1].id), None);
+    let index = store.export_index("alice").unwrap();
+    assert_eq!(index.len(), 2);
+    assert_eq!(index[1].size, listed[1].size);
+    // Removing a user removes their mail, and says how much.
+    assert_eq!(store.delete_user("Alice").unwrap(), 2);
+    assert!(matches!(
+        store.user("alice"),
+        Err(StorageError::UnknownUser(_))
+    ));
+    assert!(matches!(
+        store.delete_user("alice"),
+        Err(StorageError::UnknownUser(_))
+    ));
+    assert_eq!(store.users().unwrap().len(), 1);
+}

@@ -10,6 +10,7 @@
 mod leases;
 pub mod migrations;
 mod store;
+mod users;
 
 pub use store::{PgStore, DEFAULT_POOL_SIZE};
 

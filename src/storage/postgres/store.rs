@@ -1,5 +1,5 @@
-//! The store's operations on PostgreSQL: users, delivering, listing,
-//! reading and removing mail, with the same promises as on SQLite. UIDs
+//! The store on PostgreSQL: its pool, and delivering, listing, reading
+//! and removing mail (users are in `users`, leases in `leases`), with the same promises as on SQLite. UIDs
 //! take the identity column's value, which is never handed out twice;
 //! bodies are 64 KiB chunks; a delivery locks its user's row, so quotas
 //! stay exact when several nodes deliver at once.
@@ -9,13 +9,13 @@
 
 use std::time::Duration;
 
-use postgres::{GenericClient, NoTls};
+use postgres::NoTls;
 use r2d2_postgres::PostgresConnectionManager;
 
 use crate::mail::Message;
 use crate::storage::{
-    validate_user_name, Credentials, MailboxEntry, MessageId, MessageMeta, Quota, StorageError,
-    UserId, UserSummary, BODY_CHUNK,
+    Bodies, ExportEntry, MailboxEntry, MessageId, MessageMeta, Quota, StorageError, UserId,
+    BODY_CHUNK,
 };
 
 /// The connections one process holds at most: a session holds one only
@@ -85,83 +85,8 @@ impl PgStore {
         })
     }
 
-    fn error(&self) -> impl Fn(postgres::Error) -> StorageError + '_ {
+    pub(super) fn error(&self) -> impl Fn(postgres::Error) -> StorageError + '_ {
         pg_error(&self.database)
-    }
-
-    /// Adds a user; [`StorageError::UserExists`] if the name is taken in
-    /// any case.
-    pub fn add_user_with_quota(
-        &self,
-        name: &str,
-        password_hash: &str,
-        apop_secret: Option<&str>,
-        quota: Quota,
-    ) -> Result<(), StorageError> {
-        validate_user_name(name)?;
-        let inserted = self
-            .conn()?
-            .execute(
-                "INSERT INTO users (name, password_hash, apop_secret, quota_messages, quota_bytes)
-                 VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT ((lower(name))) DO NOTHING",
-                &[
-                    &name,
-                    &password_hash,
-                    &apop_secret,
-                    &quota.messages.map(sql_int),
-                    &quota.bytes.map(sql_int),
-                ],
-            )
-            .map_err(self.error())?;
-        match inserted {
-            0 => Err(StorageError::UserExists(name.to_string())),
-            _ => Ok(()),
-        }
-    }
-
-    /// A user's id and stored name (lookups ignore case).
-    pub fn user(&self, name: &str) -> Result<(UserId, String), StorageError> {
-        user_id(&mut *self.conn()?, name, &self.database)
-    }
-
-    /// The password material of `name`, if there is such a user.
-    pub fn credentials(&self, name: &str) -> Result<Option<Credentials>, StorageError> {
-        let row = self
-            .conn()?
-            .query_opt(
-                "SELECT id, name, password_hash, apop_secret FROM users
-                 WHERE lower(name) = lower($1)",
-                &[&name],
-            )
-            .map_err(self.error())?;
-        Ok(row.map(|row| Credentials {
-            id: UserId::new(row.get(0)),
-            name: row.get(1),
-            password_hash: row.get(2),
-            apop_secret: row.get(3),
-        }))
-    }
-
-    /// Every user with their message count and octets, by name.
-    pub fn users(&self) -> Result<Vec<UserSummary>, StorageError> {
-        let rows = self
-            .conn()?
-            .query(
-                "SELECT u.name, count(m.id), coalesce(sum(m.size), 0)::bigint
-                 FROM users u LEFT JOIN messages m ON m.user_id = u.id
-                 GROUP BY u.id ORDER BY u.name",
-                &[],
-            )
-            .map_err(self.error())?;
-        Ok(rows
-            .iter()
-            .map(|row| UserSummary {
-                name: row.get(0),
-                messages: unsigned(row.get(1)),
-                bytes: unsigned(row.get(2)),
-            })
-            .collect())
     }
 
     /// Stores messages for a user in one transaction and returns their
@@ -304,10 +229,89 @@ impl PgStore {
         Ok(removed as usize)
     }
 
+    /// Whole bodies of several messages in one go, for reading ahead of a
+    /// client's RETRs: `wanted` is `(id, size)` as listed at login. A
+    /// message no longer stored, or not of that size, is left out.
+    pub fn read_bodies(&self, wanted: &[(MessageId, u64)]) -> Result<Bodies, StorageError> {
+        let ids: Vec<i64> = wanted.iter().map(|(id, _)| id.get()).collect();
+        let rows = self
+            .conn()?
+            .query(
+                "SELECT message_id, data FROM message_chunks
+                 WHERE message_id = ANY($1) ORDER BY message_id, seq",
+                &[&ids],
+            )
+            .map_err(self.error())?;
+        let total: u64 = wanted.iter().map(|&(_, size)| size).sum();
+        let mut bodies = Bodies {
+            data: Vec::with_capacity(usize::try_from(total).unwrap_or(0)),
+            parts: Vec::with_capacity(wanted.len()),
+        };
+        for &(id, size) in wanted {
+            let start = bodies.data.len();
+            for row in rows.iter().filter(|row| row.get::<_, i64>(0) == id.get()) {
+                bodies.data.extend_from_slice(row.get::<_, &[u8]>(1));
+            }
+            if (bodies.data.len() - start) as u64 == size {
+                bodies.parts.push((id, start..bodies.data.len()));
+            } else {
+                bodies.data.truncate(start);
+            }
+        }
+        Ok(bodies)
+    }
+
+    /// Whether `messages` more messages of `octets` in all fit in the
+    /// user's quota now; for an import to fail early.
+    pub fn check_room(&self, user: &str, messages: u64, octets: u64) -> Result<(), StorageError> {
+        let row = self
+            .conn()?
+            .query_opt(
+                "SELECT u.name, u.quota_messages, u.quota_bytes,
+                        (SELECT count(*) FROM messages m WHERE m.user_id = u.id),
+                        (SELECT coalesce(sum(size), 0)::bigint FROM messages m
+                         WHERE m.user_id = u.id)
+                 FROM users u WHERE lower(u.name) = lower($1)",
+                &[&user],
+            )
+            .map_err(self.error())?
+            .ok_or_else(|| StorageError::UnknownUser(user.to_string()))?;
+        let quota = Quota {
+            messages: row.get::<_, Option<i64>>(1).map(unsigned),
+            bytes: row.get::<_, Option<i64>>(2).map(unsigned),
+        };
+        let name: String = row.get(0);
+        quota.admits(
+            &name,
+            (unsigned(row.get(3)), unsigned(row.get(4))),
+            (messages, octets),
+        )
+    }
+
+    /// A user's messages for export, oldest first: id, size and arrival time.
+    pub fn export_index(&self, user: &str) -> Result<Vec<ExportEntry>, StorageError> {
+        let mut conn = self.conn()?;
+        let (user_id, _) = super::users::user_id(&mut *conn, user, &self.database)?;
+        let rows = conn
+            .query(
+                "SELECT id, size, received_at FROM messages WHERE user_id = $1 ORDER BY id",
+                &[&user_id.get()],
+            )
+            .map_err(self.error())?;
+        Ok(rows
+            .iter()
+            .map(|row| ExportEntry {
+                id: MessageId::new(row.get(0)),
+                size: unsigned(row.get(1)),
+                received_at: row.get(2),
+            })
+            .collect())
+    }
+
     /// What `mailbox USER` prints: each message's UID, size, time, Subject.
     pub fn mailbox(&self, user: &str) -> Result<Vec<MailboxEntry>, StorageError> {
         let mut conn = self.conn()?;
-        let (user_id, _) = user_id(&mut *conn, user, &self.database)?;
+        let (user_id, _) = super::users::user_id(&mut *conn, user, &self.database)?;
         let rows = conn
             .query(
                 "SELECT uid, size,
@@ -330,22 +334,6 @@ impl PgStore {
     }
 }
 
-/// The id and stored name of `name` (any case).
-fn user_id(
-    conn: &mut impl GenericClient,
-    name: &str,
-    database: &str,
-) -> Result<(UserId, String), StorageError> {
-    let row = conn
-        .query_opt(
-            "SELECT id, name FROM users WHERE lower(name) = lower($1)",
-            &[&name],
-        )
-        .map_err(pg_error(database))?
-        .ok_or_else(|| StorageError::UnknownUser(name.to_string()))?;
-    Ok((UserId::new(row.get(0)), row.get(1)))
-}
-
 /// Wraps a driver error with the database it came from.
 pub(super) fn pg_error(database: &str) -> impl Fn(postgres::Error) -> StorageError + '_ {
     move |source| StorageError::Postgres {
@@ -355,11 +343,11 @@ pub(super) fn pg_error(database: &str) -> impl Fn(postgres::Error) -> StorageErr
 }
 
 /// A count or size as PostgreSQL's BIGINT.
-fn sql_int(value: u64) -> i64 {
+pub(super) fn sql_int(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 /// A BIGINT that is a count or size (never negative) as `u64`.
-fn unsigned(value: i64) -> u64 {
+pub(super) fn unsigned(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }

@@ -1,0 +1,185 @@
+//! Users on PostgreSQL: adding, looking up (in any case), passwords,
+//! quotas and removal.
+
+use postgres::GenericClient;
+
+use super::store::{pg_error, sql_int, unsigned, PgStore};
+use crate::storage::{validate_user_name, Credentials, Quota, StorageError, UserId, UserSummary};
+
+impl PgStore {
+    /// Adds a user; [`StorageError::UserExists`] if the name is taken in
+    /// any case.
+    pub fn add_user_with_quota(
+        &self,
+        name: &str,
+        password_hash: &str,
+        apop_secret: Option<&str>,
+        quota: Quota,
+    ) -> Result<(), StorageError> {
+        validate_user_name(name)?;
+        let inserted = self
+            .conn()?
+            .execute(
+                "INSERT INTO users (name, password_hash, apop_secret, quota_messages, quota_bytes)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT ((lower(name))) DO NOTHING",
+                &[
+                    &name,
+                    &password_hash,
+                    &apop_secret,
+                    &quota.messages.map(sql_int),
+                    &quota.bytes.map(sql_int),
+                ],
+            )
+            .map_err(self.error())?;
+        match inserted {
+            0 => Err(StorageError::UserExists(name.to_string())),
+            _ => Ok(()),
+        }
+    }
+
+    /// A user's id and stored name (lookups ignore case).
+    pub fn user(&self, name: &str) -> Result<(UserId, String), StorageError> {
+        user_id(&mut *self.conn()?, name, self.database())
+    }
+
+    /// The password material of `name`, if there is such a user.
+    pub fn credentials(&self, name: &str) -> Result<Option<Credentials>, StorageError> {
+        let row = self
+            .conn()?
+            .query_opt(
+                "SELECT id, name, password_hash, apop_secret FROM users
+                 WHERE lower(name) = lower($1)",
+                &[&name],
+            )
+            .map_err(self.error())?;
+        Ok(row.map(|row| Credentials {
+            id: UserId::new(row.get(0)),
+            name: row.get(1),
+            password_hash: row.get(2),
+            apop_secret: row.get(3),
+        }))
+    }
+
+    /// Every user with their message count and octets, by name.
+    pub fn users(&self) -> Result<Vec<UserSummary>, StorageError> {
+        let rows = self
+            .conn()?
+            .query(
+                "SELECT u.name, count(m.id), coalesce(sum(m.size), 0)::bigint
+                 FROM users u LEFT JOIN messages m ON m.user_id = u.id
+                 GROUP BY u.id ORDER BY u.name",
+                &[],
+            )
+            .map_err(self.error())?;
+        Ok(rows
+            .iter()
+            .map(|row| UserSummary {
+                name: row.get(0),
+                messages: unsigned(row.get(1)),
+                bytes: unsigned(row.get(2)),
+            })
+            .collect())
+    }
+
+    /// Replaces a user's password hash and APOP secret.
+    pub fn set_password(
+        &self,
+        name: &str,
+        password_hash: &str,
+        apop_secret: Option<&str>,
+    ) -> Result<(), StorageError> {
+        let updated = self
+            .conn()?
+            .execute(
+                "UPDATE users SET password_hash = $2, apop_secret = $3
+                 WHERE lower(name) = lower($1)",
+                &[&name, &password_hash, &apop_secret],
+            )
+            .map_err(self.error())?;
+        match updated {
+            0 => Err(StorageError::UnknownUser(name.to_string())),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes a user and all their mail; how many messages went with them.
+    pub fn delete_user(&self, name: &str) -> Result<u64, StorageError> {
+        let row = self
+            .conn()?
+            .query_opt(
+                "WITH gone AS (DELETE FROM users WHERE lower(name) = lower($1) RETURNING id)
+                 SELECT (SELECT count(*) FROM messages m, gone WHERE m.user_id = gone.id)
+                 FROM gone",
+                &[&name],
+            )
+            .map_err(self.error())?
+            .ok_or_else(|| StorageError::UnknownUser(name.to_string()))?;
+        Ok(unsigned(row.get(0)))
+    }
+
+    /// A user's limits.
+    pub fn quota(&self, name: &str) -> Result<Quota, StorageError> {
+        let row = self
+            .conn()?
+            .query_opt(
+                "SELECT quota_messages, quota_bytes FROM users WHERE lower(name) = lower($1)",
+                &[&name],
+            )
+            .map_err(self.error())?
+            .ok_or_else(|| StorageError::UnknownUser(name.to_string()))?;
+        Ok(Quota {
+            messages: row.get::<_, Option<i64>>(0).map(unsigned),
+            bytes: row.get::<_, Option<i64>>(1).map(unsigned),
+        })
+    }
+
+    /// Replaces a user's limits.
+    pub fn set_quota(&self, name: &str, quota: Quota) -> Result<(), StorageError> {
+        let updated = self
+            .conn()?
+            .execute(
+                "UPDATE users SET quota_messages = $2, quota_bytes = $3
+                 WHERE lower(name) = lower($1)",
+                &[
+                    &name,
+                    &quota.messages.map(sql_int),
+                    &quota.bytes.map(sql_int),
+                ],
+            )
+            .map_err(self.error())?;
+        match updated {
+            0 => Err(StorageError::UnknownUser(name.to_string())),
+            _ => Ok(()),
+        }
+    }
+
+    /// The newest user's password hash: the cost a dummy check for an
+    /// unknown name must match.
+    pub fn newest_password_hash(&self) -> Result<Option<String>, StorageError> {
+        let row = self
+            .conn()?
+            .query_opt(
+                "SELECT password_hash FROM users ORDER BY id DESC LIMIT 1",
+                &[],
+            )
+            .map_err(self.error())?;
+        Ok(row.map(|row| row.get(0)))
+    }
+}
+
+/// The id and stored name of `name` (any case).
+pub(super) fn user_id(
+    conn: &mut impl GenericClient,
+    name: &str,
+    database: &str,
+) -> Result<(UserId, String), StorageError> {
+    let row = conn
+        .query_opt(
+            "SELECT id, name FROM users WHERE lower(name) = lower($1)",
+            &[&name],
+        )
+        .map_err(pg_error(database))?
+        .ok_or_else(|| StorageError::UnknownUser(name.to_string()))?;
+    Ok((UserId::new(row.get(0)), row.get(1)))
+}
