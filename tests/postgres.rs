@@ -1,8 +1,10 @@
-//! The PostgreSQL backend against a real server: the schema is migrated
-//! exactly once however many nodes start together, and a database from a
-//! newer poplite, or another program's, is refused. Each test gets a
-//! database of its own. Set `POPLITE_TEST_POSTGRES` to a URL of a server
-//! where it may create databases (`.ci/postgres start` makes one).
+//! The PostgreSQL backend against a real server: the schema, migrated
+//! exactly once however many nodes start together; `PgStore`'s users and
+//! mail with SQLite's promises; the maildrop leases that keep one session
+//! per maildrop across nodes; errors that say why and whether to retry.
+//! Each test gets a database of its own. Set `POPLITE_TEST_POSTGRES` to
+//! the URL of a server where it may create databases (`.ci/postgres start`
+//! makes one).
 
 use poplite::storage::postgres;
 use poplite::storage::StorageError;
@@ -178,7 +180,22 @@ fn an_unreachable_server_is_a_temporary_failure_named_without_its_password() {
         text.starts_with(&format!("postgres://127.0.0.1:{port}/mail")),
         "{text}"
     );
+    assert!(text.contains("refused"), "the cause is given: {text}");
     assert!(!text.contains("secret"), "{text}");
+}
+
+#[test]
+fn a_missing_database_is_a_permanent_failure_that_says_so() {
+    let Ok(admin) = std::env::var("POPLITE_TEST_POSTGRES") else {
+        return;
+    };
+    let url = url_of(&admin, "poplite_no_such_database");
+    let error = postgres::open(&url).map(drop).unwrap_err();
+    assert!(
+        !error.is_temporary(),
+        "an MTA must not retry this for ever: {error}"
+    );
+    assert!(error.to_string().contains("does not exist"), "{error}");
 }
 
 // ---------------------------------------------------------------------------
@@ -378,24 +395,25 @@ fn a_lease_held_by_one_node_keeps_the_maildrop_from_every_other() {
         .unwrap();
     let (alice, _) = a.user("alice").unwrap();
     let ttl = std::time::Duration::from_secs(30);
-    assert!(a.take_lease(alice, "node-a", ttl).unwrap());
+    assert!(a.take_lease(alice, "node-a", "a-1", ttl).unwrap());
     assert!(
-        !b.take_lease(alice, "node-b", ttl).unwrap(),
+        !b.take_lease(alice, "node-b", "b-1", ttl).unwrap(),
         "[IN-USE] on B"
     );
     assert!(
-        !a.take_lease(alice, "node-a", ttl).unwrap(),
-        "and on A itself"
+        !a.take_lease(alice, "node-a", "a-2", ttl).unwrap(),
+        "and on A"
     );
-    // Another node's release does not free it; A's does.
-    b.release_lease(alice, "node-b").unwrap();
-    assert!(!b.take_lease(alice, "node-b", ttl).unwrap());
-    a.release_lease(alice, "node-a").unwrap();
-    assert!(b.take_lease(alice, "node-b", ttl).unwrap());
+    // Only the holding session's release frees it.
+    b.release_lease(alice, "b-1").unwrap();
+    a.release_lease(alice, "a-2").unwrap();
+    assert!(!b.take_lease(alice, "node-b", "b-1", ttl).unwrap());
+    a.release_lease(alice, "a-1").unwrap();
+    assert!(b.take_lease(alice, "node-b", "b-1", ttl).unwrap());
 }
 
 #[test]
-fn a_dead_nodes_lease_runs_out_and_a_live_nodes_is_renewed() {
+fn a_dead_nodes_lease_runs_out_and_a_renewal_names_what_its_node_still_holds() {
     let Some(db) = TestDatabase::create() else {
         return;
     };
@@ -406,22 +424,28 @@ fn a_dead_nodes_lease_runs_out_and_a_live_nodes_is_renewed() {
     }
     let (alice, _) = a.user("alice").unwrap();
     let (bob, _) = a.user("bob").unwrap();
-    let ms = std::time::Duration::from_millis;
-    let short = ms(1500);
-    assert!(a.take_lease(alice, "node-a", short).unwrap());
-    assert!(a.take_lease(bob, "node-a", short).unwrap());
-    // One renewal covers every lease the node holds.
-    std::thread::sleep(ms(500));
-    assert_eq!(a.renew_leases("node-a", short).unwrap(), 2);
-    std::thread::sleep(ms(500));
-    // Taken 1 s ago and renewed 0.5 s ago: held for another second.
-    assert!(!b.take_lease(alice, "node-b", short).unwrap());
-    // A dies: no more renewals. Once the lease runs out, B may take it.
-    std::thread::sleep(ms(1800));
-    assert!(b.take_lease(alice, "node-b", short).unwrap());
-    assert!(b.take_lease(bob, "node-b", short).unwrap());
-    // A, back, renews nothing: its leases were taken over.
-    assert_eq!(a.renew_leases("node-a", short).unwrap(), 0);
+    let ttl = std::time::Duration::from_secs(30);
+    assert!(a.take_lease(alice, "node-a", "a-1", ttl).unwrap());
+    assert!(a.take_lease(bob, "node-a", "a-2", ttl).unwrap());
+    let mut held = a.renew_leases("node-a", ttl).unwrap();
+    held.sort();
+    assert_eq!(held, [alice, bob]);
+    // Node A stops renewing and Alice's lease runs out (made so at once,
+    // rather than slept for): B takes it; Bob's, unexpired, stays A's.
+    db.client()
+        .execute(
+            "UPDATE maildrop_leases SET expires_at = now() - interval '1 second'
+             WHERE user_id = $1",
+            &[&alice.get()],
+        )
+        .unwrap();
+    assert!(b.take_lease(alice, "node-b", "b-1", ttl).unwrap());
+    assert!(!b.take_lease(bob, "node-b", "b-2", ttl).unwrap());
+    // A, back, learns which one it lost; its stale session's release does
+    // not touch B's lease.
+    assert_eq!(a.renew_leases("node-a", ttl).unwrap(), [bob]);
+    a.release_lease(alice, "a-1").unwrap();
+    assert!(!a.take_lease(alice, "node-a", "a-3", ttl).unwrap());
 }
 
 #[test]
@@ -498,4 +522,84 @@ fn passwords_quotas_removal_read_ahead_and_export_work_as_on_sqlite() {
         Err(StorageError::UnknownUser(_))
     ));
     assert_eq!(store.users().unwrap().len(), 1);
+}
+
+#[test]
+fn deliveries_to_different_users_do_not_wait_for_each_other() {
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    let store = store(&db);
+    for name in ["alice", "bob"] {
+        store
+            .add_user_with_quota(name, "$h", None, Quota::default())
+            .unwrap();
+    }
+    // A delivery to Alice left open (as a large one would be), holding
+    // what a delivery holds: her row (NO KEY UPDATE) and a new message row.
+    // Its UID is 'pending', the placeholder deliveries once wrote first:
+    // a delivery that still did would wait here on the unique index.
+    let mut slow = db.client();
+    let mut tx = slow.transaction().unwrap();
+    tx.execute(
+        "SELECT id FROM users WHERE name = 'alice' FOR NO KEY UPDATE",
+        &[],
+    )
+    .unwrap();
+    let id: i64 = tx
+        .query_one(
+            "SELECT nextval(pg_get_serial_sequence('messages', 'id'))",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    tx.execute(
+        "INSERT INTO messages (id, user_id, uid, size, header_len, received_at)
+         OVERRIDING SYSTEM VALUE
+         SELECT $1, id, 'pending', 1, 0, 0 FROM users WHERE name = 'alice'",
+        &[&id],
+    )
+    .unwrap();
+    // ... must not hold back Bob's, nor Alice's own logins (her lease).
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let bob = store
+                .deliver("bob", &[message(b"B: 1\r\n\r\nb\r\n")])
+                .map(drop);
+            let (alice, _) = store.user("alice").unwrap();
+            let lease =
+                store.take_lease(alice, "node-a", "a-1", std::time::Duration::from_secs(30));
+            let _ = done.send((bob, lease));
+        });
+        let answer = finished.recv_timeout(std::time::Duration::from_secs(10));
+        tx.rollback().unwrap();
+        let (bob, lease) = answer.expect("held back by another user's open delivery");
+        bob.unwrap();
+        assert!(lease.unwrap());
+    });
+}
+
+#[test]
+fn read_body_reads_exact_chunk_boundaries_and_nothing() {
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    let store = store(&db);
+    store
+        .add_user_with_quota("alice", "$h", None, Quota::default())
+        .unwrap();
+    let body: String = (0..20000).map(|i| format!("{i:09}\n")).collect();
+    let big = message(format!("S: x\n\n{body}").as_bytes());
+    store.deliver("alice", std::slice::from_ref(&big)).unwrap();
+    let (alice, _) = store.user("alice").unwrap();
+    let id = store.maildrop(alice).unwrap()[0].id;
+    let chunk = 65_536usize;
+    for (from, len) in [(chunk, 100), (chunk - 10, 10), (2 * chunk - 3, 6), (5, 0)] {
+        assert_eq!(
+            store.read_body(id, from as u64, len).unwrap(),
+            &big.bytes()[from..from + len],
+            "{from}+{len}"
+        );
+    }
 }

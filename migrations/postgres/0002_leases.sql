@@ -8,7 +8,8 @@
 
 CREATE TABLE maildrop_leases (
     user_id    BIGINT PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
-    node       TEXT NOT NULL,
+    node       TEXT NOT NULL,               -- renews it, with its other leases
+    session    TEXT NOT NULL,               -- holds it, and alone releases it
     expires_at TIMESTAMPTZ NOT NULL
 );
 

@@ -129,7 +129,7 @@ pub enum StorageError {
     #[error("message {0} no longer exists")]
     MessageGone(crate::storage::MessageId),
     /// A PostgreSQL failure (connecting, or a statement).
-    #[error("{database}: {source}")]
+    #[error("{database}: {}", postgres_reason(source))]
     Postgres {
         /// The database, without its password.
         database: String,
@@ -181,11 +181,18 @@ impl StorageError {
             | StorageError::WorldWritable(_)
             | StorageError::BackupExists(_)
             | StorageError::OverQuota { .. } => false,
-            // Connection trouble, or the server short of resources or
-            // shutting down, may pass; a refused statement will not.
-            StorageError::Postgres { source, .. } => source
-                .code()
-                .is_none_or(|code| !matches!(&code.code()[..2], "22" | "23" | "42" | "0A" | "28")),
+            // A lost or refused connection, a serialisation failure, the
+            // server short of resources or shutting down: these may pass.
+            // A bad URL, a refused login or statement, a missing database
+            // will not, and an MTA must not retry them for ever.
+            StorageError::Postgres { source, .. } => match source.code() {
+                Some(code) => matches!(&code.code()[..2], "08" | "40" | "53" | "57" | "58"),
+                None => {
+                    source.is_closed()
+                        || std::error::Error::source(source)
+                            .is_some_and(|cause| cause.is::<std::io::Error>())
+                }
+            },
             StorageError::Sqlite(e) => !matches!(
                 e.sqlite_error_code(),
                 Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
@@ -197,5 +204,17 @@ impl StorageError {
             | StorageError::AlreadyServed(_)
             | StorageError::ImportGone => true,
         }
+    }
+}
+
+/// A PostgreSQL error in words: the driver's own text is terse ("db
+/// error"), so the server's message, or the underlying cause, is added.
+fn postgres_reason(error: &postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        return format!("{} ({})", db.message(), db.code().code());
+    }
+    match std::error::Error::source(error) {
+        Some(cause) => format!("{error}: {cause}"),
+        None => error.to_string(),
     }
 }

@@ -10,12 +10,13 @@ use super::store::{pg_error, PgStore};
 use crate::storage::{StorageError, UserId};
 
 impl PgStore {
-    /// Takes `user`'s maildrop for `node` for `ttl`: true if taken, false
-    /// if another session (on any node) holds an unexpired lease on it.
+    /// Takes `user`'s maildrop for `session` on `node` for `ttl`: true if
+    /// taken, false if a session (on any node) holds an unexpired lease.
     pub fn take_lease(
         &self,
         user: UserId,
         node: &str,
+        session: &str,
         ttl: Duration,
     ) -> Result<bool, StorageError> {
         // An expired lease is taken over in the same statement, so two
@@ -23,38 +24,41 @@ impl PgStore {
         let taken = self
             .conn()?
             .query_opt(
-                "INSERT INTO maildrop_leases (user_id, node, expires_at)
-                 VALUES ($1, $2, now() + make_interval(secs => $3))
+                "INSERT INTO maildrop_leases (user_id, node, session, expires_at)
+                 VALUES ($1, $2, $3, now() + make_interval(secs => $4))
                  ON CONFLICT (user_id) DO UPDATE
-                     SET node = excluded.node, expires_at = excluded.expires_at
+                     SET node = excluded.node, session = excluded.session,
+                         expires_at = excluded.expires_at
                      WHERE maildrop_leases.expires_at < now()
                  RETURNING user_id",
-                &[&user.get(), &node, &ttl.as_secs_f64()],
+                &[&user.get(), &node, &session, &ttl.as_secs_f64()],
             )
             .map_err(pg_error(self.database()))?;
         Ok(taken.is_some())
     }
 
-    /// Extends every lease `node` holds to `ttl` from now; how many it
-    /// holds. A node whose sessions' leases cannot be renewed must end
-    /// them without applying deletions.
-    pub fn renew_leases(&self, node: &str, ttl: Duration) -> Result<u64, StorageError> {
-        self.conn()?
-            .execute(
+    /// Extends every lease `node` holds to `ttl` from now, and names the
+    /// maildrops they are for: a session whose maildrop is missing has lost
+    /// its lease and must end without applying deletions.
+    pub fn renew_leases(&self, node: &str, ttl: Duration) -> Result<Vec<UserId>, StorageError> {
+        let rows = self
+            .conn()?
+            .query(
                 "UPDATE maildrop_leases SET expires_at = now() + make_interval(secs => $2)
-                 WHERE node = $1",
+                 WHERE node = $1 RETURNING user_id",
                 &[&node, &ttl.as_secs_f64()],
             )
-            .map_err(pg_error(self.database()))
+            .map_err(pg_error(self.database()))?;
+        Ok(rows.iter().map(|row| UserId::new(row.get(0))).collect())
     }
 
-    /// Gives up `node`'s lease on `user`'s maildrop (a lease another node
+    /// Gives up `session`'s lease on `user`'s maildrop (one another session
     /// has since taken over is left alone).
-    pub fn release_lease(&self, user: UserId, node: &str) -> Result<(), StorageError> {
+    pub fn release_lease(&self, user: UserId, session: &str) -> Result<(), StorageError> {
         self.conn()?
             .execute(
-                "DELETE FROM maildrop_leases WHERE user_id = $1 AND node = $2",
-                &[&user.get(), &node],
+                "DELETE FROM maildrop_leases WHERE user_id = $1 AND session = $2",
+                &[&user.get(), &session],
             )
             .map_err(pg_error(self.database()))?;
         Ok(())

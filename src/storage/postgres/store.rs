@@ -59,6 +59,9 @@ impl PgStore {
         let manager = PostgresConnectionManager::new(config, NoTls);
         let pool = r2d2::Pool::builder()
             .max_size(pool_size.max(1))
+            // A broken connection shows on its next statement, which fails
+            // as a temporary error: no extra round trip per checkout.
+            .test_on_check_out(false)
             .min_idle(Some(0))
             .connection_timeout(Duration::from_secs(10))
             .build(manager)
@@ -91,7 +94,9 @@ impl PgStore {
 
     /// Stores messages for a user in one transaction and returns their
     /// UIDs; either all are stored or none is. The user's row is locked
-    /// first, so concurrent deliveries count each other for the quota.
+    /// first (NO KEY UPDATE: a login's lease, which only references the
+    /// row, need not wait), so concurrent deliveries count each other for
+    /// the quota.
     pub fn deliver(&self, user: &str, messages: &[Message]) -> Result<Vec<String>, StorageError> {
         let error = self.error();
         let mut conn = self.conn()?;
@@ -99,7 +104,7 @@ impl PgStore {
         let row = tx
             .query_opt(
                 "SELECT id, name, quota_messages, quota_bytes FROM users
-                 WHERE lower(name) = lower($1) FOR UPDATE",
+                 WHERE lower(name) = lower($1) FOR NO KEY UPDATE",
                 &[&user],
             )
             .map_err(&error)?
@@ -126,25 +131,31 @@ impl PgStore {
         }
         let mut uids = Vec::with_capacity(messages.len());
         for message in messages {
+            // The id first, so the row goes in with its real UID: a shared
+            // placeholder value in the unique index would make every other
+            // delivery in the cluster wait for this one to commit.
             let id: i64 = tx
                 .query_one(
-                    "INSERT INTO messages (user_id, uid, size, header_len, received_at, subject)
-                     VALUES ($1, 'pending', $2, $3, extract(epoch FROM now())::bigint, $4)
-                     RETURNING id",
-                    &[
-                        &user_id,
-                        &sql_int(message.size()),
-                        &sql_int(message.header_len()),
-                        &message.subject(),
-                    ],
+                    "SELECT nextval(pg_get_serial_sequence('messages', 'id'))",
+                    &[],
                 )
                 .map_err(&error)?
                 .get(0);
-            // The UID embeds the identity value, known only now; the
-            // placeholder never outlives this transaction.
             let uid = format!("{}.{id}", self.uid_prefix);
-            tx.execute("UPDATE messages SET uid = $1 WHERE id = $2", &[&uid, &id])
-                .map_err(&error)?;
+            tx.execute(
+                "INSERT INTO messages (id, user_id, uid, size, header_len, received_at, subject)
+                 OVERRIDING SYSTEM VALUE
+                 VALUES ($1, $2, $3, $4, $5, extract(epoch FROM now())::bigint, $6)",
+                &[
+                    &id,
+                    &user_id,
+                    &uid,
+                    &sql_int(message.size()),
+                    &sql_int(message.header_len()),
+                    &message.subject(),
+                ],
+            )
+            .map_err(&error)?;
             for (seq, chunk) in message.bytes().chunks(BODY_CHUNK).enumerate() {
                 tx.execute(
                     "INSERT INTO message_chunks (message_id, seq, data) VALUES ($1, $2, $3)",
@@ -198,11 +209,19 @@ impl PgStore {
             )
             .map_err(self.error())?;
         let mut out = Vec::with_capacity(len);
-        let mut skip = (offset - first * chunk) as usize;
-        for row in &rows {
+        for (expected, row) in (first..).zip(&rows) {
+            // A chunk missing in the middle would splice the body.
+            let seq: i32 = row.get(0);
+            if i64::from(seq) != expected as i64 {
+                return Err(StorageError::MessageGone(message_id));
+            }
             let data: &[u8] = row.get(1);
+            let skip = if expected == first {
+                (offset - first * chunk) as usize
+            } else {
+                0
+            };
             let take = &data[skip.min(data.len())..];
-            skip = 0;
             out.extend_from_slice(&take[..take.len().min(len - out.len())]);
         }
         match out.len() == len {
@@ -247,10 +266,14 @@ impl PgStore {
             data: Vec::with_capacity(usize::try_from(total).unwrap_or(0)),
             parts: Vec::with_capacity(wanted.len()),
         };
+        let mut chunks: std::collections::HashMap<i64, Vec<&[u8]>> = Default::default();
+        for row in &rows {
+            chunks.entry(row.get(0)).or_default().push(row.get(1));
+        }
         for &(id, size) in wanted {
             let start = bodies.data.len();
-            for row in rows.iter().filter(|row| row.get::<_, i64>(0) == id.get()) {
-                bodies.data.extend_from_slice(row.get::<_, &[u8]>(1));
+            for data in chunks.get(&id.get()).into_iter().flatten() {
+                bodies.data.extend_from_slice(data);
             }
             if (bodies.data.len() - start) as u64 == size {
                 bodies.parts.push((id, start..bodies.data.len()));

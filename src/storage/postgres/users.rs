@@ -68,7 +68,7 @@ impl PgStore {
             .query(
                 "SELECT u.name, count(m.id), coalesce(sum(m.size), 0)::bigint
                  FROM users u LEFT JOIN messages m ON m.user_id = u.id
-                 GROUP BY u.id ORDER BY u.name",
+                 GROUP BY u.id ORDER BY lower(u.name), u.name",
                 &[],
             )
             .map_err(self.error())?;
@@ -105,17 +105,22 @@ impl PgStore {
 
     /// Removes a user and all their mail; how many messages went with them.
     pub fn delete_user(&self, name: &str) -> Result<u64, StorageError> {
-        let row = self
-            .conn()?
-            .query_opt(
-                "WITH gone AS (DELETE FROM users WHERE lower(name) = lower($1) RETURNING id)
-                 SELECT (SELECT count(*) FROM messages m, gone WHERE m.user_id = gone.id)
-                 FROM gone",
-                &[&name],
+        let error = self.error();
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction().map_err(&error)?;
+        // Locked first, so a delivery in flight is counted or not stored.
+        let (id, _) = user_id_locked(&mut tx, name, self.database())?;
+        let removed: i64 = tx
+            .query_one(
+                "SELECT count(*) FROM messages WHERE user_id = $1",
+                &[&id.get()],
             )
-            .map_err(self.error())?
-            .ok_or_else(|| StorageError::UnknownUser(name.to_string()))?;
-        Ok(unsigned(row.get(0)))
+            .map_err(&error)?
+            .get(0);
+        tx.execute("DELETE FROM users WHERE id = $1", &[&id.get()])
+            .map_err(&error)?;
+        tx.commit().map_err(&error)?;
+        Ok(unsigned(removed))
     }
 
     /// A user's limits.
@@ -177,6 +182,22 @@ pub(super) fn user_id(
     let row = conn
         .query_opt(
             "SELECT id, name FROM users WHERE lower(name) = lower($1)",
+            &[&name],
+        )
+        .map_err(pg_error(database))?
+        .ok_or_else(|| StorageError::UnknownUser(name.to_string()))?;
+    Ok((UserId::new(row.get(0)), row.get(1)))
+}
+
+/// [`user_id`], with the user's row locked until the transaction ends.
+fn user_id_locked(
+    tx: &mut postgres::Transaction<'_>,
+    name: &str,
+    database: &str,
+) -> Result<(UserId, String), StorageError> {
+    let row = tx
+        .query_opt(
+            "SELECT id, name FROM users WHERE lower(name) = lower($1) FOR UPDATE",
             &[&name],
         )
         .map_err(pg_error(database))?
