@@ -63,6 +63,27 @@ fn the_per_address_limit_counts_the_proxied_client_not_the_proxy() {
 }
 
 #[test]
+fn a_proxied_clients_slot_is_free_again_when_its_session_ends() {
+    let server = TestServer::start_with(|config| {
+        config.proxy_protocol_from = loopback_proxy();
+        config.max_connections_per_ip = 1;
+    });
+    let mut first = Client::connect_proxied(server.addr, &v1("192.0.2.1"));
+    assert!(first.cmd("QUIT").starts_with("+OK"));
+    assert!(first.is_closed());
+    // Bounded: the slot is released as the session's task ends.
+    let deadline = std::time::Instant::now() + IO_TIMEOUT;
+    loop {
+        let again = Client::connect_proxied(server.addr, &v1("192.0.2.1"));
+        if again.greeting.starts_with("+OK") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", again.greeting);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
 fn plaintext_logins_from_this_host_means_the_proxied_client_on_this_host() {
     let server = TestServer::start_tls_with(|config| {
         config.proxy_protocol_from = loopback_proxy();

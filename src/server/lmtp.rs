@@ -45,7 +45,7 @@ pub(super) async fn accept_loop(
             let peer = match &mut stream {
                 Stream::Tcp(tcp) => match tcp.peer_addr() {
                     Ok(addr) if shared.config.is_proxy(addr.ip()) => {
-                        match proxy::read_client_in_time(tcp, addr).await {
+                        match proxy::read_client_in_time(tcp, addr, &stop).await {
                             Ok(client) => client.to_string(),
                             Err(error) => {
                                 log::warn!("lmtp {addr}: refused: {error}");

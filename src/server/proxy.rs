@@ -42,7 +42,8 @@ pub enum ProxyError {
 
 /// Reads the PROXY header that must open `stream`, and nothing after it.
 /// The client's address it carries; `peer` itself for a header that names
-/// no client (v2 LOCAL, v1 UNKNOWN: the balancer's own health checks).
+/// no client (v2 LOCAL, v1 UNKNOWN: the balancer's own health checks) or
+/// none with an address (v2 over a Unix socket or unspecified).
 pub(super) async fn read_client(
     stream: &mut (impl AsyncRead + Unpin),
     peer: SocketAddr,
@@ -76,16 +77,23 @@ pub(super) async fn read_client(
     client_of(&header, peer)
 }
 
-/// [`read_client`] within [`HEADER_TIMEOUT`].
+/// [`read_client`] within [`HEADER_TIMEOUT`], given up at once when the
+/// server shuts down (`stop` closes).
 pub(super) async fn read_client_in_time(
     stream: &mut (impl AsyncRead + Unpin),
     peer: SocketAddr,
+    stop: &smol::channel::Receiver<()>,
 ) -> Result<SocketAddr, ProxyError> {
     let timed_out = async {
         smol::Timer::after(HEADER_TIMEOUT).await;
         Err(ProxyError::Io(io::ErrorKind::TimedOut.into()))
     };
-    smol::future::or(read_client(stream, peer), timed_out).await
+    let shut_down = async {
+        let _ = stop.recv().await;
+        Err(ProxyError::Io(io::ErrorKind::Interrupted.into()))
+    };
+    let give_up = smol::future::or(timed_out, shut_down);
+    smol::future::or(read_client(stream, peer), give_up).await
 }
 
 /// The client address a whole header (`header`, nothing more) names.
@@ -117,7 +125,9 @@ fn client_of(header: &[u8], peer: SocketAddr) -> Result<SocketAddr, ProxyError> 
 /// Whether a client's first line (`line`, with `pending` the bytes
 /// buffered after it) opens a PROXY header, which only a configured proxy
 /// may send: the connection is closed. A v1 header is a line of its own;
-/// v2's signature reads as an empty line followed by the rest of it.
+/// v2's signature reads as an empty line followed by the rest of it, which
+/// must already be buffered (a v2 header split right there is not caught
+/// here, and ends the session anyway with the `QUIT` in its signature).
 pub(super) fn starts_a_header(line: &[u8], pending: &[u8]) -> bool {
     line.starts_with(b"PROXY ") || (line.is_empty() && pending.starts_with(&V2_SIGNATURE[2..]))
 }

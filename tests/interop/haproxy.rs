@@ -36,15 +36,16 @@ impl Haproxy {
             ),
         )
         .unwrap();
+        let log = std::fs::File::create(dir.path().join("haproxy.log")).unwrap();
         let child = Command::new("haproxy")
             .args(["-db", "-f"])
             .arg(&config)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("cannot start haproxy");
-        let haproxy = Haproxy {
+        let mut haproxy = Haproxy {
             child,
             port,
             _dir: dir,
@@ -53,7 +54,14 @@ impl Haproxy {
         // would itself reach poplite as a session.
         let deadline = Instant::now() + Duration::from_secs(20);
         while !listening(port) {
-            assert!(Instant::now() < deadline, "haproxy did not start listening");
+            let exited = haproxy.child.try_wait().unwrap();
+            if exited.is_some() || Instant::now() >= deadline {
+                let log = std::fs::read_to_string(haproxy._dir.path().join("haproxy.log"));
+                panic!(
+                    "haproxy did not start listening ({exited:?}): {}",
+                    log.unwrap_or_default()
+                );
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
         haproxy

@@ -99,7 +99,7 @@ pub(super) async fn accept_loop(
         }
         Box::pin(async move {
             let mut stream = stream;
-            match proxy::read_client_in_time(&mut stream, peer).await {
+            match proxy::read_client_in_time(&mut stream, peer, &stop).await {
                 Ok(client) => {
                     let admitted = admit_source(&shared, client);
                     let task = admitted_or_refused(
