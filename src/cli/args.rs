@@ -35,6 +35,7 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Every command.
 #[derive(Subcommand)]
 pub enum Command {
     /// Run the POP3 server.
@@ -69,6 +70,7 @@ pub enum Command {
     },
 }
 
+/// `import`: where from, for whom, how large a message may be.
 #[derive(Args)]
 #[command(group = clap::ArgGroup::new("source").required(true))]
 pub struct ImportArgs {
@@ -97,6 +99,7 @@ pub enum MboxFormat {
     Mboxo,
 }
 
+/// `cert …`.
 #[derive(Subcommand)]
 pub enum CertCommand {
     /// Write a new self-signed certificate and key to DIR/cert.pem and DIR/key.pem.
@@ -114,6 +117,7 @@ pub enum CertCommand {
     },
 }
 
+/// `serve`: every option of the server.
 #[derive(Args)]
 pub struct ServeArgs {
     /// Address to listen on, e.g. 0.0.0.0:110, [::1]:1110 or localhost:1110 (every address a name has; repeatable).
@@ -187,6 +191,7 @@ pub struct ServeArgs {
     pub max_lmtp_connections: u32,
 }
 
+/// `user …`.
 #[derive(Subcommand)]
 pub enum UserCommand {
     /// Add a user (prompts for the password twice on a terminal).
@@ -209,6 +214,7 @@ pub enum UserCommand {
     },
 }
 
+/// `user add`: the password options and the quota.
 #[derive(Args)]
 pub struct AddArgs {
     #[command(flatten)]
@@ -243,6 +249,7 @@ impl QuotaArgs {
     }
 }
 
+/// Whose password, read how, hashed at which cost.
 #[derive(Args)]
 pub struct PasswordArgs {
     /// The user name.
@@ -258,6 +265,7 @@ pub struct PasswordArgs {
     pub argon2_params: Option<String>,
 }
 
+/// `deliver`: for whom, from which files, how large.
 #[derive(Args)]
 pub struct DeliverArgs {
     /// The recipient.

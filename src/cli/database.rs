@@ -7,7 +7,9 @@ use poplite::storage::{StorageError, Store, StoreOptions};
 
 /// Where the database is and how to open it.
 pub struct Database {
+    /// The SQLite file (`--db`).
     pub path: PathBuf,
+    /// How long to wait for another process's write lock.
     pub busy_timeout: Duration,
 }
 
@@ -17,6 +19,7 @@ impl Database {
         self.open_with(true)
     }
 
+    /// Opens the database, creating it only if `create_if_missing`.
     pub fn open_with(&self, create_if_missing: bool) -> Result<Store, StorageError> {
         Store::open_with(
             &self.path,

@@ -13,6 +13,7 @@ use poplite::storage;
 #[derive(Clone, Debug)]
 pub struct ListenAddress(pub Vec<SocketAddr>);
 
+/// `--listen HOST:PORT`: the address, or every address the host name has.
 pub fn listen_address(text: &str) -> Result<ListenAddress, String> {
     use std::net::ToSocketAddrs;
     if let Ok(addr) = text.parse::<SocketAddr>() {
@@ -61,6 +62,7 @@ pub struct UserAndPassword {
     pub password: String,
 }
 
+/// `--user NAME:PASSWORD`, the name checked against the rules.
 pub fn user_and_password(text: &str) -> Result<UserAndPassword, String> {
     match text.split_once(':') {
         Some((name, password)) if !name.is_empty() && !password.is_empty() => {
@@ -105,6 +107,7 @@ pub fn at_least_a_second(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// `--apop`: when the greeting offers APOP.
 #[derive(Clone, Copy, ValueEnum)]
 pub enum ApopArg {
     Auto,

@@ -10,11 +10,8 @@ mod usage;
 mod users;
 
 use std::os::unix::fs::PermissionsExt;
-
 use std::path::Path;
-
 use std::process::Output;
-
 use std::time::Duration;
 
 use common::{cli_user_add, run_cli, Client, ServerProcess, TEST_PARAMS};

@@ -21,13 +21,9 @@ mod snippets;
 mod tls;
 
 use std::io::Read;
-
 use std::path::{Path, PathBuf};
-
 use std::process::{Command, ExitStatus, Output, Stdio};
-
 use std::sync::mpsc;
-
 use std::time::{Duration, Instant};
 
 use common::TestServer;

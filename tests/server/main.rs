@@ -10,13 +10,10 @@ mod maildrop;
 mod transfer;
 
 use std::io::{Read, Write};
-
 use std::net::TcpStream;
-
 use std::time::{Duration, Instant};
 
 use common::{unstuff, Client, TestServer};
-
 use poplite::server::ApopMode;
 
 /// Messages of every awkward shape, as delivered (before normalisation).
