@@ -140,29 +140,21 @@ impl Store {
     /// client's RETRs: `wanted` is `(id, size)` as listed at login. A
     /// message no longer stored, or not of that size, is left out.
     pub fn read_bodies(&self, wanted: &[(MessageId, u64)]) -> Result<Bodies, StorageError> {
-        let total: u64 = wanted.iter().map(|&(_, size)| size).sum();
         self.with_conn(|conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT data FROM message_chunks WHERE message_id = ?1 ORDER BY seq",
             )?;
-            // One exact allocation for them all, freed in one piece.
-            let mut bodies = Bodies {
-                data: Vec::with_capacity(usize::try_from(total).unwrap_or(0)),
-                parts: Vec::with_capacity(wanted.len()),
-            };
+            let mut bodies = Bodies::for_wanted(wanted);
             for &(id, size) in wanted {
-                let start = bodies.data.len();
-                let mut rows = stmt.query(params![id])?;
-                while let Some(row) = rows.next()? {
-                    if let ValueRef::Blob(data) = row.get_ref(0)? {
-                        bodies.data.extend_from_slice(data);
+                bodies.add(id, size, |data| {
+                    let mut rows = stmt.query(params![id])?;
+                    while let Some(row) = rows.next()? {
+                        if let ValueRef::Blob(chunk) = row.get_ref(0)? {
+                            data.extend_from_slice(chunk);
+                        }
                     }
-                }
-                if (bodies.data.len() - start) as u64 == size {
-                    bodies.parts.push((id, start..bodies.data.len()));
-                } else {
-                    bodies.data.truncate(start);
-                }
+                    Ok::<_, StorageError>(())
+                })?;
             }
             Ok(bodies)
         })

@@ -175,6 +175,35 @@ pub struct Bodies {
 }
 
 impl Bodies {
+    /// Room for every body `wanted` lists, `(id, size)`: one exact
+    /// allocation for them all, freed in one piece.
+    pub(crate) fn for_wanted(wanted: &[(MessageId, u64)]) -> Bodies {
+        let total: u64 = wanted.iter().map(|&(_, size)| size).sum();
+        Bodies {
+            data: Vec::with_capacity(usize::try_from(total).unwrap_or(0)),
+            parts: Vec::with_capacity(wanted.len()),
+        }
+    }
+
+    /// Appends message `id`'s body as `read` writes it, and keeps it only
+    /// if it is `size` octets, as listed (one deleted or changed meanwhile
+    /// is left out).
+    pub(crate) fn add<E>(
+        &mut self,
+        id: MessageId,
+        size: u64,
+        read: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let start = self.data.len();
+        read(&mut self.data)?;
+        if (self.data.len() - start) as u64 == size {
+            self.parts.push((id, start..self.data.len()));
+        } else {
+            self.data.truncate(start);
+        }
+        Ok(())
+    }
+
     /// The body of message `id`, if it was read.
     pub fn get(&self, id: MessageId) -> Option<&[u8]> {
         let (_, range) = self.parts.iter().find(|(part, _)| *part == id)?;

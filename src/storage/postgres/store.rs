@@ -261,25 +261,19 @@ impl PgStore {
                 &[&ids],
             )
             .map_err(self.error())?;
-        let total: u64 = wanted.iter().map(|&(_, size)| size).sum();
-        let mut bodies = Bodies {
-            data: Vec::with_capacity(usize::try_from(total).unwrap_or(0)),
-            parts: Vec::with_capacity(wanted.len()),
-        };
         let mut chunks: std::collections::HashMap<i64, Vec<&[u8]>> = Default::default();
         for row in &rows {
             chunks.entry(row.get(0)).or_default().push(row.get(1));
         }
+        let mut bodies = Bodies::for_wanted(wanted);
         for &(id, size) in wanted {
-            let start = bodies.data.len();
-            for data in chunks.get(&id.get()).into_iter().flatten() {
-                bodies.data.extend_from_slice(data);
-            }
-            if (bodies.data.len() - start) as u64 == size {
-                bodies.parts.push((id, start..bodies.data.len()));
-            } else {
-                bodies.data.truncate(start);
-            }
+            let read = |data: &mut Vec<u8>| {
+                for chunk in chunks.get(&id.get()).into_iter().flatten() {
+                    data.extend_from_slice(chunk);
+                }
+                Ok::<_, StorageError>(())
+            };
+            bodies.add(id, size, read)?;
         }
         Ok(bodies)
     }
