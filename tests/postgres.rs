@@ -603,3 +603,28 @@ fn read_body_reads_exact_chunk_boundaries_and_nothing() {
         );
     }
 }
+
+#[test]
+fn the_apop_watch_sees_every_change_from_any_node_at_the_next_check() {
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    let (a, b) = (store(&db), store(&db));
+    let mut watch = a.apop_watch().unwrap();
+    assert!(!watch.any_apop_secret().unwrap());
+    // Another node adds an APOP user: seen at once, with no time-based cache.
+    b.add_user_with_quota("alice", "$h", Some("secret"), Quota::default())
+        .unwrap();
+    assert!(watch.any_apop_secret().unwrap());
+    assert!(
+        watch.any_apop_secret().unwrap(),
+        "unchanged, the same answer"
+    );
+    // A new password without --apop drops the secret: seen too.
+    b.set_password("alice", "$h2", None).unwrap();
+    assert!(!watch.any_apop_secret().unwrap());
+    b.set_password("alice", "$h3", Some("again")).unwrap();
+    assert!(watch.any_apop_secret().unwrap());
+    b.delete_user("alice").unwrap();
+    assert!(!watch.any_apop_secret().unwrap());
+}

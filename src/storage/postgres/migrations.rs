@@ -16,6 +16,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0002_leases.sql",
         include_str!("../../../migrations/postgres/0002_leases.sql"),
     ),
+    (
+        "0003_users_version.sql",
+        include_str!("../../../migrations/postgres/0003_users_version.sql"),
+    ),
 ];
 
 /// The advisory lock that one migrating node holds ("poplite" in ASCII).

@@ -11,8 +11,10 @@ mod leases;
 pub mod migrations;
 mod store;
 mod users;
+mod watch;
 
 pub use store::{PgStore, DEFAULT_POOL_SIZE};
+pub use watch::PgApopWatch;
 
 use std::str::FromStr;
 

@@ -25,6 +25,8 @@ pub const DEFAULT_POOL_SIZE: u32 = 8;
 /// A pool of connections to one PostgreSQL database, its schema current.
 pub struct PgStore {
     pool: r2d2::Pool<PostgresConnectionManager<NoTls>>,
+    /// How to connect, for connections outside the pool.
+    config: postgres::Config,
     /// The database, without its password, for messages.
     database: String,
     uid_prefix: String,
@@ -56,7 +58,7 @@ impl PgStore {
             (uid_prefix, config)
         };
         drop(first);
-        let manager = PostgresConnectionManager::new(config, NoTls);
+        let manager = PostgresConnectionManager::new(config.clone(), NoTls);
         let pool = r2d2::Pool::builder()
             .max_size(pool_size.max(1))
             // A broken connection shows on its next statement, which fails
@@ -71,9 +73,15 @@ impl PgStore {
             })?;
         Ok(PgStore {
             pool,
+            config,
             database,
             uid_prefix,
         })
+    }
+
+    /// A connection outside the pool, for a caller that keeps it.
+    pub(super) fn connect_alone(&self) -> Result<postgres::Client, StorageError> {
+        self.config.connect(NoTls).map_err(pg_error(&self.database))
     }
 
     /// The database, without its password.
