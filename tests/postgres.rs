@@ -628,3 +628,86 @@ fn the_apop_watch_sees_every_change_from_any_node_at_the_next_check() {
     b.delete_user("alice").unwrap();
     assert!(!watch.any_apop_secret().unwrap());
 }
+
+#[test]
+fn a_backup_is_a_sqlite_snapshot_with_every_uid_and_byte_kept() {
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    let pg = store(&db);
+    let quota = Quota {
+        messages: Some(100),
+        bytes: None,
+    };
+    pg.add_user_with_quota("Alice", "$a", Some("secret"), quota)
+        .unwrap();
+    pg.add_user_with_quota("bob", "$b", None, Quota::default())
+        .unwrap();
+    let body: String = (0..9000).map(|i| format!("line {i:05}\n")).collect();
+    let big = message(format!("Subject: big\n\n{body}").as_bytes());
+    pg.deliver(
+        "Alice",
+        &[big.clone(), message(b"Subject: s\r\n\r\nhi\r\n")],
+    )
+    .unwrap();
+    pg.deliver("bob", &[message(b"Subject: b\r\n\r\nyo\r\n")])
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("snapshot.db");
+    pg.backup_to(&dest).unwrap();
+    assert!(matches!(
+        pg.backup_to(&dest),
+        Err(StorageError::BackupExists(_))
+    ));
+
+    let copy = poplite::Store::open(&dest).unwrap();
+    for name in ["Alice", "bob"] {
+        assert_eq!(
+            pg.mailbox(name).unwrap(),
+            copy.mailbox(name).unwrap(),
+            "{name}"
+        );
+        let (from, _) = pg.user(name).unwrap();
+        let (to, _) = copy.user(name).unwrap();
+        for (a, b) in pg
+            .maildrop(from)
+            .unwrap()
+            .iter()
+            .zip(copy.maildrop(to).unwrap())
+        {
+            assert_eq!(
+                (&a.uid, a.size, a.header_len),
+                (&b.uid, b.size, b.header_len)
+            );
+            assert_eq!(
+                pg.read_body(a.id, 0, a.size as usize).unwrap(),
+                copy.read_body(b.id, 0, b.size as usize).unwrap()
+            );
+        }
+    }
+    let alice = copy.credentials("alice").unwrap().unwrap();
+    assert_eq!(
+        (alice.password_hash.as_str(), alice.apop_secret.as_deref()),
+        ("$a", Some("secret"))
+    );
+    assert_eq!(copy.quota("alice").unwrap(), quota);
+    // Mail stored later never takes a copied UID.
+    drop(copy);
+    let copy = poplite::Store::open(&dest).unwrap();
+    let copied: Vec<String> = copy
+        .mailbox("bob")
+        .unwrap()
+        .into_iter()
+        .map(|e| e.uid)
+        .collect();
+    let new = copy
+        .deliver("bob", &[message(b"N: 1\r\n\r\nnew\r\n")])
+        .unwrap();
+    assert!(!copied.contains(&new[0]));
+    assert!(new[0].starts_with(copied[0].split('.').next().unwrap()));
+    // And a copy goes only into an empty store.
+    assert!(matches!(
+        copy.restore("x", |_| Ok(())),
+        Err(StorageError::NotEmpty(_))
+    ));
+}

@@ -140,6 +140,7 @@ pub fn storage_exit_code(error: &StorageError) -> u8 {
         StorageError::UnknownUser(_) => EX_NOUSER,
         StorageError::UserExists(_) | StorageError::InvalidUserName { .. } => EX_DATAERR,
         StorageError::BackupExists(_)
+        | StorageError::NotEmpty(_)
         | StorageError::OverQuota { .. }
         | StorageError::NoSuchDirectory(_) => EX_CANTCREAT,
         StorageError::PermissionDenied(_) => EX_NOPERM,

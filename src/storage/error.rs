@@ -115,6 +115,9 @@ pub enum StorageError {
         /// Which limit, with the numbers.
         reason: String,
     },
+    /// A copy's destination already holds users.
+    #[error("{0}: not empty; a copy goes only into an empty store")]
+    NotEmpty(String),
     /// A backup would overwrite an existing file.
     #[error("{0}: already exists; a backup never overwrites (remove it or pick another name)")]
     BackupExists(PathBuf),
@@ -180,6 +183,7 @@ impl StorageError {
             | StorageError::MessageGone(_)
             | StorageError::WorldWritable(_)
             | StorageError::BackupExists(_)
+            | StorageError::NotEmpty(_)
             | StorageError::OverQuota { .. } => false,
             // A lost or refused connection, a serialisation failure, the
             // server short of resources or shutting down: these may pass.

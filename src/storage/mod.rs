@@ -18,12 +18,14 @@ mod ingest;
 mod mail;
 mod migrations;
 pub mod postgres;
+mod restore;
 mod users;
 mod watch;
 
 pub use error::{FileOperation, StorageError};
 pub use ids::{MessageId, UserId};
 pub use imports::Staging;
+pub use restore::{CopiedMessage, CopiedUser, Restore};
 pub use users::validate_user_name;
 
 use imports::{purge_stale_imports, touch_import};

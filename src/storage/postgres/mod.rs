@@ -7,6 +7,7 @@
 //! The `postgres` crate is synchronous, like rusqlite: its calls run on the
 //! blocking pool as every storage call does, never on the executor.
 
+mod backup;
 mod leases;
 pub mod migrations;
 mod store;
