@@ -707,7 +707,95 @@ fn a_backup_is_a_sqlite_snapshot_with_every_uid_and_byte_kept() {
     assert!(new[0].starts_with(copied[0].split('.').next().unwrap()));
     // And a copy goes only into an empty store.
     assert!(matches!(
-        copy.restore("x", |_| Ok(())),
+        copy.restore(|_| Ok("x".into())),
+        Err(StorageError::NotEmpty(_))
+    ));
+}
+
+#[test]
+fn a_copy_from_sqlite_to_postgresql_and_back_keeps_everything() {
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = poplite::Store::open(dir.path().join("a.db")).unwrap();
+    sqlite.add_user("alice", "$a", Some("secret")).unwrap();
+    sqlite
+        .add_user_with_quota(
+            "Bob",
+            "$b",
+            None,
+            Quota {
+                messages: None,
+                bytes: Some(10_000_000),
+            },
+        )
+        .unwrap();
+    let body: String = (0..9000).map(|i| format!("line {i:05}\n")).collect();
+    sqlite
+        .deliver(
+            "alice",
+            &[
+                message(format!("Subject: big\n\n{body}").as_bytes()),
+                message(b"Subject: s\r\n\r\nhi\r\n"),
+            ],
+        )
+        .unwrap();
+    sqlite
+        .deliver("Bob", &[message(b"Subject: b\r\n\r\nyo\r\n")])
+        .unwrap();
+
+    let pg = store(&db);
+    pg.restore(|sink| sqlite.copy_to(sink)).unwrap();
+    let back = poplite::Store::open(dir.path().join("b.db")).unwrap();
+    back.restore(|sink| pg.copy_to(sink)).unwrap();
+
+    for name in ["alice", "Bob"] {
+        let expected = sqlite.mailbox(name).unwrap();
+        assert_eq!(pg.mailbox(name).unwrap(), expected, "{name} on PostgreSQL");
+        assert_eq!(
+            back.mailbox(name).unwrap(),
+            expected,
+            "{name} back on SQLite"
+        );
+        let (from, _) = sqlite.user(name).unwrap();
+        let (to, _) = back.user(name).unwrap();
+        for (a, b) in sqlite
+            .maildrop(from)
+            .unwrap()
+            .iter()
+            .zip(back.maildrop(to).unwrap())
+        {
+            assert_eq!((&a.uid, a.size), (&b.uid, b.size));
+            assert_eq!(
+                sqlite.read_body(a.id, 0, a.size as usize).unwrap(),
+                back.read_body(b.id, 0, b.size as usize).unwrap()
+            );
+        }
+        assert_eq!(sqlite.quota(name).unwrap(), back.quota(name).unwrap());
+        let (a, b) = (
+            sqlite.credentials(name).unwrap().unwrap(),
+            back.credentials(name).unwrap().unwrap(),
+        );
+        assert_eq!(
+            (a.password_hash, a.apop_secret),
+            (b.password_hash, b.apop_secret)
+        );
+    }
+    // On PostgreSQL, mail stored after the copy never takes a copied UID.
+    let copied: Vec<String> = pg
+        .mailbox("alice")
+        .unwrap()
+        .into_iter()
+        .map(|e| e.uid)
+        .collect();
+    let new = pg
+        .deliver("alice", &[message(b"N: 1\r\n\r\nnew\r\n")])
+        .unwrap();
+    assert!(!copied.contains(&new[0]), "{copied:?} then {new:?}");
+    // And a copy goes only into an empty database.
+    assert!(matches!(
+        pg.restore(|sink| sqlite.copy_to(sink)),
         Err(StorageError::NotEmpty(_))
     ));
 }

@@ -25,7 +25,7 @@ mod watch;
 pub use error::{FileOperation, StorageError};
 pub use ids::{MessageId, UserId};
 pub use imports::Staging;
-pub use restore::{CopiedMessage, CopiedUser, Restore};
+pub use restore::{CopiedMessage, CopiedUser, CopySink, Restore};
 pub use users::validate_user_name;
 
 use imports::{purge_stale_imports, touch_import};

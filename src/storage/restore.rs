@@ -1,5 +1,7 @@
-//! Filling a new, empty SQLite store from another store, with ids, UIDs
-//! and arrival times kept: what a backup of a PostgreSQL database writes.
+//! Copying a whole store into a new, empty one, with ids, UIDs and arrival
+//! times kept: what a backup of a PostgreSQL database writes, and what
+//! moves mail between SQLite and PostgreSQL. A source reads itself into a
+//! [`CopySink`]; each backend's empty store is one.
 //! Clients see the same UIDs afterwards, so none downloads its maildrop
 //! again, and the source's UID prefix comes along, so a message stored
 //! later never takes a copied UID.
@@ -42,14 +44,24 @@ pub struct CopiedMessage {
     pub subject: Option<String>,
 }
 
+/// Where a copy writes: users first, then message rows, then their
+/// bodies' chunks in order.
+pub trait CopySink {
+    /// Adds a user with its id.
+    fn user(&mut self, user: &CopiedUser) -> Result<(), StorageError>;
+    /// Adds a message's row with its id, UID and arrival time.
+    fn message(&mut self, message: &CopiedMessage) -> Result<(), StorageError>;
+    /// Adds chunk `seq` of message `id`'s body.
+    fn chunk(&mut self, id: MessageId, seq: i64, data: &[u8]) -> Result<(), StorageError>;
+}
+
 /// Where a copy writes, inside the one transaction of [`Store::restore`].
 pub struct Restore<'a> {
     tx: &'a rusqlite::Transaction<'a>,
 }
 
-impl Restore<'_> {
-    /// Adds a user with its id.
-    pub fn user(&mut self, user: &CopiedUser) -> Result<(), StorageError> {
+impl CopySink for Restore<'_> {
+    fn user(&mut self, user: &CopiedUser) -> Result<(), StorageError> {
         self.tx.execute(
             "INSERT INTO users (id, name, password_hash, apop_secret, quota_messages, quota_bytes)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -65,8 +77,7 @@ impl Restore<'_> {
         Ok(())
     }
 
-    /// Adds a message's row with its id, UID and arrival time.
-    pub fn message(&mut self, message: &CopiedMessage) -> Result<(), StorageError> {
+    fn message(&mut self, message: &CopiedMessage) -> Result<(), StorageError> {
         self.tx.execute(
             "INSERT INTO messages (id, user_id, uid, size, header_len, received_at, subject)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -83,8 +94,7 @@ impl Restore<'_> {
         Ok(())
     }
 
-    /// Adds chunk `seq` of message `id`'s body.
-    pub fn chunk(&mut self, id: MessageId, seq: i64, data: &[u8]) -> Result<(), StorageError> {
+    fn chunk(&mut self, id: MessageId, seq: i64, data: &[u8]) -> Result<(), StorageError> {
         self.tx
             .prepare_cached(
                 "INSERT INTO message_chunks (message_id, seq, data) VALUES (?1, ?2, ?3)",
@@ -96,13 +106,12 @@ impl Restore<'_> {
 
 impl Store {
     /// Fills this store, which must hold no user yet, with what `fill`
-    /// copies, in one transaction: all of it or nothing. The UID prefix
-    /// becomes `uid_prefix`, the source's; reopen the store to deliver to
-    /// it afterwards.
+    /// copies, in one transaction: all of it or nothing. `fill` returns the
+    /// source's UID prefix, which becomes this store's; reopen the store to
+    /// deliver to it afterwards.
     pub fn restore(
         &self,
-        uid_prefix: &str,
-        fill: impl FnOnce(&mut Restore<'_>) -> Result<(), StorageError>,
+        fill: impl FnOnce(&mut dyn CopySink) -> Result<String, StorageError>,
     ) -> Result<(), StorageError> {
         self.with_conn(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -110,13 +119,83 @@ impl Store {
             if users > 0 {
                 return Err(StorageError::NotEmpty(self.path().display().to_string()));
             }
+            let uid_prefix = fill(&mut Restore { tx: &tx })?;
             tx.execute(
                 "UPDATE meta SET value = ?1 WHERE key = 'uid_prefix'",
                 [uid_prefix],
             )?;
-            fill(&mut Restore { tx: &tx })?;
             tx.commit()?;
             Ok(())
+        })
+    }
+}
+
+impl Store {
+    /// Reads the whole store into `sink` from one snapshot (a read
+    /// transaction: deliveries meanwhile are not in it); its UID prefix.
+    pub fn copy_to(&self, sink: &mut dyn CopySink) -> Result<String, StorageError> {
+        self.with_conn(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)?;
+            let prefix: String =
+                tx.query_row("SELECT value FROM meta WHERE key = 'uid_prefix'", [], |r| {
+                    r.get(0)
+                })?;
+            {
+                let mut users = tx.prepare(
+                    "SELECT id, name, password_hash, apop_secret, quota_messages, quota_bytes
+                     FROM users WHERE name NOT LIKE ?1 || '%' ORDER BY id",
+                )?;
+                let mut rows = users.query([super::imports::STAGING_PREFIX])?;
+                while let Some(row) = rows.next()? {
+                    let limit = |i| {
+                        row.get::<_, Option<i64>>(i)
+                            .map(|v| v.map(|v| v.max(0) as u64))
+                    };
+                    sink.user(&CopiedUser {
+                        id: row.get(0)?,
+                        name: row.get(1)?,
+                        password_hash: row.get(2)?,
+                        apop_secret: row.get(3)?,
+                        quota: Quota {
+                            messages: limit(4)?,
+                            bytes: limit(5)?,
+                        },
+                    })?;
+                }
+                // Staged messages (imports in progress) are not copied.
+                let mut messages = tx.prepare(
+                    "SELECT m.id, m.user_id, m.uid, m.size, m.header_len, m.received_at, m.subject
+                     FROM messages m JOIN users u ON u.id = m.user_id
+                     WHERE u.name NOT LIKE ?1 || '%' ORDER BY m.id",
+                )?;
+                let mut rows = messages.query([super::imports::STAGING_PREFIX])?;
+                while let Some(row) = rows.next()? {
+                    sink.message(&CopiedMessage {
+                        id: row.get(0)?,
+                        user_id: row.get(1)?,
+                        uid: row.get(2)?,
+                        size: row.get::<_, i64>(3)?.max(0) as u64,
+                        header_len: row.get::<_, i64>(4)?.max(0) as u64,
+                        received_at: row.get(5)?,
+                        subject: row.get(6)?,
+                    })?;
+                }
+                let mut chunks = tx.prepare(
+                    "SELECT c.message_id, c.seq, c.data FROM message_chunks c
+                     JOIN messages m ON m.id = c.message_id JOIN users u ON u.id = m.user_id
+                     WHERE u.name NOT LIKE ?1 || '%' ORDER BY c.message_id, c.seq",
+                )?;
+                let mut rows = chunks.query([super::imports::STAGING_PREFIX])?;
+                while let Some(row) = rows.next()? {
+                    let data = match row.get_ref(2)? {
+                        rusqlite::types::ValueRef::Blob(data) => data,
+                        _ => &[],
+                    };
+                    sink.chunk(row.get(0)?, row.get(1)?, data)?;
+                }
+            }
+            tx.commit()?;
+            Ok(prefix)
         })
     }
 }

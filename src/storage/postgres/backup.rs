@@ -1,17 +1,18 @@
-//! `backup` on PostgreSQL: a consistent SQLite snapshot of the whole
-//! database, read in one repeatable-read transaction, written as a new
-//! SQLite file (mode 0600) with every id, UID and arrival time kept. The
-//! database itself is backed up with PostgreSQL's own tools (`pg_dump`,
-//! replication); this file is for moving off it, or a look offline.
+//! Copying on PostgreSQL: reading the whole database from one snapshot
+//! (`copy_to`), filling an empty one (`restore`), and `backup`, a SQLite
+//! snapshot file made of the two. The database itself is backed up with
+//! PostgreSQL's own tools (`pg_dump`, replication); the snapshot is for
+//! moving off it, or a look offline.
 
 use std::path::Path;
 
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::IsolationLevel;
 
+use super::store::sql_int;
 use super::store::{pg_error, unsigned, PgStore};
 use crate::storage::{
-    CopiedMessage, CopiedUser, MessageId, Quota, Restore, StorageError, Store, UserId,
+    CopiedMessage, CopiedUser, CopySink, MessageId, Quota, StorageError, Store, UserId,
 };
 
 impl PgStore {
@@ -22,7 +23,7 @@ impl PgStore {
             return Err(StorageError::BackupExists(dest.to_path_buf()));
         }
         let target = Store::open(dest)?;
-        let written = self.copy_into(&target);
+        let written = target.restore(|sink| self.copy_to(sink));
         drop(target);
         if written.is_err() {
             for suffix in ["", "-wal", "-shm"] {
@@ -34,8 +35,10 @@ impl PgStore {
         written
     }
 
-    /// Copies everything into `target` (empty) from one snapshot.
-    fn copy_into(&self, target: &Store) -> Result<(), StorageError> {
+    /// Reads the whole database into `sink` from one snapshot (repeatable
+    /// read: deliveries meanwhile are not in it), bodies streamed row by
+    /// row; its UID prefix.
+    pub fn copy_to(&self, sink: &mut dyn CopySink) -> Result<String, StorageError> {
         let error = pg_error(self.database());
         let mut conn = self.conn()?;
         let mut tx = conn
@@ -48,57 +51,155 @@ impl PgStore {
             .query_one("SELECT value FROM meta WHERE key = 'uid_prefix'", &[])
             .map_err(&error)?
             .get(0);
-        target.restore(&uid_prefix, |restore: &mut Restore<'_>| {
-            for row in tx
-                .query(
-                    "SELECT id, name, password_hash, apop_secret, quota_messages, quota_bytes
-                     FROM users ORDER BY id",
-                    &[],
-                )
-                .map_err(&error)?
-            {
-                restore.user(&CopiedUser {
-                    id: UserId::new(row.get(0)),
-                    name: row.get(1),
-                    password_hash: row.get(2),
-                    apop_secret: row.get(3),
-                    quota: Quota {
-                        messages: row.get::<_, Option<i64>>(4).map(unsigned),
-                        bytes: row.get::<_, Option<i64>>(5).map(unsigned),
-                    },
-                })?;
-            }
-            for row in tx
-                .query(
-                    "SELECT id, user_id, uid, size, header_len, received_at, subject
-                     FROM messages ORDER BY id",
-                    &[],
-                )
-                .map_err(&error)?
-            {
-                restore.message(&CopiedMessage {
-                    id: MessageId::new(row.get(0)),
-                    user_id: UserId::new(row.get(1)),
-                    uid: row.get(2),
-                    size: unsigned(row.get(3)),
-                    header_len: unsigned(row.get(4)),
-                    received_at: row.get(5),
-                    subject: row.get(6),
-                })?;
-            }
-            // Bodies streamed row by row: never all in memory.
-            let mut chunks = tx
-                .query_raw(
-                    "SELECT message_id, seq, data FROM message_chunks ORDER BY message_id, seq",
-                    std::iter::empty::<i32>(),
-                )
-                .map_err(&error)?;
-            while let Some(row) = chunks.next().map_err(&error)? {
-                let seq: i32 = row.get(1);
-                restore.chunk(MessageId::new(row.get(0)), i64::from(seq), row.get(2))?;
-            }
-            Ok(())
-        })?;
+        for row in tx
+            .query(
+                "SELECT id, name, password_hash, apop_secret, quota_messages, quota_bytes
+                 FROM users ORDER BY id",
+                &[],
+            )
+            .map_err(&error)?
+        {
+            sink.user(&CopiedUser {
+                id: UserId::new(row.get(0)),
+                name: row.get(1),
+                password_hash: row.get(2),
+                apop_secret: row.get(3),
+                quota: Quota {
+                    messages: row.get::<_, Option<i64>>(4).map(unsigned),
+                    bytes: row.get::<_, Option<i64>>(5).map(unsigned),
+                },
+            })?;
+        }
+        for row in tx
+            .query(
+                "SELECT id, user_id, uid, size, header_len, received_at, subject
+                 FROM messages ORDER BY id",
+                &[],
+            )
+            .map_err(&error)?
+        {
+            sink.message(&CopiedMessage {
+                id: MessageId::new(row.get(0)),
+                user_id: UserId::new(row.get(1)),
+                uid: row.get(2),
+                size: unsigned(row.get(3)),
+                header_len: unsigned(row.get(4)),
+                received_at: row.get(5),
+                subject: row.get(6),
+            })?;
+        }
+        let mut chunks = tx
+            .query_raw(
+                "SELECT message_id, seq, data FROM message_chunks ORDER BY message_id, seq",
+                std::iter::empty::<i32>(),
+            )
+            .map_err(&error)?;
+        while let Some(row) = chunks.next().map_err(&error)? {
+            let seq: i32 = row.get(1);
+            sink.chunk(MessageId::new(row.get(0)), i64::from(seq), row.get(2))?;
+        }
+        drop(chunks);
+        tx.commit().map_err(&error)?;
+        Ok(uid_prefix)
+    }
+
+    /// Fills this database, which must hold no user yet, with what `fill`
+    /// copies, in one transaction: all of it or nothing. `fill` returns the
+    /// source's UID prefix, which becomes this database's, and the id
+    /// sequences move past every copied id, so no UID is ever handed out
+    /// twice. Other nodes should be stopped meanwhile.
+    pub fn restore(
+        &self,
+        fill: impl FnOnce(&mut dyn CopySink) -> Result<String, StorageError>,
+    ) -> Result<(), StorageError> {
+        let error = pg_error(self.database());
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction().map_err(&error)?;
+        // No user may appear meanwhile.
+        tx.batch_execute("LOCK TABLE users IN EXCLUSIVE MODE")
+            .map_err(&error)?;
+        let users: i64 = tx
+            .query_one("SELECT count(*) FROM users", &[])
+            .map_err(&error)?
+            .get(0);
+        if users > 0 {
+            return Err(StorageError::NotEmpty(self.database().to_string()));
+        }
+        let mut sink = PgRestore {
+            tx: &mut tx,
+            database: self.database(),
+        };
+        let uid_prefix = fill(&mut sink)?;
+        tx.execute(
+            "UPDATE meta SET value = $1 WHERE key = 'uid_prefix'",
+            &[&uid_prefix],
+        )
+        .map_err(&error)?;
+        for table in ["users", "messages"] {
+            tx.batch_execute(&format!(
+                "SELECT setval(pg_get_serial_sequence('{table}', 'id'),
+                               coalesce((SELECT max(id) FROM {table}), 0) + 1, false)"
+            ))
+            .map_err(&error)?;
+        }
         tx.commit().map_err(&error)
+    }
+}
+
+/// Where a copy writes on PostgreSQL, inside [`PgStore::restore`]'s
+/// transaction; copied ids go in as they are.
+struct PgRestore<'a, 'b> {
+    tx: &'a mut postgres::Transaction<'b>,
+    database: &'a str,
+}
+
+impl CopySink for PgRestore<'_, '_> {
+    fn user(&mut self, user: &CopiedUser) -> Result<(), StorageError> {
+        self.tx
+            .execute(
+                "INSERT INTO users
+                     (id, name, password_hash, apop_secret, quota_messages, quota_bytes)
+                 OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, $5, $6)",
+                &[
+                    &user.id.get(),
+                    &user.name,
+                    &user.password_hash,
+                    &user.apop_secret,
+                    &user.quota.messages.map(sql_int),
+                    &user.quota.bytes.map(sql_int),
+                ],
+            )
+            .map_err(pg_error(self.database))?;
+        Ok(())
+    }
+
+    fn message(&mut self, message: &CopiedMessage) -> Result<(), StorageError> {
+        self.tx
+            .execute(
+                "INSERT INTO messages (id, user_id, uid, size, header_len, received_at, subject)
+                 OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    &message.id.get(),
+                    &message.user_id.get(),
+                    &message.uid,
+                    &sql_int(message.size),
+                    &sql_int(message.header_len),
+                    &message.received_at,
+                    &message.subject,
+                ],
+            )
+            .map_err(pg_error(self.database))?;
+        Ok(())
+    }
+
+    fn chunk(&mut self, id: MessageId, seq: i64, data: &[u8]) -> Result<(), StorageError> {
+        let seq = i32::try_from(seq).map_err(|_| StorageError::MessageGone(id))?;
+        self.tx
+            .execute(
+                "INSERT INTO message_chunks (message_id, seq, data) VALUES ($1, $2, $3)",
+                &[&id.get(), &seq, &data],
+            )
+            .map_err(pg_error(self.database))?;
+        Ok(())
     }
 }
