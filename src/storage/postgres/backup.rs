@@ -125,9 +125,32 @@ impl PgStore {
         if users > 0 {
             return Err(StorageError::NotEmpty(self.database().to_string()));
         }
+        // Prepared once: a copy is many thousands of the same inserts.
+        let prepare = |tx: &mut postgres::Transaction<'_>, sql: &str| tx.prepare(sql);
+        let statements = [
+            prepare(
+                &mut tx,
+                "INSERT INTO users
+                     (id, name, password_hash, apop_secret, quota_messages, quota_bytes)
+                 OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, $5, $6)",
+            ),
+            prepare(
+                &mut tx,
+                "INSERT INTO messages (id, user_id, uid, size, header_len, received_at, subject)
+                 OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            ),
+            prepare(
+                &mut tx,
+                "INSERT INTO message_chunks (message_id, seq, data) VALUES ($1, $2, $3)",
+            ),
+        ];
+        let [user, message, chunk] = statements;
         let mut sink = PgRestore {
             tx: &mut tx,
             database: self.database(),
+            user: user.map_err(&error)?,
+            message: message.map_err(&error)?,
+            chunk: chunk.map_err(&error)?,
         };
         let uid_prefix = fill(&mut sink)?;
         tx.execute(
@@ -151,15 +174,16 @@ impl PgStore {
 struct PgRestore<'a, 'b> {
     tx: &'a mut postgres::Transaction<'b>,
     database: &'a str,
+    user: postgres::Statement,
+    message: postgres::Statement,
+    chunk: postgres::Statement,
 }
 
 impl CopySink for PgRestore<'_, '_> {
     fn user(&mut self, user: &CopiedUser) -> Result<(), StorageError> {
         self.tx
             .execute(
-                "INSERT INTO users
-                     (id, name, password_hash, apop_secret, quota_messages, quota_bytes)
-                 OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, $5, $6)",
+                &self.user,
                 &[
                     &user.id.get(),
                     &user.name,
@@ -176,8 +200,7 @@ impl CopySink for PgRestore<'_, '_> {
     fn message(&mut self, message: &CopiedMessage) -> Result<(), StorageError> {
         self.tx
             .execute(
-                "INSERT INTO messages (id, user_id, uid, size, header_len, received_at, subject)
-                 OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &self.message,
                 &[
                     &message.id.get(),
                     &message.user_id.get(),
@@ -195,10 +218,7 @@ impl CopySink for PgRestore<'_, '_> {
     fn chunk(&mut self, id: MessageId, seq: i64, data: &[u8]) -> Result<(), StorageError> {
         let seq = i32::try_from(seq).map_err(|_| StorageError::MessageGone(id))?;
         self.tx
-            .execute(
-                "INSERT INTO message_chunks (message_id, seq, data) VALUES ($1, $2, $3)",
-                &[&id.get(), &seq, &data],
-            )
+            .execute(&self.chunk, &[&id.get(), &seq, &data])
             .map_err(pg_error(self.database))?;
         Ok(())
     }
