@@ -799,3 +799,79 @@ fn a_copy_from_sqlite_to_postgresql_and_back_keeps_everything() {
         Err(StorageError::NotEmpty(_))
     ));
 }
+
+#[test]
+fn an_import_is_invisible_until_published_all_at_once() {
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    let store = store(&db);
+    let quota = Quota {
+        messages: Some(3),
+        bytes: None,
+    };
+    store
+        .add_user_with_quota("alice", "$h", None, quota)
+        .unwrap();
+    let (alice, _) = store.user("alice").unwrap();
+    let import = store.begin_import().unwrap();
+    let batch = |tag: &str| {
+        vec![
+            (
+                message(format!("T: {tag}1\r\n\r\nx\r\n").as_bytes()),
+                Some(1_000_000_000),
+            ),
+            (message(format!("T: {tag}2\r\n\r\ny\r\n").as_bytes()), None),
+        ]
+    };
+    store.stage(&import, &batch("a")).unwrap();
+    // Staged: nobody sees it, and the staging user is no user.
+    assert!(store.maildrop(alice).unwrap().is_empty());
+    assert_eq!(store.users().unwrap().len(), 1);
+    // Four staged, room for three: nothing moves.
+    store.stage(&import, &batch("b")).unwrap();
+    assert!(matches!(
+        store.publish_import(&import, "alice"),
+        Err(StorageError::OverQuota { .. })
+    ));
+    assert!(store.maildrop(alice).unwrap().is_empty());
+    store.abandon_import(import).unwrap();
+    // Within the quota: all at once, with their arrival times.
+    store.set_quota("alice", Quota::default()).unwrap();
+    let import = store.begin_import().unwrap();
+    store.stage(&import, &batch("c")).unwrap();
+    assert_eq!(store.publish_import(&import, "alice").unwrap(), 2);
+    let mailbox = store.mailbox("alice").unwrap();
+    assert_eq!(mailbox.len(), 2, "the abandoned import left nothing");
+    assert_eq!(mailbox[0].received, "2001-09-09T01:46:40Z");
+    assert!(store.newest_password_hash().unwrap().as_deref() == Some("$h"));
+}
+
+#[test]
+fn an_import_silent_for_an_hour_is_removed_by_the_next_one() {
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    let store = store(&db);
+    store
+        .add_user_with_quota("alice", "$h", None, Quota::default())
+        .unwrap();
+    let dead = store.begin_import().unwrap();
+    store
+        .stage(&dead, &[(message(b"T: 1\r\n\r\nx\r\n"), None)])
+        .unwrap();
+    db.client()
+        .execute("UPDATE imports SET heartbeat = heartbeat - 7200", &[])
+        .unwrap();
+    let _next = store.begin_import().unwrap();
+    assert!(matches!(
+        store.stage(&dead, &[(message(b"T: 2\r\n\r\ny\r\n"), None)]),
+        Err(StorageError::ImportGone)
+    ));
+    let staged: i64 = db
+        .client()
+        .query_one("SELECT count(*) FROM messages", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(staged, 0, "the dead import's messages are gone");
+}

@@ -11,6 +11,7 @@ use postgres::IsolationLevel;
 
 use super::store::sql_int;
 use super::store::{pg_error, unsigned, PgStore};
+use crate::storage::imports::STAGING_PREFIX;
 use crate::storage::{
     CopiedMessage, CopiedUser, CopySink, MessageId, Quota, StorageError, Store, UserId,
 };
@@ -54,8 +55,8 @@ impl PgStore {
         for row in tx
             .query(
                 "SELECT id, name, password_hash, apop_secret, quota_messages, quota_bytes
-                 FROM users ORDER BY id",
-                &[],
+                 FROM users WHERE name NOT LIKE $1 || '%' ORDER BY id",
+                &[&STAGING_PREFIX],
             )
             .map_err(&error)?
         {
@@ -72,9 +73,10 @@ impl PgStore {
         }
         for row in tx
             .query(
-                "SELECT id, user_id, uid, size, header_len, received_at, subject
-                 FROM messages ORDER BY id",
-                &[],
+                "SELECT m.id, m.user_id, m.uid, m.size, m.header_len, m.received_at, m.subject
+                 FROM messages m JOIN users u ON u.id = m.user_id
+                 WHERE u.name NOT LIKE $1 || '%' ORDER BY m.id",
+                &[&STAGING_PREFIX],
             )
             .map_err(&error)?
         {
@@ -90,8 +92,10 @@ impl PgStore {
         }
         let mut chunks = tx
             .query_raw(
-                "SELECT message_id, seq, data FROM message_chunks ORDER BY message_id, seq",
-                std::iter::empty::<i32>(),
+                "SELECT c.message_id, c.seq, c.data FROM message_chunks c
+                 JOIN messages m ON m.id = c.message_id JOIN users u ON u.id = m.user_id
+                 WHERE u.name NOT LIKE $1 || '%' ORDER BY c.message_id, c.seq",
+                [STAGING_PREFIX],
             )
             .map_err(&error)?;
         while let Some(row) = chunks.next().map_err(&error)? {

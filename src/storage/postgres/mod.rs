@@ -8,6 +8,7 @@
 //! blocking pool as every storage call does, never on the executor.
 
 mod backup;
+mod imports;
 mod leases;
 pub mod migrations;
 mod store;

@@ -13,6 +13,7 @@ use postgres::NoTls;
 use r2d2_postgres::PostgresConnectionManager;
 
 use crate::mail::Message;
+use crate::storage::imports::STAGING_PREFIX;
 use crate::storage::{
     Bodies, ExportEntry, MailboxEntry, MessageId, MessageMeta, Quota, StorageError, UserId,
     BODY_CHUNK,
@@ -84,6 +85,11 @@ impl PgStore {
         self.config.connect(NoTls).map_err(pg_error(&self.database))
     }
 
+    /// The prefix of every UID this database hands out.
+    pub(super) fn uid_prefix(&self) -> &str {
+        &self.uid_prefix
+    }
+
     /// The database, without its password.
     pub(super) fn database(&self) -> &str {
         &self.database
@@ -112,8 +118,9 @@ impl PgStore {
         let row = tx
             .query_opt(
                 "SELECT id, name, quota_messages, quota_bytes FROM users
-                 WHERE lower(name) = lower($1) FOR NO KEY UPDATE",
-                &[&user],
+                 WHERE lower(name) = lower($1) AND name NOT LIKE $2 || '%'
+                 FOR NO KEY UPDATE",
+                &[&user, &STAGING_PREFIX],
             )
             .map_err(&error)?
             .ok_or_else(|| StorageError::UnknownUser(user.to_string()))?;
@@ -137,42 +144,8 @@ impl PgStore {
                 (messages.len() as u64, octets),
             )?;
         }
-        let mut uids = Vec::with_capacity(messages.len());
-        for message in messages {
-            // The id first, so the row goes in with its real UID: a shared
-            // placeholder value in the unique index would make every other
-            // delivery in the cluster wait for this one to commit.
-            let id: i64 = tx
-                .query_one(
-                    "SELECT nextval(pg_get_serial_sequence('messages', 'id'))",
-                    &[],
-                )
-                .map_err(&error)?
-                .get(0);
-            let uid = format!("{}.{id}", self.uid_prefix);
-            tx.execute(
-                "INSERT INTO messages (id, user_id, uid, size, header_len, received_at, subject)
-                 OVERRIDING SYSTEM VALUE
-                 VALUES ($1, $2, $3, $4, $5, extract(epoch FROM now())::bigint, $6)",
-                &[
-                    &id,
-                    &user_id,
-                    &uid,
-                    &sql_int(message.size()),
-                    &sql_int(message.header_len()),
-                    &message.subject(),
-                ],
-            )
-            .map_err(&error)?;
-            for (seq, chunk) in message.bytes().chunks(BODY_CHUNK).enumerate() {
-                tx.execute(
-                    "INSERT INTO message_chunks (message_id, seq, data) VALUES ($1, $2, $3)",
-                    &[&id, &(seq as i32), &chunk],
-                )
-                .map_err(&error)?;
-            }
-            uids.push(uid);
-        }
+        let dated = messages.iter().map(|message| (message, None));
+        let uids = insert_messages(&mut tx, user_id, &self.uid_prefix, dated, &self.database)?;
         tx.commit().map_err(&error)?;
         Ok(uids)
     }
@@ -296,8 +269,8 @@ impl PgStore {
                         (SELECT count(*) FROM messages m WHERE m.user_id = u.id),
                         (SELECT coalesce(sum(size), 0)::bigint FROM messages m
                          WHERE m.user_id = u.id)
-                 FROM users u WHERE lower(u.name) = lower($1)",
-                &[&user],
+                 FROM users u WHERE lower(u.name) = lower($1) AND u.name NOT LIKE $2 || '%'",
+                &[&user, &STAGING_PREFIX],
             )
             .map_err(self.error())?
             .ok_or_else(|| StorageError::UnknownUser(user.to_string()))?;
@@ -357,6 +330,57 @@ impl PgStore {
             })
             .collect())
     }
+}
+
+/// Inserts messages for `user_id` in `tx`, arrival times given or now;
+/// their UIDs.
+pub(super) fn insert_messages<'m>(
+    tx: &mut postgres::Transaction<'_>,
+    user_id: i64,
+    uid_prefix: &str,
+    messages: impl ExactSizeIterator<Item = (&'m Message, Option<i64>)>,
+    database: &str,
+) -> Result<Vec<String>, StorageError> {
+    let error = pg_error(database);
+    let mut uids = Vec::with_capacity(messages.len());
+    for (message, received_at) in messages {
+        // The id first, so the row goes in with its real UID: a shared
+        // placeholder value in the unique index would make every other
+        // delivery in the cluster wait for this one to commit.
+        let id: i64 = tx
+            .query_one(
+                "SELECT nextval(pg_get_serial_sequence('messages', 'id'))",
+                &[],
+            )
+            .map_err(&error)?
+            .get(0);
+        let uid = format!("{uid_prefix}.{id}");
+        tx.execute(
+            "INSERT INTO messages (id, user_id, uid, size, header_len, received_at, subject)
+             OVERRIDING SYSTEM VALUE
+             VALUES ($1, $2, $3, $4, $5,
+                     coalesce($6, extract(epoch FROM now())::bigint), $7)",
+            &[
+                &id,
+                &user_id,
+                &uid,
+                &sql_int(message.size()),
+                &sql_int(message.header_len()),
+                &received_at,
+                &message.subject(),
+            ],
+        )
+        .map_err(&error)?;
+        for (seq, chunk) in message.bytes().chunks(BODY_CHUNK).enumerate() {
+            tx.execute(
+                "INSERT INTO message_chunks (message_id, seq, data) VALUES ($1, $2, $3)",
+                &[&id, &(seq as i32), &chunk],
+            )
+            .map_err(&error)?;
+        }
+        uids.push(uid);
+    }
+    Ok(uids)
 }
 
 /// Wraps a driver error with the database it came from.

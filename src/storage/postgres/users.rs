@@ -4,6 +4,7 @@
 use postgres::GenericClient;
 
 use super::store::{pg_error, sql_int, unsigned, PgStore};
+use crate::storage::imports::STAGING_PREFIX;
 use crate::storage::{validate_user_name, Credentials, Quota, StorageError, UserId, UserSummary};
 
 impl PgStore {
@@ -49,8 +50,8 @@ impl PgStore {
             .conn()?
             .query_opt(
                 "SELECT id, name, password_hash, apop_secret FROM users
-                 WHERE lower(name) = lower($1)",
-                &[&name],
+                 WHERE lower(name) = lower($1) AND name NOT LIKE $2 || '%'",
+                &[&name, &STAGING_PREFIX],
             )
             .map_err(self.error())?;
         Ok(row.map(|row| Credentials {
@@ -68,8 +69,9 @@ impl PgStore {
             .query(
                 "SELECT u.name, count(m.id), coalesce(sum(m.size), 0)::bigint
                  FROM users u LEFT JOIN messages m ON m.user_id = u.id
+                 WHERE u.name NOT LIKE $1 || '%'
                  GROUP BY u.id ORDER BY lower(u.name), u.name",
-                &[],
+                &[&STAGING_PREFIX],
             )
             .map_err(self.error())?;
         Ok(rows
@@ -165,8 +167,9 @@ impl PgStore {
         let row = self
             .conn()?
             .query_opt(
-                "SELECT password_hash FROM users ORDER BY id DESC LIMIT 1",
-                &[],
+                "SELECT password_hash FROM users WHERE name NOT LIKE $1 || '%'
+                 ORDER BY id DESC LIMIT 1",
+                &[&STAGING_PREFIX],
             )
             .map_err(self.error())?;
         Ok(row.map(|row| row.get(0)))
@@ -181,8 +184,8 @@ pub(super) fn user_id(
 ) -> Result<(UserId, String), StorageError> {
     let row = conn
         .query_opt(
-            "SELECT id, name FROM users WHERE lower(name) = lower($1)",
-            &[&name],
+            "SELECT id, name FROM users WHERE lower(name) = lower($1) AND name NOT LIKE $2 || '%'",
+            &[&name, &STAGING_PREFIX],
         )
         .map_err(pg_error(database))?
         .ok_or_else(|| StorageError::UnknownUser(name.to_string()))?;
@@ -197,8 +200,9 @@ fn user_id_locked(
 ) -> Result<(UserId, String), StorageError> {
     let row = tx
         .query_opt(
-            "SELECT id, name FROM users WHERE lower(name) = lower($1) FOR UPDATE",
-            &[&name],
+            "SELECT id, name FROM users
+             WHERE lower(name) = lower($1) AND name NOT LIKE $2 || '%' FOR UPDATE",
+            &[&name, &STAGING_PREFIX],
         )
         .map_err(pg_error(database))?
         .ok_or_else(|| StorageError::UnknownUser(name.to_string()))?;
