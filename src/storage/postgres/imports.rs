@@ -3,10 +3,10 @@
 //! transaction (the quota checked for them all), and what an import that
 //! died left behind removed once its heartbeat is an hour old.
 
-use super::store::{insert_messages, pg_error, unsigned, PgStore};
+use super::store::{insert_messages, lock_recipient, pg_error, stored_by, PgStore};
 use crate::mail::Message;
 use crate::storage::imports::{Staging, STAGING_PREFIX, STALE_IMPORT_SECONDS};
-use crate::storage::{Quota, StorageError, UserId};
+use crate::storage::{StorageError, UserId};
 
 impl PgStore {
     /// Starts an import: a hidden staging user that [`PgStore::stage`]
@@ -74,33 +74,8 @@ impl PgStore {
         let error = pg_error(self.database());
         let mut conn = self.conn()?;
         let mut tx = conn.transaction().map_err(&error)?;
-        let row = tx
-            .query_opt(
-                "SELECT id, name, quota_messages, quota_bytes FROM users
-                 WHERE lower(name) = lower($1) AND name NOT LIKE $2 || '%'
-                 FOR NO KEY UPDATE",
-                &[&user, &STAGING_PREFIX],
-            )
-            .map_err(&error)?
-            .ok_or_else(|| StorageError::UnknownUser(user.to_string()))?;
-        let (user_id, name): (i64, String) = (row.get(0), row.get(1));
-        let quota = Quota {
-            messages: row.get::<_, Option<i64>>(2).map(unsigned),
-            bytes: row.get::<_, Option<i64>>(3).map(unsigned),
-        };
-        let count_of = |tx: &mut postgres::Transaction<'_>, id: i64| {
-            tx.query_one(
-                "SELECT count(*), coalesce(sum(size), 0)::bigint FROM messages
-                 WHERE user_id = $1",
-                &[&id],
-            )
-            .map(|row| (unsigned(row.get(0)), unsigned(row.get(1))))
-        };
-        let staged = count_of(&mut tx, staging.user_id.get()).map_err(&error)?;
-        if quota != Quota::default() {
-            let stored = count_of(&mut tx, user_id).map_err(&error)?;
-            quota.admits(&name, stored, staged)?;
-        }
+        let staged = stored_by(&mut tx, staging.user_id.get(), self.database())?;
+        let user_id = lock_recipient(&mut tx, user, staged, self.database())?;
         let moved = tx
             .execute(
                 "UPDATE messages SET user_id = $1 WHERE user_id = $2",

@@ -108,42 +108,19 @@ impl PgStore {
 
     /// Stores messages for a user in one transaction and returns their
     /// UIDs; either all are stored or none is. The user's row is locked
-    /// first (NO KEY UPDATE: a login's lease, which only references the
-    /// row, need not wait), so concurrent deliveries count each other for
-    /// the quota.
+    /// first ([`lock_recipient`]), so concurrent deliveries count each
+    /// other for the quota.
     pub fn deliver(&self, user: &str, messages: &[Message]) -> Result<Vec<String>, StorageError> {
         let error = self.error();
         let mut conn = self.conn()?;
         let mut tx = conn.transaction().map_err(&error)?;
-        let row = tx
-            .query_opt(
-                "SELECT id, name, quota_messages, quota_bytes FROM users
-                 WHERE lower(name) = lower($1) AND name NOT LIKE $2 || '%'
-                 FOR NO KEY UPDATE",
-                &[&user, &STAGING_PREFIX],
-            )
-            .map_err(&error)?
-            .ok_or_else(|| StorageError::UnknownUser(user.to_string()))?;
-        let (user_id, name): (i64, String) = (row.get(0), row.get(1));
-        let quota = Quota {
-            messages: row.get::<_, Option<i64>>(2).map(unsigned),
-            bytes: row.get::<_, Option<i64>>(3).map(unsigned),
-        };
-        if quota != Quota::default() {
-            let stored = tx
-                .query_one(
-                    "SELECT count(*), coalesce(sum(size), 0)::bigint FROM messages
-                     WHERE user_id = $1",
-                    &[&user_id],
-                )
-                .map_err(&error)?;
-            let octets = messages.iter().map(Message::size).sum();
-            quota.admits(
-                &name,
-                (unsigned(stored.get(0)), unsigned(stored.get(1))),
-                (messages.len() as u64, octets),
-            )?;
-        }
+        let octets = messages.iter().map(Message::size).sum();
+        let user_id = lock_recipient(
+            &mut tx,
+            user,
+            (messages.len() as u64, octets),
+            &self.database,
+        )?;
         let dated = messages.iter().map(|message| (message, None));
         let uids = insert_messages(&mut tx, user_id, &self.uid_prefix, dated, &self.database)?;
         tx.commit().map_err(&error)?;
@@ -330,6 +307,54 @@ impl PgStore {
             })
             .collect())
     }
+}
+
+/// Locks `user`'s row for a delivery into it, in `tx`, and checks that
+/// `incoming` (messages, octets) fits the user's quota on top of what is
+/// stored, concurrent deliveries' included; the user's id. The lock is NO
+/// KEY UPDATE: a login's lease, which only references the row, need not
+/// wait for it.
+pub(super) fn lock_recipient(
+    tx: &mut postgres::Transaction<'_>,
+    user: &str,
+    incoming: (u64, u64),
+    database: &str,
+) -> Result<i64, StorageError> {
+    let error = pg_error(database);
+    let row = tx
+        .query_opt(
+            "SELECT id, name, quota_messages, quota_bytes FROM users
+             WHERE lower(name) = lower($1) AND name NOT LIKE $2 || '%'
+             FOR NO KEY UPDATE",
+            &[&user, &STAGING_PREFIX],
+        )
+        .map_err(&error)?
+        .ok_or_else(|| StorageError::UnknownUser(user.to_string()))?;
+    let (user_id, name): (i64, String) = (row.get(0), row.get(1));
+    let quota = Quota {
+        messages: row.get::<_, Option<i64>>(2).map(unsigned),
+        bytes: row.get::<_, Option<i64>>(3).map(unsigned),
+    };
+    if quota != Quota::default() {
+        let stored = stored_by(tx, user_id, database)?;
+        quota.admits(&name, stored, incoming)?;
+    }
+    Ok(user_id)
+}
+
+/// How many messages, and octets, user `user_id` has stored.
+pub(super) fn stored_by(
+    tx: &mut postgres::Transaction<'_>,
+    user_id: i64,
+    database: &str,
+) -> Result<(u64, u64), StorageError> {
+    let row = tx
+        .query_one(
+            "SELECT count(*), coalesce(sum(size), 0)::bigint FROM messages WHERE user_id = $1",
+            &[&user_id],
+        )
+        .map_err(pg_error(database))?;
+    Ok((unsigned(row.get(0)), unsigned(row.get(1))))
 }
 
 /// Inserts messages for `user_id` in `tx`, arrival times given or now;
