@@ -15,7 +15,7 @@ mod store;
 mod users;
 mod watch;
 
-pub use store::{PgStore, DEFAULT_POOL_SIZE};
+pub use store::PgStore;
 pub use watch::PgApopWatch;
 
 use std::str::FromStr;
@@ -70,9 +70,4 @@ fn redacted(url: &str) -> String {
         Some((_, rest)) => format!("postgres://…@{rest}"),
         None => url.to_string(),
     }
-}
-
-/// Whether `text` names a PostgreSQL database rather than a SQLite file.
-pub fn is_url(text: &str) -> bool {
-    text.starts_with("postgres://") || text.starts_with("postgresql://")
 }

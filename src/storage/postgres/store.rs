@@ -19,10 +19,6 @@ use crate::storage::{
     BODY_CHUNK,
 };
 
-/// The connections one process holds at most: a session holds one only
-/// for the length of a statement, so a few serve thousands of sessions.
-pub const DEFAULT_POOL_SIZE: u32 = 8;
-
 /// A pool of connections to one PostgreSQL database, its schema current.
 pub struct PgStore {
     pool: r2d2::Pool<PostgresConnectionManager<NoTls>>,
@@ -108,7 +104,7 @@ impl PgStore {
 
     /// Stores messages for a user in one transaction and returns their
     /// UIDs; either all are stored or none is. The user's row is locked
-    /// first ([`lock_recipient`]), so concurrent deliveries count each
+    /// first (`lock_recipient`), so concurrent deliveries count each
     /// other for the quota.
     pub fn deliver(&self, user: &str, messages: &[Message]) -> Result<Vec<String>, StorageError> {
         let error = self.error();
