@@ -34,7 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         octets += messages.iter().map(Message::size).sum::<u64>();
         sqlite.deliver(&format!("u{}", batch % 8), &messages)?;
     }
-    let pg = PgStore::open(&url, 4)?;
+    let pg = Store::new(PgStore::open(&url, 4)?);
     let started = Instant::now();
     pg.restore(|sink| sqlite.copy_to(sink))?;
     let to_pg = started.elapsed().as_secs_f64();

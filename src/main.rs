@@ -30,7 +30,8 @@ fn main() -> ExitCode {
 /// Runs one command on the database the global options name.
 fn run(cli: Cli) -> Result<(), CliError> {
     let db = &Database {
-        path: cli.db,
+        location: cli.db,
+        password_file: cli.db_password_file,
         busy_timeout: cli.busy_timeout,
     };
     match cli.command {

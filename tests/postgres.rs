@@ -210,8 +210,8 @@ fn message(raw: &[u8]) -> Message {
     Message::parse(raw, u64::MAX).unwrap()
 }
 
-fn store(db: &TestDatabase) -> PgStore {
-    PgStore::open(&db.url, 4).unwrap()
+fn store(db: &TestDatabase) -> poplite::Store {
+    poplite::Store::new(PgStore::open(&db.url, 4).unwrap())
 }
 
 #[test]

@@ -75,7 +75,7 @@ pub fn backup(db: &Database, dest: &Path) -> Result<(), CliError> {
     open_existing(db)?.backup_to(dest)?;
     say(format_args!(
         "backed up {} to {}",
-        db.path.display(),
+        db.describe(),
         dest.display()
     ));
     Ok(())

@@ -15,19 +15,30 @@ use poplite::mail::parse_octets;
 use poplite::server;
 use poplite::storage;
 
-/// An embedded POP3 server that keeps its users and mail in one SQLite file.
+/// An embedded POP3 server that keeps its users and mail in one SQLite file
+/// (or, for several nodes, in PostgreSQL).
 #[derive(Parser)]
 #[command(name = "poplite", version, about)]
 pub struct Cli {
-    /// The SQLite database file.
+    /// The database: a SQLite file, or a postgres:// URL (several nodes).
     #[arg(
         long,
         env = "POPLITE_DB",
         default_value = "poplite.db",
+        value_name = "FILE|URL",
         global = true,
         help_heading = "Global options"
     )]
     pub db: PathBuf,
+    /// A file holding the PostgreSQL password, for a --db URL without one.
+    #[arg(
+        long,
+        env = "POPLITE_DB_PASSWORD_FILE",
+        value_name = "FILE",
+        global = true,
+        help_heading = "Global options"
+    )]
+    pub db_password_file: Option<PathBuf>,
     /// How long to wait for another process's write lock on the database.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = poplite::server::parse_duration, global = true, help_heading = "Global options")]
     pub busy_timeout: Duration,

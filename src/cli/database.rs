@@ -1,39 +1,79 @@
 //! Which database a command works on, and how it is opened.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use poplite::storage::{StorageError, Store, StoreOptions};
+use poplite::protocol::Secret;
+use poplite::storage::{is_postgres_url, Store, StoreOptions};
+
+use super::exit::CliError;
 
 /// Where the database is and how to open it.
 pub struct Database {
-    /// The SQLite file (`--db`).
-    pub path: PathBuf,
-    /// How long to wait for another process's write lock.
+    /// A SQLite file, or a PostgreSQL URL (`--db`).
+    pub location: PathBuf,
+    /// A file holding the PostgreSQL password (`--db-password-file`).
+    pub password_file: Option<PathBuf>,
+    /// How long to wait for another process's write lock (SQLite).
     pub busy_timeout: Duration,
 }
 
 impl Database {
-    /// Opens the database, creating it if it does not exist.
-    pub fn open(&self) -> Result<Store, StorageError> {
+    /// Opens the database, creating a SQLite file if it does not exist.
+    pub fn open(&self) -> Result<Store, CliError> {
         self.open_with(true)
     }
 
-    /// Opens the database, creating it only if `create_if_missing`.
-    pub fn open_with(&self, create_if_missing: bool) -> Result<Store, StorageError> {
-        Store::open_with(
-            &self.path,
-            StoreOptions {
-                busy_timeout: self.busy_timeout,
-                create_if_missing,
-                ..StoreOptions::default()
-            },
-        )
+    /// Opens the database, creating a SQLite file only if `create_if_missing`.
+    pub fn open_with(&self, create_if_missing: bool) -> Result<Store, CliError> {
+        let options = StoreOptions {
+            busy_timeout: self.busy_timeout,
+            create_if_missing,
+            password: self.password()?,
+            ..StoreOptions::default()
+        };
+        Ok(match self.url() {
+            Some(url) => Store::connect(url, options)?,
+            None => Store::open_with(&self.location, options)?,
+        })
     }
+
+    /// The PostgreSQL URL, if `--db` is one.
+    pub fn url(&self) -> Option<&str> {
+        self.location.to_str().filter(|db| is_postgres_url(db))
+    }
+
+    /// The database as messages name it: the file, or the URL without its
+    /// password.
+    pub fn describe(&self) -> String {
+        match self.url() {
+            Some(url) => poplite::storage::postgres::describe_url(url),
+            None => self.location.display().to_string(),
+        }
+    }
+
+    /// The password file's first line, without its line ending.
+    fn password(&self) -> Result<Option<Secret>, CliError> {
+        let Some(path) = &self.password_file else {
+            return Ok(None);
+        };
+        read_password(path).map(Some)
+    }
+}
+
+/// The password in `path`: its first line (a trailing newline, as an
+/// editor or `echo` leaves, is not part of it).
+fn read_password(path: &Path) -> Result<Secret, CliError> {
+    let text = std::fs::read(path).map_err(|source| CliError::PasswordFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
+    Ok(Secret::new(line.strip_suffix(b"\r").unwrap_or(line)))
 }
 
 /// Opens a database that must already exist, so that a mistyped `--db`
 /// fails instead of leaving an empty database behind.
-pub fn open_existing(db: &Database) -> Result<Store, StorageError> {
+pub fn open_existing(db: &Database) -> Result<Store, CliError> {
     db.open_with(false)
 }

@@ -51,6 +51,13 @@ pub enum CliError {
         #[source]
         error: std::io::Error,
     },
+    /// The database password file (`--db-password-file`) cannot be read.
+    #[error("cannot read the database password file {}: {source}", path.display())]
+    PasswordFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// The signal handlers could not be installed.
     #[error("cannot handle signals: {0}")]
     Signals(#[source] std::io::Error),
@@ -112,6 +119,7 @@ impl CliError {
             CliError::Signals(_) => EX_OSERR,
             CliError::Message { .. } | CliError::Input(_) | CliError::Password { .. } => EX_DATAERR,
             CliError::Open { .. } => EX_NOINPUT,
+            CliError::PasswordFile { .. } => EX_CONFIG,
             CliError::Read { .. } => EX_TEMPFAIL,
             CliError::Tls(error) => match error {
                 TlsError::Generate(_) => EX_OSERR,

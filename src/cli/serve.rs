@@ -89,7 +89,7 @@ pub fn serve(db: &Database, args: ServeArgs) -> Result<(), CliError> {
         }
         let _ = stdout.flush();
         drop(stdout);
-        log::info!("database: {}", store.path().display());
+        log::info!("database: {}", store.describe());
         let no_users = smol::unblock({
             let store = Arc::clone(&store);
             move || store.users().map(|users| users.is_empty())
@@ -100,7 +100,7 @@ pub fn serve(db: &Database, args: ServeArgs) -> Result<(), CliError> {
         } else if no_users {
             log::info!(
                 "no users yet: add one with `poplite --db {} user add NAME`",
-                store.path().display()
+                store.describe()
             );
         }
         server

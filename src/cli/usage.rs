@@ -65,6 +65,11 @@ fn command() -> clap::Command {
     Cli::command().mut_subcommand("cert", |cert| {
         cert.arg(hidden("db", "db", clap::value_parser!(std::path::PathBuf)))
             .arg(hidden(
+                "db_password_file",
+                "db-password-file",
+                clap::value_parser!(std::path::PathBuf),
+            ))
+            .arg(hidden(
                 "busy_timeout",
                 "busy-timeout",
                 clap::builder::ValueParser::new(poplite::server::parse_duration),

@@ -24,8 +24,8 @@ pub fn add(db: &Database, args: AddArgs) -> Result<(), CliError> {
                 return Err(StorageError::UserExists(existing.name).into());
             }
         }
-        Err(StorageError::Missing(_) | StorageError::EmptyFile(_)) => {}
-        Err(error) => return Err(error.into()),
+        Err(CliError::Storage(StorageError::Missing(_) | StorageError::EmptyFile(_))) => {}
+        Err(error) => return Err(error),
     }
     let password = read_password(&args)?;
     let hash = auth::hash_password(password.as_bytes(), params)?;

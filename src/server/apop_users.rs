@@ -47,7 +47,7 @@ impl ApopUsers {
 }
 
 /// The watching thread: answers every question waiting, with one check.
-fn answer(mut watch: ApopWatch, asked: Receiver<Sender<bool>>) {
+fn answer(mut watch: Box<dyn ApopWatch>, asked: Receiver<Sender<bool>>) {
     while let Ok(first) = asked.recv_blocking() {
         let mut waiting = vec![first];
         while let Ok(more) = asked.try_recv() {

@@ -4,22 +4,16 @@
 //! Up to [`INGEST_BUFFER`] octets a message stays in memory and is stored
 //! in one transaction, as any small message always was. Past that, it is
 //! written in batches of whole chunks under a hidden staging user (the
-//! imports' mechanism, migrations/sqlite/0003), and published in one transaction
+//! imports' mechanism), and published in one transaction
 //! once it is whole: the quota is checked there, for the exact size, and
 //! until then nothing of it is visible. A message that fails, or whose
 //! writer dies, leaves only a staging user that `discard` (or, after a
 //! crash, the next import or server start) removes.
 
-use rusqlite::types::ValueRef;
-use rusqlite::{params, Connection};
-
 use super::{
-    check_quota, insert_into, insert_message_row, sql_int, touch_import, user_id, Staging,
-    StorageError, Store,
+    Backend, MessageId, SpoolRow, SpoolWriter, Staging, StorageError, Store, UserId, BODY_CHUNK,
 };
-use super::{MessageId, UserId};
 use crate::mail::{Facts, Message, MessageError, Normalizer};
-use crate::storage::BODY_CHUNK;
 
 /// Octets of a message held in memory before it goes to the database in
 /// batches. 16 chunks: large enough that most mail (and every benchmark
@@ -55,7 +49,8 @@ pub struct Incoming {
 }
 
 /// Whose staging user a spooled message is under.
-enum Home {
+#[derive(Debug)]
+pub(crate) enum Home {
     /// Its own, removed with it.
     Own(Staging),
     /// An import's (this staging user id): it stays there once whole,
@@ -64,7 +59,8 @@ enum Home {
 }
 
 impl Home {
-    fn staging_user_id(&self) -> UserId {
+    /// The staging user's id.
+    pub(crate) fn staging_user_id(&self) -> UserId {
         match self {
             Home::Own(staging) => staging.user_id,
             Home::Import(user_id) => *user_id,
@@ -72,19 +68,14 @@ impl Home {
     }
 }
 
-/// The staged rows of a message too large to hold.
-struct Spool {
-    home: Home,
-    message_id: MessageId,
+/// The staged rows of a message too large to hold, and what writes them
+/// (a backend's, see [`Spooling::begin_spool`](super::Spooling::begin_spool)).
+pub struct Spool {
+    pub(crate) home: Home,
+    pub(crate) message_id: MessageId,
     next_seq: i64,
-    /// A connection of its own while the message arrives, outside the
-    /// pool, with `synchronous=NORMAL`: staged batches need no fsync of
-    /// their own, since nothing depends on them until the publishing
-    /// commit, whose fsync (FULL, on a pool connection) covers every
-    /// frame before it. NORMAL, not OFF: under OFF a checkpoint would not
-    /// sync the database file either, and a power cut could then lose
-    /// other sessions' committed writes. Dropped once the message is whole.
-    conn: Option<Connection>,
+    /// Dropped once the message is whole, with whatever connection it held.
+    writer: Option<Box<dyn SpoolWriter>>,
 }
 
 impl std::fmt::Debug for Spool {
@@ -96,16 +87,35 @@ impl std::fmt::Debug for Spool {
     }
 }
 
+impl Spool {
+    /// A spool for the empty message row `message_id` under `home`.
+    pub(crate) fn new(home: Home, message_id: MessageId, writer: Box<dyn SpoolWriter>) -> Spool {
+        Spool {
+            home,
+            message_id,
+            next_seq: 0,
+            writer: Some(writer),
+        }
+    }
+
+    fn row(&self) -> SpoolRow {
+        SpoolRow {
+            message_id: self.message_id,
+            staging_user_id: self.home.staging_user_id(),
+        }
+    }
+}
+
 /// A message taken in whole, ready to be stored for its recipients.
 #[derive(Debug)]
 pub struct Received {
-    held: Held,
+    pub(crate) held: Held,
     /// Octets of the header put before it when it was taken in.
-    prefix_len: usize,
+    pub(crate) prefix_len: usize,
 }
 
 #[derive(Debug)]
-enum Held {
+pub(crate) enum Held {
     Memory(Message),
     Spooled {
         spool: Spool,
@@ -205,14 +215,16 @@ impl Incoming {
             Some(spool) => match spool.home {
                 Home::Import(_) => {
                     let received_at = self.import.and_then(|(_, at)| at);
-                    if let Err(error) = settle_in_import(spool, &facts, received_at) {
-                        return Err(error.into());
-                    }
+                    let row = spool.row();
+                    let Some(mut writer) = spool.writer else {
+                        return Err(StorageError::ImportGone.into());
+                    };
+                    writer.settle(row, &facts, received_at)?;
                     Held::Staged { size: facts.size }
                 }
                 Home::Own(_) => Held::Spooled {
                     spool: Spool {
-                        conn: None,
+                        writer: None,
                         ..spool
                     },
                     facts,
@@ -228,7 +240,7 @@ impl Incoming {
     /// Gives up on the message: whatever was staged goes.
     pub fn discard(self, store: &Store) {
         if let Some(spool) = self.spool {
-            discard_spool(store, spool);
+            discard_spool(&**store, spool);
         }
     }
 
@@ -242,117 +254,18 @@ impl Incoming {
                 self.spool.insert(store.begin_spool(import)?)
             }
         };
-        let conn = match &mut spool.conn {
-            Some(conn) => conn,
-            None => return Err(StorageError::ImportGone),
+        let row = spool.row();
+        let Some(writer) = &mut spool.writer else {
+            return Err(StorageError::ImportGone);
         };
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        touch_import(&tx, spool.home.staging_user_id())?;
-        let mut insert = tx.prepare_cached(
-            "INSERT INTO message_chunks (message_id, seq, data) VALUES (?1, ?2, ?3)",
-        )?;
-        for chunk in self.buffer[..len].chunks(BODY_CHUNK) {
-            insert.execute(params![spool.message_id, spool.next_seq, chunk])?;
-            spool.next_seq += 1;
-        }
-        drop(insert);
-        tx.commit()?;
+        writer.append(row, spool.next_seq, &self.buffer[..len])?;
+        spool.next_seq += len.div_ceil(BODY_CHUNK) as i64;
         self.buffer.drain(..len);
         Ok(())
     }
 }
 
 impl Store {
-    /// A staging user holding one empty message row, whose UID is final,
-    /// and the connection that fills it.
-    ///
-    /// The row's id is taken now, so a large message is listed by when it
-    /// began to arrive, before messages that arrived while it did; UIDs
-    /// stay unique. Moving it to a later id at publish would rewrite every
-    /// chunk (SQLite rewrites a whole row, overflow pages included).
-    fn begin_spool(&self, import: Option<UserId>) -> Result<Spool, StorageError> {
-        let home = match import {
-            Some(staging_user_id) => Home::Import(staging_user_id),
-            None => Home::Own(self.begin_import()?),
-        };
-        let begun = self.connect().and_then(|conn| {
-            if self.memory.is_none() {
-                conn.pragma_update(None, "synchronous", "NORMAL")?;
-            }
-            let owner = home.staging_user_id();
-            let (id, _) = insert_message_row(&conn, owner, &self.uid_prefix, None)?;
-            Ok((id, conn))
-        });
-        match begun {
-            Ok((message_id, conn)) => Ok(Spool {
-                home,
-                message_id,
-                next_seq: 0,
-                conn: Some(conn),
-            }),
-            Err(error) => {
-                if let Home::Own(staging) = home {
-                    let _ = self.abandon_import(staging);
-                }
-                Err(error)
-            }
-        }
-    }
-
-    /// Stores messages as they were taken in, for `user`, in one durable
-    /// transaction (all or none, the quota checked for them all), and
-    /// returns their UIDs. Staged messages are moved, not copied: call
-    /// this for the last (or only) recipient that gets the header they
-    /// were taken in with.
-    pub fn publish_received(
-        &self,
-        user: &str,
-        received: &[&Received],
-    ) -> Result<Vec<String>, StorageError> {
-        self.with_conn(|conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let (user_id, name) = user_id(&tx, user)?;
-            let octets = received.iter().map(|r| r.size()).sum();
-            check_quota(&tx, user_id, &name, received.len() as u64, octets)?;
-            let mut uids = Vec::with_capacity(received.len());
-            for one in received {
-                let (spool, facts) = match &one.held {
-                    Held::Memory(message) => {
-                        let now = std::iter::once((message, None));
-                        uids.extend(insert_into(&tx, user_id, &self.uid_prefix, now)?);
-                        continue;
-                    }
-                    Held::Spooled { spool, facts } => (spool, facts),
-                    // An import's message is published with its import.
-                    Held::Staged { .. } => return Err(StorageError::ImportGone),
-                };
-                let moved = tx.execute(
-                    "UPDATE messages SET user_id = ?1, size = ?2, header_len = ?3, subject = ?4,
-                            received_at = unixepoch()
-                     WHERE id = ?5 AND user_id = ?6",
-                    params![
-                        user_id,
-                        sql_int(facts.size),
-                        sql_int(facts.header_len),
-                        facts.subject,
-                        spool.message_id,
-                        spool.home.staging_user_id()
-                    ],
-                )?;
-                if moved != 1 {
-                    return Err(StorageError::ImportGone);
-                }
-                uids.push(tx.query_row(
-                    "SELECT uid FROM messages WHERE id = ?1",
-                    [spool.message_id],
-                    |r| r.get(0),
-                )?);
-            }
-            tx.commit()?;
-            Ok(uids)
-        })
-    }
-
     /// Stores a copy of the message for `user` with `header` in place of
     /// the one it was taken in with, durably; returns its UID. A staged
     /// message is copied chunk by chunk inside the transaction, so the
@@ -378,59 +291,14 @@ impl Store {
             header_len: facts.header_len - prefix_len + header.len() as u64,
             subject: facts.subject.clone(),
         };
-        self.with_conn(|conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            // The spool must still be there (no purge took it for dead),
-            // or the copy would be a row without its body.
-            touch_import(&tx, spool.home.staging_user_id())?;
-            let (user_id, name) = user_id(&tx, user)?;
-            check_quota(&tx, user_id, &name, 1, copied.size)?;
-            let (id, uid) = insert_message_row(&tx, user_id, &self.uid_prefix, Some(&copied))?;
-            let mut read = tx.prepare_cached(
-                "SELECT data FROM message_chunks WHERE message_id = ?1 ORDER BY seq",
-            )?;
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO message_chunks (message_id, seq, data) VALUES (?1, ?2, ?3)",
-            )?;
-            let mut pending = header.as_bytes().to_vec();
-            let mut skip = received.prefix_len;
-            let mut seq = 0i64;
-            let mut written = 0u64;
-            let mut rows = read.query([spool.message_id])?;
-            while let Some(row) = rows.next()? {
-                let ValueRef::Blob(data) = row.get_ref(0)? else {
-                    return Err(StorageError::MessageGone(spool.message_id));
-                };
-                let skipped = skip.min(data.len());
-                skip -= skipped;
-                pending.extend_from_slice(&data[skipped..]);
-                while pending.len() >= BODY_CHUNK {
-                    insert.execute(params![id, seq, &pending[..BODY_CHUNK]])?;
-                    pending.drain(..BODY_CHUNK);
-                    (seq, written) = (seq + 1, written + BODY_CHUNK as u64);
-                }
-            }
-            if !pending.is_empty() {
-                written += pending.len() as u64;
-                insert.execute(params![id, seq, pending])?;
-            }
-            if written != copied.size {
-                // Rolled back: a copy is whole or not made.
-                return Err(StorageError::MessageGone(spool.message_id));
-            }
-            drop(rows);
-            drop(read);
-            drop(insert);
-            tx.commit()?;
-            Ok(uid)
-        })
+        self.copy_spooled(user, spool, &copied, header, received.prefix_len)
     }
 
     /// Removes what taking the message in staged (nothing for a message
     /// held in memory, or one already published).
     pub fn discard_received(&self, received: Received) {
         if let Held::Spooled { spool, .. } = received.held {
-            discard_spool(self, spool);
+            discard_spool(&**self, spool);
         }
     }
 }
@@ -438,65 +306,25 @@ impl Store {
 /// Removes a spooled message: its own staging user, or its row under an
 /// import's. A failure only logs, since the next import or server start
 /// removes what a dead import or delivery left.
-fn discard_spool(store: &Store, spool: Spool) {
+fn discard_spool(store: &dyn Backend, spool: Spool) {
     let removed = match spool.home {
         Home::Own(staging) => store.abandon_import(staging),
-        Home::Import(_) => store.with_conn(|conn| {
-            conn.execute("DELETE FROM messages WHERE id = ?1", [spool.message_id])?;
-            Ok(())
-        }),
+        Home::Import(_) => store.discard_message(spool.message_id),
     };
     if let Err(error) = removed {
         log::warn!("cannot remove a message that was not delivered (removed later): {error}");
     }
 }
 
-/// Gives a whole message spooled for an import its facts and date; it
-/// stays under the import's staging user, to be published with the rest.
-fn settle_in_import(
-    mut spool: Spool,
-    facts: &Facts,
-    received_at: Option<i64>,
-) -> Result<(), StorageError> {
-    let Some(conn) = &mut spool.conn else {
-        return Err(StorageError::ImportGone);
-    };
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    touch_import(&tx, spool.home.staging_user_id())?;
-    tx.execute(
-        "UPDATE messages SET size = ?1, header_len = ?2, subject = ?3,
-                received_at = coalesce(?4, unixepoch())
-         WHERE id = ?5",
-        params![
-            sql_int(facts.size),
-            sql_int(facts.header_len),
-            facts.subject,
-            received_at,
-            spool.message_id
-        ],
-    )?;
-    tx.commit()?;
-    Ok(())
-}
-
-/// Whether a message row exists (for tests).
-#[cfg(test)]
-fn message_exists(store: &Store, id: MessageId) -> bool {
-    use rusqlite::OptionalExtension;
-    store
-        .with_conn(|conn| {
-            Ok(conn
-                .query_row("SELECT 1 FROM messages WHERE id = ?1", [id], |_| Ok(()))
-                .optional()?
-                .is_some())
-        })
-        .unwrap_or(false)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::storage::Quota;
+
+    /// Whether message `id` is still stored, with at least one octet.
+    fn message_exists(store: &Store, id: MessageId) -> bool {
+        store.read_body(id, 0, 1).is_ok()
+    }
 
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
@@ -637,13 +465,11 @@ mod tests {
             failed,
             Some(IngestError::Message(MessageError::TooLarge { .. }))
         ));
+        let staged = incoming.spool.as_ref().map(|spool| spool.message_id);
+        let staged = staged.expect("spooled before the limit was reached");
+        assert!(message_exists(&store, staged));
         incoming.discard(&store);
-        let staged: i64 = store
-            .with_conn(
-                |c| Ok(c.query_row("SELECT count(*) FROM message_chunks", [], |r| r.get(0))?),
-            )
-            .unwrap();
-        assert_eq!(staged, 0);
+        assert!(!message_exists(&store, staged));
     }
 
     #[test]

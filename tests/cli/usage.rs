@@ -62,7 +62,12 @@ fn cert_help_lists_no_database_options_and_still_accepts_them() {
         );
     }
     // Every other command still lists them.
-    assert!(stdout(&run_cli(&db, &["user", "list", "--help"], b"")).contains("--db <DB>"));
+    let user_help = stdout(&run_cli(&db, &["user", "list", "--help"], b""));
+    assert!(user_help.contains("--db <FILE|URL>"), "{user_help}");
+    assert!(
+        user_help.contains("--db-password-file <FILE>"),
+        "{user_help}"
+    );
     // Given anyway, before or after `cert`, they are accepted as before.
     let out = dir.path().join("certs");
     let out = out.to_str().unwrap();

@@ -11,15 +11,15 @@ use postgres::IsolationLevel;
 
 use super::store::sql_int;
 use super::store::{pg_error, unsigned, PgStore};
-use crate::storage::imports::STAGING_PREFIX;
 use crate::storage::{
-    CopiedMessage, CopiedUser, CopySink, MessageId, Quota, StorageError, Store, UserId,
+    CopiedMessage, CopiedUser, CopySink, Copying, MessageId, Quota, StorageError, Store, UserId,
+    STAGING_PREFIX,
 };
 
-impl PgStore {
+impl Copying for PgStore {
     /// Writes the snapshot to `dest`, which must not exist; on failure no
     /// file is left behind.
-    pub fn backup_to(&self, dest: &Path) -> Result<(), StorageError> {
+    fn backup_to(&self, dest: &Path) -> Result<(), StorageError> {
         if dest.symlink_metadata().is_ok() {
             return Err(StorageError::BackupExists(dest.to_path_buf()));
         }
@@ -39,7 +39,7 @@ impl PgStore {
     /// Reads the whole database into `sink` from one snapshot (repeatable
     /// read: deliveries meanwhile are not in it), bodies streamed row by
     /// row; its UID prefix.
-    pub fn copy_to(&self, sink: &mut dyn CopySink) -> Result<String, StorageError> {
+    fn copy_to(&self, sink: &mut dyn CopySink) -> Result<String, StorageError> {
         let error = pg_error(self.database());
         let mut conn = self.conn()?;
         let mut tx = conn
@@ -112,9 +112,9 @@ impl PgStore {
     /// source's UID prefix, which becomes this database's, and the id
     /// sequences move past every copied id, so no UID is ever handed out
     /// twice. Other nodes should be stopped meanwhile.
-    pub fn restore(
+    fn restore_from(
         &self,
-        fill: impl FnOnce(&mut dyn CopySink) -> Result<String, StorageError>,
+        fill: &mut dyn FnMut(&mut dyn CopySink) -> Result<String, StorageError>,
     ) -> Result<(), StorageError> {
         let error = pg_error(self.database());
         let mut conn = self.conn()?;
@@ -173,7 +173,7 @@ impl PgStore {
     }
 }
 
-/// Where a copy writes on PostgreSQL, inside [`PgStore::restore`]'s
+/// Where a copy writes on PostgreSQL, inside [`Copying::restore_from`](crate::storage::Copying::restore_from)'s
 /// transaction; copied ids go in as they are.
 struct PgRestore<'a, 'b> {
     tx: &'a mut postgres::Transaction<'b>,

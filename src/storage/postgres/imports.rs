@@ -3,15 +3,17 @@
 //! transaction (the quota checked for them all), and what an import that
 //! died left behind removed once its heartbeat is an hour old.
 
+use super::spool::touch_import;
 use super::store::{insert_messages, lock_recipient, pg_error, stored_by, PgStore};
 use crate::mail::Message;
-use crate::storage::imports::{Staging, STAGING_PREFIX, STALE_IMPORT_SECONDS};
-use crate::storage::{StorageError, UserId};
+use crate::storage::{
+    Imports, Staging, StorageError, UserId, STAGING_PREFIX, STALE_IMPORT_SECONDS,
+};
 
-impl PgStore {
+impl Imports for PgStore {
     /// Starts an import: a hidden staging user that [`PgStore::stage`]
     /// fills and [`PgStore::publish_import`] empties into the real user.
-    pub fn begin_import(&self) -> Result<Staging, StorageError> {
+    fn begin_import(&self) -> Result<Staging, StorageError> {
         let error = pg_error(self.database());
         let mut conn = self.conn()?;
         let mut tx = conn.transaction().map_err(&error)?;
@@ -39,7 +41,7 @@ impl PgStore {
     }
 
     /// Stores a batch of an import out of sight, in one transaction.
-    pub fn stage(
+    fn stage(
         &self,
         staging: &Staging,
         messages: &[(Message, Option<i64>)],
@@ -47,16 +49,7 @@ impl PgStore {
         let error = pg_error(self.database());
         let mut conn = self.conn()?;
         let mut tx = conn.transaction().map_err(&error)?;
-        let alive = tx
-            .execute(
-                "UPDATE imports SET heartbeat = extract(epoch FROM now())::bigint
-                 WHERE staging_user_id = $1",
-                &[&staging.user_id.get()],
-            )
-            .map_err(&error)?;
-        if alive == 0 {
-            return Err(StorageError::ImportGone);
-        }
+        touch_import(&mut tx, staging.user_id, self.database())?;
         let dated = messages.iter().map(|(message, at)| (message, *at));
         insert_messages(
             &mut tx,
@@ -70,7 +63,7 @@ impl PgStore {
 
     /// Moves every staged message to `user` in one transaction (quota
     /// checked for them all) and ends the import; how many it moved.
-    pub fn publish_import(&self, staging: &Staging, user: &str) -> Result<usize, StorageError> {
+    fn publish_import(&self, staging: &Staging, user: &str) -> Result<usize, StorageError> {
         let error = pg_error(self.database());
         let mut conn = self.conn()?;
         let mut tx = conn.transaction().map_err(&error)?;
@@ -89,7 +82,7 @@ impl PgStore {
     }
 
     /// Ends an import without publishing: its staged messages are removed.
-    pub fn abandon_import(&self, staging: Staging) -> Result<(), StorageError> {
+    fn abandon_import(&self, staging: Staging) -> Result<(), StorageError> {
         self.conn()?
             .execute("DELETE FROM users WHERE id = $1", &[&staging.user_id.get()])
             .map_err(pg_error(self.database()))?;

@@ -7,12 +7,16 @@
 use std::time::Duration;
 
 use super::store::{pg_error, PgStore};
-use crate::storage::{StorageError, UserId};
+use crate::storage::{Leases, StorageError, UserId};
 
-impl PgStore {
+impl Leases for PgStore {
+    fn is_shared(&self) -> bool {
+        true
+    }
+
     /// Takes `user`'s maildrop for `session` on `node` for `ttl`: true if
     /// taken, false if a session (on any node) holds an unexpired lease.
-    pub fn take_lease(
+    fn take_lease(
         &self,
         user: UserId,
         node: &str,
@@ -40,7 +44,7 @@ impl PgStore {
     /// Extends every lease `node` holds to `ttl` from now, and names the
     /// maildrops they are for: a session whose maildrop is missing has lost
     /// its lease and must end without applying deletions.
-    pub fn renew_leases(&self, node: &str, ttl: Duration) -> Result<Vec<UserId>, StorageError> {
+    fn renew_leases(&self, node: &str, ttl: Duration) -> Result<Vec<UserId>, StorageError> {
         let rows = self
             .conn()?
             .query(
@@ -54,7 +58,7 @@ impl PgStore {
 
     /// Gives up `session`'s lease on `user`'s maildrop (one another session
     /// has since taken over is left alone).
-    pub fn release_lease(&self, user: UserId, session: &str) -> Result<(), StorageError> {
+    fn release_lease(&self, user: UserId, session: &str) -> Result<(), StorageError> {
         self.conn()?
             .execute(
                 "DELETE FROM maildrop_leases WHERE user_id = $1 AND session = $2",

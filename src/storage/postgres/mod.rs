@@ -1,8 +1,9 @@
 //! The PostgreSQL backend, for several poplite nodes on one set of
-//! maildrops (issue 15). So far: connecting, the schema with its
-//! migrations (`migrations/postgres/`), applied exactly once however many
-//! nodes start together, and [`PgStore`] with users and mail. Until the
-//! rest is there (see `store`), `--db` takes SQLite paths only.
+//! maildrops: connecting, the schema with its migrations
+//! (`migrations/postgres/`), applied exactly once however many nodes start
+//! together, and [`PgStore`], whose rooms are `store.rs` (the pool and
+//! mail), `users.rs`, `imports.rs`, `spool.rs`, `leases.rs`, `watch.rs`
+//! and `backup.rs`.
 //!
 //! The `postgres` crate is synchronous, like rusqlite: its calls run on the
 //! blocking pool as every storage call does, never on the executor.
@@ -11,37 +12,60 @@ mod backup;
 mod imports;
 mod leases;
 pub mod migrations;
+mod spool;
 mod store;
 mod users;
 mod watch;
 
 pub use store::PgStore;
-pub use watch::PgApopWatch;
 
 use std::str::FromStr;
 
 use super::StorageError;
+use crate::protocol::Secret;
 
 /// A connection to the database at `url` (`postgres://…` or
 /// `postgresql://…`), its schema brought up to date.
 pub fn open(url: &str) -> Result<postgres::Client, StorageError> {
-    let config = postgres::Config::from_str(url).map_err(|source| StorageError::Postgres {
+    let (config, database) = config(url, None)?;
+    connect_migrated(&config, &database)
+}
+
+/// How to connect to `url`, with `password` if the URL carries none, and
+/// the database as messages name it.
+fn config(
+    url: &str,
+    password: Option<&Secret>,
+) -> Result<(postgres::Config, String), StorageError> {
+    let mut config = postgres::Config::from_str(url).map_err(|source| StorageError::Postgres {
         database: redacted(url),
         source,
     })?;
+    if let Some(password) = password.filter(|_| config.get_password().is_none()) {
+        config.password(password.expose());
+    }
     let database = describe(&config);
+    Ok((config, database))
+}
+
+/// A connection per `config`, the schema brought up to date.
+fn connect_migrated(
+    config: &postgres::Config,
+    database: &str,
+) -> Result<postgres::Client, StorageError> {
     let mut client = config
         .connect(postgres::NoTls)
         .map_err(|source| StorageError::Postgres {
-            database: database.clone(),
+            database: database.to_string(),
             source,
         })?;
-    migrations::migrate(&mut client, &database)?;
+    migrations::migrate(&mut client, database)?;
     Ok(client)
 }
 
-/// [`describe`] for a URL, or the URL without what may hold a password.
-pub(crate) fn describe_url(url: &str) -> String {
+/// `postgres://HOST:PORT/NAME` for a URL, for messages: never the
+/// password (the URL without what may hold one, if it does not parse).
+pub fn describe_url(url: &str) -> String {
     match postgres::Config::from_str(url) {
         Ok(config) => describe(&config),
         Err(_) => redacted(url),

@@ -13,15 +13,15 @@ use postgres::NoTls;
 use r2d2_postgres::PostgresConnectionManager;
 
 use crate::mail::Message;
-use crate::storage::imports::STAGING_PREFIX;
+use crate::storage::Imports;
 use crate::storage::{
-    Bodies, ExportEntry, MailboxEntry, MessageId, MessageMeta, Quota, StorageError, UserId,
-    BODY_CHUNK,
+    ApopWatch, Backend, Bodies, ExportEntry, Mail, MailboxEntry, MessageId, MessageMeta, Quota,
+    ServeClaim, StorageError, StoreOptions, UserId, BODY_CHUNK, STAGING_PREFIX,
 };
 
 /// A pool of connections to one PostgreSQL database, its schema current.
 pub struct PgStore {
-    pool: r2d2::Pool<PostgresConnectionManager<NoTls>>,
+    pool: PgPool,
     /// How to connect, for connections outside the pool.
     config: postgres::Config,
     /// The database, without its password, for messages.
@@ -39,23 +39,32 @@ impl std::fmt::Debug for PgStore {
 
 type Connection = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
 
+/// The connection pool: cheap to clone, all clones one pool.
+pub(super) type PgPool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+
 impl PgStore {
     /// Connects to `url`, migrating the schema if needed, with a pool of
     /// at most `pool_size` connections.
     pub fn open(url: &str, pool_size: u32) -> Result<PgStore, StorageError> {
-        let mut first = super::open(url)?;
-        let database = super::describe_url(url);
-        let (uid_prefix, config) = {
-            let error = pg_error(&database);
-            let uid_prefix: String = first
-                .query_one("SELECT value FROM meta WHERE key = 'uid_prefix'", &[])
-                .map_err(&error)?
-                .get(0);
-            let config: postgres::Config = url.parse().map_err(&error)?;
-            (uid_prefix, config)
+        let options = StoreOptions {
+            max_connections: pool_size as usize,
+            ..StoreOptions::default()
         };
+        PgStore::open_with(url, &options)
+    }
+
+    /// Connects to `url` with `options`: their password when the URL has
+    /// none, and a pool of at most `max_connections` connections.
+    pub fn open_with(url: &str, options: &StoreOptions) -> Result<PgStore, StorageError> {
+        let (config, database) = super::config(url, options.password.as_ref())?;
+        let mut first = super::connect_migrated(&config, &database)?;
+        let uid_prefix: String = first
+            .query_one("SELECT value FROM meta WHERE key = 'uid_prefix'", &[])
+            .map_err(pg_error(&database))?
+            .get(0);
         drop(first);
         let manager = PostgresConnectionManager::new(config.clone(), NoTls);
+        let pool_size = u32::try_from(options.max_connections).unwrap_or(u32::MAX);
         let pool = r2d2::Pool::builder()
             .max_size(pool_size.max(1))
             // A broken connection shows on its next statement, which fails
@@ -81,6 +90,11 @@ impl PgStore {
         self.config.connect(NoTls).map_err(pg_error(&self.database))
     }
 
+    /// The pool, for a writer that outlives a call.
+    pub(super) fn pool(&self) -> PgPool {
+        self.pool.clone()
+    }
+
     /// The prefix of every UID this database hands out.
     pub(super) fn uid_prefix(&self) -> &str {
         &self.uid_prefix
@@ -101,12 +115,34 @@ impl PgStore {
     pub(super) fn error(&self) -> impl Fn(postgres::Error) -> StorageError + '_ {
         pg_error(&self.database)
     }
+}
 
+/// Several nodes serve one database, so no node claims it: each
+/// session holds a lease on its maildrop instead (`leases.rs`).
+impl Backend for PgStore {
+    fn describe(&self) -> String {
+        self.database.clone()
+    }
+
+    fn claim_for_serving(&self) -> Result<ServeClaim, StorageError> {
+        // What a dead import or delivery left is purged with the next
+        // import; a start is a good moment too.
+        let staging = self.begin_import()?;
+        self.abandon_import(staging)?;
+        Ok(ServeClaim { _file: None })
+    }
+
+    fn apop_watch(&self) -> Result<Box<dyn ApopWatch>, StorageError> {
+        Ok(Box::new(self.watch_apop()?))
+    }
+}
+
+impl Mail for PgStore {
     /// Stores messages for a user in one transaction and returns their
     /// UIDs; either all are stored or none is. The user's row is locked
     /// first (`lock_recipient`), so concurrent deliveries count each
     /// other for the quota.
-    pub fn deliver(&self, user: &str, messages: &[Message]) -> Result<Vec<String>, StorageError> {
+    fn deliver(&self, user: &str, messages: &[Message]) -> Result<Vec<String>, StorageError> {
         let error = self.error();
         let mut conn = self.conn()?;
         let mut tx = conn.transaction().map_err(&error)?;
@@ -124,7 +160,7 @@ impl PgStore {
     }
 
     /// A user's messages in delivery order, without their bodies.
-    pub fn maildrop(&self, user_id: UserId) -> Result<Vec<MessageMeta>, StorageError> {
+    fn maildrop(&self, user_id: UserId) -> Result<Vec<MessageMeta>, StorageError> {
         let rows = self
             .conn()?
             .query(
@@ -146,12 +182,13 @@ impl PgStore {
     /// `len` octets of a message's body from `offset`, read from the chunks
     /// that hold them; [`StorageError::MessageGone`] if the message is gone
     /// or shorter.
-    pub fn read_body(
+    fn read_body_into(
         &self,
         message_id: MessageId,
         offset: u64,
         len: usize,
-    ) -> Result<Vec<u8>, StorageError> {
+        each: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), StorageError> {
         let chunk = BODY_CHUNK as u64;
         let (first, last) = (offset / chunk, (offset + len as u64).div_ceil(chunk));
         let rows = self
@@ -162,7 +199,7 @@ impl PgStore {
                 &[&message_id.get(), &(first as i32), &(last as i32)],
             )
             .map_err(self.error())?;
-        let mut out = Vec::with_capacity(len);
+        let mut given = 0;
         for (expected, row) in (first..).zip(&rows) {
             // A chunk missing in the middle would splice the body.
             let seq: i32 = row.get(0);
@@ -176,17 +213,19 @@ impl PgStore {
                 0
             };
             let take = &data[skip.min(data.len())..];
-            out.extend_from_slice(&take[..take.len().min(len - out.len())]);
+            let piece = &take[..take.len().min(len - given)];
+            each(piece);
+            given += piece.len();
         }
-        match out.len() == len {
-            true => Ok(out),
+        match given == len {
+            true => Ok(()),
             false => Err(StorageError::MessageGone(message_id)),
         }
     }
 
     /// Removes a user's messages in one transaction (the UPDATE state);
     /// how many were removed. On error nothing is removed.
-    pub fn delete_messages(
+    fn delete_messages(
         &self,
         user_id: UserId,
         message_ids: &[MessageId],
@@ -205,7 +244,7 @@ impl PgStore {
     /// Whole bodies of several messages in one go, for reading ahead of a
     /// client's RETRs: `wanted` is `(id, size)` as listed at login. A
     /// message no longer stored, or not of that size, is left out.
-    pub fn read_bodies(&self, wanted: &[(MessageId, u64)]) -> Result<Bodies, StorageError> {
+    fn read_bodies(&self, wanted: &[(MessageId, u64)]) -> Result<Bodies, StorageError> {
         let ids: Vec<i64> = wanted.iter().map(|(id, _)| id.get()).collect();
         let rows = self
             .conn()?
@@ -234,7 +273,7 @@ impl PgStore {
 
     /// Whether `messages` more messages of `octets` in all fit in the
     /// user's quota now; for an import to fail early.
-    pub fn check_room(&self, user: &str, messages: u64, octets: u64) -> Result<(), StorageError> {
+    fn check_room(&self, user: &str, messages: u64, octets: u64) -> Result<(), StorageError> {
         let row = self
             .conn()?
             .query_opt(
@@ -260,7 +299,7 @@ impl PgStore {
     }
 
     /// A user's messages for export, oldest first: id, size and arrival time.
-    pub fn export_index(&self, user: &str) -> Result<Vec<ExportEntry>, StorageError> {
+    fn export_index(&self, user: &str) -> Result<Vec<ExportEntry>, StorageError> {
         let mut conn = self.conn()?;
         let (user_id, _) = super::users::user_id(&mut *conn, user, &self.database)?;
         let rows = conn
@@ -280,7 +319,7 @@ impl PgStore {
     }
 
     /// What `mailbox USER` prints: each message's UID, size, time, Subject.
-    pub fn mailbox(&self, user: &str) -> Result<Vec<MailboxEntry>, StorageError> {
+    fn mailbox(&self, user: &str) -> Result<Vec<MailboxEntry>, StorageError> {
         let mut conn = self.conn()?;
         let (user_id, _) = super::users::user_id(&mut *conn, user, &self.database)?;
         let rows = conn
@@ -368,13 +407,7 @@ pub(super) fn insert_messages<'m>(
         // The id first, so the row goes in with its real UID: a shared
         // placeholder value in the unique index would make every other
         // delivery in the cluster wait for this one to commit.
-        let id: i64 = tx
-            .query_one(
-                "SELECT nextval(pg_get_serial_sequence('messages', 'id'))",
-                &[],
-            )
-            .map_err(&error)?
-            .get(0);
+        let id = next_message_id(tx, database)?;
         let uid = format!("{uid_prefix}.{id}");
         tx.execute(
             "INSERT INTO messages (id, user_id, uid, size, header_len, received_at, subject)
@@ -402,6 +435,21 @@ pub(super) fn insert_messages<'m>(
         uids.push(uid);
     }
     Ok(uids)
+}
+
+/// A new message id, never handed out before on any node: the UID is
+/// made of it before the row goes in.
+pub(super) fn next_message_id(
+    client: &mut impl postgres::GenericClient,
+    database: &str,
+) -> Result<i64, StorageError> {
+    Ok(client
+        .query_one(
+            "SELECT nextval(pg_get_serial_sequence('messages', 'id'))",
+            &[],
+        )
+        .map_err(pg_error(database))?
+        .get(0))
 }
 
 /// Wraps a driver error with the database it came from.

@@ -4,13 +4,15 @@
 use postgres::GenericClient;
 
 use super::store::{pg_error, sql_int, unsigned, PgStore};
-use crate::storage::imports::STAGING_PREFIX;
-use crate::storage::{validate_user_name, Credentials, Quota, StorageError, UserId, UserSummary};
+use crate::storage::{
+    validate_user_name, Credentials, Quota, StorageError, UserId, UserSummary, Users,
+    STAGING_PREFIX,
+};
 
-impl PgStore {
+impl Users for PgStore {
     /// Adds a user; [`StorageError::UserExists`] if the name is taken in
     /// any case.
-    pub fn add_user_with_quota(
+    fn add_user_with_quota(
         &self,
         name: &str,
         password_hash: &str,
@@ -40,12 +42,12 @@ impl PgStore {
     }
 
     /// A user's id and stored name (lookups ignore case).
-    pub fn user(&self, name: &str) -> Result<(UserId, String), StorageError> {
+    fn user(&self, name: &str) -> Result<(UserId, String), StorageError> {
         user_id(&mut *self.conn()?, name, self.database())
     }
 
     /// The password material of `name`, if there is such a user.
-    pub fn credentials(&self, name: &str) -> Result<Option<Credentials>, StorageError> {
+    fn credentials(&self, name: &str) -> Result<Option<Credentials>, StorageError> {
         let row = self
             .conn()?
             .query_opt(
@@ -63,7 +65,7 @@ impl PgStore {
     }
 
     /// Every user with their message count and octets, by name.
-    pub fn users(&self) -> Result<Vec<UserSummary>, StorageError> {
+    fn users(&self) -> Result<Vec<UserSummary>, StorageError> {
         let rows = self
             .conn()?
             .query(
@@ -85,7 +87,7 @@ impl PgStore {
     }
 
     /// Replaces a user's password hash and APOP secret.
-    pub fn set_password(
+    fn set_password(
         &self,
         name: &str,
         password_hash: &str,
@@ -106,7 +108,7 @@ impl PgStore {
     }
 
     /// Removes a user and all their mail; how many messages went with them.
-    pub fn delete_user(&self, name: &str) -> Result<u64, StorageError> {
+    fn delete_user(&self, name: &str) -> Result<u64, StorageError> {
         let error = self.error();
         let mut conn = self.conn()?;
         let mut tx = conn.transaction().map_err(&error)?;
@@ -126,7 +128,7 @@ impl PgStore {
     }
 
     /// A user's limits.
-    pub fn quota(&self, name: &str) -> Result<Quota, StorageError> {
+    fn quota(&self, name: &str) -> Result<Quota, StorageError> {
         let row = self
             .conn()?
             .query_opt(
@@ -142,7 +144,7 @@ impl PgStore {
     }
 
     /// Replaces a user's limits.
-    pub fn set_quota(&self, name: &str, quota: Quota) -> Result<(), StorageError> {
+    fn set_quota(&self, name: &str, quota: Quota) -> Result<(), StorageError> {
         let updated = self
             .conn()?
             .execute(
@@ -163,7 +165,7 @@ impl PgStore {
 
     /// The newest user's password hash: the cost a dummy check for an
     /// unknown name must match.
-    pub fn newest_password_hash(&self) -> Result<Option<String>, StorageError> {
+    fn newest_password_hash(&self) -> Result<Option<String>, StorageError> {
         let row = self
             .conn()?
             .query_opt(

@@ -3,7 +3,7 @@
 //! (`migrations/postgres/0003`), whichever node changed the users.
 
 use super::store::{pg_error, PgStore};
-use crate::storage::StorageError;
+use crate::storage::{ApopWatch, StorageError};
 
 /// A watch on the APOP users, with a connection of its own (outside the
 /// pool, so a busy pool never delays a greeting).
@@ -25,7 +25,7 @@ impl std::fmt::Debug for PgApopWatch {
 
 impl PgStore {
     /// A watch on the APOP users (see [`PgApopWatch`]).
-    pub fn apop_watch(&self) -> Result<PgApopWatch, StorageError> {
+    pub(super) fn watch_apop(&self) -> Result<PgApopWatch, StorageError> {
         Ok(PgApopWatch {
             client: self.connect_alone()?,
             database: self.database().to_string(),
@@ -34,10 +34,10 @@ impl PgStore {
     }
 }
 
-impl PgApopWatch {
+impl ApopWatch for PgApopWatch {
     /// True when some user has an APOP secret now, whoever added or
     /// removed it a moment ago, on any node.
-    pub fn any_apop_secret(&mut self) -> Result<bool, StorageError> {
+    fn any_apop_secret(&mut self) -> Result<bool, StorageError> {
         let error = pg_error(&self.database);
         let version: String = self
             .client

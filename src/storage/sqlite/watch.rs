@@ -6,38 +6,25 @@
 
 use rusqlite::Connection;
 
-use super::{StorageError, Store};
+use crate::storage::{ApopWatch, StorageError};
 
-/// Whether any user has an APOP secret, as of the moment it is asked.
-pub struct ApopWatch {
+/// Whether any user has an APOP secret, on one connection of its own
+/// (outside the pool, so a busy pool never delays a greeting).
+pub(super) struct SqliteApopWatch {
     conn: Connection,
     /// The data version last seen, and the answer it gave.
     seen: Option<(i64, bool)>,
 }
 
-impl std::fmt::Debug for ApopWatch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApopWatch")
-            .field("seen", &self.seen)
-            .finish()
+impl SqliteApopWatch {
+    /// A watch on `conn`.
+    pub(super) fn new(conn: Connection) -> SqliteApopWatch {
+        SqliteApopWatch { conn, seen: None }
     }
 }
 
-impl Store {
-    /// A watch on the APOP users, with a connection of its own (outside
-    /// the pool, so a busy pool never delays a greeting).
-    pub fn apop_watch(&self) -> Result<ApopWatch, StorageError> {
-        Ok(ApopWatch {
-            conn: self.connect()?,
-            seen: None,
-        })
-    }
-}
-
-impl ApopWatch {
-    /// True when some user has an APOP secret now, whoever added or
-    /// removed it a moment ago.
-    pub fn any_apop_secret(&mut self) -> Result<bool, StorageError> {
+impl ApopWatch for SqliteApopWatch {
+    fn any_apop_secret(&mut self) -> Result<bool, StorageError> {
         let version: i64 = self
             .conn
             .query_row("PRAGMA data_version", [], |r| r.get(0))?;
@@ -58,7 +45,7 @@ impl ApopWatch {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::storage::Store;
 
     fn watch_sees_every_change(store: &Store) {
         let mut watch = store.apop_watch().unwrap();

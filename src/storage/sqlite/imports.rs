@@ -4,14 +4,17 @@
 use rusqlite::{params, Connection};
 
 use super::users::user_id;
-use super::UserId;
-use super::{check_quota, insert_into, Message, StorageError, Store};
+use super::{check_quota, insert_into, SqliteStore};
+use crate::mail::Message;
+use crate::storage::{
+    Imports, Staging, StorageError, UserId, STAGING_PREFIX, STALE_IMPORT_SECONDS,
+};
 
-impl Store {
-    /// Starts an import: a hidden staging user that [`Store::stage`] fills
-    /// and [`Store::publish_import`] empties into the real user at once.
+impl Imports for SqliteStore {
+    /// Starts an import: a hidden staging user that [`Imports::stage`] fills
+    /// and [`Imports::publish_import`] empties into the real user at once.
     /// Removes what imports that died more than an hour ago left behind.
-    pub fn begin_import(&self) -> Result<Staging, StorageError> {
+    fn begin_import(&self) -> Result<Staging, StorageError> {
         self.with_conn(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             purge_stale_imports(&tx)?;
@@ -32,7 +35,7 @@ impl Store {
     }
 
     /// Stores a batch of an import out of sight, in one transaction.
-    pub fn stage(
+    fn stage(
         &self,
         staging: &Staging,
         messages: &[(Message, Option<i64>)],
@@ -49,7 +52,7 @@ impl Store {
 
     /// Moves every staged message to `user` in one transaction (quota
     /// checked for them all) and ends the import; returns how many.
-    pub fn publish_import(&self, staging: &Staging, user: &str) -> Result<usize, StorageError> {
+    fn publish_import(&self, staging: &Staging, user: &str) -> Result<usize, StorageError> {
         self.with_conn(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let (user_id, name) = user_id(&tx, user)?;
@@ -76,26 +79,12 @@ impl Store {
     }
 
     /// Ends an import without publishing: its staged messages are removed.
-    pub fn abandon_import(&self, staging: Staging) -> Result<(), StorageError> {
+    fn abandon_import(&self, staging: Staging) -> Result<(), StorageError> {
         self.with_conn(|conn| {
             conn.execute("DELETE FROM users WHERE id = ?1", [staging.user_id])?;
             Ok(())
         })
     }
-}
-
-/// Names starting with this are staging users of imports: no real name
-/// can (see [`validate_user_name`]), and lookups by name skip them. SQL
-/// matches it with `LIKE ?1 || '%'`, so it holds no `%` or `_`.
-pub(super) const STAGING_PREFIX: &str = "~";
-
-/// Imports silent this long are taken for dead (see migrations/sqlite/0003).
-pub(super) const STALE_IMPORT_SECONDS: i64 = 3600;
-
-/// An import in progress (see [`Store::begin_import`]).
-#[derive(Debug)]
-pub struct Staging {
-    pub(super) user_id: UserId,
 }
 
 /// Keeps an import (or a message being taken in) alive: its heartbeat

@@ -5,16 +5,17 @@ use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection};
 
 use super::users::{quota_of, user_id};
-use super::{
-    sql_int, Bodies, ExportEntry, Facts, MailboxEntry, Message, MessageMeta, Quota, StorageError,
-    Store, BODY_CHUNK,
+use super::{sql_int, SqliteStore};
+use crate::mail::{Facts, Message};
+use crate::storage::{
+    Bodies, ExportEntry, Mail, MailboxEntry, MessageId, MessageMeta, Quota, StorageError, UserId,
+    BODY_CHUNK,
 };
-use super::{MessageId, UserId};
 
-impl Store {
+impl Mail for SqliteStore {
     /// Stores messages for a user in one durable transaction and returns
     /// their UIDs; either all are stored or none is.
-    pub fn deliver(&self, user: &str, messages: &[Message]) -> Result<Vec<String>, StorageError> {
+    fn deliver(&self, user: &str, messages: &[Message]) -> Result<Vec<String>, StorageError> {
         self.with_conn(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let (user_id, name) = user_id(&tx, user)?;
@@ -30,7 +31,7 @@ impl Store {
     /// Whether `messages` more messages of `octets` in all fit in the
     /// user's quota now ([`StorageError::OverQuota`] if not); for an
     /// import to fail early rather than after storing everything.
-    pub fn check_room(&self, user: &str, messages: u64, octets: u64) -> Result<(), StorageError> {
+    fn check_room(&self, user: &str, messages: u64, octets: u64) -> Result<(), StorageError> {
         self.with_conn(|conn| {
             let (user_id, name) = user_id(conn, user)?;
             check_quota(conn, user_id, &name, messages, octets)
@@ -38,7 +39,7 @@ impl Store {
     }
 
     /// A user's messages for export, oldest first: id, size and arrival time.
-    pub fn export_index(&self, user: &str) -> Result<Vec<ExportEntry>, StorageError> {
+    fn export_index(&self, user: &str) -> Result<Vec<ExportEntry>, StorageError> {
         self.with_conn(|conn| {
             let (user_id, _) = user_id(conn, user)?;
             let mut stmt = conn.prepare(
@@ -56,7 +57,7 @@ impl Store {
     }
 
     /// A user's messages in delivery order, without their bodies.
-    pub fn maildrop(&self, user_id: UserId) -> Result<Vec<MessageMeta>, StorageError> {
+    fn maildrop(&self, user_id: UserId) -> Result<Vec<MessageMeta>, StorageError> {
         self.with_conn(|conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT id, uid, size, header_len FROM messages WHERE user_id = ?1 ORDER BY id",
@@ -73,31 +74,16 @@ impl Store {
         })
     }
 
-    /// Reads `len` octets of a message body from `offset`, touching only
-    /// the chunks that hold them.
-    pub fn read_body(
-        &self,
-        message_id: MessageId,
-        offset: u64,
-        len: usize,
-    ) -> Result<Vec<u8>, StorageError> {
-        let mut out = Vec::with_capacity(len);
-        self.read_body_with(message_id, offset, len, |piece| {
-            out.extend_from_slice(piece)
-        })?;
-        Ok(out)
-    }
-
     /// Hands `len` octets of a message body from `offset` to `each`, piece
     /// by piece as SQLite holds them, so a caller that transforms them
     /// (dot-stuffing) copies them once. On error some pieces may already
     /// have been handed over.
-    pub fn read_body_with(
+    fn read_body_into(
         &self,
         message_id: MessageId,
         offset: u64,
         len: usize,
-        mut each: impl FnMut(&[u8]),
+        each: &mut dyn FnMut(&[u8]),
     ) -> Result<(), StorageError> {
         let chunk = BODY_CHUNK as u64;
         let first = offset / chunk;
@@ -139,7 +125,7 @@ impl Store {
     /// Whole bodies of several messages in one go, for reading ahead of a
     /// client's RETRs: `wanted` is `(id, size)` as listed at login. A
     /// message no longer stored, or not of that size, is left out.
-    pub fn read_bodies(&self, wanted: &[(MessageId, u64)]) -> Result<Bodies, StorageError> {
+    fn read_bodies(&self, wanted: &[(MessageId, u64)]) -> Result<Bodies, StorageError> {
         self.with_conn(|conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT data FROM message_chunks WHERE message_id = ?1 ORDER BY seq",
@@ -162,7 +148,7 @@ impl Store {
 
     /// Removes a user's messages in one transaction (the UPDATE state);
     /// returns how many were removed. On error nothing is removed.
-    pub fn delete_messages(
+    fn delete_messages(
         &self,
         user_id: UserId,
         message_ids: &[MessageId],
@@ -183,7 +169,7 @@ impl Store {
     }
 
     /// What `mailbox USER` prints: each message's UID, size, time, Subject.
-    pub fn mailbox(&self, user: &str) -> Result<Vec<MailboxEntry>, StorageError> {
+    fn mailbox(&self, user: &str) -> Result<Vec<MailboxEntry>, StorageError> {
         self.with_conn(|conn| {
             let (user_id, _) = user_id(conn, user)?;
             let mut stmt = conn.prepare(

@@ -2,23 +2,15 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::imports::STAGING_PREFIX;
-use super::UserId;
-use super::{sql_int, Credentials, Quota, StorageError, Store, UserSummary};
+use super::{sql_int, SqliteStore};
+use crate::storage::{
+    validate_user_name, Credentials, Quota, StorageError, UserId, UserSummary, Users,
+    STAGING_PREFIX,
+};
 
-impl Store {
-    /// Adds a user with an argon2 PHC hash and, for APOP, a secret.
-    pub fn add_user(
-        &self,
-        name: &str,
-        password_hash: &str,
-        apop_secret: Option<&str>,
-    ) -> Result<(), StorageError> {
-        self.add_user_with_quota(name, password_hash, apop_secret, Quota::default())
-    }
-
-    /// [`Store::add_user`] with limits, in one statement.
-    pub fn add_user_with_quota(
+impl Users for SqliteStore {
+    /// [`Users::add_user`] with limits, in one statement.
+    fn add_user_with_quota(
         &self,
         name: &str,
         password_hash: &str,
@@ -47,7 +39,7 @@ impl Store {
     }
 
     /// Replaces a user's password hash and APOP secret (`None` removes it).
-    pub fn set_password(
+    fn set_password(
         &self,
         name: &str,
         password_hash: &str,
@@ -66,7 +58,7 @@ impl Store {
     }
 
     /// Removes a user and all their mail; returns how many messages went.
-    pub fn delete_user(&self, name: &str) -> Result<u64, StorageError> {
+    fn delete_user(&self, name: &str) -> Result<u64, StorageError> {
         self.with_conn(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let (id, _) = user_id(&tx, name)?;
@@ -82,7 +74,7 @@ impl Store {
     }
 
     /// Every user with their message count and total size, by name.
-    pub fn users(&self) -> Result<Vec<UserSummary>, StorageError> {
+    fn users(&self) -> Result<Vec<UserSummary>, StorageError> {
         self.with_conn(|conn| {
             let mut stmt = conn.prepare(
                 "SELECT u.name, count(m.id), coalesce(sum(m.size), 0)
@@ -102,7 +94,7 @@ impl Store {
     }
 
     /// A user's password material, or `None` for an unknown name.
-    pub fn credentials(&self, name: &str) -> Result<Option<Credentials>, StorageError> {
+    fn credentials(&self, name: &str) -> Result<Option<Credentials>, StorageError> {
         if name.starts_with(STAGING_PREFIX) {
             return Ok(None);
         }
@@ -126,7 +118,7 @@ impl Store {
 
     /// The newest user's PHC string, whose cost a dummy hash copies so
     /// that unknown users cost what real ones do.
-    pub fn newest_password_hash(&self) -> Result<Option<String>, StorageError> {
+    fn newest_password_hash(&self) -> Result<Option<String>, StorageError> {
         self.with_conn(|conn| {
             Ok(conn
                 .query_row(
@@ -140,7 +132,7 @@ impl Store {
     }
 
     /// A user's limits.
-    pub fn quota(&self, name: &str) -> Result<Quota, StorageError> {
+    fn quota(&self, name: &str) -> Result<Quota, StorageError> {
         self.with_conn(|conn| {
             let (user_id, _) = user_id(conn, name)?;
             Ok(quota_of(conn, user_id)?)
@@ -148,7 +140,7 @@ impl Store {
     }
 
     /// Replaces a user's limits.
-    pub fn set_quota(&self, name: &str, quota: Quota) -> Result<(), StorageError> {
+    fn set_quota(&self, name: &str, quota: Quota) -> Result<(), StorageError> {
         self.with_conn(|conn| {
             let (user_id, _) = user_id(conn, name)?;
             conn.execute(
@@ -164,35 +156,9 @@ impl Store {
     }
 
     /// Looks up a user's id and stored name.
-    pub fn user(&self, name: &str) -> Result<(UserId, String), StorageError> {
+    fn user(&self, name: &str) -> Result<(UserId, String), StorageError> {
         self.with_conn(|conn| user_id(conn, name))
     }
-}
-
-/// Checks a user name: 1 to 64 characters of letters, digits and `._+-@`,
-/// starting with a letter or digit (safe in USER lines, logs and shells).
-pub fn validate_user_name(name: &str) -> Result<(), StorageError> {
-    let invalid = |reason| {
-        Err(StorageError::InvalidUserName {
-            name: name.to_string(),
-            reason,
-        })
-    };
-    if name.is_empty() || name.len() > 64 {
-        return invalid("it must be 1 to 64 characters long");
-    }
-    // One rule first, so a non-ASCII name gets the same reason wherever
-    // its first odd character is.
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "._+-@".contains(c))
-    {
-        return invalid("only ASCII letters, digits and . _ + - @ are allowed");
-    }
-    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
-        return invalid("it must start with an ASCII letter or digit");
-    }
-    Ok(())
 }
 
 pub(super) fn user_id(conn: &Connection, name: &str) -> Result<(UserId, String), StorageError> {

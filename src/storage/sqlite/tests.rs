@@ -3,10 +3,12 @@
 use std::os::unix::fs::PermissionsExt;
 
 use super::*;
+use crate::mail::Message;
+use crate::storage::*;
 
-fn store() -> (tempfile::TempDir, Store) {
+fn store() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("p.db")).unwrap();
+    let store = SqliteStore::open(dir.path().join("p.db")).unwrap();
     store.add_user("alice", "$argon2id$fake", None).unwrap();
     (dir, store)
 }
@@ -45,7 +47,7 @@ fn an_absurd_busy_timeout_is_clamped_not_a_panic() {
         busy_timeout: std::time::Duration::from_secs(30 * 24 * 3600),
         ..StoreOptions::default()
     };
-    assert!(Store::open_with(dir.path().join("p.db"), options).is_ok());
+    assert!(SqliteStore::open_with(dir.path().join("p.db"), options).is_ok());
 }
 
 #[test]
@@ -59,11 +61,11 @@ fn an_empty_file_is_no_database_yet() {
         ..StoreOptions::default()
     };
     assert!(matches!(
-        Store::open_with(&path, options),
+        SqliteStore::open_with(&path, options),
         Err(StorageError::EmptyFile(_))
     ));
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
-    Store::open(&path).unwrap();
+    SqliteStore::open(&path).unwrap();
     let mode = std::fs::metadata(&path).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
 }
@@ -72,7 +74,7 @@ fn an_empty_file_is_no_database_yet() {
 fn opening_an_up_to_date_database_needs_no_write_lock() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("p.db");
-    drop(Store::open(&path).unwrap());
+    drop(SqliteStore::open(&path).unwrap());
     let mut writer = Connection::open(&path).unwrap();
     let tx = writer
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -81,7 +83,7 @@ fn opening_an_up_to_date_database_needs_no_write_lock() {
         busy_timeout: std::time::Duration::from_millis(50),
         ..StoreOptions::default()
     };
-    let store = Store::open_with(&path, options).expect("open while another process writes");
+    let store = SqliteStore::open_with(&path, options).expect("open while another process writes");
     assert!(store.users().unwrap().is_empty());
     drop(tx);
 }
@@ -93,7 +95,7 @@ fn a_file_that_is_not_a_database_is_refused_untouched() {
     let content =
         b"these are my notes, not a database, but long enough to hold a header.....".repeat(20);
     std::fs::write(&path, &content).unwrap();
-    let error = Store::open(&path).unwrap_err();
+    let error = SqliteStore::open(&path).unwrap_err();
     assert!(matches!(error, StorageError::NotADatabase(_)), "{error}");
     assert_eq!(std::fs::read(&path).unwrap(), content);
     assert!(!dir.path().join("notes.txt-wal").exists());
@@ -103,11 +105,11 @@ fn a_file_that_is_not_a_database_is_refused_untouched() {
 fn a_newer_schema_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("p.db");
-    drop(Store::open(&path).unwrap());
+    drop(SqliteStore::open(&path).unwrap());
     let conn = Connection::open(&path).unwrap();
     conn.pragma_update(None, "user_version", 99).unwrap();
     drop(conn);
-    let error = Store::open(&path).unwrap_err();
+    let error = SqliteStore::open(&path).unwrap_err();
     assert!(
         matches!(error, StorageError::TooNew { found: 99, .. }),
         "{error}"
@@ -124,7 +126,7 @@ fn another_programs_database_is_refused() {
         .execute_batch("CREATE TABLE t (x)")
         .unwrap();
     assert!(matches!(
-        Store::open(&path).unwrap_err(),
+        SqliteStore::open(&path).unwrap_err(),
         StorageError::Foreign(_)
     ));
 }
@@ -213,7 +215,7 @@ fn several_whole_bodies_come_back_without_missing_or_changed_ones() {
 
 #[test]
 fn a_new_database_gets_large_pages_and_an_old_one_keeps_its_own() {
-    let page_size = |store: &Store| -> i64 {
+    let page_size = |store: &SqliteStore| -> i64 {
         store
             .with_conn(|c| Ok(c.query_row("PRAGMA page_size", [], |r| r.get(0))?))
             .unwrap()
@@ -224,7 +226,7 @@ fn a_new_database_gets_large_pages_and_an_old_one_keeps_its_own() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.db");
     {
-        let first = Store::open(&path).unwrap();
+        let first = SqliteStore::open(&path).unwrap();
         first.add_user("alice", "$argon2id$fake", None).unwrap();
         drop(first);
         // An existing database in 4 KiB pages, as earlier versions made them.
@@ -232,7 +234,7 @@ fn a_new_database_gets_large_pages_and_an_old_one_keeps_its_own() {
         conn.execute_batch("PRAGMA journal_mode = DELETE; PRAGMA page_size = 4096; VACUUM; PRAGMA journal_mode = WAL;")
             .unwrap();
     }
-    let old = Store::open(&path).unwrap();
+    let old = SqliteStore::open(&path).unwrap();
     assert_eq!(page_size(&old), 4096);
     old.deliver("alice", &[msg("still works")]).unwrap();
     let (user_id, _) = old.user("alice").unwrap();
@@ -335,7 +337,8 @@ fn a_panic_while_holding_a_connection_frees_its_slot() {
         max_connections: 1,
         ..StoreOptions::default()
     };
-    let store = std::sync::Arc::new(Store::open_with(dir.path().join("p.db"), options).unwrap());
+    let store =
+        std::sync::Arc::new(SqliteStore::open_with(dir.path().join("p.db"), options).unwrap());
     let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let _: Result<(), StorageError> = store.with_conn(|_| panic!("mid-work"));
     }));
@@ -356,7 +359,8 @@ fn a_burst_of_callers_shares_a_bounded_number_of_connections() {
         max_connections: 2,
         ..StoreOptions::default()
     };
-    let store = std::sync::Arc::new(Store::open_with(dir.path().join("p.db"), options).unwrap());
+    let store =
+        std::sync::Arc::new(SqliteStore::open_with(dir.path().join("p.db"), options).unwrap());
     store.add_user("alice", "h", None).unwrap();
     let threads: Vec<_> = (0..20)
         .map(|_| {
@@ -377,7 +381,7 @@ fn a_burst_of_callers_shares_a_bounded_number_of_connections() {
 
 #[test]
 fn an_in_memory_store_works_like_a_file_and_is_private_to_itself() {
-    let store = Store::open_in_memory().unwrap();
+    let store = SqliteStore::open_in_memory().unwrap();
     assert!(store.is_in_memory());
     store.add_user("alice", "$argon2id$fake", None).unwrap();
     let message = crate::mail::Message::parse(b"Subject: hi\r\n\r\nbody\r\n", u64::MAX).unwrap();
@@ -393,7 +397,7 @@ fn an_in_memory_store_works_like_a_file_and_is_private_to_itself() {
     });
     store.claim_for_serving().unwrap();
     // Another in-memory store starts empty.
-    let other = Store::open_in_memory().unwrap();
+    let other = SqliteStore::open_in_memory().unwrap();
     assert!(other.users().unwrap().is_empty());
     assert!(other.mailbox("alice").is_err());
 }
@@ -411,7 +415,7 @@ fn a_backup_is_a_whole_database_that_passes_its_integrity_check() {
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();
     assert_eq!(check, "ok");
-    let copied = Store::open(&copy).unwrap();
+    let copied = SqliteStore::open(&copy).unwrap();
     assert_eq!(
         copied.mailbox("alice").unwrap(),
         store.mailbox("alice").unwrap()
@@ -421,12 +425,12 @@ fn a_backup_is_a_whole_database_that_passes_its_integrity_check() {
         Err(StorageError::BackupExists(_))
     ));
     // In memory too: the copy is a file like any other.
-    let memory = Store::open_in_memory().unwrap();
+    let memory = SqliteStore::open_in_memory().unwrap();
     memory.add_user("bob", "$argon2id$fake", None).unwrap();
     let from_memory = dir.path().join("memory.db");
     memory.backup_to(&from_memory).unwrap();
     assert_eq!(
-        Store::open(&from_memory).unwrap().users().unwrap()[0].name,
+        SqliteStore::open(&from_memory).unwrap().users().unwrap()[0].name,
         "bob"
     );
 }
@@ -484,7 +488,7 @@ fn an_abandoned_or_stale_import_leaves_nothing_behind() {
     store
         .with_conn(|c| Ok(c.execute("UPDATE imports SET heartbeat = heartbeat - 3601", [])?))
         .unwrap();
-    let count = |store: &Store| -> i64 {
+    let count = |store: &SqliteStore| -> i64 {
         store
             .with_conn(|c| Ok(c.query_row("SELECT count(*) FROM messages", [], |r| r.get(0))?))
             .unwrap()

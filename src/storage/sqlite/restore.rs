@@ -1,61 +1,17 @@
-//! Copying a whole store into a new, empty one, with ids, UIDs and arrival
-//! times kept: what a backup of a PostgreSQL database writes, and what
-//! moves mail between SQLite and PostgreSQL. A source reads itself into a
-//! [`CopySink`]; each backend's empty store is one.
-//! Clients see the same UIDs afterwards, so none downloads its maildrop
-//! again, and the source's UID prefix comes along, so a message stored
-//! later never takes a copied UID.
+//! Copying on SQLite: reading a whole store into a [`CopySink`], and
+//! filling an empty one from a copy, in one transaction.
 
 use rusqlite::params;
 
-use super::{sql_int, MessageId, Quota, StorageError, Store, UserId};
+use super::create_private_file;
+use super::{sql_int, SqliteStore};
+use crate::storage::{
+    CopiedMessage, CopiedUser, CopySink, Copying, MessageId, Quota, StorageError, STAGING_PREFIX,
+};
+use rusqlite::Connection;
+use std::path::Path;
 
-/// A user as copied.
-#[derive(Debug, Clone)]
-pub struct CopiedUser {
-    /// The id in the source, kept.
-    pub id: UserId,
-    /// The name as stored.
-    pub name: String,
-    /// The argon2 PHC string.
-    pub password_hash: String,
-    /// The APOP secret, if the user has one.
-    pub apop_secret: Option<String>,
-    /// The user's limits.
-    pub quota: Quota,
-}
-
-/// A message's row as copied; its body follows in chunks.
-#[derive(Debug, Clone)]
-pub struct CopiedMessage {
-    /// The id in the source, kept.
-    pub id: MessageId,
-    /// Its owner.
-    pub user_id: UserId,
-    /// The UIDL unique id, kept.
-    pub uid: String,
-    /// Octets, CRLF-normalised.
-    pub size: u64,
-    /// Octets of header before the blank line.
-    pub header_len: u64,
-    /// Arrival time, Unix seconds, kept.
-    pub received_at: i64,
-    /// The Subject, for `mailbox`.
-    pub subject: Option<String>,
-}
-
-/// Where a copy writes: users first, then message rows, then their
-/// bodies' chunks in order.
-pub trait CopySink {
-    /// Adds a user with its id.
-    fn user(&mut self, user: &CopiedUser) -> Result<(), StorageError>;
-    /// Adds a message's row with its id, UID and arrival time.
-    fn message(&mut self, message: &CopiedMessage) -> Result<(), StorageError>;
-    /// Adds chunk `seq` of message `id`'s body.
-    fn chunk(&mut self, id: MessageId, seq: i64, data: &[u8]) -> Result<(), StorageError>;
-}
-
-/// Where a copy writes, inside the one transaction of [`Store::restore`].
+/// Where a copy writes, inside the one transaction of [`Copying::restore_from`](crate::storage::Copying::restore_from).
 pub struct Restore<'a> {
     tx: &'a rusqlite::Transaction<'a>,
 }
@@ -104,36 +60,10 @@ impl CopySink for Restore<'_> {
     }
 }
 
-impl Store {
-    /// Fills this store, which must hold no user yet, with what `fill`
-    /// copies, in one transaction: all of it or nothing. `fill` returns the
-    /// source's UID prefix, which becomes this store's; reopen the store to
-    /// deliver to it afterwards.
-    pub fn restore(
-        &self,
-        fill: impl FnOnce(&mut dyn CopySink) -> Result<String, StorageError>,
-    ) -> Result<(), StorageError> {
-        self.with_conn(|conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let users: i64 = tx.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?;
-            if users > 0 {
-                return Err(StorageError::NotEmpty(self.path().display().to_string()));
-            }
-            let uid_prefix = fill(&mut Restore { tx: &tx })?;
-            tx.execute(
-                "UPDATE meta SET value = ?1 WHERE key = 'uid_prefix'",
-                [uid_prefix],
-            )?;
-            tx.commit()?;
-            Ok(())
-        })
-    }
-}
-
-impl Store {
+impl Copying for SqliteStore {
     /// Reads the whole store into `sink` from one snapshot (a read
     /// transaction: deliveries meanwhile are not in it); its UID prefix.
-    pub fn copy_to(&self, sink: &mut dyn CopySink) -> Result<String, StorageError> {
+    fn copy_to(&self, sink: &mut dyn CopySink) -> Result<String, StorageError> {
         self.with_conn(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)?;
             let prefix: String =
@@ -145,7 +75,7 @@ impl Store {
                     "SELECT id, name, password_hash, apop_secret, quota_messages, quota_bytes
                      FROM users WHERE name NOT LIKE ?1 || '%' ORDER BY id",
                 )?;
-                let mut rows = users.query([super::imports::STAGING_PREFIX])?;
+                let mut rows = users.query([STAGING_PREFIX])?;
                 while let Some(row) = rows.next()? {
                     let limit = |i| {
                         row.get::<_, Option<i64>>(i)
@@ -168,7 +98,7 @@ impl Store {
                      FROM messages m JOIN users u ON u.id = m.user_id
                      WHERE u.name NOT LIKE ?1 || '%' ORDER BY m.id",
                 )?;
-                let mut rows = messages.query([super::imports::STAGING_PREFIX])?;
+                let mut rows = messages.query([STAGING_PREFIX])?;
                 while let Some(row) = rows.next()? {
                     sink.message(&CopiedMessage {
                         id: row.get(0)?,
@@ -185,7 +115,7 @@ impl Store {
                      JOIN messages m ON m.id = c.message_id JOIN users u ON u.id = m.user_id
                      WHERE u.name NOT LIKE ?1 || '%' ORDER BY c.message_id, c.seq",
                 )?;
-                let mut rows = chunks.query([super::imports::STAGING_PREFIX])?;
+                let mut rows = chunks.query([STAGING_PREFIX])?;
                 while let Some(row) = rows.next()? {
                     let data = match row.get_ref(2)? {
                         rusqlite::types::ValueRef::Blob(data) => data,
@@ -197,5 +127,57 @@ impl Store {
             tx.commit()?;
             Ok(prefix)
         })
+    }
+
+    /// Fills this store, which must hold no user yet, with what `fill`
+    /// copies, in one transaction: all of it or nothing. `fill` returns the
+    /// source's UID prefix, which becomes this store's; reopen the store to
+    /// deliver to it afterwards.
+    fn restore_from(
+        &self,
+        fill: &mut dyn FnMut(&mut dyn CopySink) -> Result<String, StorageError>,
+    ) -> Result<(), StorageError> {
+        self.with_conn(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let users: i64 = tx.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?;
+            if users > 0 {
+                return Err(StorageError::NotEmpty(self.path().display().to_string()));
+            }
+            let uid_prefix = fill(&mut Restore { tx: &tx })?;
+            tx.execute(
+                "UPDATE meta SET value = ?1 WHERE key = 'uid_prefix'",
+                [uid_prefix],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    /// Copies the whole database to a new file `dest` (mode 0600) as one
+    /// consistent snapshot, with SQLite's backup API, while servers and
+    /// deliveries go on: under WAL the copy's read transaction blocks no
+    /// writer. A failed copy leaves no file behind.
+    fn backup_to(&self, dest: &Path) -> Result<(), StorageError> {
+        if dest.symlink_metadata().is_ok() {
+            return Err(StorageError::BackupExists(dest.to_path_buf()));
+        }
+        if let Some(dir) = dest.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            if !dir.is_dir() {
+                return Err(StorageError::NoSuchDirectory(dir.to_path_buf()));
+            }
+        }
+        create_private_file(dest)?;
+        let copied = self.with_conn(|conn| {
+            let mut target = Connection::open(dest)?;
+            let backup = rusqlite::backup::Backup::new(conn, &mut target)?;
+            // All pages in one step: one snapshot, so no restart when a
+            // writer commits meanwhile.
+            backup.step(-1)?;
+            Ok(())
+        });
+        if copied.is_err() {
+            let _ = std::fs::remove_file(dest);
+        }
+        copied
     }
 }

@@ -10,15 +10,15 @@ use super::StorageError;
 pub const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0001_init.sql",
-        include_str!("../../migrations/sqlite/0001_init.sql"),
+        include_str!("../../../migrations/sqlite/0001_init.sql"),
     ),
     (
         "0002_quotas.sql",
-        include_str!("../../migrations/sqlite/0002_quotas.sql"),
+        include_str!("../../../migrations/sqlite/0002_quotas.sql"),
     ),
     (
         "0003_imports.sql",
-        include_str!("../../migrations/sqlite/0003_imports.sql"),
+        include_str!("../../../migrations/sqlite/0003_imports.sql"),
     ),
 ];
 
