@@ -131,12 +131,15 @@ pub fn open_maildrop(
     store: &Store,
     locks: &MaildropLocks,
     user: Option<(UserId, String)>,
+    session: u64,
 ) -> (LoginOutcome, Option<MaildropLock>) {
     let Some((user_id, name)) = user else {
         return (LoginOutcome::Rejected, None);
     };
-    let Some(lock) = locks.try_lock(user_id) else {
-        return (LoginOutcome::InUse, None);
+    let lock = match locks.lock(store, user_id, session) {
+        Ok(Some(lock)) => lock,
+        Ok(None) => return (LoginOutcome::InUse, None),
+        Err(error) => return failed(&error),
     };
     match store.maildrop(user_id) {
         Ok(messages) => (
@@ -168,7 +171,7 @@ pub fn attempt(
         Ok(check) => {
             let user =
                 check.conclude(|phc, password| auth::verify_password(phc, password.expose()));
-            open_maildrop(store, locks, user)
+            open_maildrop(store, locks, user, 0)
         }
         Err(error) => failed(&error),
     }

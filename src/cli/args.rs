@@ -158,6 +158,9 @@ pub struct ServeArgs {
     /// Close connections idle this long (RFC 1939 asks for at least 10m).
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = at_least_a_second)]
     pub idle_timeout: Duration,
+    /// With a postgres:// --db: how long a maildrop stays locked after its node dies.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = at_least_a_second)]
+    pub lock_lease: Duration,
     /// Connections served at once; more are told to try again later.
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,

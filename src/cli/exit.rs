@@ -170,6 +170,7 @@ pub fn storage_exit_code(error: &StorageError) -> u8 {
         | StorageError::Busy
         | StorageError::AlreadyServed(_)
         | StorageError::ImportGone
+        | StorageError::LeaseLost
         | StorageError::MessageGone(_)
         | StorageError::Sqlite(_) => EX_TEMPFAIL,
         StorageError::Postgres { .. } if error.is_temporary() => EX_TEMPFAIL,

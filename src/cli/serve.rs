@@ -51,6 +51,7 @@ pub fn serve(db: &Database, args: ServeArgs) -> Result<(), CliError> {
         sasl_without_tls: args.sasl_mechanisms.0,
         sasl_with_tls: args.sasl_mechanisms_tls.0,
         idle_timeout: args.idle_timeout,
+        lock_lease: args.lock_lease,
         max_connections: args.max_connections as usize,
         auth_failure_delay: args.auth_failure_delay,
         max_command_line: usize::from(args.max_command_line),

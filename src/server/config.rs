@@ -85,6 +85,9 @@ pub struct ServerConfig {
     /// Octets of small messages read ahead of a client's RETRs in one
     /// storage trip; a message over a quarter of this is streamed.
     pub read_ahead: usize,
+    /// On a store several nodes share: how long a maildrop's lease lasts
+    /// unrenewed, so how long a user waits after their node dies.
+    pub lock_lease: Duration,
     /// Threads verifying passwords, so at most this many argon2 runs at
     /// once (each takes a core and its memory cost, ~19 MiB by default).
     pub hash_threads: usize,
@@ -118,6 +121,7 @@ impl Default for ServerConfig {
             transfer_chunk: 1024 * 1024,
             read_ahead: 256 * 1024,
             hash_threads: available_cores(),
+            lock_lease: Duration::from_secs(30),
         }
     }
 }

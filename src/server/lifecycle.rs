@@ -30,6 +30,8 @@ pub(super) enum End {
     LineTimeout,
     /// A PROXY protocol header from a source not allowed to send one.
     UnexpectedProxyHeader,
+    /// The node lost the session's maildrop lease (shared stores).
+    LeaseLost,
 }
 
 impl std::fmt::Display for End {
@@ -43,6 +45,7 @@ impl std::fmt::Display for End {
             End::TransferFailed(e) => write!(f, "transfer failed: {e}"),
             End::TlsHandshake(e) => write!(f, "TLS handshake failed: {e}"),
             End::LineTimeout => write!(f, "a command line unfinished for the idle timeout"),
+            End::LeaseLost => write!(f, "the maildrop's lease was lost"),
             End::UnexpectedProxyHeader => write!(
                 f,
                 "a PROXY protocol header from an address not in --proxy-protocol-from"

@@ -16,6 +16,7 @@ mod backoff;
 mod config;
 mod fairness;
 mod hasher;
+mod lease_renewal;
 mod lifecycle;
 mod limits;
 mod lmtp;
@@ -42,7 +43,7 @@ use std::sync::Arc;
 use smol::net::TcpListener;
 use smol::Executor;
 
-use crate::auth::{MaildropLocks, Verifier};
+use crate::auth::{LeaseTable, MaildropLocks, Verifier};
 use crate::storage::{StorageError, Store};
 use accept::listen;
 
@@ -159,13 +160,18 @@ impl Server {
             ApopMode::Auto => Some(apop_users::ApopUsers::start(&store).await?),
             ApopMode::Always | ApopMode::Never => None,
         };
+        // A shared store's maildrops are leased, renewed by `run`.
+        let locks = match store.is_shared() {
+            true => MaildropLocks::leased(Arc::new(LeaseTable::new(config.lock_lease)?)),
+            false => MaildropLocks::new(),
+        };
         let shared = Arc::new(Shared {
             hashes: hasher::HashPool::start(config.hash_threads)
                 .map_err(|source| ServerError::Threads { source })?,
             store,
             config,
             verifier: Verifier::new(),
-            locks: MaildropLocks::new(),
+            locks,
             connections: AtomicUsize::new(0),
             lmtp_connections: AtomicUsize::new(0),
             per_source: Arc::default(),
@@ -232,6 +238,15 @@ impl Server {
                 listener,
                 Arc::clone(&self.shared),
                 Arc::clone(executor),
+                stop_rx.clone(),
+                alive.clone(),
+            );
+            executor.spawn(task).detach();
+        }
+        if let Some(leases) = self.shared.locks.leases() {
+            let task = lease_renewal::renew_leases(
+                Arc::clone(leases),
+                Arc::clone(&self.shared.store),
                 stop_rx.clone(),
                 alive.clone(),
             );

@@ -244,6 +244,18 @@ pub trait Leases {
         Ok(Vec::new())
     }
 
+    /// Removes a user's messages in one transaction, only while `session`
+    /// holds the user's unexpired lease: [`StorageError::LeaseLost`], and
+    /// nothing removed, otherwise (a backend without leases holds none).
+    fn delete_leased(
+        &self,
+        _user: UserId,
+        _session: &str,
+        _message_ids: &[MessageId],
+    ) -> Result<usize, StorageError> {
+        Err(StorageError::LeaseLost)
+    }
+
     /// Gives `user`'s maildrop back, if `session` still holds it.
     fn release_lease(&self, _user: UserId, _session: &str) -> Result<(), StorageError> {
         Ok(())

@@ -128,6 +128,10 @@ pub enum StorageError {
     /// was taken for dead).
     #[error("the import was abandoned while it ran (silent for over an hour); nothing imported")]
     ImportGone,
+    /// A session's maildrop lease ran out or was taken over (a node that
+    /// could not reach the database in time): nothing was deleted.
+    #[error("this node no longer holds the maildrop's lease; nothing was deleted")]
+    LeaseLost,
     /// A message was removed while a session still listed it.
     #[error("message {0} no longer exists")]
     MessageGone(crate::storage::MessageId),
@@ -206,7 +210,8 @@ impl StorageError {
             | StorageError::Random(_)
             | StorageError::Busy
             | StorageError::AlreadyServed(_)
-            | StorageError::ImportGone => true,
+            | StorageError::ImportGone
+            | StorageError::LeaseLost => true,
         }
     }
 }

@@ -52,9 +52,9 @@ impl Connection {
             Ok(Check::Decided(user)) => user,
             Err(error) => return login::failed(&error).0,
         };
-        let shared = Arc::clone(&self.shared);
+        let (shared, id) = (Arc::clone(&self.shared), self.id);
         let (outcome, lock) =
-            smol::unblock(move || login::open_maildrop(&shared.store, &shared.locks, verified))
+            smol::unblock(move || login::open_maildrop(&shared.store, &shared.locks, verified, id))
                 .await;
         self.lock = lock;
         match &outcome {

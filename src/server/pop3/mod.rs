@@ -222,6 +222,7 @@ pub(super) async fn serve(
             conn.converse(&mut session).await
         }
     };
+    conn.release_maildrop().await;
     let cut_off = matches!(
         end,
         End::Session(Closing::BadCommands | Closing::LineTooLong)
@@ -337,6 +338,16 @@ impl Connection {
                 );
                 return End::UnexpectedProxyHeader;
             }
+            if self.lock.as_ref().is_some_and(MaildropLock::is_lost) {
+                log::warn!("session {}: {}", self.id, End::LeaseLost);
+                let reply = Reply::err_code(
+                    RespCode::SysTemp,
+                    "maildrop lock lost (database unreachable); nothing was deleted",
+                );
+                reply.encode(&mut self.out);
+                let _ = self.flush().await;
+                return End::LeaseLost;
+            }
             let answered_before = self.out.len();
             let mut action = session.handle(event);
             loop {
@@ -351,7 +362,7 @@ impl Connection {
                         // Free the maildrop before the client reads the last
                         // reply: one that reconnects at once must not find it
                         // still in use (any deletions are already committed).
-                        self.lock = None;
+                        self.release_maildrop().await;
                         reply.encode(&mut self.out);
                         let closing = session.closing().unwrap_or(Closing::Quit);
                         if matches!(closing, Closing::BadCommands | Closing::LineTooLong) {
@@ -521,13 +532,33 @@ impl Connection {
         .await;
     }
 
+    /// Frees the maildrop: here at once, and its lease (a database
+    /// round trip, off the executor) when the store is shared.
+    async fn release_maildrop(&mut self) {
+        let Some(lock) = self.lock.take() else {
+            return;
+        };
+        if lock.lease_session().is_some() {
+            let store = Arc::clone(&self.shared.store);
+            smol::unblock(move || lock.release(&store)).await;
+        }
+    }
+
     async fn commit(
         &mut self,
         user_id: UserId,
         message_ids: Vec<MessageId>,
     ) -> Result<usize, RespCode> {
         let store = Arc::clone(&self.shared.store);
-        match smol::unblock(move || store.delete_messages(user_id, &message_ids)).await {
+        // On a shared store only while this session still holds the lease,
+        // checked in the deleting transaction.
+        let lease = self.lock.as_ref().and_then(|lock| lock.lease_session());
+        let lease = lease.map(str::to_string);
+        let deleted = smol::unblock(move || match lease {
+            Some(session) => store.delete_leased(user_id, &session, &message_ids),
+            None => store.delete_messages(user_id, &message_ids),
+        });
+        match deleted.await {
             Ok(removed) => {
                 self.tally.deleted = removed;
                 Ok(removed)

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use super::store::{pg_error, PgStore};
-use crate::storage::{Leases, StorageError, UserId};
+use crate::storage::{Leases, MessageId, StorageError, UserId};
 
 impl Leases for PgStore {
     fn is_shared(&self) -> bool {
@@ -54,6 +54,38 @@ impl Leases for PgStore {
             )
             .map_err(pg_error(self.database()))?;
         Ok(rows.iter().map(|row| UserId::new(row.get(0))).collect())
+    }
+
+    fn delete_leased(
+        &self,
+        user: UserId,
+        session: &str,
+        message_ids: &[MessageId],
+    ) -> Result<usize, StorageError> {
+        let error = pg_error(self.database());
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction().map_err(&error)?;
+        // FOR SHARE: a node taking the lease over waits until this commits,
+        // so no deletion lands after another session began.
+        let held = tx
+            .query_opt(
+                "SELECT 1 FROM maildrop_leases
+                 WHERE user_id = $1 AND session = $2 AND expires_at > now() FOR SHARE",
+                &[&user.get(), &session],
+            )
+            .map_err(&error)?;
+        if held.is_none() {
+            return Err(StorageError::LeaseLost);
+        }
+        let ids: Vec<i64> = message_ids.iter().map(|id| id.get()).collect();
+        let removed = tx
+            .execute(
+                "DELETE FROM messages WHERE user_id = $1 AND id = ANY($2)",
+                &[&user.get(), &ids],
+            )
+            .map_err(&error)?;
+        tx.commit().map_err(&error)?;
+        Ok(removed as usize)
     }
 
     /// Gives up `session`'s lease on `user`'s maildrop (one another session
