@@ -76,15 +76,42 @@ impl<S: std::io::Read + Write> Lmtp<S> {
     }
 }
 
-fn start(adjust: impl FnOnce(&mut ServerConfig)) -> TestServer {
-    let server = TestServer::start_with(|config| {
+/// The fixture on this binary's backend (SQLite, or PostgreSQL in
+/// `lmtp_on_postgres`: see `common::test_store`), and what its store lives in.
+struct Served {
+    server: TestServer,
+    _dir: tempfile::TempDir,
+    _database: Option<common::postgres::TestDatabase>,
+}
+
+impl std::ops::Deref for Served {
+    type Target = TestServer;
+
+    fn deref(&self) -> &TestServer {
+        &self.server
+    }
+}
+
+fn start(adjust: impl FnOnce(&mut ServerConfig)) -> Served {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, database) = common::test_store(dir.path()).unwrap_or_else(|| {
+        (
+            std::sync::Arc::new(poplite::Store::open_in_memory().unwrap()),
+            None,
+        )
+    });
+    let server = TestServer::start_on(store, |config| {
         config.lmtp = vec![LmtpAddress::Tcp("127.0.0.1:0".parse().unwrap())];
         adjust(config);
     })
     .unwrap();
     server.add_user("alice", "pw").unwrap();
     server.add_user("bob", "pw").unwrap();
-    server
+    Served {
+        server,
+        _dir: dir,
+        _database: database,
+    }
 }
 
 fn tcp_addr(server: &TestServer) -> SocketAddr {
@@ -329,9 +356,14 @@ fn shutdown_in_the_middle_of_data_stores_nothing() {
     lmtp.cmd("DATA");
     lmtp.send(b"Subject: half\r\n\r\nthe first half\r\n");
     let store = std::sync::Arc::clone(&server.store);
-    let stopper = std::thread::spawn(move || server.stop());
+    // The server comes back from the thread: on PostgreSQL its database
+    // must outlive the check below.
+    let stopper = std::thread::spawn(move || {
+        server.stop();
+        server
+    });
     assert!(lmtp.reply().starts_with("421 4.3.2"));
-    stopper.join().unwrap();
+    let _server = stopper.join().unwrap();
     assert!(store.mailbox("alice").unwrap().is_empty());
 }
 
@@ -359,7 +391,7 @@ fn a_unix_socket_serves_lmtp_and_is_removed_at_stop() {
     assert!(lmtp.reply().starts_with("250 2.0.0 <bob@example.org>"));
     assert!(lmtp.cmd("QUIT").starts_with("221"));
     assert_eq!(server.messages("bob").unwrap().len(), 1);
-    server.stop();
+    server.server.stop();
     assert!(!path.exists(), "the socket outlived the server");
 }
 

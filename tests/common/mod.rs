@@ -33,8 +33,32 @@ pub fn test_config() -> ServerConfig {
     }
 }
 
+pub mod postgres;
+
+/// Whether this test binary runs its suite on PostgreSQL: the binaries
+/// named `…_on_postgres` (e.g. `tests/server_on_postgres.rs`) include a
+/// suite written for both backends and run it there.
+pub fn on_postgres() -> bool {
+    let krate = module_path!().split("::").next().unwrap_or_default();
+    krate.ends_with("_on_postgres")
+}
+
+/// The store a suite's servers use: a SQLite file in `dir`, or, in an
+/// `…_on_postgres` binary, a database of its own (`None`, after saying
+/// so, when no PostgreSQL is configured outside CI).
+pub fn test_store(dir: &Path) -> Option<(Arc<Store>, Option<postgres::TestDatabase>)> {
+    if !on_postgres() {
+        let store = Store::open(dir.join("poplite.db")).unwrap();
+        return Some((Arc::new(store), None));
+    }
+    let database = postgres::TestDatabase::create()?;
+    let store = Store::connect(&database.url, poplite::storage::StoreOptions::default()).unwrap();
+    Some((Arc::new(store), Some(database)))
+}
+
 /// The library's [`poplite::TestServer`] on a SQLite file in a temp
-/// directory (kept with it: the CLI and crash tests open it), under
+/// directory (kept with it: the CLI and crash tests open it), or on a
+/// PostgreSQL database of its own in an `…_on_postgres` binary, under
 /// [`test_config`] instead of the fixture's defaults.
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -42,6 +66,8 @@ pub struct TestServer {
     pub store: Arc<Store>,
     /// `None` once stopped.
     server: Option<poplite::TestServer>,
+    /// Dropped last, once nothing uses it.
+    database: Option<postgres::TestDatabase>,
 }
 
 impl TestServer {
@@ -51,8 +77,14 @@ impl TestServer {
 
     pub fn start_with(adjust: impl FnOnce(&mut ServerConfig)) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(dir.path().join("poplite.db")).unwrap());
-        TestServer::start_on(dir, store, adjust)
+        let Some((store, database)) = test_store(dir.path()) else {
+            // No PostgreSQL outside CI: the test passes on SQLite instead.
+            return TestServer::start_on(dir, Arc::new(Store::open_in_memory().unwrap()), adjust);
+        };
+        TestServer {
+            database,
+            ..TestServer::start_on(dir, store, adjust)
+        }
     }
 
     /// A server with a self-signed certificate ([`TestServer::ca_path`]):
@@ -83,6 +115,19 @@ impl TestServer {
             dir,
             store,
             server: Some(server),
+            database: None,
+        }
+    }
+
+    /// Runs `sql` (valid on both backends) behind the server's back, to
+    /// break what it stores; how many rows it changed.
+    pub fn execute_sql(&self, sql: &str) -> u64 {
+        match &self.database {
+            Some(database) => database.client().execute(sql, &[]).unwrap(),
+            None => rusqlite::Connection::open(self.db_path())
+                .unwrap()
+                .execute(sql, [])
+                .unwrap() as u64,
         }
     }
 

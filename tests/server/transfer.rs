@@ -155,8 +155,7 @@ fn uidl_is_unique_and_printable() {
 fn listing_never_reads_message_bodies() {
     let server = server_with_awkward_mail();
     // Take every body away: listing must not notice, retrieval must.
-    let conn = rusqlite::Connection::open(server.db_path()).unwrap();
-    conn.execute("DELETE FROM message_chunks", []).unwrap();
+    server.execute_sql("DELETE FROM message_chunks");
     let mut c = server.connect();
     c.login("alice", "correct horse");
     assert!(c.cmd("STAT").starts_with("+OK 6 "));
@@ -188,10 +187,7 @@ fn a_body_that_breaks_mid_stream_closes_the_connection_without_a_terminator() {
     server.add_user("alice", "pw");
     let raw = tagged_message(1, 1_000_000);
     server.deliver("alice", &raw);
-    let conn = rusqlite::Connection::open(server.db_path()).unwrap();
-    let gone = conn
-        .execute("DELETE FROM message_chunks WHERE seq >= 8", [])
-        .unwrap();
+    let gone = server.execute_sql("DELETE FROM message_chunks WHERE seq >= 8");
     assert!(gone > 0);
     let mut c = server.connect();
     c.login("alice", "pw");
