@@ -143,6 +143,15 @@ pub enum StorageError {
         /// The driver's error.
         source: postgres::Error,
     },
+    /// The TLS settings of a PostgreSQL URL cannot be used (an unknown
+    /// `sslmode`, a CA file that is missing or not PEM).
+    #[error("{database}: {source}")]
+    PostgresTls {
+        /// The database, without its password.
+        database: String,
+        /// What is wrong with the settings.
+        source: crate::storage::postgres::PgTlsError,
+    },
     /// No connection to the database could be had in time.
     #[error("{database}: no connection: {source}")]
     Unavailable {
@@ -188,6 +197,7 @@ impl StorageError {
             | StorageError::WorldWritable(_)
             | StorageError::BackupExists(_)
             | StorageError::NotEmpty(_)
+            | StorageError::PostgresTls { .. }
             | StorageError::OverQuota { .. } => false,
             // A lost or refused connection, a serialisation failure, the
             // server short of resources or shutting down: these may pass.
