@@ -160,6 +160,7 @@ pub fn storage_exit_code(error: &StorageError) -> u8 {
         | StorageError::IsADirectory(_)
         | StorageError::Foreign(_)
         | StorageError::TooNew { .. }
+        | StorageError::PostgresTls { .. }
         | StorageError::WorldWritable(_) => EX_CONFIG,
         // A lock held too long, a full disk, an I/O error, a message or an
         // import that went away meanwhile: it may pass, so the MTA keeps

@@ -143,6 +143,15 @@ pub enum StorageError {
         /// The driver's error.
         source: postgres::Error,
     },
+    /// The TLS settings of a PostgreSQL URL cannot be used (an unknown
+    /// `sslmode`, a CA file that is missing or not PEM).
+    #[error("{database}: {source}")]
+    PostgresTls {
+        /// The database, without its password.
+        database: String,
+        /// What is wrong with the settings.
+        source: crate::storage::postgres::PgTlsError,
+    },
     /// No connection to the database could be had in time.
     #[error("{database}: no connection: {source}")]
     Unavailable {
@@ -188,6 +197,7 @@ impl StorageError {
             | StorageError::WorldWritable(_)
             | StorageError::BackupExists(_)
             | StorageError::NotEmpty(_)
+            | StorageError::PostgresTls { .. }
             | StorageError::OverQuota { .. } => false,
             // A lost or refused connection, a serialisation failure, the
             // server short of resources or shutting down: these may pass.
@@ -198,7 +208,8 @@ impl StorageError {
                 None => {
                     source.is_closed()
                         || std::error::Error::source(source)
-                            .is_some_and(|cause| cause.is::<std::io::Error>())
+                            .and_then(|cause| cause.downcast_ref::<std::io::Error>())
+                            .is_some_and(|io| !is_tls_refusal(io))
                 }
             },
             StorageError::Sqlite(e) => !matches!(
@@ -216,6 +227,15 @@ impl StorageError {
     }
 }
 
+/// Whether an I/O error is rustls refusing the server (a certificate that
+/// `sslrootcert` does not vouch for, or for another host): it comes as an
+/// I/O error, but only an administrator can make it pass.
+fn is_tls_refusal(error: &std::io::Error) -> bool {
+    error
+        .get_ref()
+        .is_some_and(|inner| inner.is::<futures_rustls::rustls::Error>())
+}
+
 /// A PostgreSQL error in words: the driver's own text is terse ("db
 /// error"), so the server's message, or the underlying cause, is added.
 fn postgres_reason(error: &postgres::Error) -> String {
@@ -223,7 +243,26 @@ fn postgres_reason(error: &postgres::Error) -> String {
         return format!("{} ({})", db.message(), db.code().code());
     }
     match std::error::Error::source(error) {
-        Some(cause) => format!("{error}: {cause}"),
+        Some(cause) => match tls_hint(cause) {
+            Some(hint) => format!("{error}: {cause} ({hint})"),
+            None => format!("{error}: {cause}"),
+        },
         None => error.to_string(),
+    }
+}
+
+/// What to do about rustls's two commonest refusals, whose own words
+/// ("UnknownIssuer") assume the reader knows TLS.
+fn tls_hint(cause: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    use futures_rustls::rustls::{CertificateError, Error};
+    let io = cause.downcast_ref::<std::io::Error>()?;
+    match io.get_ref()?.downcast_ref::<Error>()? {
+        Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
+            Some("no CA in sslrootcert signed the server's certificate")
+        }
+        Error::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        ) => Some("connect by a name the certificate gives, or use sslmode=verify-ca"),
+        _ => None,
     }
 }

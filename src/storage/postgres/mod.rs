@@ -1,5 +1,6 @@
 //! The PostgreSQL backend, for several poplite nodes on one set of
-//! maildrops: connecting, the schema with its migrations
+//! maildrops: connecting (over TLS as the URL's `sslmode` asks: `tls`),
+//! the schema with its migrations
 //! (`migrations/postgres/`), applied exactly once however many nodes start
 //! together, and [`PgStore`], whose rooms are `store.rs` (the pool and
 //! mail), `users.rs`, `imports.rs`, `spool.rs`, `leases.rs`, `watch.rs`
@@ -14,18 +15,19 @@ mod leases;
 pub mod migrations;
 mod spool;
 mod store;
+mod tls;
 mod users;
 mod watch;
 
 pub use store::PgStore;
-
-use std::str::FromStr;
+pub use tls::PgTlsError;
 
 use super::StorageError;
 use crate::protocol::Secret;
 
 /// A connection to the database at `url` (`postgres://…` or
-/// `postgresql://…`), its schema brought up to date.
+/// `postgresql://…`, with libpq's `sslmode` and `sslrootcert`: see `tls`),
+/// its schema brought up to date.
 pub fn open(url: &str) -> Result<postgres::Client, StorageError> {
     let (config, database) = config(url, None)?;
     connect_migrated(&config, &database)
@@ -33,32 +35,24 @@ pub fn open(url: &str) -> Result<postgres::Client, StorageError> {
 
 /// How to connect to `url`, with `password` if the URL carries none, and
 /// the database as messages name it.
-fn config(
-    url: &str,
-    password: Option<&Secret>,
-) -> Result<(postgres::Config, String), StorageError> {
-    let mut config = postgres::Config::from_str(url).map_err(|source| StorageError::Postgres {
-        database: redacted(url),
-        source,
-    })?;
-    if let Some(password) = password.filter(|_| config.get_password().is_none()) {
-        config.password(password.expose());
+fn config(url: &str, password: Option<&Secret>) -> Result<(tls::PgConnect, String), StorageError> {
+    let mut connect = tls::PgConnect::from_url(url)?;
+    if let Some(password) = password.filter(|_| connect.config.get_password().is_none()) {
+        connect.config.password(password.expose());
     }
-    let database = describe(&config);
-    Ok((config, database))
+    let database = connect.database();
+    Ok((connect, database))
 }
 
 /// A connection per `config`, the schema brought up to date.
 fn connect_migrated(
-    config: &postgres::Config,
+    config: &tls::PgConnect,
     database: &str,
 ) -> Result<postgres::Client, StorageError> {
-    let mut client = config
-        .connect(postgres::NoTls)
-        .map_err(|source| StorageError::Postgres {
-            database: database.to_string(),
-            source,
-        })?;
+    let mut client = config.connect().map_err(|source| StorageError::Postgres {
+        database: database.to_string(),
+        source,
+    })?;
     migrations::migrate(&mut client, database)?;
     Ok(client)
 }
@@ -66,7 +60,7 @@ fn connect_migrated(
 /// `postgres://HOST:PORT/NAME` for a URL, for messages: never the
 /// password (the URL without what may hold one, if it does not parse).
 pub fn describe_url(url: &str) -> String {
-    match postgres::Config::from_str(url) {
+    match tls::driver_config(url) {
         Ok(config) => describe(&config),
         Err(_) => redacted(url),
     }

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use postgres::NoTls;
+use super::tls::{MakeTls, PgConnect};
 use r2d2_postgres::PostgresConnectionManager;
 
 use crate::mail::Message;
@@ -23,7 +23,7 @@ use crate::storage::{
 pub struct PgStore {
     pool: PgPool,
     /// How to connect, for connections outside the pool.
-    config: postgres::Config,
+    config: PgConnect,
     /// The database, without its password, for messages.
     database: String,
     uid_prefix: String,
@@ -37,10 +37,10 @@ impl std::fmt::Debug for PgStore {
     }
 }
 
-type Connection = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+type Connection = r2d2::PooledConnection<PostgresConnectionManager<MakeTls>>;
 
 /// The connection pool: cheap to clone, all clones one pool.
-pub(super) type PgPool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+pub(super) type PgPool = r2d2::Pool<PostgresConnectionManager<MakeTls>>;
 
 impl PgStore {
     /// Connects to `url`, migrating the schema if needed, with a pool of
@@ -63,7 +63,7 @@ impl PgStore {
             .map_err(pg_error(&database))?
             .get(0);
         drop(first);
-        let manager = PostgresConnectionManager::new(config.clone(), NoTls);
+        let manager = config.manager();
         let pool_size = u32::try_from(options.max_connections).unwrap_or(u32::MAX);
         let pool = r2d2::Pool::builder()
             .max_size(pool_size.max(1))
@@ -87,7 +87,7 @@ impl PgStore {
 
     /// A connection outside the pool, for a caller that keeps it.
     pub(super) fn connect_alone(&self) -> Result<postgres::Client, StorageError> {
-        self.config.connect(NoTls).map_err(pg_error(&self.database))
+        self.config.connect().map_err(pg_error(&self.database))
     }
 
     /// The pool, for a writer that outlives a call.
