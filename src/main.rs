@@ -1,5 +1,5 @@
 //! The `poplite` command: `serve` runs the server; `user`, `deliver`,
-//! `mailbox`, `import`, `export`, `backup` and `cert` administer. A thin
+//! `mailbox`, `import`, `export`, `backup`, `copy` and `cert` administer. A thin
 //! layer over the library (see `cli/`: arguments, exit codes, one file per
 //! command family); this file only dispatches.
 
@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use cli::args::{CertCommand, Cli, Command, UserCommand};
 use cli::database::Database;
 use cli::exit::CliError;
-use cli::{archive, cert, deliver, serve, usage, user};
+use cli::{archive, cert, copy, deliver, serve, usage, user};
 
 fn main() -> ExitCode {
     let cli = match usage::parse() {
@@ -44,6 +44,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Deliver(args) => deliver::deliver(db, args),
         Command::Mailbox { user } => archive::mailbox(db, &user),
         Command::Backup { dest } => archive::backup(db, &dest),
+        Command::Copy {
+            dest,
+            dest_password_file,
+        } => copy::copy(db, &dest, dest_password_file),
         Command::Import(args) => archive::import(db, args),
         Command::Export { user, mbox } => archive::export(db, &user, &mbox),
         Command::Cert(CertCommand::SelfSigned { out, names, force }) => {

@@ -64,10 +64,19 @@ pub enum Command {
     /// Make TLS certificates.
     #[command(subcommand)]
     Cert(CertCommand),
-    /// Copy the database to a new file, consistently, while the server runs.
+    /// Copy the database to a new SQLite file, consistently, while the server runs.
     Backup {
         /// The copy (must not exist yet).
         dest: PathBuf,
+    },
+    /// Copy everything (users, UIDs, mail) into another, empty store: SQLite <-> PostgreSQL.
+    Copy {
+        /// The destination: a new SQLite file, or an empty postgres:// database.
+        #[arg(value_name = "FILE|URL")]
+        dest: PathBuf,
+        /// A file holding the destination's PostgreSQL password.
+        #[arg(long, value_name = "FILE")]
+        dest_password_file: Option<PathBuf>,
     },
     /// Import a user's mail from an mbox file or a Maildir: all of it, or nothing.
     Import(ImportArgs),

@@ -2,11 +2,12 @@
 //! (what the command line says), `usage` (what a bad one is told), `exit`
 //! (every failure's line and sysexits code), `database` (which file), and
 //! one file per command family: `serve`, `user`, `deliver`, `archive`
-//! (import, export, backup, mailbox), `cert`.
+//! (import, export, backup, mailbox), `copy`, `cert`.
 
 pub mod archive;
 pub mod args;
 pub mod cert;
+pub mod copy;
 pub mod database;
 pub mod deliver;
 pub mod exit;

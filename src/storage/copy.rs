@@ -42,9 +42,22 @@ pub struct CopiedMessage {
     pub subject: Option<String>,
 }
 
+/// The highest ids a store ever handed out (0: none yet).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IdsHandedOut {
+    /// Of users.
+    pub users: i64,
+    /// Of messages, whose UIDs are made of them.
+    pub messages: i64,
+}
+
 /// Where a copy writes: users first, then message rows, then their
 /// bodies' chunks in order.
 pub trait CopySink {
+    /// Takes note of the highest ids the source ever handed out, deleted
+    /// rows' included, so the copy never hands one out again (a UID a
+    /// client saw must not come back for another message). Comes first.
+    fn ids_handed_out(&mut self, ids: IdsHandedOut) -> Result<(), StorageError>;
     /// Adds a user with its id.
     fn user(&mut self, user: &CopiedUser) -> Result<(), StorageError>;
     /// Adds a message's row with its id, UID and arrival time.

@@ -22,7 +22,7 @@ pub mod sqlite;
 pub use backend::{
     ApopWatch, Backend, Copying, Imports, Leases, Mail, SpoolRow, SpoolWriter, Spooling, Users,
 };
-pub use copy::{CopiedMessage, CopiedUser, CopySink};
+pub use copy::{CopiedMessage, CopiedUser, CopySink, IdsHandedOut};
 pub use error::{FileOperation, StorageError};
 pub use ids::{MessageId, UserId};
 pub use ingest::{Incoming, IngestError, Received, INGEST_BUFFER};

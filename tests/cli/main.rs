@@ -3,6 +3,7 @@
 mod archive;
 #[path = "../common/mod.rs"]
 mod common;
+mod copy;
 mod database;
 mod deliver;
 mod serve;

@@ -464,6 +464,13 @@ pub fn cli_user_add(db: &Path, name: &str, password: &str, extra: &[&str]) -> st
     run_cli(db, &args, format!("{password}\n").as_bytes())
 }
 
+/// The store `--db DB` names (a SQLite file or a PostgreSQL URL), to look
+/// at what a command left.
+pub fn open_store(db: &Path) -> Store {
+    let location = db.to_str().expect("a UTF-8 --db");
+    Store::connect(location, poplite::storage::StoreOptions::default()).unwrap()
+}
+
 /// [`cli_user_add`] that must succeed.
 pub fn cli_add_user(db: &Path, name: &str, password: &str) {
     let out = cli_user_add(db, name, password, &[]);

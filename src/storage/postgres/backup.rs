@@ -12,8 +12,8 @@ use postgres::IsolationLevel;
 use super::store::sql_int;
 use super::store::{pg_error, unsigned, PgStore};
 use crate::storage::{
-    CopiedMessage, CopiedUser, CopySink, Copying, MessageId, Quota, StorageError, Store, UserId,
-    STAGING_PREFIX,
+    CopiedMessage, CopiedUser, CopySink, Copying, IdsHandedOut, MessageId, Quota, StorageError,
+    Store, UserId, STAGING_PREFIX,
 };
 
 impl Copying for PgStore {
@@ -52,6 +52,19 @@ impl Copying for PgStore {
             .query_one("SELECT value FROM meta WHERE key = 'uid_prefix'", &[])
             .map_err(&error)?
             .get(0);
+        let ids = tx
+            .query_one(
+                "SELECT coalesce(pg_sequence_last_value(
+                            pg_get_serial_sequence('users', 'id')::regclass), 0),
+                        coalesce(pg_sequence_last_value(
+                            pg_get_serial_sequence('messages', 'id')::regclass), 0)",
+                &[],
+            )
+            .map_err(&error)?;
+        sink.ids_handed_out(IdsHandedOut {
+            users: ids.get(0),
+            messages: ids.get(1),
+        })?;
         for row in tx
             .query(
                 "SELECT id, name, password_hash, apop_secret, quota_messages, quota_bytes
@@ -151,22 +164,33 @@ impl Copying for PgStore {
         let [user, message, chunk] = statements;
         let mut sink = PgRestore {
             tx: &mut tx,
+            handed_out: IdsHandedOut::default(),
             database: self.database(),
             user: user.map_err(&error)?,
             message: message.map_err(&error)?,
             chunk: chunk.map_err(&error)?,
         };
         let uid_prefix = fill(&mut sink)?;
+        let handed_out = sink.handed_out;
         tx.execute(
             "UPDATE meta SET value = $1 WHERE key = 'uid_prefix'",
             &[&uid_prefix],
         )
         .map_err(&error)?;
-        for table in ["users", "messages"] {
-            tx.batch_execute(&format!(
-                "SELECT setval(pg_get_serial_sequence('{table}', 'id'),
-                               coalesce((SELECT max(id) FROM {table}), 0) + 1, false)"
-            ))
+        // Past every copied id and every id the source ever handed out,
+        // marked as called, so a copy of this copy sees the mark too
+        // (pg_sequence_last_value is NULL until then).
+        for (table, used) in [
+            ("users", handed_out.users),
+            ("messages", handed_out.messages),
+        ] {
+            tx.execute(
+                &format!(
+                    "SELECT setval(pg_get_serial_sequence('{table}', 'id'), greatest(used, 1), used > 0)
+                     FROM (SELECT greatest(coalesce(max(id), 0), $1) AS used FROM {table}) AS ids"
+                ),
+                &[&used],
+            )
             .map_err(&error)?;
         }
         tx.commit().map_err(&error)
@@ -177,6 +201,8 @@ impl Copying for PgStore {
 /// transaction; copied ids go in as they are.
 struct PgRestore<'a, 'b> {
     tx: &'a mut postgres::Transaction<'b>,
+    /// The source's high-water marks, applied to the sequences at the end.
+    handed_out: IdsHandedOut,
     database: &'a str,
     user: postgres::Statement,
     message: postgres::Statement,
@@ -184,6 +210,11 @@ struct PgRestore<'a, 'b> {
 }
 
 impl CopySink for PgRestore<'_, '_> {
+    fn ids_handed_out(&mut self, ids: IdsHandedOut) -> Result<(), StorageError> {
+        self.handed_out = ids;
+        Ok(())
+    }
+
     fn user(&mut self, user: &CopiedUser) -> Result<(), StorageError> {
         self.tx
             .execute(

@@ -6,7 +6,8 @@ use rusqlite::params;
 use super::create_private_file;
 use super::{sql_int, SqliteStore};
 use crate::storage::{
-    CopiedMessage, CopiedUser, CopySink, Copying, MessageId, Quota, StorageError, STAGING_PREFIX,
+    CopiedMessage, CopiedUser, CopySink, Copying, IdsHandedOut, MessageId, Quota, StorageError,
+    STAGING_PREFIX,
 };
 use rusqlite::Connection;
 use std::path::Path;
@@ -17,6 +18,24 @@ pub struct Restore<'a> {
 }
 
 impl CopySink for Restore<'_> {
+    fn ids_handed_out(&mut self, ids: IdsHandedOut) -> Result<(), StorageError> {
+        // sqlite_sequence keeps AUTOINCREMENT's high-water mark; a row
+        // inserted with a higher id later moves it on by itself.
+        for (table, id) in [("users", ids.users), ("messages", ids.messages)] {
+            let moved = self.tx.execute(
+                "UPDATE sqlite_sequence SET seq = max(seq, ?2) WHERE name = ?1",
+                params![table, id],
+            )?;
+            if moved == 0 {
+                self.tx.execute(
+                    "INSERT INTO sqlite_sequence (name, seq) VALUES (?1, ?2)",
+                    params![table, id],
+                )?;
+            }
+        }
+        Ok(())
+    }
+
     fn user(&mut self, user: &CopiedUser) -> Result<(), StorageError> {
         self.tx.execute(
             "INSERT INTO users (id, name, password_hash, apop_secret, quota_messages, quota_bytes)
@@ -70,6 +89,17 @@ impl Copying for SqliteStore {
                 tx.query_row("SELECT value FROM meta WHERE key = 'uid_prefix'", [], |r| {
                     r.get(0)
                 })?;
+            sink.ids_handed_out(tx.query_row(
+                "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'users'), 0),
+                        coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0)",
+                [],
+                |r| {
+                    Ok(IdsHandedOut {
+                        users: r.get(0)?,
+                        messages: r.get(1)?,
+                    })
+                },
+            )?)?;
             {
                 let mut users = tx.prepare(
                     "SELECT id, name, password_hash, apop_secret, quota_messages, quota_bytes
