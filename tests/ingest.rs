@@ -47,7 +47,7 @@ fn retrieve_all(server: &ServerProcess, user: &str) -> Vec<Vec<u8>> {
 #[test]
 fn deliver_streams_a_large_message_from_stdin_in_flat_memory_and_stores_its_canonical_form() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("in.db");
+    let db = common::TestDb::new(dir.path(), "in.db");
     cli_add_user(&db, "alice", "pw");
     let mut child = Command::new(env!("CARGO_BIN_EXE_poplite"))
         .arg("--db")
@@ -114,7 +114,7 @@ fn deliver_streams_a_large_message_from_stdin_in_flat_memory_and_stores_its_cano
 #[test]
 fn deliver_refuses_a_streamed_message_over_the_limit_and_stores_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("limit.db");
+    let db = common::TestDb::new(dir.path(), "limit.db");
     cli_add_user(&db, "alice", "pw");
     let big: Vec<u8> = (0..40_000).flat_map(|i| line(i).0).collect();
     let out = run_cli(
@@ -127,10 +127,8 @@ fn deliver_refuses_a_streamed_message_over_the_limit_and_stores_nothing() {
     assert!(err.contains("larger than the limit"), "{err}");
     assert!(cli_mailbox(&db, "alice").is_empty());
     // Nothing staged is left behind either: no chunk, no staging user.
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
-    assert_eq!(count("SELECT count(*) FROM message_chunks"), 0);
-    assert_eq!(count("SELECT count(*) FROM users"), 1);
+    assert_eq!(db.count("SELECT count(*) FROM message_chunks"), 0);
+    assert_eq!(db.count("SELECT count(*) FROM users"), 1);
 }
 
 /// Delivers `body` (already dot-stuffed, CRLF-ended) to `rcpts` over
@@ -192,7 +190,7 @@ fn lmtp_body(lines: usize) -> (Vec<u8>, Vec<u8>) {
 #[test]
 fn lmtp_stores_each_recipient_the_canonical_form_with_its_own_headers() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("lmtp.db");
+    let db = common::TestDb::new(dir.path(), "lmtp.db");
     for user in ["alice", "bob"] {
         cli_add_user(&db, user, "pw");
     }
@@ -221,7 +219,7 @@ fn lmtp_stores_each_recipient_the_canonical_form_with_its_own_headers() {
 #[test]
 fn four_simultaneous_large_lmtp_deliveries_keep_server_memory_flat() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("four.db");
+    let db = common::TestDb::new(dir.path(), "four.db");
     let users = ["u0", "u1", "u2", "u3"];
     for user in users {
         cli_add_user(&db, user, "pw");
@@ -266,7 +264,7 @@ fn four_simultaneous_large_lmtp_deliveries_keep_server_memory_flat() {
 #[test]
 fn an_lmtp_connection_dropped_mid_data_leaves_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("drop.db");
+    let db = common::TestDb::new(dir.path(), "drop.db");
     cli_add_user(&db, "alice", "pw");
     let server = ServerProcess::start(&db, &["--lmtp", "127.0.0.1:0"]);
     let (sent, _) = lmtp_body(60_000);
@@ -301,10 +299,8 @@ fn an_lmtp_connection_dropped_mid_data_leaves_nothing_behind() {
     drop(reader);
     drop(lmtp);
     server.wait_for_log("ended by client closed the connection");
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
-    assert_eq!(count("SELECT count(*) FROM message_chunks"), 0);
-    assert_eq!(count("SELECT count(*) FROM users"), 1);
+    assert_eq!(db.count("SELECT count(*) FROM message_chunks"), 0);
+    assert_eq!(db.count("SELECT count(*) FROM users"), 1);
     assert!(cli_mailbox(&db, "alice").is_empty());
     server.terminate();
 }
@@ -313,7 +309,7 @@ fn an_lmtp_connection_dropped_mid_data_leaves_nothing_behind() {
 fn import_streams_a_large_mbox_message_in_flat_memory_keeping_order_dates_and_bytes() {
     use md5::Digest;
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("import.db");
+    let db = common::TestDb::new(dir.path(), "import.db");
     cli_add_user(&db, "alice", "pw");
     let mbox = dir.path().join("in.mbox");
     let mut file = std::io::BufWriter::new(std::fs::File::create(&mbox).unwrap());

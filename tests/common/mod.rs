@@ -56,6 +56,55 @@ pub fn test_store(dir: &Path) -> Option<(Arc<Store>, Option<postgres::TestDataba
     Some((Arc::new(store), Some(database)))
 }
 
+/// A database for the real binary's `--db`: a SQLite file in a temp
+/// directory, or, in an `…_on_postgres` binary, a PostgreSQL database of
+/// its own (its URL). Derefs to what `--db` is given.
+pub struct TestDb {
+    location: PathBuf,
+    database: Option<postgres::TestDatabase>,
+}
+
+impl TestDb {
+    /// `name` in `dir`, or a new PostgreSQL database; on PostgreSQL
+    /// without `POPLITE_TEST_POSTGRES` (outside CI) the file after all.
+    pub fn new(dir: &Path, name: &str) -> TestDb {
+        let database = match on_postgres() {
+            true => postgres::TestDatabase::create(),
+            false => None,
+        };
+        let location = match &database {
+            Some(database) => PathBuf::from(&database.url),
+            None => dir.join(name),
+        };
+        TestDb { location, database }
+    }
+
+    /// The one number `sql` (valid on both backends) counts.
+    pub fn count(&self, sql: &str) -> i64 {
+        match &self.database {
+            Some(database) => database.client().query_one(sql, &[]).unwrap().get(0),
+            None => rusqlite::Connection::open(&self.location)
+                .unwrap()
+                .query_row(sql, [], |r| r.get(0))
+                .unwrap(),
+        }
+    }
+}
+
+impl std::ops::Deref for TestDb {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.location
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for TestDb {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.location.as_os_str()
+    }
+}
+
 /// The library's [`poplite::TestServer`] on a SQLite file in a temp
 /// directory (kept with it: the CLI and crash tests open it), or on a
 /// PostgreSQL database of its own in an `…_on_postgres` binary, under
