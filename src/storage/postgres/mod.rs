@@ -22,6 +22,8 @@ mod watch;
 pub use store::PgStore;
 pub use tls::PgTlsError;
 
+use std::time::Duration;
+
 use super::StorageError;
 use crate::protocol::Secret;
 
@@ -37,6 +39,19 @@ pub fn open(url: &str) -> Result<postgres::Client, StorageError> {
 /// the database as messages name it.
 fn config(url: &str, password: Option<&Secret>) -> Result<(tls::PgConnect, String), StorageError> {
     let mut connect = tls::PgConnect::from_url(url)?;
+    // Unless the URL says otherwise: a database host that does not answer
+    // fails a connection in seconds, not at the kernel's TCP timeout (a
+    // login, or LMTP, would wait that long), and a connection the network
+    // dropped shows within a minute, not two hours.
+    if connect.config.get_connect_timeout().is_none() {
+        connect.config.connect_timeout(Duration::from_secs(5));
+    }
+    if connect.config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+        connect.config.keepalives_idle(Duration::from_secs(30));
+    }
+    if connect.config.get_application_name().is_none() {
+        connect.config.application_name("poplite");
+    }
     if let Some(password) = password.filter(|_| connect.config.get_password().is_none()) {
         connect.config.password(password.expose());
     }

@@ -71,7 +71,9 @@ impl PgStore {
             // as a temporary error: no extra round trip per checkout.
             .test_on_check_out(false)
             .min_idle(Some(0))
-            .connection_timeout(Duration::from_secs(10))
+            // While the database is down, a login or a delivery learns it
+            // (and answers [SYS/TEMP], 451) within this.
+            .connection_timeout(Duration::from_secs(5))
             .build(manager)
             .map_err(|source| StorageError::Unavailable {
                 database: database.clone(),
