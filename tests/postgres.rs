@@ -364,7 +364,7 @@ fn a_lease_held_by_one_node_keeps_the_maildrop_from_every_other() {
 }
 
 #[test]
-fn a_dead_nodes_lease_runs_out_and_a_renewal_names_what_its_node_still_holds() {
+fn a_dead_nodes_lease_runs_out_and_a_renewal_names_the_sessions_still_holding_theirs() {
     let Some(db) = TestDatabase::create() else {
         return;
     };
@@ -378,9 +378,10 @@ fn a_dead_nodes_lease_runs_out_and_a_renewal_names_what_its_node_still_holds() {
     let ttl = std::time::Duration::from_secs(30);
     assert!(a.take_lease(alice, "node-a", "a-1", ttl).unwrap());
     assert!(a.take_lease(bob, "node-a", "a-2", ttl).unwrap());
-    let mut held = a.renew_leases("node-a", ttl).unwrap();
+    let live = ["a-1".to_string(), "a-2".to_string()];
+    let mut held = a.renew_leases(&live, ttl).unwrap();
     held.sort();
-    assert_eq!(held, [alice, bob]);
+    assert_eq!(held, live);
     // Node A stops renewing and Alice's lease runs out (made so at once,
     // rather than slept for): B takes it; Bob's, unexpired, stays A's.
     db.client()
@@ -394,9 +395,42 @@ fn a_dead_nodes_lease_runs_out_and_a_renewal_names_what_its_node_still_holds() {
     assert!(!b.take_lease(bob, "node-b", "b-2", ttl).unwrap());
     // A, back, learns which one it lost; its stale session's release does
     // not touch B's lease.
-    assert_eq!(a.renew_leases("node-a", ttl).unwrap(), [bob]);
+    assert_eq!(a.renew_leases(&live, ttl).unwrap(), ["a-2"]);
     a.release_lease(alice, "a-1").unwrap();
     assert!(!a.take_lease(alice, "node-a", "a-3", ttl).unwrap());
+}
+
+#[test]
+fn a_lease_no_live_session_renews_runs_out_while_its_node_goes_on() {
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    let (a, b) = (store(&db), store(&db));
+    for name in ["alice", "bob"] {
+        a.add_user_with_quota(name, "$h", None, Quota::default())
+            .unwrap();
+    }
+    let (alice, _) = a.user("alice").unwrap();
+    let (bob, _) = a.user("bob").unwrap();
+    let ttl = std::time::Duration::from_secs(1);
+    // Alice's session ended without giving its lease back (its release
+    // failed); Bob's goes on, and node A renews only Bob's.
+    assert!(a.take_lease(alice, "node-a", "a-1", ttl).unwrap());
+    assert!(a.take_lease(bob, "node-a", "a-2", ttl).unwrap());
+    let started = std::time::Instant::now();
+    while !b.take_lease(alice, "node-b", "b-1", ttl).unwrap() {
+        assert!(
+            started.elapsed() < ttl * 3,
+            "the orphaned lease never ran out"
+        );
+        assert_eq!(a.renew_leases(&["a-2".into()], ttl).unwrap(), ["a-2"]);
+        std::thread::sleep(ttl / 4);
+    }
+    assert!(started.elapsed() >= ttl / 2, "taken over before it ran out");
+    assert!(
+        !b.take_lease(bob, "node-b", "b-2", ttl).unwrap(),
+        "Bob's is renewed"
+    );
 }
 
 #[test]

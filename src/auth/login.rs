@@ -146,7 +146,12 @@ pub fn open_maildrop(
             LoginOutcome::Accepted(Maildrop::new(user_id, name, messages)),
             Some(lock),
         ),
-        Err(error) => failed(&error),
+        Err(error) => {
+            // The lease too, at once: the user's next try must not find
+            // the maildrop in use.
+            lock.release(store);
+            failed(&error)
+        }
     }
 }
 

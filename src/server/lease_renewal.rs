@@ -3,7 +3,6 @@
 //! executor, until the server stops.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use smol::channel::{Receiver, Sender};
 use smol::Timer;
@@ -18,7 +17,6 @@ pub(super) async fn renew_leases(
     stop: Receiver<()>,
     _alive: Sender<()>,
 ) {
-    let mut renewed = Instant::now();
     loop {
         let tick = async {
             Timer::after(leases.renew_every()).await;
@@ -33,6 +31,6 @@ pub(super) async fn renew_leases(
             return;
         }
         let (table, db) = (Arc::clone(&leases), Arc::clone(&store));
-        renewed = smol::unblock(move || table.renew(&db, renewed)).await;
+        smol::unblock(move || table.renew(&db)).await;
     }
 }

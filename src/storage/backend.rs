@@ -238,9 +238,15 @@ pub trait Leases {
         Ok(true)
     }
 
-    /// Renews every lease `node` holds, in one statement; the users whose
-    /// lease it no longer holds (expired and taken, or removed).
-    fn renew_leases(&self, _node: &str, _ttl: Duration) -> Result<Vec<UserId>, StorageError> {
+    /// Renews the leases of `sessions` (this node's live ones), in one
+    /// statement; the sessions whose lease was renewed. A session missing
+    /// from the answer lost its lease (taken over, or removed); a lease no
+    /// live session asks for is never renewed, so it runs out.
+    fn renew_leases(
+        &self,
+        _sessions: &[String],
+        _ttl: Duration,
+    ) -> Result<Vec<String>, StorageError> {
         Ok(Vec::new())
     }
 

@@ -204,7 +204,13 @@ impl StorageError {
             // A bad URL, a refused login or statement, a missing database
             // will not, and an MTA must not retry them for ever.
             StorageError::Postgres { source, .. } => match source.code() {
-                Some(code) => matches!(&code.code()[..2], "08" | "40" | "53" | "57" | "58"),
+                // 25006: connected to a standby after a failover, until
+                // the name points at the new primary; 55P03: a lock wait
+                // given up.
+                Some(code) => {
+                    matches!(&code.code()[..2], "08" | "40" | "53" | "57" | "58")
+                        || matches!(code.code(), "25006" | "55P03")
+                }
                 None => {
                     source.is_closed()
                         || std::error::Error::source(source)

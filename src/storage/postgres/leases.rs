@@ -1,7 +1,7 @@
 //! The exclusive maildrop across nodes: a session's maildrop is held as a
 //! lease in the database (see `migrations/postgres/0002_leases.sql`),
-//! taken at login, renewed for all of a node's sessions in one statement,
-//! and given up when the session ends. The database's clock decides when
+//! taken at login, renewed for all of a node's live sessions in one
+//! statement, and given up when the session ends (or left to run out). The database's clock decides when
 //! a lease has run out, so the nodes' clocks need not agree.
 
 use std::time::Duration;
@@ -41,19 +41,23 @@ impl Leases for PgStore {
         Ok(taken.is_some())
     }
 
-    /// Extends every lease `node` holds to `ttl` from now, and names the
-    /// maildrops they are for: a session whose maildrop is missing has lost
-    /// its lease and must end without applying deletions.
-    fn renew_leases(&self, node: &str, ttl: Duration) -> Result<Vec<UserId>, StorageError> {
+    fn renew_leases(
+        &self,
+        sessions: &[String],
+        ttl: Duration,
+    ) -> Result<Vec<String>, StorageError> {
+        if sessions.is_empty() {
+            return Ok(Vec::new());
+        }
         let rows = self
             .conn()?
             .query(
                 "UPDATE maildrop_leases SET expires_at = now() + make_interval(secs => $2)
-                 WHERE node = $1 RETURNING user_id",
-                &[&node, &ttl.as_secs_f64()],
+                 WHERE session = ANY($1) RETURNING session",
+                &[&sessions, &ttl.as_secs_f64()],
             )
             .map_err(pg_error(self.database()))?;
-        Ok(rows.iter().map(|row| UserId::new(row.get(0))).collect())
+        Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 
     fn delete_leased(

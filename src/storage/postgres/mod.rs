@@ -84,6 +84,8 @@ pub fn describe_url(url: &str) -> String {
 /// `postgres://HOST:PORT/NAME` for messages: never the password.
 fn describe(config: &postgres::Config) -> String {
     let host = match config.get_hosts().first() {
+        // An '@' in a host means the URL split a password there.
+        Some(postgres::config::Host::Tcp(host)) if host.contains('@') => "…".into(),
         Some(postgres::config::Host::Tcp(host)) => host.clone(),
         Some(postgres::config::Host::Unix(path)) => path.display().to_string(),
         None => "localhost".into(),
@@ -99,8 +101,32 @@ fn describe(config: &postgres::Config) -> String {
 /// A URL that does not parse, for its error message: everything before
 /// the host (which may hold a password) left out.
 fn redacted(url: &str) -> String {
-    match url.split_once('@') {
+    // A password may hold '@', and may sit in the query string.
+    let without_query = url.split('?').next().unwrap_or_default();
+    match without_query.rsplit_once('@') {
         Some((_, rest)) => format!("postgres://…@{rest}"),
-        None => url.to_string(),
+        None => without_query.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_part_of_a_password_is_ever_described() {
+        for url in [
+            "postgres://u:se@cret@127.0.0.1:1/db",
+            "postgres://127.0.0.1:notaport/db?password=s3cret",
+            "postgres://u:s3cret@127.0.0.1:notaport/db",
+            "postgres://u@127.0.0.1:5432/db?password=s3cret&sslmode=require",
+        ] {
+            let said = describe_url(url);
+            assert!(!said.contains("cret"), "{url} described as {said}");
+        }
+        assert_eq!(
+            describe_url("postgres://u:pw@db.example.org:6432/mail"),
+            "postgres://db.example.org:6432/mail"
+        );
     }
 }

@@ -23,15 +23,19 @@ impl Spooling for PgStore {
         };
         let begun = self.conn().and_then(|mut conn| {
             let error = pg_error(self.database());
+            let mut tx = conn.transaction().map_err(&error)?;
+            // An import purged meanwhile is gone, not a broken database.
+            touch_import(&mut tx, home.staging_user_id(), self.database())?;
             let owner = home.staging_user_id().get();
-            let id = next_message_id(&mut *conn, self.database())?;
-            conn.execute(
+            let id = next_message_id(&mut tx, self.database())?;
+            tx.execute(
                 "INSERT INTO messages (id, user_id, uid, size, header_len, received_at)
                  OVERRIDING SYSTEM VALUE
                  VALUES ($1, $2, $3, 0, 0, extract(epoch FROM now())::bigint)",
                 &[&id, &owner, &format!("{}.{id}", self.uid_prefix())],
             )
             .map_err(&error)?;
+            tx.commit().map_err(&error)?;
             Ok(MessageId::new(id))
         });
         match begun {
