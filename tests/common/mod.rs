@@ -33,6 +33,7 @@ pub fn test_config() -> ServerConfig {
     }
 }
 
+pub mod pg_cluster;
 pub mod postgres;
 
 /// Whether this test binary runs its suite on PostgreSQL: the binaries

@@ -1,7 +1,9 @@
 //! HAProxy in front of poplite with `send-proxy-v2`: curl, connecting from
 //! 127.0.0.2, fetches mail through it, and poplite's log names 127.0.0.2,
 //! not HAProxy's 127.0.0.1; a poplite that does not list HAProxy in
-//! `--proxy-protocol-from` refuses what comes through it.
+//! `--proxy-protocol-from` refuses what comes through it. In front of two
+//! nodes sharing one PostgreSQL database, each serves the same mail and
+//! logs the client.
 
 use std::net::SocketAddr;
 
@@ -19,6 +21,12 @@ impl Haproxy {
     /// HAProxy on a free loopback port, passing TCP to `backend` with a
     /// PROXY v2 header; returns once it accepts connections.
     fn start(backend: SocketAddr) -> Haproxy {
+        Haproxy::balancing(&[backend])
+    }
+
+    /// [`Haproxy::start`] with each new connection passed to the next of
+    /// `backends` in turn (round robin).
+    fn balancing(backends: &[SocketAddr]) -> Haproxy {
         let dir = tempfile::tempdir().unwrap();
         // A free port: bound, noted, released for HAProxy to take.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -26,13 +34,18 @@ impl Haproxy {
             .local_addr()
             .unwrap()
             .port();
+        let servers: String = backends
+            .iter()
+            .enumerate()
+            .map(|(i, backend)| format!("  server node{i} {backend} send-proxy-v2\n"))
+            .collect();
         let config = dir.path().join("haproxy.cfg");
         std::fs::write(
             &config,
             format!(
                 "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\
                  frontend pop3\n  bind 127.0.0.1:{port}\n  default_backend poplite\n\
-                 backend poplite\n  server node1 {backend} send-proxy-v2\n"
+                 backend poplite\n  balance roundrobin\n{servers}"
             ),
         )
         .unwrap();
@@ -110,10 +123,15 @@ fn poplite_with_mail(proxy_from: &str) -> (tempfile::TempDir, ServerProcess) {
 
 /// curl from 127.0.0.2 through HAProxy: RETR 1.
 fn curl_through(haproxy: &Haproxy) -> Output {
+    curl_from(haproxy, "127.0.0.2")
+}
+
+/// curl from the loopback address `source` through HAProxy: RETR 1.
+fn curl_from(haproxy: &Haproxy, source: &str) -> Output {
     run_bounded(
         Command::new("curl")
             .args(["-q", "-s", "-S", "--noproxy", "*", "--max-time", "30"])
-            .args(["--interface", "127.0.0.2", "-u", "alice:secret"])
+            .args(["--interface", source, "-u", "alice:secret"])
             .arg(format!("pop3://127.0.0.1:{}/1", haproxy.port)),
         "curl through haproxy",
     )
@@ -154,4 +172,43 @@ fn a_poplite_that_does_not_trust_haproxy_refuses_its_header() {
     assert!(!output.status.success(), "{}", transcript(&output));
     assert!(output.stdout.is_empty(), "{}", transcript(&output));
     server.wait_for_log("a PROXY protocol header from an address not in --proxy-protocol-from");
+}
+
+#[test]
+fn two_nodes_on_postgresql_behind_haproxy_serve_the_same_mail_and_log_the_client() {
+    if !client_available("haproxy") || !client_available("curl") {
+        return;
+    }
+    let Some(db) = common::postgres::TestDatabase::create() else {
+        return;
+    };
+    let url = Path::new(&db.url);
+    common::cli_add_user(url, "alice", "secret");
+    let raw = b"Subject: via haproxy\r\n\r\nfrom either node\r\n";
+    let out = common::run_cli(url, &["deliver", "alice"], raw);
+    assert!(out.status.success(), "{}", transcript(&out));
+    let nodes: Vec<ServerProcess> = (0..2)
+        .map(|_| ServerProcess::start(url, &["--proxy-protocol-from", "127.0.0.1/32"]))
+        .collect();
+    let haproxy = Haproxy::balancing(&[nodes[0].addr, nodes[1].addr]);
+    // Round robin: one fetch through each node. Each QUITs, giving the
+    // maildrop's lease back for the next.
+    for _ in 0..2 {
+        let output = curl_from(&haproxy, "127.0.0.7");
+        assert!(output.status.success(), "{}", transcript(&output));
+        assert_eq!(output.stdout, raw);
+    }
+    for node in nodes {
+        // Each node served one, and knows it as the client's, at
+        // 127.0.0.7, not HAProxy's 127.0.0.1.
+        node.wait_for_log("127.0.0.7");
+        node.wait_for_log("logged in as alice");
+        let (_, log) = node.terminate();
+        let sessions: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains(": connection from "))
+            .collect();
+        assert_eq!(sessions.len(), 1, "{log}");
+        assert!(sessions[0].contains("from 127.0.0.7:"), "{log}");
+    }
 }

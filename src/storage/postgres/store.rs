@@ -92,6 +92,11 @@ impl PgStore {
         self.config.connect().map_err(pg_error(&self.database))
     }
 
+    /// How to connect, for a caller that connects again on its own.
+    pub(super) fn connector(&self) -> PgConnect {
+        self.config.clone()
+    }
+
     /// The pool, for a writer that outlives a call.
     pub(super) fn pool(&self) -> PgPool {
         self.pool.clone()
