@@ -15,6 +15,10 @@
 //!
 //! It prints a table, and JSON with `--json FILE`. Only loopback targets
 //! are accepted: this is a benchmark tool, not a stress tool for networks.
+//!
+//! `--addr` may be given several times (several nodes on one database):
+//! worker `i` then always uses address `i mod N`, so a worker's mailbox
+//! stays on one node.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -30,9 +34,10 @@ use smol::Timer;
 #[derive(Parser, Debug, Clone)]
 #[command(about = "POP3 load generator (loopback only)")]
 struct Args {
-    /// Server address (127.0.0.0/8 or ::1 only).
+    /// Server address (127.0.0.0/8 or ::1 only); repeat it to split the
+    /// workers over several servers.
     #[arg(long, default_value = "127.0.0.1:1110")]
-    addr: SocketAddr,
+    addr: Vec<SocketAddr>,
     #[arg(long, value_enum, default_value_t = Scenario::Login)]
     scenario: Scenario,
     /// Concurrent sessions (for `idle`: connections held).
@@ -290,9 +295,19 @@ fn user_name(pattern: &str, n: usize) -> String {
     pattern.replace("%d", &n.to_string())
 }
 
-async fn one_session(args: &Args, user: &str, stats: &Mutex<Stats>) -> Result<(), Failure> {
+/// The address worker `id` connects to.
+fn addr_of(args: &Args, id: usize) -> SocketAddr {
+    args.addr[id % args.addr.len()]
+}
+
+async fn one_session(
+    args: &Args,
+    addr: SocketAddr,
+    user: &str,
+    stats: &Mutex<Stats>,
+) -> Result<(), Failure> {
     let started = Instant::now();
-    let mut conn = Conn::open(args.addr, args.timeout).await?;
+    let mut conn = Conn::open(addr, args.timeout).await?;
     conn.login(user, &args.password).await?;
     let (mut messages, mut octets) = (0u64, 0u64);
     match args.scenario {
@@ -326,6 +341,7 @@ async fn one_session(args: &Args, user: &str, stats: &Mutex<Stats>) -> Result<()
 
 async fn worker(args: Arc<Args>, id: usize, deadline: Instant, stats: Arc<Mutex<Stats>>) {
     let user_count = args.user_count.unwrap_or(args.concurrency).max(1);
+    let addr = addr_of(&args, id);
     let record = |failure: Failure| {
         *stats
             .lock()
@@ -337,7 +353,7 @@ async fn worker(args: Arc<Args>, id: usize, deadline: Instant, stats: Arc<Mutex<
     match args.scenario {
         Scenario::Idle => {
             let user = user_name(&args.users, id % user_count);
-            let mut conn = match Conn::open(args.addr, args.timeout).await {
+            let mut conn = match Conn::open(addr, args.timeout).await {
                 Ok(conn) => conn,
                 Err(failure) => return record(failure),
             };
@@ -357,7 +373,7 @@ async fn worker(args: Arc<Args>, id: usize, deadline: Instant, stats: Arc<Mutex<
         Scenario::Big => {
             let user = user_name(&args.users, id % user_count);
             let result = async {
-                let mut conn = Conn::open(args.addr, args.timeout).await?;
+                let mut conn = Conn::open(addr, args.timeout).await?;
                 conn.login(&user, &args.password).await?;
                 while Instant::now() < deadline {
                     let one = Instant::now();
@@ -381,7 +397,7 @@ async fn worker(args: Arc<Args>, id: usize, deadline: Instant, stats: Arc<Mutex<
             let mut mailbox = id;
             while mailbox < user_count && Instant::now() < deadline {
                 if let Err(failure) =
-                    one_session(&args, &user_name(&args.users, mailbox), &stats).await
+                    one_session(&args, addr, &user_name(&args.users, mailbox), &stats).await
                 {
                     record(failure);
                 }
@@ -395,13 +411,19 @@ async fn worker(args: Arc<Args>, id: usize, deadline: Instant, stats: Arc<Mutex<
                 if Instant::now() >= deadline {
                     break;
                 }
-                if let Err(failure) = one_session(&args, &user, &stats).await {
+                if let Err(failure) = one_session(&args, addr, &user, &stats).await {
                     record(failure);
                     Timer::after(Duration::from_millis(10)).await;
                 }
             }
         }
     }
+}
+
+/// The target addresses, comma-separated.
+fn addresses(args: &Args) -> String {
+    let addrs: Vec<String> = args.addr.iter().map(SocketAddr::to_string).collect();
+    addrs.join(",")
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -476,10 +498,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if args.scenario != Scenario::Big {
             return Err("--raw-copy goes with --scenario big".into());
         }
-        args.addr = start_raw_copy_server(message)?;
+        args.addr = vec![start_raw_copy_server(message)?];
     }
     let args = Arc::new(args);
-    if !args.addr.ip().is_loopback() {
+    if !args.addr.iter().all(|addr| addr.ip().is_loopback()) {
         return Err("loadgen only targets loopback addresses (127.0.0.0/8, ::1)".into());
     }
     let stats = Arc::new(Mutex::new(Stats::default()));
@@ -515,7 +537,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let p99 = percentile(&stats.latencies, 0.99);
     let errors: u64 = stats.errors.values().sum();
     println!("scenario      {:?}", args.scenario);
-    println!("target        {}", args.addr);
+    println!("target        {}", addresses(&args));
     println!("concurrency   {}", args.concurrency);
     println!("elapsed       {elapsed:.2} s");
     println!(
@@ -549,7 +571,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
              \"sessions\": {}, \"sessions_per_s\": {:.2}, \"messages\": {}, \"messages_per_s\": {:.2}, \
              \"mb_per_s\": {:.2}, \"p50_ms\": {p50:.3}, \"p99_ms\": {p99:.3}, \"held\": {}, \"errors\": {{{}}}}}\n",
             args.scenario,
-            args.addr,
+            addresses(&args),
             args.concurrency,
             stats.sessions,
             rate(stats.sessions),
