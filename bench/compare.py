@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """poplite against Dovecot (POP3): same corpus, same users, same argon2id
-hashes, same machine, on loopback.
+hashes, same machine, on loopback; with --postgres, poplite on PostgreSQL
+too (poplite-pg), side by side in the same rounds.
 
 Builds poplite and examples/loadgen, has bench/dovecot-setup.sh install
 Dovecot and create the system user popbench if they are missing, sets both
@@ -8,8 +9,14 @@ servers up in a fresh temporary directory, runs every scenario for --rounds
 rounds alternating poplite and Dovecot (A B A B ...; in `retr` rounds at a
 real hash cost, poplite a second time on cheap-hash users), measures each
 server's CPU time and memory over its whole process tree from /proc
-(poplite's also split into its argon2 threads and the rest), and prints a
+(poplite's also split into its argon2 threads and the rest; poplite-pg's
+CPU includes its PostgreSQL cluster's whole process tree), and prints a
 markdown report of the medians.
+
+With --postgres it starts a throwaway PostgreSQL cluster in the work
+directory (fsync on, as PostgreSQL ships), copies poplite's store into a
+fresh database there (`poplite copy`: the same users, hashes, mail and
+UIDs), and serves it with one poplite node (two with --pg-nodes 2).
 
 Run as root on Debian (apt-get, useradd, chown to the Dovecot mail user).
 Only 127.0.0.1 is ever bound or targeted. Everything lives under one
@@ -42,9 +49,10 @@ from comparison.hashing import measure_hashing, measure_single_logins
 from comparison.mailboxes import set_up_poplite
 from comparison.options import parse_options
 from comparison.report import publish_report, render_report, report_meta
+from comparison.postgres import start_cluster
 from comparison.scenarios import run_all_scenarios
 from comparison.servers import (
-    check_both_servers,
+    check_servers,
     set_up_dovecot,
     start_servers,
     stop_everything,
@@ -58,10 +66,12 @@ def compare(bench):
     """Sets both servers up, runs everything and reports; returns the exit
     status."""
     write_corpora(bench)
+    if bench.settings.postgres:
+        start_cluster(bench)
     set_up_poplite(bench)
     set_up_dovecot(bench)
     start_servers(bench)
-    check_both_servers(bench)
+    check_servers(bench)
     warm_up(bench)
     hashing, single_login = (None, None), None
     if bench.has("login"):

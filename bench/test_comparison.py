@@ -18,15 +18,20 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import compare
 from comparison import options, report, stats
 from comparison.common import Failure
+from comparison.postgres import Cluster
+from comparison.state import Bench
 
 COMPARE_PY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "compare.py")
 
 
 def record(scenario, round_no, server, *, sps=0.0, mps=0.0, mbps=0.0, sessions=0,
            messages=0, cpu=0.0, hash_cpu=0.0, rss_before=10240, rss_peak=20480,
-           errors=None, held=0):
-    """One run's record as measure_run writes it to results.jsonl."""
-    return {"scenario": scenario, "round": round_no, "server": server,
+           errors=None, held=0, db_cpu=None, conns=None):
+    """One run's record as measure_run writes it to results.jsonl (DB_CPU
+    and CONNS: poplite-pg's PostgreSQL CPU and its peak connections)."""
+    db = {} if db_cpu is None else {"db_cpu_s": db_cpu, "nodes": 1, "db_conns_peak": conns,
+                                    "db_conns_held": conns if scenario == "idle" else None}
+    return {**db, "scenario": scenario, "round": round_no, "server": server,
             "loadgen": {"sessions_per_s": sps, "messages_per_s": mps, "mb_per_s": mbps,
                         "p50_ms": 1.5, "p99_ms": 9.0, "sessions": sessions,
                         "messages": messages, "elapsed_s": 10.0, "held": held,
@@ -80,6 +85,29 @@ META = {
 }
 
 
+# RUNS with poplite-pg (one node and two) in the same rounds: login
+# poplite-pg 30 sessions/s at 20 ms CPU per session (5 of it PostgreSQL);
+# retr 20 sessions/s at 25 ms (10 PostgreSQL), Dovecot 10 sessions/s.
+PG_RUNS = [r for r in RUNS if r["scenario"] in ("login", "retr")] + [
+    record("login", 1, "poplite-pg", sps=30, sessions=300, cpu=6.0, hash_cpu=3.0,
+           db_cpu=1.5, conns=8),
+    record("login", 2, "poplite-pg", sps=30, sessions=300, cpu=6.0, hash_cpu=3.0,
+           db_cpu=1.5, conns=7),
+    record("retr", 1, "poplite-pg", sps=20, mps=1000, mbps=40, sessions=200,
+           messages=10000, cpu=5.0, hash_cpu=2.0, db_cpu=2.0, conns=8),
+    record("retr", 1, "poplite-pg-2nodes", sps=24, mps=1200, mbps=48, sessions=240,
+           messages=12000, cpu=7.2, hash_cpu=2.4, db_cpu=3.6, conns=16),
+    record("idle", 1, "poplite-pg", held=100, rss_before=10240, rss_peak=30720,
+           db_cpu=0.5, conns=8),
+]
+
+PG_META = dict(META, scenarios=["login", "retr", "idle"], big_mb=None, warnings=[],
+               postgres={"version": "15.10", "nodes": 2,
+                         "settings": {"fsync": "on", "synchronous_commit": "on",
+                                      "full_page_writes": "on", "shared_buffers": "128MB",
+                                      "max_wal_size": "1GB"}})
+
+
 class StatsTest(unittest.TestCase):
     def test_fmt_keeps_about_three_significant_digits(self):
         self.assertEqual(stats.fmt(None), "n/a")
@@ -130,6 +158,20 @@ class StatsTest(unittest.TestCase):
         self.assertEqual(m["RSS MB, peak in run ↓"], 20.0)
         self.assertEqual(m["errors (all rounds)"], 0)
         self.assertNotIn("RSS MB, growth in run ↓", m)
+
+    def test_postgres_share_and_connections(self):
+        self.assertAlmostEqual(stats.db_ms_per_session(PG_RUNS, "retr", "poplite-pg"), 10.0)
+        self.assertIsNone(stats.db_ms_per_session(PG_RUNS, "retr", "poplite"))
+        self.assertEqual(stats.sessions_per_s(PG_RUNS, "login", "poplite-pg"), 30)
+        m = stats.server_metrics("login", stats.runs_of(PG_RUNS, "login", "poplite-pg"))
+        self.assertAlmostEqual(m["CPU ms/session ↓"], 20.0)
+        self.assertAlmostEqual(m["of it PostgreSQL, CPU ms/session ↓"], 5.0)
+        self.assertEqual(m["PostgreSQL connections, peak"], 7.5)
+        self.assertNotIn("PostgreSQL connections, all held (pg_stat_activity)", m)
+        idle = stats.server_metrics("idle", stats.runs_of(PG_RUNS, "idle", "poplite-pg"))
+        self.assertEqual(idle["PostgreSQL connections, all held (pg_stat_activity)"], 8)
+        plain = stats.server_metrics("login", stats.runs_of(PG_RUNS, "login", "poplite"))
+        self.assertFalse(any("PostgreSQL" in metric for metric in plain))
 
     def test_big_counts_cpu_per_retr_and_rss_growth(self):
         m = stats.server_metrics("big", stats.runs_of(RUNS, "big", "poplite"))
@@ -208,6 +250,79 @@ class ReportTest(unittest.TestCase):
         self.assertTrue(text.endswith("| 20.00 | 2 |\n"))
 
 
+class PostgresReportTest(unittest.TestCase):
+    def setUp(self):
+        self.text = report.render_report(PG_META, PG_RUNS)
+        self.lines = self.text.split("\n")
+
+    def assertLine(self, line):
+        self.assertIn(line, self.lines)
+
+    def test_header_names_the_cluster(self):
+        self.assertEqual(self.lines[0],
+                         "# poplite vs Dovecot (POP3), and poplite on PostgreSQL")
+        self.assertTrue(any(line.startswith("- poplite-pg: poplite on PostgreSQL 15.10, ")
+                            and "(fsync on, synchronous_commit on," in line
+                            and "; poplite-pg-2nodes: two such nodes" in line
+                            for line in self.lines))
+        self.assertIn("alternating poplite/Dovecot/poplite-pg;", self.text)
+
+    def test_summary_has_a_column_and_ratios_for_poplite_pg(self):
+        self.assertLine("| scenario | metric | poplite | Dovecot | poplite-pg | poplite/Dovecot | "
+                        "poplite-pg/Dovecot | poplite-pg/poplite |")
+        self.assertLine("| login | sessions/s ↑ | 50.00 | 20.00 | 30.00 | 2.50 | 1.50 | 0.60 |")
+        self.assertLine("| login | CPU ms/session ↓ | 10.00 | 20.00 | 20.00 | 0.50 | 1.00 | "
+                        "2.00 |")
+        self.assertLine("| retr | of it PostgreSQL, CPU ms/session ↓ | n/a | n/a | 10.00 | n/a | "
+                        "n/a | n/a |")
+        self.assertLine("| idle | PostgreSQL connections, all held (pg_stat_activity) | n/a | "
+                        "n/a | 8.00 | n/a | n/a | n/a |")
+        self.assertLine("| retr | errors (all rounds) | 0 | 2 {'timeout': 2} | 0 |  |  |  |")
+        self.assertFalse(any(line.startswith("| idle | of it PostgreSQL") for line in self.lines))
+
+    def test_postgres_section_splits_the_cpu_and_checks_the_target(self):
+        self.assertLine("| login | 20.00 | 15.00 | 5.00 | 10.00 | 2.00 |")
+        self.assertLine("| retr | 25.00 | 15.00 | 10.00 | 15.00 | 1.67 |")
+        self.assertLine("- `retr` sessions/s on PostgreSQL at least Dovecot's: met in this run "
+                        "(20.00 against 10.00, 2.00×).")
+
+    def test_two_nodes_section(self):
+        self.assertLine("| retr | 20.00 | 24.00 | 1.20 | 25.00 | 30.00 | 10.00 | 15.00 |")
+        self.assertFalse(any(line.startswith("| login | 30.00 |") for line in self.lines))
+
+    def test_mail_path_has_the_same_columns(self):
+        self.assertLine("| retr | 5.00 | 20.00 | 5.00 | 0.25 | 0.25 | 1.00 |")
+
+    def test_per_run_table_has_the_postgresql_column(self):
+        start = self.lines.index("Per run (rounds in order):") + 4
+        rows = self.lines[start:self.lines.index("", start)]
+        self.assertEqual(len(rows), len(PG_RUNS))
+        self.assertTrue(all(row.count("|") == 14 for row in rows), rows)
+        self.assertLine("| retr | 1 | poplite-pg-2nodes | 24.00 | 1,200 | 48.00 | 1.50 | 9.00 | "
+                        "7.20 | 2.40 | 3.60 | 20.00 | 0 |")
+        self.assertLine("| retr | 1 | dovecot | 10.00 | 500.0 | 20.00 | 1.50 | 9.00 | 4.00 |  |  "
+                        "| 20.00 | 2 |")
+
+
+class BenchTest(unittest.TestCase):
+    def bench(self, argv, cluster=True):
+        b = Bench(settings=options.parse_options(argv), work="/w", poplite="p", loadgen="l",
+                  rev="r", cores=2)
+        if cluster:
+            b.cluster = Cluster(dir="/w/postgres", bin="/bin", port=5555, postmaster_pid=1)
+        return b
+
+    def test_stores(self):
+        b = self.bench(["--postgres"])
+        self.assertEqual(b.pg_url, "postgres://postgres@127.0.0.1:5555/poplite")
+        self.assertEqual((b.primary_db, b.store_of("poplite-cheap")), ("/w/poplite.db",) * 2)
+        self.assertEqual(b.store_of("poplite-pg-2nodes"), b.pg_url)
+        # Without poplite on SQLite, users are set up on PostgreSQL directly.
+        self.assertEqual(self.bench(["--postgres", "--servers", "poplite-pg"]).primary_db,
+                         b.pg_url)
+        self.assertIsNone(self.bench([], cluster=False).pg_url)
+
+
 class OptionsTest(unittest.TestCase):
     def test_defaults(self):
         s = options.parse_options([])
@@ -217,6 +332,18 @@ class OptionsTest(unittest.TestCase):
         self.assertEqual((s.port_a, s.port_b, s.argon2, s.keep), (42110, 42111, "", False))
         self.assertEqual(s.argon2_label, "m=19456,t=2,p=1")
         self.assertTrue(s.cheap_runs)
+        self.assertEqual((s.servers, s.postgres, s.pg_nodes, s.port_c, s.pg_ports),
+                         (["poplite", "dovecot"], False, 1, 42112, []))
+
+    def test_postgres(self):
+        s = options.parse_options(["--postgres"])
+        self.assertEqual((s.servers, s.pg_ports), (["poplite", "dovecot", "poplite-pg"], [42112]))
+        s = options.parse_options(["--postgres", "--pg-nodes", "2", "--port-c", "5000"])
+        self.assertEqual(s.pg_ports, [5000, 5001])
+        s = options.parse_options(["--postgres", "--servers", "poplite-pg poplite"])
+        self.assertEqual(s.servers, ["poplite", "poplite-pg"])
+        s = options.parse_options(["--postgres", "--servers", "poplite-pg"])
+        self.assertFalse(s.cheap_runs)
 
     def test_cheap_runs_only_at_a_real_cost_with_retr(self):
         self.assertFalse(options.parse_options(["--argon2", "m=64,t=1,p=1"]).cheap_runs)
@@ -241,6 +368,14 @@ class OptionsTest(unittest.TestCase):
             ("--scenarios", "login nope"): "unknown scenario: nope (login retr cycle big idle)",
             ("--scenarios", " "): "--scenarios is empty",
             ("--out=",): "--out needs a value (see --help)",
+            ("--pg-nodes", "2"): "--pg-nodes needs --postgres",
+            ("--postgres", "--pg-nodes", "3"): "--pg-nodes is 1 or 2",
+            ("--servers", "poplite-pg"): "poplite-pg needs --postgres",
+            ("--servers", "poplite exim"): "unknown server: exim (poplite dovecot poplite-pg)",
+            ("--servers", " "): "--servers is empty",
+            ("--postgres", "--servers", "dovecot"): "--postgres without poplite-pg in --servers",
+            ("--postgres", "--port-c", "42111"): "bad ports",
+            ("--postgres", "--pg-nodes", "2", "--port-c", "42109"): "bad ports",
         }
         for argv, message in cases.items():
             with self.assertRaises(Failure, msg=argv) as caught:

@@ -1,4 +1,5 @@
-"""bench/compare.py's parts: poplite against Dovecot (POP3) on one machine.
+"""bench/compare.py's parts: poplite against Dovecot (POP3) on one machine,
+and poplite on PostgreSQL beside them (--postgres).
 
 One module per job, in the order a comparison uses them:
 
@@ -7,9 +8,12 @@ One module per job, in the order a comparison uses them:
 - state: Bench, what the steps of one comparison share
 - system: root, the release build, Dovecot's install, descriptors, ports
 - corpus: the message files both servers are given
-- mailboxes: users and mail on both sides (poplite's database, Dovecot's
+- postgres: poplite-pg's throwaway cluster (fsync on), psql, and the
+  connections a node holds to it
+- mailboxes: users and mail on every side (poplite's stores, Dovecot's
   passwd-file and maildirs)
-- servers: dovecot.conf, starting, checking and stopping both servers
+- servers: dovecot.conf, starting, checking and stopping the servers, and
+  what each run measures of them (Target)
 - measure: CPU time and memory of a process tree, from /proc
 - hashing: the cost of one argon2id verification, for the login bound
 - scenarios: the loadgen runs, round by round, and their records

@@ -10,6 +10,8 @@ REPO = os.path.dirname(BENCH_DIR)
 SETUP_SCRIPT = os.path.join(BENCH_DIR, "dovecot-setup.sh")
 
 ALL_SCENARIOS = ("login", "retr", "cycle", "big", "idle")
+# --servers, in the order each round runs them.
+ALL_SERVERS = ("poplite", "dovecot", "poplite-pg")
 # poplite's default argon2id cost, what every user gets without --argon2.
 DEFAULT_ARGON2 = "m=19456,t=2,p=1"
 # The cheapest argon2id cost. big0 always uses it, so that `big`'s RSS growth

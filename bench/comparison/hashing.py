@@ -88,6 +88,8 @@ def measure_single_logins(bench):
     verification in each server's own argon2 (RustCrypto in poplite,
     libsodium in Dovecot)."""
     p50 = {}
+    if not (bench.runs("poplite") and bench.runs("dovecot")):
+        return None
     for name, port in (("poplite", bench.settings.port_a), ("dovecot", bench.settings.port_b)):
         out = bench.path(f"single-login-{port}.json")
         subprocess.run([bench.loadgen, "--addr", f"127.0.0.1:{port}", "--scenario", "login",

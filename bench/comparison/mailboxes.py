@@ -1,6 +1,7 @@
-"""Users and mail on both sides: poplite's users and deliveries (its CLI
-on the bench database), and Dovecot's passwd-file, homes and maildirs
-holding the same users, hashes and messages."""
+"""Users and mail on every side: poplite's users and deliveries (its CLI
+on the bench's store, copied to the other store with `poplite copy` when
+poplite runs on both SQLite and PostgreSQL), and Dovecot's passwd-file,
+homes and maildirs holding the same users, hashes and messages."""
 
 import concurrent.futures
 import grp
@@ -12,11 +13,14 @@ import subprocess
 import time
 
 from .common import CHEAP_ARGON2, PASSWORD, Failure, log
+from .postgres import psql
 
 
-def run_poplite(bench, *args, stdin_text=None):
-    """Runs the poplite CLI on the bench database; returns its stdout."""
-    result = subprocess.run([bench.poplite, "--db", bench.db, *args], input=stdin_text,
+def run_poplite(bench, *args, stdin_text=None, db=None):
+    """Runs the poplite CLI on DB (default: the store users are set up
+    in); returns its stdout."""
+    db = bench.primary_db if db is None else db
+    result = subprocess.run([bench.poplite, "--db", db, *args], input=stdin_text,
                             capture_output=True, text=True, timeout=600, check=False)
     if result.returncode != 0:
         raise Failure(f"poplite {' '.join(args[:2])} failed: {result.stderr.strip()}")
@@ -30,22 +34,23 @@ def add_poplite_user(bench, name, params=None):
                 *(["--argon2-params", params] if params else []), stdin_text=PASSWORD + "\n")
 
 
-def poplite_message_counts(bench):
-    """{user: messages} from `poplite user list`."""
+def poplite_message_counts(bench, db=None):
+    """{user: messages} from `poplite user list` on DB."""
     counts = {}
-    for line in run_poplite(bench, "user", "list").splitlines():
+    for line in run_poplite(bench, "user", "list", db=db).splitlines():
         fields = line.split("\t")
         if len(fields) >= 2 and fields[1].isdigit():
             counts[fields[0]] = int(fields[1])
     return counts
 
 
-def fill_poplite_mailbox(bench, user, counts):
-    """Delivers messages so that USER has all of the corpus again: only the
-    missing ones (the last ones of the corpus), as Dovecot's fill does."""
+def fill_poplite_mailbox(bench, user, counts, db=None):
+    """Delivers messages so that USER has all of the corpus again on DB:
+    only the missing ones (the last ones of the corpus), as Dovecot's fill
+    does."""
     have = counts.get(user, 0)
     if have < len(bench.corpus_files):
-        run_poplite(bench, "deliver", user, *bench.corpus_files[have:])
+        run_poplite(bench, "deliver", user, *bench.corpus_files[have:], db=db)
 
 
 def add_users_in_parallel(bench, names):
@@ -82,14 +87,27 @@ def set_up_poplite(bench):
         log(f"poplite: adding {s.idle_conns} users idle0.. for idle "
             "(one mailbox per held connection)")
         add_users_in_parallel(bench, [f"idle{i}" for i in range(s.idle_conns)])
+    if bench.runs("poplite") and bench.runs("poplite-pg"):
+        log("poplite-pg: the same users, hashes, mail and UIDs (poplite copy)")
+        run_poplite(bench, "copy", bench.pg_url, db=bench.db)
 
 
-def first_password_hash(db):
+def user_hashes(bench):
+    """[(name, PHC string)] of every user in the store users are set up
+    in, oldest first: from the SQLite file, or through psql."""
+    db = bench.primary_db
+    if db != bench.db:
+        rows = psql(bench, "SELECT name, password_hash FROM users ORDER BY id").splitlines()
+        return [tuple(row.split("|", 1)) for row in rows if row]
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        return con.execute("SELECT password_hash FROM users ORDER BY id LIMIT 1").fetchone()[0]
+        return con.execute("SELECT name, password_hash FROM users ORDER BY id").fetchall()
     finally:
         con.close()
+
+
+def first_password_hash(bench):
+    return user_hashes(bench)[0][1]
 
 
 def dovecot_password_scheme(bench):
@@ -113,11 +131,7 @@ def dovecot_password_scheme(bench):
 
 def write_dovecot_passwd(bench, scheme):
     """Dovecot's passwd-file: every poplite user, with poplite's hash."""
-    con = sqlite3.connect(f"file:{bench.db}?mode=ro", uri=True)
-    try:
-        rows = con.execute("SELECT name, password_hash FROM users ORDER BY id").fetchall()
-    finally:
-        con.close()
+    rows = user_hashes(bench)
     out = bench.path("dovecot", "users")
     home_root = bench.path("home")
     with open(out, "w") as f:
@@ -184,10 +198,11 @@ def set_up_dovecot_mail(bench):
 def refill_cycle_mailboxes(bench, server):
     """Gives every cycle mailbox the whole corpus again on SERVER's side."""
     bench.generation += 1
-    counts = poplite_message_counts(bench) if server == "poplite" else None
+    db = None if server == "dovecot" else bench.store_of(server)
+    counts = poplite_message_counts(bench, db) if db else None
     for i in range(bench.settings.cycle_mailboxes):
-        if server == "poplite":
-            fill_poplite_mailbox(bench, f"cycle{i}", counts)
+        if db:
+            fill_poplite_mailbox(bench, f"cycle{i}", counts, db)
         else:
             fill_maildir(bench, f"cycle{i}", bench.path("corpus", "manifest.json"),
                          bench.generation)

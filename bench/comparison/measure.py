@@ -39,23 +39,35 @@ def tree_pids(root, table=None):
     return out
 
 
-def tree_cpu_seconds(root):
-    """utime+stime of each live process in the tree, plus cutime+cstime: the
-    time of children that exited and were reaped (Dovecot's per-session pop3
-    and login processes), so nothing is lost or counted twice."""
+def trees_pids(roots, table=None):
+    """The PIDs of the trees of ROOTS, each once."""
+    table = proc_table() if table is None else table
+    return sorted({p for root in roots for p in tree_pids(root, table)})
+
+
+def tree_cpu_seconds(*roots):
+    """utime+stime of each live process in the trees of ROOTS, plus
+    cutime+cstime: the time of children that exited and were reaped
+    (Dovecot's per-session pop3 and login processes, PostgreSQL's
+    backends), so nothing is lost or counted twice."""
     table = proc_table()
-    ticks = sum(table[p][1] for p in tree_pids(root, table))
+    ticks = sum(table[p][1] for p in trees_pids(roots, table))
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def hashing_cpu_seconds(pid):
-    """utime+stime of poplite's argon2 threads (named poplite-hash-N), so a
-    run's CPU splits into hashing and everything else; 0 for other servers."""
+def hashing_cpu_seconds(*pids):
+    """utime+stime of poplite's argon2 threads (named poplite-hash-N) in
+    the processes PIDS, so a run's CPU splits into hashing and everything
+    else; 0 for other servers."""
+    return sum(process_hashing_ticks(pid) for pid in pids) / os.sysconf("SC_CLK_TCK")
+
+
+def process_hashing_ticks(pid):
     ticks = 0
     try:
         tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
-        return 0.0
+        return 0
     for tid in tids:
         try:
             with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
@@ -66,7 +78,7 @@ def hashing_cpu_seconds(pid):
         if comm.startswith(b"poplite-hash"):
             fields = data[data.rindex(b")") + 2:].split()
             ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+    return ticks
 
 
 def field_kb(path, key):
@@ -81,21 +93,23 @@ def field_kb(path, key):
     return 0
 
 
-def tree_memory_kb(root):
-    """(summed VmRSS, summed Pss) of the tree. RSS counts shared pages
-    (libraries, shared memory) once per process; PSS splits them."""
-    pids = tree_pids(root)
+def tree_memory_kb(*roots):
+    """(summed VmRSS, summed Pss) of the trees of ROOTS. RSS counts shared
+    pages (libraries, shared memory) once per process; PSS splits them."""
+    pids = trees_pids(roots)
     rss = sum(field_kb(f"/proc/{p}/status", "VmRSS") for p in pids)
     pss = sum(field_kb(f"/proc/{p}/smaps_rollup", "Pss") for p in pids)
     return rss, pss
 
 
 class MemorySampler:
-    """Samples a process tree's memory every INTERVAL seconds in a thread,
-    for at most LIMIT seconds, and keeps the peaks."""
+    """Samples the memory of the trees of ROOTS every INTERVAL seconds in a
+    thread, for at most LIMIT seconds, and keeps the peaks; also the peak of
+    EXTRA(), when given, sampled with them."""
 
-    def __init__(self, root, interval, limit):
-        self.root, self.interval, self.limit = root, interval, limit
+    def __init__(self, roots, interval, limit, extra=None):
+        self.roots, self.interval, self.limit = roots, interval, limit
+        self.extra, self.peak_extra = extra, None
         self.peak_rss = self.peak_pss = self.samples = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -103,8 +117,10 @@ class MemorySampler:
     def _sample(self):
         end = time.monotonic() + self.limit
         while not self._stop.is_set() and time.monotonic() < end:
-            rss, pss = tree_memory_kb(self.root)
+            rss, pss = tree_memory_kb(*self.roots)
             self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
+            if self.extra:
+                self.peak_extra = max(self.peak_extra or 0, self.extra())
             self.samples += 1
             self._stop.wait(self.interval)
 
@@ -120,19 +136,24 @@ class MemorySampler:
 
 
 class HeldMemory:
-    """`idle`: the tree's memory with every connection held, measured once
-    in a timer thread 3 s before the end (halfway through short runs)."""
+    """`idle`: the trees' memory with every connection held, measured once
+    in a timer thread 3 s before the end (halfway through short runs); also
+    EXTRA(), when given, at that moment (the database's connections)."""
 
-    def __init__(self, pid, duration_s):
+    def __init__(self, roots, duration_s, extra=None):
         self.rss = self.pss = 0
+        self.extra, self.extra_value = extra, None
         delay = duration_s - 3 if duration_s > 6 else duration_s / 2
-        self._timer = threading.Timer(delay, self._measure, args=(pid,))
+        self._timer = threading.Timer(delay, self._measure, args=(roots,))
         self._timer.start()
 
-    def _measure(self, pid):
-        self.rss, self.pss = tree_memory_kb(pid)
+    def _measure(self, roots):
+        self.rss, self.pss = tree_memory_kb(*roots)
+        if self.extra:
+            self.extra_value = self.extra()
 
     def stop(self):
-        """(RSS kB, PSS kB), zeros if the run ended before the measurement."""
+        """(RSS kB, PSS kB), zeros if the run ended before the measurement;
+        EXTRA()'s value is in extra_value."""
         self._timer.cancel()
         return self.rss, self.pss

@@ -6,7 +6,7 @@ import dataclasses
 import re
 import sys
 
-from .common import ALL_SCENARIOS, CHEAP_ARGON2, DEFAULT_ARGON2, Failure
+from .common import ALL_SCENARIOS, ALL_SERVERS, CHEAP_ARGON2, DEFAULT_ARGON2, Failure
 
 USAGE = """\
 Usage: bench/compare.py [OPTIONS]
@@ -32,8 +32,18 @@ Compare poplite and Dovecot (POP3) on this machine, on 127.0.0.1.
   --big-mb N           size of big0's single message in MB, for `big` (default 200)
   --idle-conns N       connections held by `idle`, one user each (default 2000)
   --idle-duration D    how long `idle` holds them, logins included (default 90s)
+  --postgres           also run poplite on PostgreSQL (poplite-pg), on a fresh
+                       database in a throwaway cluster with fsync on, holding a
+                       copy of poplite's users, hashes and mail (needs
+                       Debian's postgresql package)
+  --pg-nodes N         1, or 2: then every round also runs poplite-pg-2nodes,
+                       two nodes on that database with the load split between
+                       them (needs --postgres) (default 1)
+  --servers "LIST"     servers to run, from: poplite dovecot poplite-pg
+                       (default: poplite dovecot, and poplite-pg with --postgres)
   --port-a P           poplite's port (default 42110)
   --port-b P           Dovecot's port (default 42111)
+  --port-c P           poplite-pg's port; its second node takes P+1 (default 42112)
   --out FILE           also write the markdown report to FILE
   --keep               keep the work directory (its path is printed)
   -h, --help           this help
@@ -60,6 +70,10 @@ class Settings:
     idle_duration_s: float
     port_a: int
     port_b: int
+    port_c: int
+    postgres: bool
+    pg_nodes: int
+    servers: list
     out: str
     keep: bool
 
@@ -70,7 +84,13 @@ class Settings:
     @property
     def cheap_runs(self):
         """Whether `retr` also runs poplite on the cheap-hash users."""
-        return self.argon2_label != CHEAP_ARGON2 and "retr" in self.scenarios
+        return (self.argon2_label != CHEAP_ARGON2 and "retr" in self.scenarios
+                and "poplite" in self.servers)
+
+    @property
+    def pg_ports(self):
+        """poplite-pg's nodes' ports (none without --postgres)."""
+        return [self.port_c + i for i in range(self.pg_nodes)] if self.postgres else []
 
 
 class UsageParser(argparse.ArgumentParser):
@@ -100,12 +120,15 @@ def parse_options(argv):
     parser.add_argument("--scenarios", default="login retr cycle big")
     for name, default in (("rounds", 3), ("concurrency", 8), ("users", 8), ("messages", 50),
                           ("cycle-mailboxes", 192), ("big-mb", 200), ("idle-conns", 2000),
-                          ("port-a", 42110), ("port-b", 42111)):
+                          ("port-a", 42110), ("port-b", 42111), ("port-c", 42112),
+                          ("pg-nodes", 1)):
         parser.add_argument(f"--{name}", default=str(default))
     parser.add_argument("--duration", default="10s")
     parser.add_argument("--idle-duration", default="90s")
     parser.add_argument("--argon2", default=None)
+    parser.add_argument("--servers", default=None)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--postgres", action="store_true")
     parser.add_argument("--keep", action="store_true")
     return checked_settings(parser.parse_args(argv))
 
@@ -117,16 +140,23 @@ def checked_settings(args):
             raise Failure(f"--{name.replace('_', '-')} needs a value (see --help)")
     numbers = {}
     for name in ("rounds", "concurrency", "messages", "users", "cycle_mailboxes", "big_mb",
-                 "idle_conns", "port_a", "port_b"):
+                 "idle_conns", "port_a", "port_b", "port_c", "pg_nodes"):
         value = getattr(args, name)
         if not re.fullmatch(r"[0-9]+", value) or int(value) < 1:
             raise Failure(f"--{name.replace('_', '-')} must be a positive integer")
         numbers[name] = int(value)
     if args.argon2 is not None and not re.fullmatch(r"m=[0-9]+,t=[0-9]+,p=[0-9]+", args.argon2):
         raise Failure("--argon2 takes m=KIB,t=N,p=N, e.g. m=64,t=1,p=1")
-    if not (numbers["port_a"] != numbers["port_b"] and numbers["port_a"] < 65536
-            and numbers["port_b"] < 65536):
+    if numbers["pg_nodes"] > 2:
+        raise Failure("--pg-nodes is 1 or 2")
+    if numbers["pg_nodes"] > 1 and not args.postgres:
+        raise Failure("--pg-nodes needs --postgres")
+    ports = [numbers["port_a"], numbers["port_b"]]
+    if args.postgres:
+        ports += [numbers["port_c"] + i for i in range(numbers["pg_nodes"])]
+    if len(set(ports)) != len(ports) or max(ports) >= 65536:
         raise Failure("bad ports")
+    servers = checked_servers(args.servers, args.postgres)
     duration_s = duration_seconds(args.duration)
     if duration_s is None:
         raise Failure(f"bad --duration: {args.duration} (use e.g. 10s, 500ms, 1m)")
@@ -141,4 +171,23 @@ def checked_settings(args):
             raise Failure(f"unknown scenario: {scenario} ({' '.join(ALL_SCENARIOS)})")
     return Settings(scenarios=scenarios, duration=args.duration, duration_s=duration_s,
                     argon2=args.argon2 or "", idle_duration=args.idle_duration,
-                    idle_duration_s=idle_duration_s, out=args.out, keep=args.keep, **numbers)
+                    idle_duration_s=idle_duration_s, postgres=args.postgres, servers=servers,
+                    out=args.out, keep=args.keep, **numbers)
+
+
+def checked_servers(text, postgres):
+    """--servers as a list in the order runs take them, or Failure."""
+    known = ALL_SERVERS if postgres else tuple(s for s in ALL_SERVERS if s != "poplite-pg")
+    if text is None:
+        return list(known)
+    servers = text.split()
+    if not servers:
+        raise Failure("--servers is empty")
+    for server in servers:
+        if server == "poplite-pg" and not postgres:
+            raise Failure("poplite-pg needs --postgres")
+        if server not in ALL_SERVERS:
+            raise Failure(f"unknown server: {server} ({' '.join(ALL_SERVERS)})")
+    if postgres and "poplite-pg" not in servers:
+        raise Failure("--postgres without poplite-pg in --servers")
+    return [s for s in ALL_SERVERS if s in servers]

@@ -9,14 +9,17 @@ import statistics
 from .common import CHEAP_ARGON2, log
 from .stats import (
     cpu_ms_per_session,
+    db_ms_per_session,
     error_kinds,
     fmt,
     hashing_split,
     login_rates,
+    median_or_none,
     ratio,
     run_errors,
     runs_of,
     server_metrics,
+    sessions_per_s,
 )
 
 DOVECOT_TUNING = (
@@ -42,12 +45,23 @@ def report_meta(bench, hashing, single_login):
         "corpus_mb": bench.corpus_bytes / 1e6,
         "big_mb": s.big_mb if bench.has("big") else None,
         "rounds": s.rounds, "duration": duration, "concurrency": s.concurrency,
-        "hash_note": bench.hash_note, "hash_params": s.argon2_label,
+        "hash_note": bench.hash_note or f"argon2id ({s.argon2_label})",
+        "hash_params": s.argon2_label,
         "hash_verify_s": hashing[0], "sodium_verify_s": hashing[1],
         "single_login": single_login, "cheap_params": CHEAP_ARGON2, "cheap_runs": s.cheap_runs,
-        "dovecot_tuning": DOVECOT_TUNING.format(cores=bench.cores),
+        "dovecot_tuning": (DOVECOT_TUNING.format(cores=bench.cores) if bench.runs("dovecot")
+                           else None),
         "scenarios": s.scenarios, "warnings": bench.warnings,
+        "postgres": postgres_meta(bench), "servers": s.servers,
     }
+
+
+def postgres_meta(bench):
+    """poplite-pg's cluster as the report describes it, or None."""
+    c = bench.cluster
+    if c is None:
+        return None
+    return {"version": c.version, "settings": c.settings, "nodes": bench.settings.pg_nodes}
 
 
 def header_lines(meta):
@@ -62,31 +76,59 @@ def header_lines(meta):
         corpus += (f"; big0: one {meta['big_mb']} MB message, its user's hash at "
                    f"{meta['cheap_params']} on both sides so that its RSS growth is the "
                    "stream's, not a login's argon2 buffer")
+    pg = meta.get("postgres")
+    servers = "poplite/Dovecot/poplite-pg" if pg else "poplite/Dovecot"
+    if meta.get("servers"):
+        servers = "/".join(LABELS[s] for s in meta["servers"])
     lines = [
-        "# poplite vs Dovecot (POP3)",
+        "# poplite vs Dovecot (POP3)" + (", and poplite on PostgreSQL" if pg else ""),
         "",
         (f"- date: {meta['date']}, host: {meta['cores']} cores, {meta['mem']}, "
         f"kernel {meta['kernel']}"),
-        f"- poplite {meta['poplite_rev']} (release build); Dovecot {meta['dovecot']}",
+        f"- poplite {meta['poplite_rev']} (release build)"
+        + (f"; Dovecot {meta['dovecot']}" if meta["dovecot"] else ""),
         corpus,
         (f"- runs: {meta['rounds']} rounds x {meta['duration']} per scenario, alternating "
-        f"poplite/Dovecot; concurrency {meta['concurrency']}; loadgen on the same machine"),
+        f"{servers}; concurrency {meta['concurrency']}; loadgen on the same machine"),
         f"- passwords: {meta['hash_note']}",
     ]
+    if pg:
+        lines.append(postgres_line(pg))
     if meta.get("cheap_runs"):
         lines.append(f"- poplite-cheap: poplite again, on users cheap0.. holding the same mail "
                      f"with {meta['cheap_params']} hashes, for the mail path's CPU without hashing")
-    lines += [f"- both servers: auth_failure_delay 1s; Dovecot: {meta['dovecot_tuning']}", ""]
+    if meta["dovecot_tuning"]:
+        lines.append(f"- {'every server' if pg else 'both servers'}: auth_failure_delay 1s; "
+                     f"Dovecot: {meta['dovecot_tuning']}")
+    lines.append("")
     for warning in meta.get("warnings", []):
         lines += [f"> **WARNING: {warning}**", ""]
     return lines
+
+
+def postgres_line(pg):
+    """The header's line on poplite-pg and its cluster."""
+    st = pg["settings"]
+    line = (f"- poplite-pg: poplite on PostgreSQL {pg['version']}, a cluster of its own in the "
+            f"work directory on 127.0.0.1 (fsync {st.get('fsync')}, synchronous_commit "
+            f"{st.get('synchronous_commit')}, full_page_writes {st.get('full_page_writes')}, "
+            f"shared_buffers {st.get('shared_buffers')}, max_wal_size {st.get('max_wal_size')}; "
+            "otherwise PostgreSQL's defaults), a fresh database holding a copy of poplite's "
+            "store (`poplite copy`: the same users, hashes, mail and UIDs), one node with "
+            "its default pool of 8 connections; its CPU counts poplite and the cluster's "
+            "whole process tree (postmaster, backends, WAL writer, checkpointer...), its "
+            "memory poplite's alone")
+    if pg.get("nodes", 1) > 1:
+        line += ("; poplite-pg-2nodes: two such nodes on that database, loadgen's workers "
+                 "split between them (worker i on node i mod 2, so a mailbox stays on one node)")
+    return line
 
 
 # Metrics that mean nothing for a scenario and stay out of its rows.
 OMITTED_METRICS = {
     "idle": ("sessions/s ↑", "messages/s ↑", "MB/s ↑", "latency p50 ms ↓",
              "latency p99 ms ↓",
-             "CPU ms/session ↓"),
+             "CPU ms/session ↓", "of it PostgreSQL, CPU ms/session ↓"),
     "big": ("sessions/s ↑",),
     "login": ("messages/s ↑", "MB/s ↑"),
 }
@@ -96,45 +138,67 @@ def errors_cell(count, kinds):
     return f"{count} {kinds}" if count else str(count)
 
 
-def summary_rows(scenario, runs):
+# The summary's server columns, in order, and their headings.
+LABELS = {"poplite": "poplite", "dovecot": "Dovecot", "poplite-pg": "poplite-pg"}
+# The ratios the summary gives, as (numerator, denominator), when both ran.
+RATIOS = (("poplite", "dovecot"), ("poplite-pg", "dovecot"), ("poplite-pg", "poplite"))
+
+
+def columns(runs):
+    """The summary's servers that have runs, and the ratios between them."""
+    servers = [s for s in LABELS if any(r["server"] == s for r in runs)]
+    return servers, [(a, b) for a, b in RATIOS if a in servers and b in servers]
+
+
+def summary_rows(scenario, runs, servers, ratios):
     """The summary table's rows for SCENARIO (none if it did not run)."""
     per, kinds = {}, {}
-    for server in ("poplite", "dovecot"):
+    for server in servers:
         rs = runs_of(runs, scenario, server)
         if rs:
             per[server], kinds[server] = server_metrics(scenario, rs), error_kinds(rs)
     if not per:
         return []
+    # In the order of the server with the most metrics (poplite-pg's
+    # PostgreSQL rows sit beside the CPU), then any others.
+    fullest = max(per.values(), key=len)
+    metrics = list(dict.fromkeys([*fullest, *(m for values in per.values() for m in values)]))
     rows = []
-    for metric in next(iter(per.values())):
+    for metric in metrics:
         if metric in OMITTED_METRICS.get(scenario, ()):
             continue
-        a = per.get("poplite", {}).get(metric)
-        b = per.get("dovecot", {}).get(metric)
+        values = {server: per.get(server, {}).get(metric) for server in servers}
         if metric.startswith("errors"):
-            quotient = ""
-            a = errors_cell(a, kinds["poplite"]) if a is not None else "n/a"
-            b = errors_cell(b, kinds["dovecot"]) if b is not None else "n/a"
+            cells = [errors_cell(values[s], kinds[s]) if values[s] is not None else "n/a"
+                     for s in servers]
+            quotients = [""] * len(ratios)
         else:
-            quotient = ratio(a, b)
-            a, b = fmt(a), fmt(b)
-        rows.append(f"| {scenario} | {metric} | {a} | {b} | {quotient} |")
+            cells = [fmt(values[s]) for s in servers]
+            quotients = [ratio(values[a], values[b]) for a, b in ratios]
+        rows.append(f"| {scenario} | {metric} | " + " | ".join(cells + quotients) + " |")
     return rows
 
 
 def summary_table(meta, runs):
+    servers, ratios = columns(runs)
+    heads = [LABELS[s] for s in servers] + [f"{LABELS[a]}/{LABELS[b]}" for a, b in ratios]
+    ratio_note = {0: "", 1: "Ratio = poplite / Dovecot "}.get(
+        len(ratios), "Ratios as each column's heading says ")
     lines = [
-        ("Medians over rounds. Ratio = poplite / Dovecot "
-         "(↑ higher is better, ↓ lower is better). "
+        ("Medians over rounds. " + ratio_note + "(↑ higher is better, ↓ lower is better). "
         "CPU and RSS cover each server's whole process tree (Dovecot: master and all children); "
         "RSS sums VmRSS, so pages shared between Dovecot's processes count once per process, "
-        "PSS splits them. `big` counts CPU per RETR of the big message."),
+        "PSS splits them. `big` counts CPU per RETR of the big message."
+        + (" poplite-pg's CPU is poplite's and its PostgreSQL cluster's together; its memory "
+           "is poplite's alone; PostgreSQL connections are those its node holds open to the "
+           "cluster (the pool and the APOP watch), counted from /proc."
+           if "poplite-pg" in servers else "")),
         "",
-        "| scenario | metric | poplite | Dovecot | poplite/Dovecot |",
-        "|---|---|---:|---:|---:|",
+        "| scenario | metric | " + " | ".join(heads) + " |",
+        "|---|---|" + "---:|" * len(heads),
     ]
     for scenario in meta["scenarios"]:
-        lines += summary_rows(scenario, runs)
+        lines += summary_rows(scenario, runs, servers, ratios)
     return lines + [""]
 
 
@@ -161,21 +225,83 @@ def mail_path_section(meta, runs):
     mail = [s for s in ("retr", "cycle") if s in meta["scenarios"]]
     if "login" not in meta["scenarios"] or not mail:
         return []
+    servers, ratios = columns(runs)
+    heads = [f"{LABELS[s]} ms" for s in servers] + [f"{LABELS[a]}/{LABELS[b]}" for a, b in ratios]
     lines = [
         ("CPU per session on the mail path: each scenario's CPU ms/session less `login`'s "
         "(which is about one argon2id verification and the login exchange):"),
         "",
-        "| scenario | poplite ms | Dovecot ms | poplite/Dovecot |",
-        "|---|---:|---:|---:|",
+        "| scenario | " + " | ".join(heads) + " |",
+        "|---|" + "---:|" * len(heads),
     ]
     for scenario in mail:
         d = {}
-        for server in ("poplite", "dovecot"):
+        for server in servers:
             total = cpu_ms_per_session(runs, scenario, server)
             login = cpu_ms_per_session(runs, "login", server)
             d[server] = total - login if total is not None and login is not None else None
-        a, b = d["poplite"], d["dovecot"]
-        lines.append(f"| {scenario} | {fmt(a)} | {fmt(b)} | {ratio(a, b)} |")
+        cells = [fmt(d[s]) for s in servers] + [ratio(d[a], d[b]) for a, b in ratios]
+        lines.append(f"| {scenario} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def postgres_section(meta, runs):
+    """poplite-pg's CPU per session split between poplite and PostgreSQL,
+    against poplite's on SQLite, and the issue's targets (`retr` and
+    `cycle` sessions/s at least Dovecot's)."""
+    scenarios = [s for s in ("login", "retr", "cycle") if runs_of(runs, s, "poplite-pg")]
+    if not scenarios:
+        return []
+    lines = [
+        ("On PostgreSQL: poplite-pg's CPU per session, split into the poplite process and the "
+         "PostgreSQL cluster (medians over rounds, so the parts may not add up to the total "
+         "exactly), against poplite's on SQLite:"),
+        "",
+        ("| scenario | poplite-pg ms | of it poplite ms | of it PostgreSQL ms | "
+         "poplite (SQLite) ms | poplite-pg/poplite |"),
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for scenario in scenarios:
+        total = cpu_ms_per_session(runs, scenario, "poplite-pg")
+        db = db_ms_per_session(runs, scenario, "poplite-pg")
+        node = median_or_none((r["cpu_s"] - r["db_cpu_s"]) * 1000 / r["loadgen"]["sessions"]
+                              for r in runs_of(runs, scenario, "poplite-pg")
+                              if r["loadgen"]["sessions"])
+        sqlite = cpu_ms_per_session(runs, scenario, "poplite")
+        lines.append(f"| {scenario} | {fmt(total)} | {fmt(node)} | {fmt(db)} | {fmt(sqlite)} | "
+                     f"{ratio(total, sqlite)} |")
+    lines.append("")
+    for scenario in (s for s in ("retr", "cycle") if s in scenarios):
+        pg, dovecot = (sessions_per_s(runs, scenario, s) for s in ("poplite-pg", "dovecot"))
+        if pg is not None and dovecot:
+            verdict = "met" if pg >= dovecot else "not met"
+            lines.append(f"- `{scenario}` sessions/s on PostgreSQL at least Dovecot's: {verdict} "
+                         f"in this run ({fmt(pg)} against {fmt(dovecot)}, "
+                         f"{ratio(pg, dovecot)}×).")
+    return lines + [""]
+
+
+def two_nodes_section(meta, runs):
+    """One poplite-pg node against two on the same database, same rounds."""
+    scenarios = [s for s in ("login", "retr", "cycle")
+                 if runs_of(runs, s, "poplite-pg") and runs_of(runs, s, "poplite-pg-2nodes")]
+    if not scenarios:
+        return []
+    lines = [
+        (f"One node against two on the same database (poplite-pg-2nodes: loadgen's "
+         f"{meta['concurrency']} workers split between the nodes), in the same rounds; CPU "
+         "counts both nodes and the cluster:"),
+        "",
+        ("| scenario | sessions/s, 1 node | 2 nodes | 2/1 | CPU ms/session, 1 node | 2 nodes | "
+         "of it PostgreSQL ms, 1 node | 2 nodes |"),
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for scenario in scenarios:
+        one, two = (sessions_per_s(runs, scenario, s) for s in ("poplite-pg", "poplite-pg-2nodes"))
+        cpu = [cpu_ms_per_session(runs, scenario, s) for s in ("poplite-pg", "poplite-pg-2nodes")]
+        db = [db_ms_per_session(runs, scenario, s) for s in ("poplite-pg", "poplite-pg-2nodes")]
+        lines.append(f"| {scenario} | {fmt(one)} | {fmt(two)} | {ratio(two, one)} | "
+                     f"{fmt(cpu[0])} | {fmt(cpu[1])} | {fmt(db[0])} | {fmt(db[1])} |")
     return lines + [""]
 
 
@@ -297,20 +423,24 @@ def own_argon2_section(meta, runs):
 
 
 def per_run_table(runs):
+    pg = any("db_cpu_s" in r for r in runs)
     lines = [
         "Per run (rounds in order):",
         "",
         ("| scenario | round | server | sessions/s | messages/s | MB/s | p50 ms | p99 ms | CPU s | "
-        "of it hashing s | RSS peak MB | errors |"),
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "of it hashing s | " + ("of it PostgreSQL s | " if pg else "")
+        + "RSS peak MB | errors |"),
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if pg else "")
+        + "---:|---:|",
     ]
     for r in runs:
         g = r["loadgen"]
         hashing = fmt(r.get("hash_cpu_s")) if r["server"].startswith("poplite") else ""
+        db = (fmt(r["db_cpu_s"]) if "db_cpu_s" in r else "") + " | " if pg else ""
         lines.append(
             f"| {r['scenario']} | {r['round']} | {r['server']} | {fmt(g['sessions_per_s'])} | "
             f"{fmt(g['messages_per_s'])} | {fmt(g['mb_per_s'])} | {fmt(g['p50_ms'])} | "
-            f"{fmt(g['p99_ms'])} | {fmt(r['cpu_s'])} | {hashing} | "
+            f"{fmt(g['p99_ms'])} | {fmt(r['cpu_s'])} | {hashing} | {db}"
             f"{fmt(r['rss_peak_kb'] / 1024)} | {run_errors(r)} |")
     return lines + [""]
 
@@ -318,7 +448,8 @@ def per_run_table(runs):
 def render_report(meta, runs):
     """The markdown report."""
     sections = (header_lines(meta), summary_table(meta, runs), raw_copy_section(meta, runs),
-                mail_path_section(meta, runs), cpu_split_section(meta, runs),
+                mail_path_section(meta, runs), postgres_section(meta, runs),
+                two_nodes_section(meta, runs), cpu_split_section(meta, runs),
                 hashing_bound_section(meta, runs), own_argon2_section(meta, runs),
                 per_run_table(runs))
     return "\n".join(line for section in sections for line in section)

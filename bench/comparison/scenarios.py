@@ -1,6 +1,7 @@
 """The measured runs: for each scenario and round, loadgen against poplite,
-Dovecot (and poplite-cheap, and the raw copy for `big`), each with the
-server's CPU and memory over it; one record per run, kept in results.jsonl."""
+Dovecot, poplite-pg (and poplite-pg-2nodes, poplite-cheap, and the raw copy
+for `big`), each with the server's CPU and memory over it (poplite-pg's CPU
+with its PostgreSQL cluster's); one record per run, kept in results.jsonl."""
 
 import dataclasses
 import json
@@ -17,7 +18,8 @@ from .measure import (
     tree_cpu_seconds,
     tree_memory_kb,
 )
-from .servers import stop_processes
+from .postgres import client_connections, node_connections
+from .servers import Target, stop_processes, targets
 from .stats import run_errors
 
 
@@ -84,39 +86,54 @@ def loadgen_json(status, json_path, log_path, what):
         return json.load(f)
 
 
-def measure_run(bench, scenario, round_no, server, port, proc):
-    """One loadgen run of SCENARIO against one server, with the server's
-    CPU and memory over it; returns the run's record."""
+def measure_run(bench, scenario, round_no, target):
+    """One loadgen run of SCENARIO against one server (TARGET), with the
+    server's CPU and memory over it; returns the run's record. For
+    poplite-pg, cpu_s is poplite's and the cluster's together (db_cpu_s the
+    cluster's part), memory poplite's alone, and the connections its nodes
+    hold to the cluster are counted (peak; `idle`: also pg_stat_activity's
+    count for the database with every connection held)."""
+    server, pids, db = target.name, target.pids, target.db_pid
     load = load_for(bench.settings, scenario, server)
     if scenario == "cycle":
         refill_cycle_mailboxes(bench, server)
     name = f"run-{scenario}-{round_no}-{server}"
     json_path, log_path = bench.path(name + ".json"), bench.path(name + ".txt")
-    pid = proc.pid
-    rss0, pss0 = tree_memory_kb(pid)
-    sampler = MemorySampler(pid, 0.5, load.duration_s + 900).start()
-    cpu0, hash0 = tree_cpu_seconds(pid), hashing_cpu_seconds(pid)
+    connections = (lambda: node_connections(pids, bench.cluster.port)) if db else None
+    rss0, pss0 = tree_memory_kb(*pids)
+    sampler = MemorySampler(pids, 0.5, load.duration_s + 900, connections).start()
+    db0 = tree_cpu_seconds(db) if db else 0.0
+    cpu0, hash0 = tree_cpu_seconds(*pids), hashing_cpu_seconds(*pids)
+    addrs = [arg for port in target.ports for arg in ("--addr", f"127.0.0.1:{port}")]
     start_loadgen(
-        bench, ["--addr", f"127.0.0.1:{port}", "--scenario", scenario,
+        bench, [*addrs, "--scenario", scenario,
                 "--concurrency", str(load.concurrency), "--duration", load.duration,
                 "--users", load.users, "--user-count", str(load.count), "--password", PASSWORD,
                 "--json", json_path, *load.extra],
         log_path)
-    held = HeldMemory(pid, load.duration_s) if scenario == "idle" else None
+    held = None
+    if scenario == "idle":
+        held = HeldMemory(pids, load.duration_s,
+                          (lambda: client_connections(bench)) if db else None)
     status = wait_for_loadgen(bench, int(load.duration_s * 2 + 600))
-    cpu1, hash1 = tree_cpu_seconds(pid), hashing_cpu_seconds(pid)
-    rss1, pss1 = tree_memory_kb(pid)
+    cpu1, hash1 = tree_cpu_seconds(*pids), hashing_cpu_seconds(*pids)
+    db1 = tree_cpu_seconds(db) if db else 0.0
+    rss1, pss1 = tree_memory_kb(*pids)
     peak_rss, peak_pss = sampler.stop()
     held_rss, held_pss = held.stop() if held else (0, 0)
     loadgen = loadgen_json(status, json_path, log_path, f"{server}/{scenario}")
-    if proc.poll() is not None:
+    if target.died():
         raise Failure(f"{server} died during {scenario}")
-    return {"scenario": scenario, "round": round_no, "server": server, "loadgen": loadgen,
-            "cpu_s": cpu1 - cpu0, "hash_cpu_s": hash1 - hash0,
-            "rss_before_kb": rss0, "pss_before_kb": pss0,
-            "rss_peak_kb": max(peak_rss, rss1), "pss_peak_kb": max(peak_pss, pss1),
-            "rss_end_kb": rss1, "pss_end_kb": pss1,
-            "rss_held_kb": held_rss, "pss_held_kb": held_pss}
+    run = {"scenario": scenario, "round": round_no, "server": server, "loadgen": loadgen,
+           "cpu_s": cpu1 - cpu0 + db1 - db0, "hash_cpu_s": hash1 - hash0,
+           "rss_before_kb": rss0, "pss_before_kb": pss0,
+           "rss_peak_kb": max(peak_rss, rss1), "pss_peak_kb": max(peak_pss, pss1),
+           "rss_end_kb": rss1, "pss_end_kb": pss1,
+           "rss_held_kb": held_rss, "pss_held_kb": held_pss}
+    if db:
+        run.update(db_cpu_s=db1 - db0, nodes=len(pids), db_conns_peak=sampler.peak_extra,
+                   db_conns_held=held.extra_value if held else None)
+    return run
 
 
 def measure_raw_copy(bench, round_no):
@@ -142,24 +159,29 @@ def progress_line(run):
     g = run["loadgen"]
     if run["server"] == "raw":
         return f"    big    round {run['round']} raw copy {g['mb_per_s']:8.1f} MB/s"
-    return (f"    {run['scenario']:<6} round {run['round']} {run['server']:<13} "
+    return (f"    {run['scenario']:<6} round {run['round']} {run['server']:<17} "
             f"{g['sessions_per_s']:8.1f} sess/s {g['messages_per_s']:8.1f} msg/s "
             f"{g['mb_per_s']:7.1f} MB/s  p50 {g['p50_ms']:8.2f} ms p99 {g['p99_ms']:8.2f} ms  "
             f"cpu {run['cpu_s']:6.2f} s  rss {run['rss_peak_kb'] / 1024:7.1f} MB "
             f"pss {run['pss_peak_kb'] / 1024:7.1f} MB"
             + (f"  held {g['held']}" if run["scenario"] == "idle" else "")
+            + (f"  of it PostgreSQL {run['db_cpu_s']:6.2f} s" if "db_cpu_s" in run else "")
+            + (f"  db conns peak {run['db_conns_peak']}" if run.get("db_conns_peak") else "")
+            + (f" (pg_stat_activity {run['db_conns_held']} all held)"
+               if run.get("db_conns_held") is not None else "")
             + (f"  ERRORS {g['errors']}" if run_errors(run) else ""))
 
 
 def round_runs(bench, scenario, round_no):
-    """One round of SCENARIO: poplite, then Dovecot, then poplite-cheap for
-    `retr` at a real hash cost, then the raw copy for `big`; yields each
-    run's record as it ends."""
+    """One round of SCENARIO: each server in turn (servers.targets), then
+    poplite-cheap for `retr` at a real hash cost, then the raw copy for
+    `big`; yields each run's record as it ends."""
     s = bench.settings
-    yield measure_run(bench, scenario, round_no, "poplite", s.port_a, bench.poplite_proc)
-    yield measure_run(bench, scenario, round_no, "dovecot", s.port_b, bench.dovecot_proc)
+    for target in targets(bench):
+        yield measure_run(bench, scenario, round_no, target)
     if s.cheap_runs and scenario == "retr":
-        yield measure_run(bench, scenario, round_no, "poplite-cheap", s.port_a, bench.poplite_proc)
+        yield measure_run(bench, scenario, round_no,
+                          Target("poplite-cheap", [s.port_a], [bench.poplite_proc]))
     if scenario == "big":
         yield measure_raw_copy(bench, round_no)
 

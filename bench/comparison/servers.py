@@ -1,7 +1,9 @@
-"""The two servers as processes: Dovecot's configuration, starting poplite
-and Dovecot on 127.0.0.1, checking that both answer, the warm-up, and
-stopping everything (Dovecot's children included)."""
+"""The servers as processes: Dovecot's configuration, starting poplite,
+Dovecot and poplite-pg's nodes on 127.0.0.1, what each run measures of
+them (Target), checking that all answer, the warm-up, and stopping
+everything (Dovecot's children and the PostgreSQL cluster included)."""
 
+import dataclasses
 import os
 import poplib
 import signal
@@ -16,7 +18,44 @@ from .mailboxes import (
     write_dovecot_passwd,
 )
 from .measure import tree_pids
+from .postgres import stop_cluster
 from .system import port_open
+
+
+@dataclasses.dataclass
+class Target:
+    """What one run loads and measures: the server's name in the records,
+    the ports loadgen splits its workers over, the processes whose trees
+    are the server (CPU, memory), and the PostgreSQL postmaster whose
+    tree's CPU counts too (poplite-pg)."""
+    name: str
+    ports: list
+    procs: list
+    db_pid: int = None
+
+    @property
+    def pids(self):
+        return [p.pid for p in self.procs]
+
+    def died(self):
+        return any(p.poll() is not None for p in self.procs)
+
+
+def targets(bench):
+    """Each round's runs, in order: poplite, Dovecot, poplite-pg (one node),
+    poplite-pg-2nodes with --pg-nodes 2. (poplite-cheap is `retr`'s own:
+    see scenarios.round_runs.)"""
+    s, out = bench.settings, []
+    if bench.runs("poplite"):
+        out.append(Target("poplite", [s.port_a], [bench.poplite_proc]))
+    if bench.runs("dovecot"):
+        out.append(Target("dovecot", [s.port_b], [bench.dovecot_proc]))
+    if bench.runs("poplite-pg"):
+        db = bench.cluster.postmaster_pid
+        out.append(Target("poplite-pg", s.pg_ports[:1], bench.pg_procs[:1], db))
+        if s.pg_nodes > 1:
+            out.append(Target("poplite-pg-2nodes", s.pg_ports, bench.pg_procs, db))
+    return out
 
 
 def dovecot_config(bench):
@@ -105,33 +144,54 @@ def check_dovecot_config(bench):
 
 
 def set_up_dovecot(bench):
-    bench.phc = first_password_hash(bench.db)
+    bench.phc = first_password_hash(bench)
+    if not bench.runs("dovecot"):
+        return
     write_dovecot_config(bench)
     write_dovecot_passwd(bench, dovecot_password_scheme(bench))
     set_up_dovecot_mail(bench)
     check_dovecot_config(bench)
 
 
-def start_servers(bench):
-    s = bench.settings
+def start_poplite(bench, name, db, port):
+    """`poplite --db DB serve` on 127.0.0.1:PORT, its output in NAME.out
+    and NAME.log; returns the Popen."""
     # Every load-generator connection comes from 127.0.0.1: no per-address limit.
     extra = ["--max-connections-per-ip", "0"]
     if bench.has("idle"):
-        extra += ["--max-connections", str(s.idle_conns + 256)]
-    log(f"starting poplite on 127.0.0.1:{s.port_a} and Dovecot on 127.0.0.1:{s.port_b}")
-    with open(bench.path("poplite.out"), "w") as out, open(bench.path("poplite.log"), "w") as err:
-        bench.poplite_proc = subprocess.Popen(
-            [bench.poplite, "--db", bench.db, "serve", "--listen", f"127.0.0.1:{s.port_a}",
+        extra += ["--max-connections", str(bench.settings.idle_conns + 256)]
+    with open(bench.path(name + ".out"), "w") as out, open(bench.path(name + ".log"), "w") as err:
+        return subprocess.Popen(
+            [bench.poplite, "--db", db, "serve", "--listen", f"127.0.0.1:{port}",
              "--auth-failure-delay", "1s", *extra],
             stdin=subprocess.DEVNULL, stdout=out, stderr=err,
             env={**os.environ, "RUST_LOG": "warn"})
-    with open(bench.path("dovecot.out"), "w") as out:
-        bench.dovecot_proc = subprocess.Popen(["dovecot", "-F", "-c", bench.dovecot_conf],
-                                              stdin=subprocess.DEVNULL, stdout=out,
-                                              stderr=subprocess.STDOUT)
-    wait_for_port(bench, s.port_a, bench.poplite_proc, "poplite")
-    wait_for_port(bench, s.port_b, bench.dovecot_proc, "dovecot")
-    wait_for_listening_line(bench)
+
+
+def start_servers(bench):
+    s = bench.settings
+    started = []  # (name, port, Popen)
+    if bench.runs("poplite"):
+        log(f"starting poplite on 127.0.0.1:{s.port_a}")
+        bench.poplite_proc = start_poplite(bench, "poplite", bench.db, s.port_a)
+        started.append(("poplite", s.port_a, bench.poplite_proc))
+    if bench.runs("dovecot"):
+        log(f"starting Dovecot on 127.0.0.1:{s.port_b}")
+        with open(bench.path("dovecot.out"), "w") as out:
+            bench.dovecot_proc = subprocess.Popen(["dovecot", "-F", "-c", bench.dovecot_conf],
+                                                  stdin=subprocess.DEVNULL, stdout=out,
+                                                  stderr=subprocess.STDOUT)
+        started.append(("dovecot", s.port_b, bench.dovecot_proc))
+    for node, port in enumerate(s.pg_ports if bench.runs("poplite-pg") else [], start=1):
+        name = "poplite-pg" if node == 1 else f"poplite-pg-node{node}"
+        log(f"starting poplite-pg node {node} on 127.0.0.1:{port}")
+        proc = start_poplite(bench, name, bench.pg_url, port)
+        bench.pg_procs.append(proc)
+        started.append((name, port, proc))
+    for name, port, proc in started:
+        wait_for_port(bench, port, proc, name)
+        if name != "dovecot":
+            wait_for_listening_line(bench, name, port)
 
 
 def wait_for_port(bench, port, proc, name):
@@ -145,11 +205,11 @@ def wait_for_port(bench, port, proc, name):
     raise Failure(f"{name} did not listen on 127.0.0.1:{port} within 30 s")
 
 
-def wait_for_listening_line(bench):
-    """poplite's stdout must name the address it listens on."""
-    expected = f"poplite listening on 127.0.0.1:{bench.settings.port_a}"
+def wait_for_listening_line(bench, name, port):
+    """poplite's stdout (NAME.out) must name the address it listens on."""
+    expected = f"poplite listening on 127.0.0.1:{port}"
     for _ in range(50):
-        with open(bench.path("poplite.out")) as f:
+        with open(bench.path(name + ".out")) as f:
             text = f.read()
         if "poplite listening on " in text:
             break
@@ -177,23 +237,31 @@ def check_login(port, user, expect):
             time.sleep(0.5)
 
 
-def check_both_servers(bench):
+def server_ports(bench):
+    """Every port a server listens on (each poplite-pg node's)."""
     s = bench.settings
-    for port in (s.port_a, s.port_b):
+    return ([s.port_a] if bench.runs("poplite") else []) + (
+        [s.port_b] if bench.runs("dovecot") else []) + (
+        s.pg_ports if bench.runs("poplite-pg") else [])
+
+
+def check_servers(bench):
+    s = bench.settings
+    for port in server_ports(bench):
         check_login(port, "bench0", s.messages)
         if bench.has("big"):
             check_login(port, "big0", 1)
         if bench.has("idle"):
             check_login(port, "idle0", 0)
-    log(f"both servers answer a login as bench0 with {s.messages} messages")
+    log(f"every server answers a login as bench0 with {s.messages} messages")
 
 
 def warm_up(bench):
-    """Dovecot builds its index files on a mailbox's first session, and both
-    servers get their pages cached. Not measured."""
+    """Dovecot builds its index files on a mailbox's first session, and
+    every server gets its pages cached. Not measured."""
     s = bench.settings
     log("warm-up (not measured)")
-    for port in (s.port_a, s.port_b):
+    for port in server_ports(bench):
         subprocess.run([bench.loadgen, "--addr", f"127.0.0.1:{port}", "--scenario", "retr",
                         "--concurrency", str(s.users), "--duration", "1s", "--users", "bench%d",
                         "--user-count", str(s.users), "--password", PASSWORD],
@@ -237,11 +305,12 @@ def stop_pids(pids):
 
 
 def stop_everything(bench):
-    """Stops the load generator and both servers; Dovecot's children that
-    outlive its master are stopped by PID too."""
+    """Stops the load generator and the servers; Dovecot's children that
+    outlive its master are stopped by PID too; then the PostgreSQL cluster."""
     stop_processes([bench.loadgen_proc])
-    stop_processes([bench.poplite_proc])
+    stop_processes([bench.poplite_proc, *bench.pg_procs])
     if bench.dovecot_proc is not None:
         kids = [p for p in tree_pids(bench.dovecot_proc.pid) if p != bench.dovecot_proc.pid]
         stop_processes([bench.dovecot_proc])
         stop_pids(kids)
+    stop_cluster(bench)

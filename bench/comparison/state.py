@@ -30,6 +30,9 @@ class Bench:
     poplite_proc: subprocess.Popen = None
     dovecot_proc: subprocess.Popen = None
     loadgen_proc: subprocess.Popen = None
+    # --postgres: the cluster (postgres.Cluster) and poplite's nodes on it.
+    cluster: object = None
+    pg_procs: list = dataclasses.field(default_factory=list)
     generation: int = 0
 
     def path(self, *parts):
@@ -37,7 +40,27 @@ class Bench:
 
     @property
     def db(self):
+        """poplite's SQLite file."""
         return self.path("poplite.db")
+
+    @property
+    def pg_url(self):
+        """poplite-pg's database, or None without --postgres."""
+        return self.cluster.url if self.cluster else None
+
+    @property
+    def primary_db(self):
+        """The store users and mail are set up in, and Dovecot's hashes read
+        from: the SQLite file, or the PostgreSQL database when poplite runs
+        only there. The other store gets a copy (`poplite copy`)."""
+        return self.db if "poplite" in self.settings.servers else self.pg_url
+
+    def store_of(self, server):
+        """The --db of SERVER (poplite, poplite-cheap, poplite-pg...)."""
+        return self.pg_url if server.startswith("poplite-pg") else self.db
+
+    def runs(self, server):
+        return server in self.settings.servers
 
     @property
     def dovecot_conf(self):

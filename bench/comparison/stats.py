@@ -59,19 +59,30 @@ def server_metrics(scenario, rs):
         held = r["loadgen"]["held"]
         return (r[f"{field}_peak_kb"] - r[f"{field}_before_kb"]) / held if held else None
 
+    cpu_unit = "RETR" if scenario == "big" else "session"
     metrics = {
         "sessions/s ↑": med(lambda r: r["loadgen"]["sessions_per_s"]),
         "messages/s ↑": med(lambda r: r["loadgen"]["messages_per_s"]),
         "MB/s ↑": med(lambda r: r["loadgen"]["mb_per_s"]),
         "latency p50 ms ↓": med(lambda r: r["loadgen"]["p50_ms"]),
         "latency p99 ms ↓": med(lambda r: r["loadgen"]["p99_ms"]),
-        ("CPU ms/RETR ↓" if scenario == "big" else "CPU ms/session ↓"): med(cpu_ms_per_unit),
+        f"CPU ms/{cpu_unit} ↓": med(cpu_ms_per_unit),
+    }
+    if any("db_cpu_s" in r for r in rs):
+        # poplite-pg: the cluster's share of the CPU, and its connections.
+        metrics[f"of it PostgreSQL, CPU ms/{cpu_unit} ↓"] = med(
+            lambda r: db_ms_per_unit(r, unit))
+        metrics["PostgreSQL connections, peak"] = med(lambda r: r.get("db_conns_peak"))
+        if scenario == "idle":
+            metrics["PostgreSQL connections, all held (pg_stat_activity)"] = med(
+                lambda r: r.get("db_conns_held"))
+    metrics.update({
         "CPU cores busy": med(lambda r: r["cpu_s"] / r["loadgen"]["elapsed_s"]),
         "RSS MB, peak in run ↓": med(lambda r: r["rss_peak_kb"] / 1024),
         "PSS MB, peak in run ↓": med(lambda r: r["pss_peak_kb"] / 1024),
         "RSS MB, after run ↓": med(lambda r: r["rss_end_kb"] / 1024),
         "errors (all rounds)": sum(run_errors(r) for r in rs),
-    }
+    })
     if scenario == "big":
         metrics["RSS MB, growth in run ↓"] = med(
             lambda r: (r["rss_peak_kb"] - r["rss_before_kb"]) / 1024)
@@ -84,6 +95,21 @@ def server_metrics(scenario, rs):
         metrics["RSS KB per held conn ↓"] = med(lambda r: per_held_kb(r, "rss"))
         metrics["PSS KB per held conn ↓"] = med(lambda r: per_held_kb(r, "pss"))
     return metrics
+
+
+def db_ms_per_unit(run, unit="sessions"):
+    """poplite-pg's PostgreSQL CPU ms per session (or message), or None."""
+    n = run["loadgen"][unit]
+    return run["db_cpu_s"] * 1000 / n if n and "db_cpu_s" in run else None
+
+
+def db_ms_per_session(runs, scenario, server):
+    """Median PostgreSQL CPU ms per session of SERVER's runs, or None."""
+    return median_or_none(db_ms_per_unit(r) for r in runs_of(runs, scenario, server))
+
+
+def sessions_per_s(runs, scenario, server):
+    return median_or_none(r["loadgen"]["sessions_per_s"] for r in runs_of(runs, scenario, server))
 
 
 def cpu_ms_per_session(runs, scenario, server):

@@ -79,9 +79,9 @@ def port_open(port):
 
 
 def check_ports_free(settings):
-    for port in (settings.port_a, settings.port_b):
+    for port in (settings.port_a, settings.port_b, *settings.pg_ports):
         if port_open(port):
-            raise Failure(f"127.0.0.1:{port} is already in use (choose --port-a/--port-b)")
+            raise Failure(f"127.0.0.1:{port} is already in use (choose --port-a/-b/-c)")
 
 
 def prepare_system(settings):
@@ -89,12 +89,17 @@ def prepare_system(settings):
     a Bench with an empty work directory, or Failure."""
     require_root()
     poplite, loadgen = build_binaries()
-    run_setup_script()
+    dovecot_version = ""
+    if "dovecot" in settings.servers:
+        run_setup_script()
+        dovecot_version = subprocess.run(["dovecot", "--version"], capture_output=True,
+                                         text=True, check=True).stdout.strip()
     raise_descriptor_limit(settings)
     check_ports_free(settings)
-    user = pwd.getpwnam(MAIL_USER)
-    dovecot_version = subprocess.run(["dovecot", "--version"], capture_output=True,
-                                     text=True, check=True).stdout.strip()
+    try:
+        user = pwd.getpwnam(MAIL_USER)
+    except KeyError:  # Dovecot is not run, so its mail user may not exist
+        user = pwd.getpwuid(0)
     return Bench(settings=settings, work=make_work_dir(), poplite=poplite, loadgen=loadgen,
                  rev=source_revision(), cores=os.cpu_count() or 1, mail_uid=user.pw_uid,
                  mail_gid=user.pw_gid, dovecot_version=dovecot_version)
