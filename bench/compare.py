@@ -67,7 +67,7 @@ def compare(bench):
     status."""
     write_corpora(bench)
     if bench.settings.postgres:
-        start_cluster(bench)
+        bench.cluster = start_cluster(bench.path("postgres"))
     set_up_poplite(bench)
     set_up_dovecot(bench)
     start_servers(bench)

@@ -97,7 +97,8 @@ def user_hashes(bench):
     in, oldest first: from the SQLite file, or through psql."""
     db = bench.primary_db
     if db != bench.db:
-        rows = psql(bench, "SELECT name, password_hash FROM users ORDER BY id").splitlines()
+        rows = psql(bench.cluster,
+                    "SELECT name, password_hash FROM users ORDER BY id").splitlines()
         return [tuple(row.split("|", 1)) for row in rows if row]
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:

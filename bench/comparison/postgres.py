@@ -68,11 +68,10 @@ def as_postgres(*args, **kwargs):
     return result.stdout
 
 
-def start_cluster(bench):
-    """initdb and start a cluster under the work directory, create the
-    database poplite-pg uses; sets bench.cluster."""
+def start_cluster(cluster_dir):
+    """initdb and start a cluster in CLUSTER_DIR (made here), and create
+    the database poplite-pg uses; returns its Cluster."""
     bin_dir = postgres_bin()
-    cluster_dir = bench.path("postgres")
     os.makedirs(cluster_dir)
     shutil.chown(cluster_dir, "postgres", "postgres")
     port = free_port()
@@ -87,20 +86,25 @@ def start_cluster(bench):
                 os.path.join(cluster_dir, "server.log"), "-w", "-o", options, "start")
     with open(os.path.join(data, "postmaster.pid")) as f:
         pid = int(f.readline())
-    bench.cluster = Cluster(dir=cluster_dir, bin=bin_dir, port=port, postmaster_pid=pid)
-    psql(bench, f"CREATE DATABASE {DATABASE}", database="postgres")
-    bench.cluster.version = psql(bench, "SHOW server_version").strip()
-    bench.cluster.settings = {
-        name: psql(bench, f"SHOW {name}").strip()
-        for name in ("fsync", "synchronous_commit", "full_page_writes", "shared_buffers",
-                     "wal_level", "max_wal_size")}
-    if bench.cluster.settings["fsync"] != "on":
-        raise Failure("the bench cluster must run with fsync on")
+    cluster = Cluster(dir=cluster_dir, bin=bin_dir, port=port, postmaster_pid=pid)
+    try:
+        psql(cluster, f"CREATE DATABASE {DATABASE}", database="postgres")
+        cluster.version = psql(cluster, "SHOW server_version").strip()
+        cluster.settings = {
+            name: psql(cluster, f"SHOW {name}").strip()
+            for name in ("fsync", "synchronous_commit", "full_page_writes", "shared_buffers",
+                         "wal_level", "max_wal_size")}
+        if cluster.settings["fsync"] != "on":
+            raise Failure("the bench cluster must run with fsync on")
+    except BaseException:
+        stop_cluster(cluster)
+        raise
+    return cluster
 
 
-def psql(bench, sql, database=DATABASE):
-    """SQL's output (unaligned, tuples only) from psql on the bench cluster."""
-    c = bench.cluster
+def psql(cluster, sql, database=DATABASE):
+    """SQL's output (unaligned, tuples only) from psql on CLUSTER."""
+    c = cluster
     result = subprocess.run(
         [os.path.join(c.bin, "psql"), "-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
          "-p", str(c.port), "-U", "postgres", "-d", database, "-c", sql],
@@ -110,10 +114,10 @@ def psql(bench, sql, database=DATABASE):
     return result.stdout
 
 
-def client_connections(bench):
+def client_connections(cluster):
     """pg_stat_activity's client backends on poplite-pg's database, psql's
     own excluded."""
-    return int(psql(bench, "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+    return int(psql(cluster, "SELECT count(*) FROM pg_stat_activity WHERE datname = "
                            f"'{DATABASE}' AND pid <> pg_backend_pid()").strip())
 
 
@@ -146,17 +150,13 @@ def node_connections(pids, port):
     return count
 
 
-def stop_cluster(bench):
+def stop_cluster(cluster):
     """pg_ctl stop (fast: sessions are ended); if the postmaster is still
-    there, SIGKILL to its processes by PID. The cluster's files go with the
-    work directory."""
-    c = bench.cluster
-    if c is None:
-        return
+    there, SIGKILL to its processes by PID. The files stay."""
+    c = cluster
     subprocess.run(["runuser", "-u", "postgres", "--", os.path.join(c.bin, "pg_ctl"), "-D",
                     c.data, "-m", "fast", "-w", "-t", "30", "stop"],
                    capture_output=True, timeout=60, check=False)
-    bench.cluster = None
     try:
         with open(f"/proc/{c.postmaster_pid}/cmdline", "rb") as f:
             ours = c.data.encode() in f.read()

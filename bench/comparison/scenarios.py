@@ -114,7 +114,7 @@ def measure_run(bench, scenario, round_no, target):
     held = None
     if scenario == "idle":
         held = HeldMemory(pids, load.duration_s,
-                          (lambda: client_connections(bench)) if db else None)
+                          (lambda: client_connections(bench.cluster)) if db else None)
     status = wait_for_loadgen(bench, int(load.duration_s * 2 + 600))
     cpu1, hash1 = tree_cpu_seconds(*pids), hashing_cpu_seconds(*pids)
     db1 = tree_cpu_seconds(db) if db else 0.0

@@ -313,4 +313,6 @@ def stop_everything(bench):
         kids = [p for p in tree_pids(bench.dovecot_proc.pid) if p != bench.dovecot_proc.pid]
         stop_processes([bench.dovecot_proc])
         stop_pids(kids)
-    stop_cluster(bench)
+    if bench.cluster is not None:
+        stop_cluster(bench.cluster)
+        bench.cluster = None
