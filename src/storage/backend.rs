@@ -172,9 +172,12 @@ pub trait Imports {
 
 /// Messages too large to hold while they arrive (`spool.rs`, see `ingest.rs`).
 pub trait Spooling {
-    /// A message row under a staging user (the import's, or a new one of
-    /// its own) for a message too large to hold, and its writer.
-    fn begin_spool(&self, import: Option<UserId>) -> Result<Spool, StorageError>;
+    /// An empty message row under staging user `owner`, its UID final,
+    /// for a message too large to hold, and the writer that fills it.
+    fn begin_spool_row(
+        &self,
+        owner: UserId,
+    ) -> Result<(MessageId, Box<dyn SpoolWriter>), StorageError>;
 
     /// Stores messages as taken in, for `user`, in one durable
     /// transaction: spooled ones are moved, held ones inserted.

@@ -69,7 +69,7 @@ impl Home {
 }
 
 /// The staged rows of a message too large to hold, and what writes them
-/// (a backend's, see [`Spooling::begin_spool`](super::Spooling::begin_spool)).
+/// (a backend's, see [`Spooling::begin_spool_row`](super::Spooling::begin_spool_row)).
 pub struct Spool {
     pub(crate) home: Home,
     pub(crate) message_id: MessageId,
@@ -251,7 +251,7 @@ impl Incoming {
             Some(spool) => spool,
             None => {
                 let import = self.import.map(|(staging, _)| staging);
-                self.spool.insert(store.begin_spool(import)?)
+                self.spool.insert(begin_spool(store, import)?)
             }
         };
         let row = spool.row();
@@ -299,6 +299,24 @@ impl Store {
     pub fn discard_received(&self, received: Received) {
         if let Held::Spooled { spool, .. } = received.held {
             discard_spool(&**self, spool);
+        }
+    }
+}
+
+/// A spool for a message too large to hold: under the import's staging
+/// user, or a new one of its own, removed again if the row cannot be made.
+fn begin_spool(store: &Store, import: Option<UserId>) -> Result<Spool, StorageError> {
+    let home = match import {
+        Some(staging_user_id) => Home::Import(staging_user_id),
+        None => Home::Own(store.begin_import()?),
+    };
+    match store.begin_spool_row(home.staging_user_id()) {
+        Ok((message_id, writer)) => Ok(Spool::new(home, message_id, writer)),
+        Err(error) => {
+            if let Home::Own(staging) = home {
+                let _ = store.abandon_import(staging);
+            }
+            Err(error)
         }
     }
 }

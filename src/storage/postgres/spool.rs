@@ -7,52 +7,37 @@ use super::store::{
     insert_messages, lock_recipient, next_message_id, pg_error, sql_int, PgPool, PgStore,
 };
 use crate::mail::Facts;
-use crate::storage::ingest::{Held, Home, Received, Spool};
+use crate::storage::ingest::{Held, Received, Spool};
 use crate::storage::{
-    Imports, MessageId, SpoolRow, SpoolWriter, Spooling, StorageError, UserId, BODY_CHUNK,
+    MessageId, SpoolRow, SpoolWriter, Spooling, StorageError, UserId, BODY_CHUNK,
 };
 
 impl Spooling for PgStore {
-    /// A staging user holding one empty message row, whose UID is final,
-    /// and a writer that fills it. The id is taken now, so the message is
-    /// listed by when it began to arrive.
-    fn begin_spool(&self, import: Option<UserId>) -> Result<Spool, StorageError> {
-        let home = match import {
-            Some(staging_user_id) => Home::Import(staging_user_id),
-            None => Home::Own(self.begin_import()?),
+    /// The id is taken now, so the message is listed by when it began
+    /// to arrive.
+    fn begin_spool_row(
+        &self,
+        owner: UserId,
+    ) -> Result<(MessageId, Box<dyn SpoolWriter>), StorageError> {
+        let error = pg_error(self.database());
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction().map_err(&error)?;
+        // An import purged meanwhile is gone, not a broken database.
+        touch_import(&mut tx, owner, self.database())?;
+        let id = next_message_id(&mut tx, self.database())?;
+        tx.execute(
+            "INSERT INTO messages (id, user_id, uid, size, header_len, received_at)
+             OVERRIDING SYSTEM VALUE
+             VALUES ($1, $2, $3, 0, 0, extract(epoch FROM now())::bigint)",
+            &[&id, &owner.get(), &format!("{}.{id}", self.uid_prefix())],
+        )
+        .map_err(&error)?;
+        tx.commit().map_err(&error)?;
+        let writer = PgSpoolWriter {
+            pool: self.pool(),
+            database: self.database().to_string(),
         };
-        let begun = self.conn().and_then(|mut conn| {
-            let error = pg_error(self.database());
-            let mut tx = conn.transaction().map_err(&error)?;
-            // An import purged meanwhile is gone, not a broken database.
-            touch_import(&mut tx, home.staging_user_id(), self.database())?;
-            let owner = home.staging_user_id().get();
-            let id = next_message_id(&mut tx, self.database())?;
-            tx.execute(
-                "INSERT INTO messages (id, user_id, uid, size, header_len, received_at)
-                 OVERRIDING SYSTEM VALUE
-                 VALUES ($1, $2, $3, 0, 0, extract(epoch FROM now())::bigint)",
-                &[&id, &owner, &format!("{}.{id}", self.uid_prefix())],
-            )
-            .map_err(&error)?;
-            tx.commit().map_err(&error)?;
-            Ok(MessageId::new(id))
-        });
-        match begun {
-            Ok(message_id) => {
-                let writer = PgSpoolWriter {
-                    pool: self.pool(),
-                    database: self.database().to_string(),
-                };
-                Ok(Spool::new(home, message_id, Box::new(writer)))
-            }
-            Err(error) => {
-                if let Home::Own(staging) = home {
-                    let _ = self.abandon_import(staging);
-                }
-                Err(error)
-            }
-        }
+        Ok((MessageId::new(id), Box::new(writer)))
     }
 
     fn publish_received(

@@ -8,45 +8,27 @@ use rusqlite::{params, Connection};
 use super::SqliteStore;
 use super::{check_quota, insert_into, insert_message_row, sql_int, touch_import, user_id};
 use crate::mail::Facts;
-use crate::storage::ingest::{Held, Home, Received, Spool};
+use crate::storage::ingest::{Held, Received, Spool};
 use crate::storage::{
-    Imports, MessageId, SpoolRow, SpoolWriter, Spooling, StorageError, UserId, BODY_CHUNK,
+    MessageId, SpoolRow, SpoolWriter, Spooling, StorageError, UserId, BODY_CHUNK,
 };
 
 impl Spooling for SqliteStore {
-    /// A staging user holding one empty message row, whose UID is final,
-    /// and a writer with a connection of its own that fills it.
-    ///
     /// The row's id is taken now, so a large message is listed by when it
     /// began to arrive, before messages that arrived while it did; UIDs
     /// stay unique. Moving it to a later id at publish would rewrite every
-    /// chunk (SQLite rewrites a whole row, overflow pages included).
-    fn begin_spool(&self, import: Option<UserId>) -> Result<Spool, StorageError> {
-        let home = match import {
-            Some(staging_user_id) => Home::Import(staging_user_id),
-            None => Home::Own(self.begin_import()?),
-        };
-        let begun = self.connect().and_then(|conn| {
-            if self.memory.is_none() {
-                conn.pragma_update(None, "synchronous", "NORMAL")?;
-            }
-            let owner = home.staging_user_id();
-            let (id, _) = insert_message_row(&conn, owner, &self.uid_prefix, None)?;
-            Ok((id, conn))
-        });
-        match begun {
-            Ok((message_id, conn)) => Ok(Spool::new(
-                home,
-                message_id,
-                Box::new(SqliteSpoolWriter { conn }),
-            )),
-            Err(error) => {
-                if let Home::Own(staging) = home {
-                    let _ = self.abandon_import(staging);
-                }
-                Err(error)
-            }
+    /// chunk (SQLite rewrites a whole row, overflow pages included). The
+    /// writer has a connection of its own.
+    fn begin_spool_row(
+        &self,
+        owner: UserId,
+    ) -> Result<(MessageId, Box<dyn SpoolWriter>), StorageError> {
+        let conn = self.connect()?;
+        if self.memory.is_none() {
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
         }
+        let (id, _) = insert_message_row(&conn, owner, &self.uid_prefix, None)?;
+        Ok((id, Box::new(SqliteSpoolWriter { conn })))
     }
 
     /// Stores messages as they were taken in, for `user`, in one durable
