@@ -266,6 +266,9 @@ class PostgresReportTest(unittest.TestCase):
                             and "; poplite-pg-2nodes: two such nodes" in line
                             for line in self.lines))
         self.assertIn("alternating poplite/Dovecot/poplite-pg;", self.text)
+        alone = report.render_report(dict(PG_META, servers=["poplite-pg"]), PG_RUNS)
+        self.assertTrue(alone.startswith("# poplite on PostgreSQL (POP3)\n"))
+        self.assertIn("alternating poplite-pg;", alone)
 
     def test_summary_has_a_column_and_ratios_for_poplite_pg(self):
         self.assertLine("| scenario | metric | poplite | Dovecot | poplite-pg | poplite/Dovecot | "

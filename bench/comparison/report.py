@@ -81,7 +81,7 @@ def header_lines(meta):
     if meta.get("servers"):
         servers = "/".join(LABELS[s] for s in meta["servers"])
     lines = [
-        "# poplite vs Dovecot (POP3)" + (", and poplite on PostgreSQL" if pg else ""),
+        title(meta, pg),
         "",
         (f"- date: {meta['date']}, host: {meta['cores']} cores, {meta['mem']}, "
         f"kernel {meta['kernel']}"),
@@ -104,6 +104,12 @@ def header_lines(meta):
     for warning in meta.get("warnings", []):
         lines += [f"> **WARNING: {warning}**", ""]
     return lines
+
+
+def title(meta, pg):
+    if "dovecot" not in meta.get("servers", ["dovecot"]):
+        return "# poplite on PostgreSQL (POP3)"
+    return "# poplite vs Dovecot (POP3)" + (", and poplite on PostgreSQL" if pg else "")
 
 
 def postgres_line(pg):
