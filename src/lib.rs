@@ -13,6 +13,7 @@ pub mod auth;
 pub mod fixture;
 pub mod lmtp;
 pub mod mail;
+pub mod metrics;
 pub mod protocol;
 pub mod server;
 pub mod session;

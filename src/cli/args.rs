@@ -212,6 +212,26 @@ pub struct ServeArgs {
     /// LMTP connections served at once (apart from POP3's); more are told to retry.
     #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_lmtp_connections: u32,
+    /// Serve the HTTP API, /healthz, /readyz and /metrics on HOST:PORT (loopback only unless a token is set).
+    #[arg(long, value_name = "HOST:PORT", help_heading = "HTTP")]
+    pub http: Option<std::net::SocketAddr>,
+    /// A file whose first line is the bearer token every /api/ request needs.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "http_token",
+        help_heading = "HTTP"
+    )]
+    pub http_token_file: Option<PathBuf>,
+    /// The bearer token itself (prefer --http-token-file: the environment can leak).
+    #[arg(long, env = "POPLITE_HTTP_TOKEN", hide = true, hide_env_values = true)]
+    pub http_token: Option<String>,
+    /// Allow POST /api/v1/reset (remove every user and message) on a database file.
+    #[arg(long, help_heading = "HTTP")]
+    pub http_allow_reset: bool,
+    /// HTTP connections served at once (apart from the others); more are answered 503.
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..), help_heading = "HTTP")]
+    pub max_http_connections: u32,
 }
 
 /// `user …`.

@@ -57,17 +57,19 @@ impl Database {
         let Some(path) = &self.password_file else {
             return Ok(None);
         };
-        read_password(path).map(Some)
+        read_first_line(path)
+            .map(Some)
+            .map_err(|source| CliError::PasswordFile {
+                path: path.to_path_buf(),
+                source,
+            })
     }
 }
 
-/// The password in `path`: its first line (a trailing newline, as an
-/// editor or `echo` leaves, is not part of it).
-fn read_password(path: &Path) -> Result<Secret, CliError> {
-    let text = std::fs::read(path).map_err(|source| CliError::PasswordFile {
-        path: path.to_path_buf(),
-        source,
-    })?;
+/// The secret in `path` (a password, a token): its first line (a
+/// trailing newline, as an editor or `echo` leaves, is not part of it).
+pub(super) fn read_first_line(path: &Path) -> std::io::Result<Secret> {
+    let text = std::fs::read(path)?;
     let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
     Ok(Secret::new(line.strip_suffix(b"\r").unwrap_or(line)))
 }

@@ -58,6 +58,16 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
+    /// The HTTP token file (`--http-token-file`) cannot be read.
+    #[error("cannot read the HTTP token file {}: {source}", path.display())]
+    HttpTokenFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The HTTP token given is empty, which would let anyone in.
+    #[error("the HTTP token is empty: put the token on the first line of --http-token-file")]
+    EmptyHttpToken,
     /// The signal handlers could not be installed.
     #[error("cannot handle signals: {0}")]
     Signals(#[source] std::io::Error),
@@ -115,11 +125,14 @@ impl CliError {
                 | ServerError::TlsWithoutCertificate
                 | ServerError::BindLmtp { .. }
                 | ServerError::Bind { .. } => EX_OSERR,
+                ServerError::HttpWithoutToken { .. } => EX_CONFIG,
             },
             CliError::Signals(_) => EX_OSERR,
             CliError::Message { .. } | CliError::Input(_) | CliError::Password { .. } => EX_DATAERR,
             CliError::Open { .. } => EX_NOINPUT,
-            CliError::PasswordFile { .. } => EX_CONFIG,
+            CliError::PasswordFile { .. }
+            | CliError::HttpTokenFile { .. }
+            | CliError::EmptyHttpToken => EX_CONFIG,
             CliError::Read { .. } => EX_TEMPFAIL,
             CliError::Tls(error) => match error {
                 TlsError::Generate(_) => EX_OSERR,

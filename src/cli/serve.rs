@@ -9,12 +9,13 @@ use std::time::Duration;
 use smol::stream::StreamExt;
 
 use super::args::ServeArgs;
-use super::database::Database;
+use super::database::{read_first_line, Database};
 use super::deliver::{deliver_inputs, Input};
 use super::exit::CliError;
 use super::values::{flatten, ApopArg, UserAndPassword};
 use poplite::auth::{self, Argon2Params};
 use poplite::mail::messages;
+use poplite::protocol::secret::Secret;
 use poplite::server::tls::Tls;
 use poplite::server::{self, ApopMode, Server, ServerConfig};
 use poplite::storage::Store;
@@ -27,6 +28,7 @@ pub fn serve(db: &Database, args: ServeArgs) -> Result<(), CliError> {
         (Some(cert), Some(key)) => Some(Arc::new(Tls::load(cert, key)?)),
         _ => None,
     };
+    let http_token = http_token(&args)?;
     let store = Arc::new(match args.memory {
         true => Store::open_in_memory()?,
         false => db.open()?,
@@ -64,6 +66,10 @@ pub fn serve(db: &Database, args: ServeArgs) -> Result<(), CliError> {
             ApopArg::Always => ApopMode::Always,
             ApopArg::Never => ApopMode::Never,
         },
+        http: args.http,
+        http_token,
+        http_allow_reset: args.http_allow_reset,
+        max_http_connections: args.max_http_connections as usize,
         hostname: args
             .hostname
             .unwrap_or_else(|| ServerConfig::default().hostname),
@@ -87,6 +93,10 @@ pub fn serve(db: &Database, args: ServeArgs) -> Result<(), CliError> {
         for addr in server.lmtp_addrs() {
             log::info!("listening on {addr} (LMTP)");
             let _ = writeln!(stdout, "poplite listening on {addr} (LMTP)");
+        }
+        if let Some(addr) = server.http_addr() {
+            log::info!("listening on {addr} (HTTP)");
+            let _ = writeln!(stdout, "poplite listening on {addr} (HTTP)");
         }
         let _ = stdout.flush();
         drop(stdout);
@@ -117,6 +127,23 @@ pub fn serve(db: &Database, args: ServeArgs) -> Result<(), CliError> {
             .await;
         Ok(())
     })
+}
+
+/// The API's bearer token: from `--http-token-file`, else
+/// `POPLITE_HTTP_TOKEN`; never empty.
+fn http_token(args: &ServeArgs) -> Result<Option<Secret>, CliError> {
+    let token = match (&args.http_token_file, &args.http_token) {
+        (Some(path), _) => read_first_line(path).map_err(|source| CliError::HttpTokenFile {
+            path: path.clone(),
+            source,
+        })?,
+        (None, Some(token)) => Secret::new(token.as_bytes()),
+        (None, None) => return Ok(None),
+    };
+    match token.is_empty() {
+        true => Err(CliError::EmptyHttpToken),
+        false => Ok(Some(token)),
+    }
 }
 
 /// `serve --user` and `--seed`: users first (cheap hashes in memory, where

@@ -114,12 +114,13 @@ impl<'a> Accepter<'a> {
     }
 }
 
-/// Which count a connection is in: POP3 and LMTP have their own limits,
-/// so that a flood of one cannot lock the other out.
+/// Which count a connection is in: each listener has its own limit, so
+/// that a flood of one cannot lock the others out.
 #[derive(Clone, Copy)]
 pub(super) enum Protocol {
     Pop3,
     Lmtp,
+    Http,
 }
 
 /// Decrements the connection count when a connection ends.
@@ -144,6 +145,7 @@ impl Shared {
         match protocol {
             Protocol::Pop3 => &self.connections,
             Protocol::Lmtp => &self.lmtp_connections,
+            Protocol::Http => &self.http_connections,
         }
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::tls::Tls;
 use super::{LmtpAddress, Network};
+use crate::protocol::secret::Secret;
 use crate::session::sasl::{self, Mechanism};
 use crate::session::TlsState;
 
@@ -91,6 +92,20 @@ pub struct ServerConfig {
     /// Threads verifying passwords, so at most this many argon2 runs at
     /// once (each takes a core and its memory cost, ~19 MiB by default).
     pub hash_threads: usize,
+    /// Where to serve the HTTP API, health checks and metrics; none for no HTTP.
+    pub http: Option<SocketAddr>,
+    /// The bearer token every `/api/` request must carry. Without one,
+    /// `http` must be a loopback address.
+    pub http_token: Option<Secret>,
+    /// Whether `POST /api/v1/reset` may empty the store (always allowed
+    /// on an in-memory store).
+    pub http_allow_reset: bool,
+    /// HTTP connections served at once, apart from the others; one more
+    /// is answered 503 and closed.
+    pub max_http_connections: usize,
+    /// Give up on an HTTP request whose headers, or the next piece of
+    /// whose body, take longer than this to arrive.
+    pub http_read_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -122,6 +137,11 @@ impl Default for ServerConfig {
             read_ahead: 256 * 1024,
             hash_threads: available_cores(),
             lock_lease: Duration::from_secs(30),
+            http: None,
+            http_token: None,
+            http_allow_reset: false,
+            max_http_connections: 64,
+            http_read_timeout: Duration::from_secs(30),
         }
     }
 }

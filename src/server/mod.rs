@@ -5,7 +5,7 @@
 //! (deadlines and why a connection ended), `limits` and `backoff` (who may
 //! connect and log in how often), `fairness`, `hasher`, `apop_users`,
 //! `tls` and `transport` (TCP or TLS), `background` (a server on threads
-//! of its own). Protocol decisions live in
+//! of its own), `http` (the API, health checks and metrics over hyper). Protocol decisions live in
 //! [`crate::session`] and [`crate::lmtp`]; this layer only moves bytes and
 //! runs blocking work off the executor threads.
 
@@ -16,6 +16,7 @@ mod backoff;
 mod config;
 mod fairness;
 mod hasher;
+mod http;
 mod lease_renewal;
 mod lifecycle;
 mod limits;
@@ -44,6 +45,7 @@ use smol::net::TcpListener;
 use smol::Executor;
 
 use crate::auth::{LeaseTable, MaildropLocks, Verifier};
+use crate::metrics::Metrics;
 use crate::storage::{StorageError, Store};
 use accept::listen;
 
@@ -63,6 +65,16 @@ pub enum ServerError {
     /// The configuration names no address to listen on.
     #[error("no address to listen on")]
     NoListenAddress,
+    /// The HTTP API was asked for on an address other hosts can reach,
+    /// without a token to keep them out.
+    #[error(
+        "--http {addr} is reachable from other hosts: give --http-token-file (or \
+         POPLITE_HTTP_TOKEN), or listen on a loopback address"
+    )]
+    HttpWithoutToken {
+        /// The address.
+        addr: SocketAddr,
+    },
     /// Implicit-TLS listeners were asked for without a certificate.
     #[error("TLS listeners need a certificate and key (--tls-cert, --tls-key)")]
     TlsWithoutCertificate,
@@ -93,6 +105,8 @@ struct Shared {
     hashes: hasher::HashPool,
     connections: AtomicUsize,
     lmtp_connections: AtomicUsize,
+    http_connections: AtomicUsize,
+    metrics: Arc<Metrics>,
     per_source: Arc<limits::ConnectionsPerSource>,
     failed_logins: Arc<backoff::FailedLogins>,
     next_session_id: AtomicU64,
@@ -106,6 +120,7 @@ pub struct Server {
     /// Each listener, and whether its connections start with TLS.
     listeners: Vec<(TcpListener, bool)>,
     lmtp_listeners: Vec<lmtp_listener::LmtpListener>,
+    http_listener: Option<TcpListener>,
     /// This process's claim on the database; `run` holds it until it returns.
     claim: crate::storage::ServeClaim,
 }
@@ -156,6 +171,15 @@ impl Server {
             }
             lmtp_listeners.push(listener);
         }
+        let http_listener = match config.http {
+            Some(addr) => {
+                if config.http_token.is_none() && !addr.ip().to_canonical().is_loopback() {
+                    return Err(ServerError::HttpWithoutToken { addr });
+                }
+                Some(listen(addr).map_err(|source| ServerError::Bind { addr, source })?)
+            }
+            None => None,
+        };
         let apop_users = match config.apop {
             ApopMode::Auto => Some(apop_users::ApopUsers::start(&store).await?),
             ApopMode::Always | ApopMode::Never => None,
@@ -174,6 +198,8 @@ impl Server {
             locks,
             connections: AtomicUsize::new(0),
             lmtp_connections: AtomicUsize::new(0),
+            http_connections: AtomicUsize::new(0),
+            metrics: Arc::new(Metrics::new()),
             per_source: Arc::default(),
             failed_logins: Arc::default(),
             next_session_id: AtomicU64::new(1),
@@ -183,6 +209,7 @@ impl Server {
             shared,
             listeners,
             lmtp_listeners,
+            http_listener,
             claim,
         })
     }
@@ -203,6 +230,16 @@ impl Server {
             .iter()
             .filter_map(|l| l.address())
             .collect()
+    }
+
+    /// The HTTP listener's address as bound, if there is one.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_listener.as_ref()?.local_addr().ok()
+    }
+
+    /// This server's metrics (`GET /metrics` renders them).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.shared.metrics
     }
 
     fn bound(&self, implicit_tls: bool) -> Vec<SocketAddr> {
@@ -235,6 +272,16 @@ impl Server {
         }
         for listener in self.lmtp_listeners {
             let task = lmtp::accept_loop(
+                listener,
+                Arc::clone(&self.shared),
+                Arc::clone(executor),
+                stop_rx.clone(),
+                alive.clone(),
+            );
+            executor.spawn(task).detach();
+        }
+        if let Some(listener) = self.http_listener {
+            let task = http::accept_loop(
                 listener,
                 Arc::clone(&self.shared),
                 Arc::clone(executor),

@@ -15,7 +15,7 @@ use std::time::Duration;
 use super::ingest::{Received, Spool};
 use super::{
     Bodies, CopySink, Credentials, ExportEntry, MailboxEntry, MessageId, MessageMeta, Quota,
-    ServeClaim, Staging, StorageError, UserId, UserSummary,
+    ServeClaim, Staging, StorageError, StoreTotals, UserId, UserSummary,
 };
 use crate::mail::{Facts, Message};
 
@@ -40,6 +40,14 @@ pub trait Backend:
     /// A watch on whether any user has an APOP secret, kept exact
     /// without a query per greeting.
     fn apop_watch(&self) -> Result<Box<dyn ApopWatch>, StorageError>;
+
+    /// How many users (not counting imports' staging ones), messages and
+    /// octets (staged included) the store holds, in one query: for metrics,
+    /// cached by the caller, and for readiness (the store answers).
+    fn totals(&self) -> Result<StoreTotals, StorageError>;
+
+    /// Whether the database answers a trivial query now (readiness).
+    fn ping(&self) -> Result<(), StorageError>;
 }
 
 /// Users, their passwords and limits (`users.rs`).

@@ -136,6 +136,17 @@ pub struct UserSummary {
     pub bytes: u64,
 }
 
+/// What a whole store holds, see [`Backend::totals`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreTotals {
+    /// Users.
+    pub users: u64,
+    /// Messages.
+    pub messages: u64,
+    /// Octets of messages.
+    pub bytes: u64,
+}
+
 /// What a session needs to know of a message without reading its body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageMeta {

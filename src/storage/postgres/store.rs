@@ -16,7 +16,7 @@ use crate::mail::Message;
 use crate::storage::Imports;
 use crate::storage::{
     ApopWatch, Backend, Bodies, ExportEntry, Mail, MailboxEntry, MessageId, MessageMeta, Quota,
-    ServeClaim, StorageError, StoreOptions, UserId, BODY_CHUNK, STAGING_PREFIX,
+    ServeClaim, StorageError, StoreOptions, StoreTotals, UserId, BODY_CHUNK, STAGING_PREFIX,
 };
 
 /// A pool of connections to one PostgreSQL database, its schema current.
@@ -141,6 +141,30 @@ impl Backend for PgStore {
 
     fn apop_watch(&self) -> Result<Box<dyn ApopWatch>, StorageError> {
         Ok(Box::new(self.watch_apop()?))
+    }
+
+    fn ping(&self) -> Result<(), StorageError> {
+        self.conn()?
+            .simple_query("SELECT 1")
+            .map_err(self.error())?;
+        Ok(())
+    }
+
+    fn totals(&self) -> Result<StoreTotals, StorageError> {
+        let row = self
+            .conn()?
+            .query_one(
+                "SELECT (SELECT count(*) FROM users WHERE name NOT LIKE $1 || '%'), count(*), coalesce(sum(size), 0)::bigint
+                 FROM messages",
+                &[&STAGING_PREFIX],
+            )
+            .map_err(self.error())?;
+        let count = |i: usize| row.get::<_, i64>(i).max(0) as u64;
+        Ok(StoreTotals {
+            users: count(0),
+            messages: count(1),
+            bytes: count(2),
+        })
     }
 }
 

@@ -35,7 +35,8 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use crate::storage::{
-    ApopWatch, Backend, FileOperation, Leases, ServeClaim, StorageError, StoreOptions,
+    ApopWatch, Backend, FileOperation, Leases, ServeClaim, StorageError, StoreOptions, StoreTotals,
+    STAGING_PREFIX,
 };
 
 /// SQLite page size of a new database, in octets.
@@ -278,6 +279,27 @@ impl Leases for SqliteStore {}
 impl Backend for SqliteStore {
     fn describe(&self) -> String {
         self.path.display().to_string()
+    }
+
+    fn totals(&self) -> Result<StoreTotals, StorageError> {
+        self.with_conn(|conn| {
+            Ok(conn.query_row(
+                "SELECT (SELECT count(*) FROM users WHERE name NOT LIKE ?1 || '%'), count(*), coalesce(sum(size), 0)
+                 FROM messages",
+                [STAGING_PREFIX],
+                |r| {
+                    Ok(StoreTotals {
+                        users: r.get(0)?,
+                        messages: r.get(1)?,
+                        bytes: r.get(2)?,
+                    })
+                },
+            )?)
+        })
+    }
+
+    fn ping(&self) -> Result<(), StorageError> {
+        self.with_conn(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
     }
 
     /// Whether the database lives in memory, see [`SqliteStore::open_in_memory`].
