@@ -13,6 +13,12 @@ macro_rules! label_values {
         }
 
         impl $name {
+            /// Every value, in declaration order (`value as usize` indexes it).
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            /// How many values there are.
+            pub const COUNT: usize = Self::ALL.len();
+
             /// The label value as exported.
             pub fn as_str(self) -> &'static str {
                 match self {

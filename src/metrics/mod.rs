@@ -5,8 +5,9 @@
 //! prefix, base units, `_total` on counters (added by the crate).
 
 mod labels;
+mod process;
 
-use std::time::Duration;
+use std::time::Instant;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -77,19 +78,24 @@ struct VersionLabel {
     version: &'static str,
 }
 
-/// Every metric of one server, and the registry that renders them.
+/// Every metric of one server, and the registry that renders them. The
+/// labelled series are all made here, once, and kept as handles indexed
+/// by their label enums: an update is one atomic operation, with no lock,
+/// hash or allocation (a `Family` lookup takes a lock and hashes the
+/// labels). Made up front, every series is also in the first scrape, so
+/// `rate()` sees its first increase.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    connections: Family<ListenerLabel, Counter>,
-    connections_active: Family<ListenerLabel, Gauge>,
-    logins: Family<LoginLabels, Counter>,
-    sessions_ended: Family<EndLabel, Counter>,
+    connections: [Counter; Listener::COUNT],
+    connections_active: [Gauge; Listener::COUNT],
+    logins: [[Counter; LoginResult::COUNT]; LoginMechanism::COUNT],
+    sessions_ended: [Counter; SessionEnd::COUNT],
     messages_retrieved: Counter,
     retrieved_bytes: Counter,
     messages_deleted: Counter,
-    messages_delivered: Family<ViaLabel, Counter>,
-    deliveries_refused: Family<RefusalLabels, Counter>,
+    messages_delivered: [Counter; Via::COUNT],
+    deliveries_refused: [[Counter; DeliveryRefusal::COUNT]; Via::COUNT],
     password_verify_seconds: Histogram,
     password_verify_queue: Gauge,
     backoff_addresses: Gauge,
@@ -104,94 +110,154 @@ impl Default for Metrics {
     }
 }
 
+/// Registers a family as `name` and makes its series for every label set
+/// `labels` gives, one per index: the handles updates use.
+fn series<S, M, const N: usize>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    labels: impl Fn(usize) -> S,
+) -> [M; N]
+where
+    S: Clone + std::hash::Hash + Eq + EncodeLabelSet + std::fmt::Debug + Send + Sync + 'static,
+    M: prometheus_client::metrics::TypedMetric
+        + prometheus_client::encoding::EncodeMetric
+        + Clone
+        + Default
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let family = Family::<S, M>::default();
+    registry.register(name, help, family.clone());
+    std::array::from_fn(|i| family.get_or_create(&labels(i)).clone())
+}
+
+/// A handle per (outer, inner) label pair, as `[outer][inner]`.
+fn series_2d<S, const O: usize, const I: usize>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    labels: impl Fn(usize, usize) -> S,
+) -> [[Counter; I]; O]
+where
+    S: Clone + std::hash::Hash + Eq + EncodeLabelSet + std::fmt::Debug + Send + Sync + 'static,
+{
+    let family = Family::<S, Counter>::default();
+    registry.register(name, help, family.clone());
+    std::array::from_fn(|o| std::array::from_fn(|i| family.get_or_create(&labels(o, i)).clone()))
+}
+
+/// `n` as a gauge's value (gauges are i64).
+fn gauge_value(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 impl Metrics {
-    /// A fresh set of metrics, all zero but `poplite_build_info`.
+    /// A fresh set of metrics, all zero but `poplite_build_info` (and the
+    /// process metrics, read at each scrape).
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("poplite");
-        let connections = Family::<ListenerLabel, Counter>::default();
-        registry.register(
+        let mut registry = Registry::default();
+        // The process metrics keep their standard names, unprefixed.
+        registry.register_collector(Box::new(process::ProcessCollector::new()));
+        let ours = registry.sub_registry_with_prefix("poplite");
+        let connections = series(
+            ours,
             "connections",
             "Connections accepted, by listener",
-            connections.clone(),
+            |i| ListenerLabel {
+                listener: Listener::ALL[i],
+            },
         );
-        let connections_active = Family::<ListenerLabel, Gauge>::default();
-        registry.register(
+        let connections_active = series(
+            ours,
             "connections_active",
             "Connections open now, by listener",
-            connections_active.clone(),
+            |i| ListenerLabel {
+                listener: Listener::ALL[i],
+            },
         );
-        let logins = Family::<LoginLabels, Counter>::default();
-        registry.register(
+        let logins = series_2d(
+            ours,
             "logins",
             "POP3 login attempts, by mechanism and result",
-            logins.clone(),
+            |m, r| LoginLabels {
+                mechanism: LoginMechanism::ALL[m],
+                result: LoginResult::ALL[r],
+            },
         );
-        let sessions_ended = Family::<EndLabel, Counter>::default();
-        registry.register(
+        let sessions_ended = series(
+            ours,
             "sessions_ended",
             "POP3 sessions ended, by reason",
-            sessions_ended.clone(),
+            |i| EndLabel {
+                reason: SessionEnd::ALL[i],
+            },
         );
         let messages_retrieved = Counter::default();
-        registry.register(
+        ours.register(
             "messages_retrieved",
             "Messages sent whole by RETR",
             messages_retrieved.clone(),
         );
         let retrieved_bytes = Counter::default();
-        registry.register(
+        ours.register(
             "retrieved_bytes",
             "Octets of messages sent by RETR and TOP",
             retrieved_bytes.clone(),
         );
         let messages_deleted = Counter::default();
-        registry.register(
+        ours.register(
             "messages_deleted",
             "Messages removed at QUIT (and through the API)",
             messages_deleted.clone(),
         );
-        let messages_delivered = Family::<ViaLabel, Counter>::default();
-        registry.register(
+        let messages_delivered = series(
+            ours,
             "messages_delivered",
             "Messages this process stored, one per recipient, by how they came",
-            messages_delivered.clone(),
+            |i| ViaLabel { via: Via::ALL[i] },
         );
-        let deliveries_refused = Family::<RefusalLabels, Counter>::default();
-        registry.register(
+        let deliveries_refused = series_2d(
+            ours,
             "deliveries_refused",
             "Deliveries refused, per recipient, by how they came and why",
-            deliveries_refused.clone(),
+            |v, r| RefusalLabels {
+                via: Via::ALL[v],
+                reason: DeliveryRefusal::ALL[r],
+            },
         );
         // 1 ms to ~4 s: argon2 at its default cost takes tens of ms; a
         // queue behind busy hashing threads shows in the upper buckets.
         let password_verify_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 13));
-        registry.register(
+        ours.register(
             "password_verify_seconds",
             "Time to verify a password, queueing included",
             password_verify_seconds.clone(),
         );
         let password_verify_queue = Gauge::default();
-        registry.register(
+        ours.register(
             "password_verify_queue",
             "Password verifications waiting for or running on a hashing thread",
             password_verify_queue.clone(),
         );
         let backoff_addresses = Gauge::default();
-        registry.register(
+        ours.register(
             "backoff_addresses",
             "Client addresses held back after failed logins",
             backoff_addresses.clone(),
         );
         let users = Gauge::default();
-        registry.register("users", "Users in the store", users.clone());
+        ours.register("users", "Users in the store", users.clone());
         let stored_messages = Gauge::default();
-        registry.register(
+        ours.register(
             "stored_messages",
             "Messages in the store",
             stored_messages.clone(),
         );
         let stored_bytes = Gauge::default();
-        registry.register(
+        ours.register(
             "stored_bytes",
             "Octets of messages in the store",
             stored_bytes.clone(),
@@ -202,7 +268,7 @@ impl Metrics {
                 version: env!("CARGO_PKG_VERSION"),
             })
             .set(1);
-        registry.register("build_info", "The running version; always 1", build_info);
+        ours.register("build_info", "The running version; always 1", build_info);
         Metrics {
             registry,
             connections,
@@ -226,25 +292,21 @@ impl Metrics {
     /// Counts a connection accepted on `listener`; it counts as active
     /// until the returned guard is dropped.
     pub fn connection_opened(&self, listener: Listener) -> ActiveConnection {
-        let label = ListenerLabel { listener };
-        self.connections.get_or_create(&label).inc();
-        let active = self.connections_active.get_or_create(&label).clone();
+        self.connections[listener as usize].inc();
+        let active = &self.connections_active[listener as usize];
         active.inc();
-        ActiveConnection(active)
+        // A clone shares the atomic: an Arc increment, no allocation.
+        ActiveConnection(active.clone())
     }
 
     /// Counts a login attempt.
     pub fn login(&self, mechanism: LoginMechanism, result: LoginResult) {
-        self.logins
-            .get_or_create(&LoginLabels { mechanism, result })
-            .inc();
+        self.logins[mechanism as usize][result as usize].inc();
     }
 
     /// Counts an ended POP3 session.
     pub fn session_ended(&self, reason: SessionEnd) {
-        self.sessions_ended
-            .get_or_create(&EndLabel { reason })
-            .inc();
+        self.sessions_ended[reason as usize].inc();
     }
 
     /// Counts a message sent whole (RETR) of `octets`.
@@ -265,40 +327,34 @@ impl Metrics {
 
     /// Counts a message stored for one recipient.
     pub fn delivered(&self, via: Via) {
-        self.messages_delivered
-            .get_or_create(&ViaLabel { via })
-            .inc();
+        self.messages_delivered[via as usize].inc();
     }
 
     /// Counts a delivery refused for one recipient.
     pub fn refused(&self, via: Via, reason: DeliveryRefusal) {
-        self.deliveries_refused
-            .get_or_create(&RefusalLabels { via, reason })
-            .inc();
+        self.deliveries_refused[via as usize][reason as usize].inc();
     }
 
-    /// Records how long one password verification took, queueing included.
-    pub fn password_verified(&self, took: Duration) {
-        self.password_verify_seconds.observe(took.as_secs_f64());
-    }
-
-    /// The gauge of verifications queued or running (inc before, dec after).
-    pub fn password_verify_queue(&self) -> &Gauge {
-        &self.password_verify_queue
+    /// Marks one password verification queued or running until the
+    /// returned guard is dropped, which records how long it took.
+    pub fn password_verification(&self) -> Verification<'_> {
+        self.password_verify_queue.inc();
+        Verification {
+            metrics: self,
+            started: Instant::now(),
+        }
     }
 
     /// Sets how many client addresses the back-off holds now.
     pub fn set_backoff_addresses(&self, count: usize) {
-        self.backoff_addresses
-            .set(i64::try_from(count).unwrap_or(i64::MAX));
+        self.backoff_addresses.set(gauge_value(count as u64));
     }
 
     /// Sets what the store holds (read cheaply and cached by the caller).
     pub fn set_store_totals(&self, users: u64, messages: u64, bytes: u64) {
-        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-        self.users.set(gauge(users));
-        self.stored_messages.set(gauge(messages));
-        self.stored_bytes.set(gauge(bytes));
+        self.users.set(gauge_value(users));
+        self.stored_messages.set(gauge_value(messages));
+        self.stored_bytes.set(gauge_value(bytes));
     }
 
     /// Every metric as a scrape in `format` wants it.
@@ -315,6 +371,23 @@ impl Metrics {
             }
         };
         out
+    }
+}
+
+/// One password verification, queued or running: counted in
+/// `poplite_password_verify_queue` until dropped (however its caller
+/// ends), then timed into `poplite_password_verify_seconds`.
+#[derive(Debug)]
+pub struct Verification<'a> {
+    metrics: &'a Metrics,
+    started: Instant,
+}
+
+impl Drop for Verification<'_> {
+    fn drop(&mut self) {
+        self.metrics.password_verify_queue.dec();
+        let took = self.started.elapsed().as_secs_f64();
+        self.metrics.password_verify_seconds.observe(took);
     }
 }
 

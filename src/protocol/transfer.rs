@@ -49,6 +49,8 @@ pub struct Transfer {
     end: u64,
     chunk_size: usize,
     stuffer: DotStuffer,
+    /// Octets of the message passed on so far, before dot-stuffing.
+    passed: u64,
 }
 
 impl Transfer {
@@ -76,6 +78,7 @@ impl Transfer {
             end,
             chunk_size: chunk_size.max(1),
             stuffer: DotStuffer::new(),
+            passed: 0,
         }
     }
 
@@ -108,6 +111,13 @@ impl Transfer {
         }
         self.stuffer.push(chunk, out);
         self.offset += chunk.len() as u64;
+        self.passed += chunk.len() as u64;
+    }
+
+    /// Octets of the message passed on so far (the blank line TOP adds
+    /// included), before dot-stuffing: what a client receives of it.
+    pub fn octets(&self) -> u64 {
+        self.passed
     }
 
     /// Moves to the next phase once the current one has been read.
@@ -118,6 +128,7 @@ impl Transfer {
                     // The blank line, ours if the message has none: a
                     // stored one would be the same two octets.
                     self.stuffer.push(b"\r\n", out);
+                    self.passed += 2;
                     let body_start = self.layout.header_len + 2;
                     if lines > 0 && body_start < self.layout.size {
                         self.offset = body_start;

@@ -18,6 +18,7 @@ use smol::{Executor, Timer};
 
 use super::lifecycle::best_effort;
 use super::Shared;
+use crate::metrics::{ActiveConnection, Listener};
 use crate::protocol::reply::{Reply, RespCode};
 
 /// How many finished handshakes may wait for `accept` (the kernel caps it
@@ -116,34 +117,61 @@ impl<'a> Accepter<'a> {
 
 /// Which count a connection is in: each listener has its own limit, so
 /// that a flood of one cannot lock the others out.
+/// (POP3 with implicit TLS shares POP3's count, but not its metrics label.)
 #[derive(Clone, Copy)]
 pub(super) enum Protocol {
     Pop3,
+    Pop3s,
     Lmtp,
     Http,
 }
 
-/// Decrements the connection count when a connection ends.
-pub(super) struct ConnectionSlot(Arc<Shared>, Protocol);
+impl Protocol {
+    /// The `listener` label of its connection metrics.
+    fn listener(self) -> Listener {
+        match self {
+            Protocol::Pop3 => Listener::Pop3,
+            Protocol::Pop3s => Listener::Pop3s,
+            Protocol::Lmtp => Listener::Lmtp,
+            Protocol::Http => Listener::Http,
+        }
+    }
+}
+
+/// Decrements the connection count (and the active-connections metric)
+/// when a connection ends.
+pub(super) struct ConnectionSlot {
+    shared: Arc<Shared>,
+    protocol: Protocol,
+    _active: ActiveConnection,
+}
 
 impl ConnectionSlot {
     /// Counts a new connection; returns its slot and how many were open before.
     pub(super) fn take(shared: &Arc<Shared>, protocol: Protocol) -> (ConnectionSlot, usize) {
         let active = shared.count(protocol).fetch_add(1, Ordering::SeqCst);
-        (ConnectionSlot(Arc::clone(shared), protocol), active)
+        let metric = shared.metrics.connection_opened(protocol.listener());
+        let slot = ConnectionSlot {
+            shared: Arc::clone(shared),
+            protocol,
+            _active: metric,
+        };
+        (slot, active)
     }
 }
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        self.0.count(self.1).fetch_sub(1, Ordering::SeqCst);
+        self.shared
+            .count(self.protocol)
+            .fetch_sub(1, Ordering::SeqCst);
     }
 }
 
 impl Shared {
     fn count(&self, protocol: Protocol) -> &AtomicUsize {
         match protocol {
-            Protocol::Pop3 => &self.connections,
+            Protocol::Pop3 | Protocol::Pop3s => &self.connections,
             Protocol::Lmtp => &self.lmtp_connections,
             Protocol::Http => &self.http_connections,
         }

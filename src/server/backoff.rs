@@ -173,6 +173,21 @@ impl FailedLogins {
         forget_if_empty(&mut records, keys);
     }
 
+    /// Client addresses held back now, for themselves or for one of
+    /// their names: for `poplite_backoff_addresses`, at scrape time (one
+    /// pass over the table, bounded by [`MAX_TRACKED`]).
+    pub(super) fn held_back(&self, now: Instant) -> usize {
+        let records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        let held: std::collections::HashSet<IpAddr> = records
+            .iter()
+            .filter(|(_, r)| r.blocked_until.is_some_and(|until| until > now))
+            .map(|(key, _)| match *key {
+                Key::Address(ip) | Key::Name(ip, _) => ip,
+            })
+            .collect();
+        held.len()
+    }
+
     /// Addresses or names with failures on record (for metrics and tests).
     #[cfg(test)]
     fn len(&self) -> usize {

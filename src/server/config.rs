@@ -106,6 +106,9 @@ pub struct ServerConfig {
     /// Give up on an HTTP request whose headers, or the next piece of
     /// whose body, take longer than this to arrive.
     pub http_read_timeout: Duration,
+    /// `/metrics` reads the store's totals (`poplite_users`, …) at most
+    /// this often; scrapes in between get the last values.
+    pub store_totals_interval: Duration,
 }
 
 impl Default for ServerConfig {
@@ -142,6 +145,7 @@ impl Default for ServerConfig {
             http_allow_reset: false,
             max_http_connections: 64,
             http_read_timeout: Duration::from_secs(30),
+            store_totals_interval: Duration::from_secs(5),
         }
     }
 }

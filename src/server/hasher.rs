@@ -6,6 +6,7 @@
 //! thread with no work for [`RELEASE_AFTER`] gives its buffer back, so a
 //! server holding idle sessions does not hold login-time memory too.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use smol::channel::{Receiver, Sender};
@@ -13,6 +14,7 @@ use smol::future;
 use smol::Timer;
 
 use crate::auth;
+use crate::metrics::Metrics;
 use crate::protocol::Secret;
 
 /// How many verifications may wait for a thread before callers wait too.
@@ -30,12 +32,13 @@ struct Job {
 /// Verifies passwords on dedicated threads; cheap to share by reference.
 pub(super) struct HashPool {
     jobs: Sender<Job>,
+    metrics: Arc<Metrics>,
 }
 
 impl HashPool {
     /// Starts `threads` hashing threads. They end when the pool is dropped
     /// (the job channel closes), so they are detached rather than joined.
-    pub(super) fn start(threads: usize) -> std::io::Result<HashPool> {
+    pub(super) fn start(threads: usize, metrics: Arc<Metrics>) -> std::io::Result<HashPool> {
         let (jobs, queue) = smol::channel::bounded::<Job>(QUEUE);
         for i in 0..threads.max(1) {
             let queue: Receiver<Job> = queue.clone();
@@ -51,11 +54,14 @@ impl HashPool {
                     }
                 })?;
         }
-        Ok(HashPool { jobs })
+        Ok(HashPool { jobs, metrics })
     }
 
     /// Whether `password` matches `phc`; false if the pool has stopped.
     pub(super) async fn verify(&self, phc: std::sync::Arc<str>, password: Secret) -> bool {
+        // Queued and timed from here until the answer (or until the
+        // caller gives up waiting).
+        let _verification = self.metrics.password_verification();
         let (reply, answer) = smol::channel::bounded(1);
         let job = Job {
             phc,

@@ -10,6 +10,7 @@ use smol::channel::Receiver;
 use smol::future;
 use smol::Timer;
 
+use crate::metrics::SessionEnd;
 use crate::session::Closing;
 use crate::storage::StorageError;
 
@@ -50,6 +51,29 @@ impl std::fmt::Display for End {
                 f,
                 "a PROXY protocol header from an address not in --proxy-protocol-from"
             ),
+        }
+    }
+}
+
+impl End {
+    /// The `reason` of `poplite_sessions_ended_total`: the one place every
+    /// way a POP3 session ends is given its label.
+    pub(super) fn reason(&self) -> SessionEnd {
+        match self {
+            End::Session(Closing::Quit) => SessionEnd::Quit,
+            End::Session(Closing::BadCommands) => SessionEnd::BadCommands,
+            End::Session(Closing::AuthFailures | Closing::LineTooLong) => SessionEnd::Limit,
+            // The session could take no line: the server's fault, not a
+            // rule the client broke.
+            End::Session(Closing::Unexpected) => SessionEnd::Dropped,
+            End::ClientClosed | End::Io(_) | End::TransferFailed(_) => SessionEnd::Dropped,
+            End::TlsHandshake(error) if error.kind() == io::ErrorKind::TimedOut => {
+                SessionEnd::Timeout
+            }
+            End::TlsHandshake(_) => SessionEnd::Dropped,
+            End::IdleTimeout | End::LineTimeout => SessionEnd::Timeout,
+            End::Shutdown => SessionEnd::Shutdown,
+            End::UnexpectedProxyHeader | End::LeaseLost => SessionEnd::Limit,
         }
     }
 }

@@ -21,6 +21,7 @@ use super::Shared;
 use crate::lmtp::{
     self, DataReader, Delivery, DeliveryOutcome, LmtpConfig, LmtpSession, Lookup, Reply, Step,
 };
+use crate::metrics::{DeliveryRefusal, Via};
 use crate::protocol::line::{LineEvent, LineReader};
 use crate::session::Closing;
 use crate::storage::{Incoming, Received, StorageError};
@@ -175,7 +176,13 @@ impl LmtpConnection {
                 return End::UnexpectedProxyHeader;
             }
             match session.command(&line) {
-                Step::Reply(reply) => reply.write_to(&mut self.out),
+                Step::Reply(reply) => {
+                    // 552 before any recipient: MAIL's SIZE= over the limit.
+                    if reply.code() == 552 {
+                        self.refused(DeliveryRefusal::TooLarge);
+                    }
+                    reply.write_to(&mut self.out)
+                }
                 Step::Close(reply) => {
                     reply.write_to(&mut self.out);
                     return match self.flush().await {
@@ -187,6 +194,11 @@ impl LmtpConnection {
                     // The first candidate is the whole address as given.
                     let address = candidates.first().cloned().unwrap_or_default();
                     let lookup = self.find_user(candidates).await;
+                    match lookup {
+                        Lookup::NotFound => self.refused(DeliveryRefusal::UnknownUser),
+                        Lookup::Failed => self.refused(DeliveryRefusal::Temporary),
+                        Lookup::Found(_) => {}
+                    }
                     let reply = session.recipient_found(lookup);
                     if reply.code() == 550 {
                         log::warn!(
@@ -217,6 +229,11 @@ impl LmtpConnection {
                 }
             }
         }
+    }
+
+    /// Counts a recipient refused, for `poplite_deliveries_refused_total`.
+    fn refused(&self, reason: DeliveryRefusal) {
+        self.shared.metrics.refused(Via::Lmtp, reason);
     }
 
     /// The first candidate that names a user.
@@ -252,6 +269,12 @@ impl LmtpConnection {
         let mut result = Ok(());
         while let Some(delivery) = transaction.next_delivery() {
             let reply = match delivery {
+                // With nothing taken in, a 552 is the size limit's, which
+                // every recipient gets (else it repeats a user's outcome).
+                Delivery::Reply(reply) if received.is_none() && reply.code() == 552 => {
+                    self.refused(DeliveryRefusal::TooLarge);
+                    reply
+                }
                 Delivery::Reply(reply) => reply,
                 Delivery::Store { user, header } => {
                     result = self.flush_after_delivery().await;
@@ -268,6 +291,12 @@ impl LmtpConnection {
                         }
                         None => DeliveryOutcome::Failed,
                     };
+                    match &outcome {
+                        DeliveryOutcome::Stored(_) => self.shared.metrics.delivered(Via::Lmtp),
+                        DeliveryOutcome::OverQuota => self.refused(DeliveryRefusal::OverQuota),
+                        DeliveryOutcome::UserGone => self.refused(DeliveryRefusal::UnknownUser),
+                        DeliveryOutcome::Failed => self.refused(DeliveryRefusal::Temporary),
+                    }
                     transaction.stored(outcome)
                 }
             };

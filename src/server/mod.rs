@@ -4,6 +4,7 @@
 //! connection each; `lmtp_listener` the LMTP sockets), `lifecycle`
 //! (deadlines and why a connection ended), `limits` and `backoff` (who may
 //! connect and log in how often), `fairness`, `hasher`, `apop_users`,
+//! `store_totals` (what the store holds, for `/metrics`),
 //! `tls` and `transport` (TCP or TLS), `background` (a server on threads
 //! of its own), `http` (the API, health checks and metrics over hyper). Protocol decisions live in
 //! [`crate::session`] and [`crate::lmtp`]; this layer only moves bytes and
@@ -24,6 +25,7 @@ mod lmtp;
 mod lmtp_listener;
 mod pop3;
 mod proxy;
+mod store_totals;
 pub mod tls;
 mod transport;
 
@@ -107,6 +109,8 @@ struct Shared {
     lmtp_connections: AtomicUsize,
     http_connections: AtomicUsize,
     metrics: Arc<Metrics>,
+    /// When `/metrics` last read the store's totals.
+    store_totals: store_totals::TotalsCache,
     per_source: Arc<limits::ConnectionsPerSource>,
     failed_logins: Arc<backoff::FailedLogins>,
     next_session_id: AtomicU64,
@@ -189,8 +193,9 @@ impl Server {
             true => MaildropLocks::leased(Arc::new(LeaseTable::new(config.lock_lease)?)),
             false => MaildropLocks::new(),
         };
+        let metrics = Arc::new(Metrics::new());
         let shared = Arc::new(Shared {
-            hashes: hasher::HashPool::start(config.hash_threads)
+            hashes: hasher::HashPool::start(config.hash_threads, Arc::clone(&metrics))
                 .map_err(|source| ServerError::Threads { source })?,
             store,
             config,
@@ -199,7 +204,8 @@ impl Server {
             connections: AtomicUsize::new(0),
             lmtp_connections: AtomicUsize::new(0),
             http_connections: AtomicUsize::new(0),
-            metrics: Arc::new(Metrics::new()),
+            metrics,
+            store_totals: store_totals::TotalsCache::default(),
             per_source: Arc::default(),
             failed_logins: Arc::default(),
             next_session_id: AtomicU64::new(1),

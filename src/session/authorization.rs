@@ -40,13 +40,13 @@ impl Session {
                 Action::Reply(Reply::ok("send PASS"))
             }
             Command::Pass(password) => match pending_user {
-                Some(name) => self.login(name, Proof::Password(password)),
+                Some(name) => self.login(name, LoginMethod::UserPass, Proof::Password(password)),
                 None => return Err(BadCommand::new("send USER first")),
             },
             Command::Apop { user: name, digest } => match &self.config.apop_timestamp {
                 Some(timestamp) => {
                     let timestamp = timestamp.clone();
-                    self.login(name, Proof::Apop { timestamp, digest })
+                    self.login(name, LoginMethod::Apop, Proof::Apop { timestamp, digest })
                 }
                 None => return Err(BadCommand::new("APOP is not enabled on this server")),
             },
@@ -112,6 +112,10 @@ impl Session {
             Ok(decoded) => decoded,
             Err(_) => return Err(BadCommand::new("invalid base64 in SASL response")),
         };
+        let mechanism = match step {
+            Sasl::PlainResponse => Mechanism::Plain,
+            Sasl::LoginUser | Sasl::LoginPassword(_) => Mechanism::Login,
+        };
         let result = match step {
             Sasl::PlainResponse => sasl::parse_plain(&decoded),
             Sasl::LoginUser => {
@@ -131,7 +135,11 @@ impl Session {
             Sasl::LoginPassword(_) => Err(SaslError::Malformed),
         };
         match result {
-            Ok((name, password)) => Ok(self.login(name, Proof::Password(password))),
+            Ok((name, password)) => Ok(self.login(
+                name,
+                LoginMethod::Sasl(mechanism),
+                Proof::Password(password),
+            )),
             Err(SaslError::AuthzidMismatch) => Err(BadCommand::reply(Reply::err_code(
                 RespCode::Auth,
                 "authorization identity must be empty or the user's own",
@@ -140,9 +148,13 @@ impl Session {
         }
     }
 
-    fn login(&mut self, user: String, proof: Proof) -> Action {
+    fn login(&mut self, user: String, method: LoginMethod, proof: Proof) -> Action {
         self.state = State::Authenticating;
-        Action::Login(LoginRequest { user, proof })
+        Action::Login(LoginRequest {
+            user,
+            proof,
+            method,
+        })
     }
 }
 

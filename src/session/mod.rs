@@ -66,6 +66,19 @@ pub struct LoginRequest {
     pub user: String,
     /// What proves it.
     pub proof: Proof,
+    /// Which command or mechanism carried it (for the server's metrics).
+    pub method: LoginMethod,
+}
+
+/// Which command or SASL mechanism a login came by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginMethod {
+    /// USER and PASS.
+    UserPass,
+    /// APOP.
+    Apop,
+    /// AUTH with a SASL mechanism.
+    Sasl(sasl::Mechanism),
 }
 
 /// The proof offered for a user name.

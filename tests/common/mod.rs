@@ -223,6 +223,11 @@ impl TestServer {
             .expect("no TCP LMTP listener")
     }
 
+    /// The HTTP listener's address (the config must set `http`).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.server().http_addr().expect("no HTTP listener")
+    }
+
     /// The implicit-TLS listener's address.
     pub fn tls_addr(&self) -> SocketAddr {
         self.server().tls_addrs()[0]

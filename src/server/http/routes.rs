@@ -27,7 +27,10 @@ pub(super) async fn answer(shared: &Arc<Shared>, request: Request<Incoming>) -> 
             Ok(()) => Ok(readiness(shared).await),
             Err(problem) => Err(problem),
         },
-        "/metrics" => only_get(&method).map(|()| metrics(shared, &request)),
+        "/metrics" => match only_get(&method) {
+            Ok(()) => Ok(metrics(shared, &request).await),
+            Err(problem) => Err(problem),
+        },
         _ if path.starts_with("/api/") => match authorized(shared, &request) {
             Ok(()) => Err(Problem::not_found(format!("no such endpoint: {path}"))),
             Err(problem) => Err(problem),
@@ -76,9 +79,18 @@ async fn readiness(shared: &Arc<Shared>) -> Response<Body> {
 }
 
 /// `/metrics`: Prometheus text, or OpenMetrics when the scraper asks.
-fn metrics(shared: &Arc<Shared>, request: &Request<Incoming>) -> Response<Body> {
+/// The gauges read at scrape time are brought up to date first: the
+/// back-off table's size now, the store's totals when the cache is stale.
+async fn metrics(shared: &Arc<Shared>, request: &Request<Incoming>) -> Response<Body> {
     let accept = request.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
     let format = Format::from_accept(accept);
+    let held_back = shared.failed_logins.held_back(std::time::Instant::now());
+    shared.metrics.set_backoff_addresses(held_back);
+    let every = shared.config.store_totals_interval;
+    shared
+        .store_totals
+        .refresh(&shared.store, &shared.metrics, every)
+        .await;
     with_type(
         StatusCode::OK,
         format.content_type(),

@@ -4,6 +4,9 @@
 
 use super::*;
 use crate::auth::login;
+use crate::metrics::{LoginMechanism, LoginResult};
+use crate::session::sasl::Mechanism;
+use crate::session::LoginMethod;
 
 impl Connection {
     pub(super) async fn login(&mut self, request: LoginRequest) -> LoginOutcome {
@@ -12,6 +15,7 @@ impl Connection {
         // dear hash) does not show in the reply's timing.
         let started = std::time::Instant::now();
         let user = request.user.clone();
+        let mechanism = mechanism(request.method);
         let delay = self.shared.config.auth_failure_delay;
         // `after`, not `at`: an absurd delay must not overflow an Instant.
         let answer_late = || Timer::after(delay.saturating_sub(started.elapsed()));
@@ -34,6 +38,7 @@ impl Connection {
                     self.peer,
                     wait.as_secs()
                 );
+                self.shared.metrics.login(mechanism, LoginResult::Delayed);
                 answer_late().await;
                 return LoginOutcome::BackingOff(wait.as_secs_f64().ceil() as u64);
             }
@@ -50,13 +55,25 @@ impl Connection {
                 user.filter(|_| matched)
             }
             Ok(Check::Decided(user)) => user,
-            Err(error) => return login::failed(&error).0,
+            Err(error) => {
+                self.shared.metrics.login(mechanism, LoginResult::Failure);
+                return login::failed(&error).0;
+            }
         };
         let (shared, id) = (Arc::clone(&self.shared), self.id);
         let (outcome, lock) =
             smol::unblock(move || login::open_maildrop(&shared.store, &shared.locks, verified, id))
                 .await;
         self.lock = lock;
+        let result = match &outcome {
+            LoginOutcome::Accepted(_) => LoginResult::Success,
+            LoginOutcome::InUse => LoginResult::InUse,
+            LoginOutcome::BackingOff(_) => LoginResult::Delayed,
+            // A store that failed counts as a failed login: the client
+            // was not let in.
+            LoginOutcome::Rejected | LoginOutcome::Failed(_) => LoginResult::Failure,
+        };
+        self.shared.metrics.login(mechanism, result);
         match &outcome {
             LoginOutcome::Accepted(maildrop) => {
                 // The name as stored, as the closing line gives it too.
@@ -88,5 +105,15 @@ impl Connection {
             LoginOutcome::Failed(_) | LoginOutcome::BackingOff(_) => {}
         }
         outcome
+    }
+}
+
+/// The `mechanism` label of a login that came by `method`.
+fn mechanism(method: LoginMethod) -> LoginMechanism {
+    match method {
+        LoginMethod::UserPass => LoginMechanism::User,
+        LoginMethod::Apop => LoginMechanism::Apop,
+        LoginMethod::Sasl(Mechanism::Plain) => LoginMechanism::Plain,
+        LoginMethod::Sasl(Mechanism::Login) => LoginMechanism::Login,
     }
 }

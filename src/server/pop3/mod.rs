@@ -32,6 +32,7 @@ use super::{ApopMode, Shared};
 use crate::auth;
 use crate::auth::login::Check;
 use crate::auth::MaildropLock;
+use crate::metrics::SessionEnd;
 use crate::protocol::command::MessageNumber;
 use crate::protocol::line::{LineEvent, LineReader};
 use crate::protocol::reply::{Reply, RespCode};
@@ -68,9 +69,14 @@ pub(super) async fn accept_loop(
     alive: Sender<()>,
 ) {
     let admit = |(stream, peer): (TcpStream, SocketAddr)| -> ConnectionTask {
-        let (guard, active) = ConnectionSlot::take(&shared, Protocol::Pop3);
+        let protocol = match implicit_tls {
+            true => Protocol::Pop3s,
+            false => Protocol::Pop3,
+        };
+        let (guard, active) = ConnectionSlot::take(&shared, protocol);
         if active >= shared.config.max_connections {
             log::warn!("{peer}: refused, {active} connections already open");
+            shared.metrics.session_ended(SessionEnd::Limit);
             return match implicit_tls {
                 // A TLS client could not read a plaintext reply: just close.
                 true => Box::pin(async move { drop(guard) }),
@@ -113,7 +119,10 @@ pub(super) async fn accept_loop(
                     );
                     task.await;
                 }
-                Err(error) => log::warn!("{peer}: refused: {error}"),
+                Err(error) => {
+                    log::warn!("{peer}: refused: {error}");
+                    shared.metrics.session_ended(SessionEnd::Dropped);
+                }
             }
         })
     };
@@ -148,6 +157,9 @@ async fn admitted_or_refused(
     stop: Receiver<()>,
     implicit_tls: bool,
 ) {
+    if admitted.is_err() {
+        shared.metrics.session_ended(SessionEnd::Limit);
+    }
     match admitted {
         // A TLS client could not read a plaintext reply: just close.
         Err(_) if implicit_tls => drop(guard),
@@ -228,6 +240,7 @@ pub(super) async fn serve(
         End::Session(Closing::BadCommands | Closing::LineTooLong)
     );
     conn.close(cut_off).await;
+    conn.shared.metrics.session_ended(end.reason());
     let tally = &conn.tally;
     log::info!(
         "session {id}: {peer} user={} ended by {end}; retrieved {} ({} octets), deleted {}",
@@ -561,6 +574,7 @@ impl Connection {
         match deleted.await {
             Ok(removed) => {
                 self.tally.deleted = removed;
+                self.shared.metrics.messages_deleted(removed as u64);
                 Ok(removed)
             }
             Err(error) => {

@@ -80,18 +80,29 @@ impl Connection {
         let start = self.out.len();
         Reply::ok(status).encode(&mut self.out);
         let mut transfer = Transfer::new(layout, extent, self.shared.config.transfer_chunk);
-        if let Some(body) = body {
+        let sent = if let Some(body) = body {
             while let Some((offset, len)) = transfer.next_read(&mut self.out) {
                 // `read_bodies` checked the body is `layout.size` octets.
                 transfer.push(&body[offset as usize..][..len], &mut self.out);
             }
+            let octets = transfer.octets();
             transfer.finish(&mut self.out);
+            Some(octets)
         } else {
-            self.stream_message(transfer, message_id, start).await?;
-        }
-        if extent == Extent::Whole {
-            self.tally.retrieved += 1;
-            self.tally.retrieved_octets += layout.size;
+            self.stream_message(transfer, message_id, start).await?
+        };
+        // A message that could not be read was answered -ERR: not sent.
+        let Some(octets) = sent else {
+            return Ok(());
+        };
+        let metrics = &self.shared.metrics;
+        match extent {
+            Extent::Whole => {
+                self.tally.retrieved += 1;
+                self.tally.retrieved_octets += layout.size;
+                metrics.message_retrieved(octets);
+            }
+            Extent::Top(_) => metrics.partly_retrieved(octets),
         }
         Ok(())
     }
@@ -101,16 +112,17 @@ impl Connection {
     /// while this task writes the previous one, so reading and sending
     /// overlap and each octet is copied once between SQLite and the socket.
     /// If nothing is sent when reading fails, the reply from `start` on
-    /// becomes an -ERR.
+    /// becomes an -ERR (`None`); else the octets of the message sent.
     async fn stream_message(
         &mut self,
         mut transfer: Transfer,
         message_id: MessageId,
         start: usize,
-    ) -> Result<(), End> {
+    ) -> Result<Option<u64>, End> {
         let Some(first) = transfer.next_read(&mut self.out) else {
+            let octets = transfer.octets();
             transfer.finish(&mut self.out);
-            return Ok(());
+            return Ok(Some(octets));
         };
         let mut spare = Vec::new();
         let out = std::mem::take(&mut self.out);
@@ -135,11 +147,12 @@ impl Connection {
                     "message cannot be read",
                 )
                 .encode(&mut self.out);
-                return Ok(());
+                return Ok(None);
             }
             let Some(next) = chunk.next else {
+                let octets = transfer.octets();
                 transfer.finish(&mut self.out);
-                return Ok(());
+                return Ok(Some(octets));
             };
             // Below the threshold the next chunk goes onto the same buffer;
             // past it, into the spare one while this one is sent.
