@@ -102,6 +102,7 @@ pub struct Metrics {
     users: Gauge,
     stored_messages: Gauge,
     stored_bytes: Gauge,
+    store_ready: Gauge,
 }
 
 impl Default for Metrics {
@@ -262,6 +263,12 @@ impl Metrics {
             "Octets of messages in the store",
             stored_bytes.clone(),
         );
+        let store_ready = Gauge::default();
+        ours.register(
+            "store_ready",
+            "1 when the store answered the last read of its totals, 0 when it failed or hangs",
+            store_ready.clone(),
+        );
         let build_info = Family::<VersionLabel, Gauge>::default();
         build_info
             .get_or_create(&VersionLabel {
@@ -286,6 +293,7 @@ impl Metrics {
             users,
             stored_messages,
             stored_bytes,
+            store_ready,
         }
     }
 
@@ -355,6 +363,11 @@ impl Metrics {
         self.users.set(gauge_value(users));
         self.stored_messages.set(gauge_value(messages));
         self.stored_bytes.set(gauge_value(bytes));
+    }
+
+    /// Sets whether the store answers (its totals could be read).
+    pub fn set_store_ready(&self, ready: bool) {
+        self.store_ready.set(i64::from(ready));
     }
 
     /// Every metric as a scrape in `format` wants it.

@@ -11,6 +11,7 @@ use smol::channel::Sender;
 use smol::Executor;
 
 use super::{available_cores, LmtpAddress, Server, ServerConfig, ServerError};
+use crate::metrics::Metrics;
 use crate::storage::Store;
 
 /// Runs `main` on a smol executor with one thread per core, returning its
@@ -46,6 +47,7 @@ pub struct BackgroundServer {
     tls_addrs: Vec<SocketAddr>,
     lmtp_addrs: Vec<LmtpAddress>,
     http_addr: Option<SocketAddr>,
+    metrics: Arc<Metrics>,
     stop: Option<Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -66,6 +68,7 @@ impl BackgroundServer {
                                 server.tls_addrs(),
                                 server.lmtp_addrs(),
                                 server.http_addr(),
+                                Arc::clone(server.metrics()),
                             );
                             let _ = bound_tx.send(Ok(addrs));
                             server
@@ -81,7 +84,7 @@ impl BackgroundServer {
                 })
             })
             .map_err(|source| ServerError::Threads { source })?;
-        let (addrs, tls_addrs, lmtp_addrs, http_addr) =
+        let (addrs, tls_addrs, lmtp_addrs, http_addr, metrics) =
             bound_rx.recv().map_err(|_| ServerError::Threads {
                 source: io::Error::other("the server thread ended before binding"),
             })??;
@@ -90,6 +93,7 @@ impl BackgroundServer {
             tls_addrs,
             lmtp_addrs,
             http_addr,
+            metrics,
             stop: Some(stop),
             thread: Some(thread),
         })
@@ -123,6 +127,11 @@ impl BackgroundServer {
     /// The HTTP listener's address (API, health checks, metrics), if any.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http_addr
+    }
+
+    /// The server's metrics, readable also after it stopped.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Stops accepting, closes sessions without applying their deletions,

@@ -2,7 +2,8 @@
 //! with [`Backend::totals`](crate::storage::Backend::totals) on the
 //! storage pool, at most once per `store_totals_interval` and only when
 //! scraped, so scrapes never scan the store. A store that fails keeps
-//! the last values (and says so in the log).
+//! the last values (and says so in the log) and `poplite_store_ready`
+//! goes to 0, as it does when a read is still unanswered one interval on.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -35,7 +36,7 @@ impl TotalsCache {
         metrics: &Arc<Metrics>,
         every: Duration,
     ) {
-        if !self.due(every) {
+        if !self.due(every, metrics) {
             return;
         }
         let (done, finished) = smol::channel::bounded::<()>(1);
@@ -45,8 +46,14 @@ impl TotalsCache {
         // even if this scrape stops waiting.
         smol::unblock(move || {
             match store.totals() {
-                Ok(totals) => metrics.set_store_totals(totals.users, totals.messages, totals.bytes),
-                Err(error) => log::warn!("metrics: cannot read the store's totals: {error}"),
+                Ok(totals) => {
+                    metrics.set_store_totals(totals.users, totals.messages, totals.bytes);
+                    metrics.set_store_ready(true);
+                }
+                Err(error) => {
+                    log::warn!("metrics: cannot read the store's totals: {error}");
+                    metrics.set_store_ready(false);
+                }
             }
             reading.store(false, Ordering::Release);
             drop(done);
@@ -64,12 +71,17 @@ impl TotalsCache {
     }
 
     /// Whether a read should start now; if so, it counts as started.
-    fn due(&self, every: Duration) -> bool {
+    fn due(&self, every: Duration, metrics: &Metrics) -> bool {
         let mut last = self.last_read.lock().unwrap_or_else(|p| p.into_inner());
         if last.is_some_and(|at| at.elapsed() < every) {
             return false;
         }
         if self.reading.swap(true, Ordering::AcqRel) {
+            // The last read has not come back within an interval (and at
+            // least [`WAIT_AT_MOST`]): a store that hangs is not ready.
+            if last.is_some_and(|at| at.elapsed() >= WAIT_AT_MOST) {
+                metrics.set_store_ready(false);
+            }
             return false;
         }
         *last = Some(Instant::now());
