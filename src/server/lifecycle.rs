@@ -10,6 +10,7 @@ use smol::channel::Receiver;
 use smol::future;
 use smol::Timer;
 
+use super::proxy::ProxyError;
 use crate::metrics::SessionEnd;
 use crate::session::Closing;
 use crate::storage::StorageError;
@@ -75,6 +76,19 @@ impl End {
             End::Shutdown => SessionEnd::Shutdown,
             End::UnexpectedProxyHeader | End::LeaseLost => SessionEnd::Limit,
         }
+    }
+}
+
+/// The `reason` of `poplite_sessions_ended_total` for a connection from
+/// a load balancer whose PROXY header never came whole: a session that
+/// never began, ended for the same reasons as one that did.
+pub(super) fn proxy_failure_reason(error: &ProxyError) -> SessionEnd {
+    match error {
+        ProxyError::Io(error) if error.kind() == io::ErrorKind::TimedOut => SessionEnd::Timeout,
+        // `read_client_in_time`'s mark for a server shutting down.
+        ProxyError::Io(error) if error.kind() == io::ErrorKind::Interrupted => SessionEnd::Shutdown,
+        ProxyError::Io(_) => SessionEnd::Dropped,
+        ProxyError::Missing | ProxyError::Malformed(_) => SessionEnd::Limit,
     }
 }
 

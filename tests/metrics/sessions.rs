@@ -115,3 +115,16 @@ fn every_reason_is_exported_from_the_start() {
         assert_eq!(scrape.ended(reason), 0.0, "{reason}");
     }
 }
+
+#[test]
+fn a_balancer_without_a_proxy_header_counts_limit() {
+    let server = start(|config| config.proxy_protocol_from = vec!["127.0.0.1".parse().unwrap()]);
+    let mut stream = std::net::TcpStream::connect(server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(super::common::IO_TIMEOUT))
+        .unwrap();
+    std::io::Write::write_all(&mut stream, b"USER alice\r\n").unwrap();
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut stream, &mut rest);
+    only(&scrape_until(&server, |s| ended(s) >= 1.0), "limit", 1.0);
+}

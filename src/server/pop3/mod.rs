@@ -24,7 +24,7 @@ use retr::READ_AHEAD_KEEP;
 
 use super::accept::{accept_until_stopped, refuse, ConnectionSlot, ConnectionTask, Protocol};
 use super::fairness::{Budget, LINE_COST};
-use super::lifecycle::{best_effort, Deadline, End};
+use super::lifecycle::{best_effort, proxy_failure_reason, Deadline, End};
 use super::limits::SourceSlot;
 use super::proxy;
 use super::transport::Transport;
@@ -121,7 +121,7 @@ pub(super) async fn accept_loop(
                 }
                 Err(error) => {
                     log::warn!("{peer}: refused: {error}");
-                    shared.metrics.session_ended(SessionEnd::Dropped);
+                    shared.metrics.session_ended(proxy_failure_reason(&error));
                 }
             }
         })
