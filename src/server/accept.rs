@@ -1,6 +1,6 @@
 //! What every listener shares: the listening socket, the one accept loop,
 //! the connection counts and the refusal of a connection over a limit.
-//! Each listener (`pop3`, `lmtp`) keeps only its own admission rules.
+//! Each listener (`pop3`, `lmtp`, `smtp`) keeps only its own admission rules.
 
 use std::future::Future;
 use std::io;
@@ -120,6 +120,7 @@ impl<'a> Accepter<'a> {
 pub(super) enum Protocol {
     Pop3,
     Lmtp,
+    Smtp,
     Http,
 }
 
@@ -145,6 +146,7 @@ impl Shared {
         match protocol {
             Protocol::Pop3 => &self.connections,
             Protocol::Lmtp => &self.lmtp_connections,
+            Protocol::Smtp => &self.smtp_connections,
             Protocol::Http => &self.http_connections,
         }
     }

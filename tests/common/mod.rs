@@ -588,7 +588,7 @@ impl ServerProcess {
             ])
             .args(extra)
             // Tests wait for these lines; LMTP's debug line marks a store begun.
-            .env("RUST_LOG", "info,poplite::server::lmtp=debug")
+            .env("RUST_LOG", "info,poplite::server::intake=debug")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

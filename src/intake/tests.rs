@@ -1,12 +1,10 @@
-//! LMTP session tests: scripted conversations against the sans-IO session.
+//! Session tests: scripted LMTP and SMTP conversations against the sans-IO
+//! session.
 
 use super::*;
 
-fn session() -> LmtpSession {
-    LmtpSession::new(LmtpConfig {
-        hostname: "mx.test".into(),
-        max_message_size: 100,
-    })
+fn session() -> IntakeSession {
+    IntakeSession::new(IntakeConfig::new(Dialect::Lmtp, "mx.test", 100))
 }
 
 fn reply(step: Step) -> Reply {
@@ -16,14 +14,14 @@ fn reply(step: Step) -> Reply {
     }
 }
 
-fn code(session: &mut LmtpSession, line: &str) -> u16 {
+fn code(session: &mut IntakeSession, line: &str) -> u16 {
     reply(session.command(line.as_bytes())).code()
 }
 
 /// Gives RCPT for `address` and answers its lookup with `lookup`.
-fn rcpt(session: &mut LmtpSession, address: &str, lookup: Lookup) -> Reply {
+fn rcpt(session: &mut IntakeSession, address: &str, lookup: Lookup) -> Reply {
     match session.command(format!("RCPT TO:<{address}>").as_bytes()) {
-        Step::FindUser { candidates } => {
+        Step::FindUser { candidates, .. } => {
             assert_eq!(candidates[0], address);
             session.recipient_found(lookup)
         }
@@ -47,7 +45,7 @@ fn lhlo_lists_the_extensions_rfc_2033_requires() {
 }
 
 #[test]
-fn smtp_greetings_get_500_and_do_not_open_the_session() {
+fn smtp_greetings_get_500_and_do_not_open_an_lmtp_session() {
     let mut s = session();
     assert_eq!(code(&mut s, "EHLO client.test"), 500);
     assert_eq!(code(&mut s, "MAIL FROM:<a@b>"), 503);
@@ -93,7 +91,7 @@ fn a_declared_size_over_the_limit_is_refused_at_mail() {
 /// Runs a transaction to the end of its data (taken in by the driver,
 /// or too large); returns it.
 fn transaction(
-    s: &mut LmtpSession,
+    s: &mut IntakeSession,
     recipients: &[(&str, &str)],
     body: Result<(), TooLarge>,
 ) -> Transaction {
@@ -119,7 +117,7 @@ fn each_recipient_gets_its_own_stamped_copy_and_reply_in_rcpt_order() {
     assert!(matches!(s.command(b"DATA"), Step::ReadData(_)));
     // The driver takes the message in with the first recipient's header.
     let first = "Return-Path: <sender@far.test>\r\nDelivered-To: alice@x\r\n";
-    assert_eq!(s.first_header(), first);
+    assert_eq!(s.data_header("now"), first);
     let mut t = s.data_received(Ok(()));
     assert!(!t.has_one_copy());
     let Some(Delivery::Store { user, header }) = t.next_delivery() else {
@@ -128,7 +126,7 @@ fn each_recipient_gets_its_own_stamped_copy_and_reply_in_rcpt_order() {
     assert_eq!(user, "alice");
     assert_eq!(header, first);
     assert_eq!(
-        text(&t.stored(DeliveryOutcome::Stored("u.1".into()))),
+        text(&t.stored(DeliveryOutcome::Stored("u.1".into())).unwrap()),
         "250 2.0.0 <alice@x> delivered as u.1\r\n"
     );
     let Some(Delivery::Store { user, header }) = t.next_delivery() else {
@@ -139,7 +137,7 @@ fn each_recipient_gets_its_own_stamped_copy_and_reply_in_rcpt_order() {
         header,
         "Return-Path: <sender@far.test>\r\nDelivered-To: bob@x\r\n"
     );
-    let full = t.stored(DeliveryOutcome::OverQuota);
+    let full = t.stored(DeliveryOutcome::OverQuota).unwrap();
     assert_eq!(text(&full), "552 5.2.2 <bob@x> mailbox is full\r\n");
     assert_eq!(t.next_delivery(), None);
     // The transaction is over: a new one needs MAIL again.
