@@ -238,6 +238,11 @@ impl TestServer {
         Client::connect_tls(self.tls_addr(), &self.ca_path())
     }
 
+    /// The SMTP listener, as bound.
+    pub fn smtp_addr(&self) -> SocketAddr {
+        self.server().smtp_addr().expect("no SMTP listener")
+    }
+
     /// The LMTP listeners, as bound.
     pub fn lmtp_addrs(&self) -> &[poplite::server::LmtpAddress] {
         self.server().lmtp_addrs()
@@ -554,6 +559,8 @@ pub struct ServerProcess {
     pub tls_addr: Option<SocketAddr>,
     /// Each `--lmtp` listener as its ready line gives it (`HOST:PORT` or `unix:PATH`).
     pub lmtp_addrs: Vec<String>,
+    /// The `--smtp` listener, if one was asked for.
+    pub smtp_addr: Option<SocketAddr>,
     stderr: Option<std::thread::JoinHandle<String>>,
     /// The log so far, for [`ServerProcess::wait_for_log`].
     log: Arc<std::sync::Mutex<String>>,
@@ -626,11 +633,15 @@ impl ServerProcess {
             .filter(|arg| **arg == "--lmtp")
             .map(|_| next_line(" (LMTP)"))
             .collect();
+        let smtp_addr = extra
+            .contains(&"--smtp")
+            .then(|| next_line(" (SMTP)").parse().unwrap());
         ServerProcess {
             child,
             addr,
             tls_addr,
             lmtp_addrs,
+            smtp_addr,
             stderr: Some(stderr),
             log,
         }
