@@ -41,24 +41,32 @@ pub(super) trait IntakeStream: AsyncRead + AsyncWrite + Unpin + Send {
     ) -> Pin<Box<dyn Future<Output = io::Result<()>> + Send + '_>>;
 }
 
-/// The client's address, from the PROXY protocol header when `tcp` comes
-/// from a trusted proxy (a load balancer in front); `None` when the
-/// connection must be dropped (the header was missing or bad).
-pub(super) async fn client_address(
+/// Who is on the other end of `tcp`: the client named by the PROXY
+/// protocol header when `tcp` comes from a trusted proxy (a load balancer
+/// in front), else the peer (`accepted`, as the accept gave it); `None`
+/// when the connection must be dropped (the header was missing or bad).
+pub(super) async fn tcp_peer(
     tcp: &mut TcpStream,
+    accepted: String,
     shared: &Shared,
     stop: &Receiver<()>,
     dialect: Dialect,
-) -> Option<Result<SocketAddr, io::Error>> {
-    let addr = match tcp.peer_addr() {
-        Ok(addr) => addr,
-        Err(error) => return Some(Err(error)),
+) -> Option<Peer> {
+    let peer = |addr: SocketAddr| Peer {
+        name: addr.to_string(),
+        ip: Some(addr.ip()),
+    };
+    let Ok(addr) = tcp.peer_addr() else {
+        return Some(Peer {
+            name: accepted,
+            ip: None,
+        });
     };
     if !shared.config.is_proxy(addr.ip()) {
-        return Some(Ok(addr));
+        return Some(peer(addr));
     }
     match proxy::read_client_in_time(tcp, addr, stop).await {
-        Ok(client) => Some(Ok(client)),
+        Ok(client) => Some(peer(client)),
         Err(error) => {
             log::warn!("{} {addr}: refused: {error}", log_name(dialect));
             None

@@ -32,12 +32,9 @@ pub(super) async fn accept_loop(
             let mut stream = stream;
             let peer = match &mut stream {
                 Stream::Tcp(tcp) => {
-                    match intake::client_address(tcp, &shared, &stop, Dialect::Lmtp).await {
-                        Some(Ok(addr)) => Peer {
-                            name: addr.to_string(),
-                            ip: Some(addr.ip()),
-                        },
-                        Some(Err(_)) => Peer { name, ip: None },
+                    let peer = intake::tcp_peer(tcp, name, &shared, &stop, Dialect::Lmtp);
+                    match peer.await {
+                        Some(peer) => peer,
                         None => return,
                     }
                 }

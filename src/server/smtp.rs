@@ -11,7 +11,7 @@ use smol::net::{TcpListener, TcpStream};
 use smol::Executor;
 
 use super::accept::{accept_until_stopped, ConnectionSlot, ConnectionTask, Protocol};
-use super::intake::{self, IntakeStream, Peer};
+use super::intake::{self, IntakeStream};
 use super::transport::Transport;
 use super::Shared;
 use crate::intake::Dialect;
@@ -30,15 +30,10 @@ pub(super) async fn accept_loop(
         let stop = stop.clone();
         Box::pin(async move {
             let mut stream = stream;
-            let client =
-                match intake::client_address(&mut stream, &shared, &stop, Dialect::Smtp).await {
-                    Some(Ok(client)) => client,
-                    Some(Err(_)) => addr,
-                    None => return,
-                };
-            let peer = Peer {
-                name: client.to_string(),
-                ip: Some(client.ip()),
+            let name = addr.to_string();
+            let peer = intake::tcp_peer(&mut stream, name, &shared, &stop, Dialect::Smtp);
+            let Some(peer) = peer.await else {
+                return;
             };
             let transport = Transport::Plain(stream);
             intake::serve(Dialect::Smtp, transport, peer, shared, stop, active).await;

@@ -471,6 +471,21 @@ fn leaf_certificate(tls: &TlsStream) -> Option<Vec<u8>> {
     chain.first().map(|cert| cert.to_vec())
 }
 
+/// Reads one whole LMTP or SMTP reply, every line of it (`250-…` up to
+/// `250 …`), CRLFs kept; fails if the connection closes first.
+pub fn intake_reply(reader: &mut impl BufRead) -> String {
+    let mut reply = String::new();
+    loop {
+        let mut line = String::new();
+        let n = reader.read_line(&mut line).unwrap();
+        assert!(n > 0, "connection closed after {reply:?}");
+        reply.push_str(&line);
+        if line.as_bytes().get(3) != Some(&b'-') {
+            return reply;
+        }
+    }
+}
+
 /// Reverses dot-stuffing of a multi-line body.
 pub fn unstuff(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len());

@@ -11,7 +11,7 @@ mod connections;
 mod delivery;
 mod tls;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 
@@ -50,16 +50,7 @@ impl Smtp {
 
     /// One whole reply, all its lines, CRLFs kept.
     fn reply(&mut self) -> String {
-        let mut reply = String::new();
-        loop {
-            let mut line = String::new();
-            let n = self.reader.read_line(&mut line).unwrap();
-            assert!(n > 0, "connection closed after {reply:?}");
-            reply.push_str(&line);
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return reply;
-            }
-        }
+        common::intake_reply(&mut self.reader)
     }
 
     fn cmd(&mut self, line: &str) -> String {
