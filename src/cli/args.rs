@@ -200,7 +200,7 @@ pub struct ServeArgs {
     /// Offer APOP: auto (when some user has an APOP secret), always, never.
     #[arg(long, value_enum, default_value_t = ApopArg::Auto)]
     pub apop: ApopArg,
-    /// Host name for the APOP greeting and LMTP (default: this machine's).
+    /// Host name for the APOP greeting, LMTP and SMTP (greetings, Received) (default: this machine's).
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
     /// Accept mail from the MTA over LMTP on HOST:PORT or unix:PATH (repeatable; LMTP has no authentication: keep it on loopback; a socket is made mode 0666, restrict its directory).

@@ -230,3 +230,77 @@ fn one_user_named_by_every_rcpt_gets_the_one_copy() {
     );
     assert!(t.has_one_copy());
 }
+
+fn smtp(tls: crate::session::TlsState) -> IntakeSession {
+    IntakeSession::new(IntakeConfig {
+        tls,
+        peer: Some("192.0.2.1".parse().unwrap()),
+        session_id: 7,
+        ..IntakeConfig::new(Dialect::Smtp, "mx.test", 100)
+    })
+}
+
+#[test]
+fn smtp_offers_starttls_once_and_starts_over_inside_tls() {
+    let mut s = smtp(crate::session::TlsState::Offered);
+    assert_eq!(text(&s.greeting()), "220 mx.test poplite ESMTP ready\r\n");
+    assert_eq!(code(&mut s, "LHLO c"), 500);
+    assert!(text(&reply(s.command(b"EHLO c"))).ends_with("250 STARTTLS\r\n"));
+    code(&mut s, "MAIL FROM:<a@b>");
+    assert_eq!(code(&mut s, "STARTTLS"), 503);
+    code(&mut s, "RSET");
+    assert!(matches!(s.command(b"STARTTLS"), Step::StartTls(r) if r.code() == 220));
+    s.tls_started();
+    // RFC 3207 §4.2: what was said in plaintext is forgotten.
+    assert_eq!(code(&mut s, "MAIL FROM:<a@b>"), 503);
+    assert!(!text(&reply(s.command(b"EHLO c"))).contains("STARTTLS"));
+    assert_eq!(code(&mut s, "STARTTLS"), 503);
+}
+
+#[test]
+fn smtp_checks_the_quota_at_rcpt_and_stamps_received() {
+    let mut s = smtp(crate::session::TlsState::Unavailable);
+    code(&mut s, "HELO client.test");
+    code(&mut s, "MAIL FROM:<a@b> SIZE=50");
+    match s.command(b"RCPT TO:<alice@x>") {
+        Step::FindUser { room_for, .. } => assert_eq!(room_for, Some(50)),
+        other => panic!("expected a lookup, got {other:?}"),
+    }
+    assert_eq!(
+        text(&s.recipient_found(Lookup::Full)),
+        "552 5.2.2 <alice@x> mailbox is full\r\n"
+    );
+    rcpt(&mut s, "bob@x", Lookup::Found("bob".into()));
+    assert!(matches!(s.command(b"DATA"), Step::ReadData(_)));
+    assert_eq!(
+        s.data_header("Thu, 3 Dec 2026 01:02:03 +0000"),
+        "Return-Path: <a@b>\r\nDelivered-To: bob@x\r\n\
+         Received: from client.test ([192.0.2.1])\r\n\
+         \tby mx.test (poplite) with SMTP id 7.1\r\n\
+         \tfor <bob@x>; Thu, 3 Dec 2026 01:02:03 +0000\r\n"
+    );
+}
+
+#[test]
+fn smtp_answers_once_after_the_data_and_250_only_if_all_were_stored() {
+    let mut s = smtp(crate::session::TlsState::Unavailable);
+    code(&mut s, "EHLO c");
+    code(&mut s, "MAIL FROM:<a@b>");
+    rcpt(&mut s, "alice@x", Lookup::Found("alice".into()));
+    rcpt(&mut s, "bob@x", Lookup::Found("bob".into()));
+    assert!(matches!(s.command(b"DATA"), Step::ReadData(_)));
+    let mut t = s.data_received(Ok(()));
+    assert!(matches!(t.next_delivery(), Some(Delivery::Store { .. })));
+    assert_eq!(t.stored(DeliveryOutcome::Stored("1".into())), None);
+    assert!(matches!(t.next_delivery(), Some(Delivery::Store { .. })));
+    assert_eq!(t.stored(DeliveryOutcome::Failed), None);
+    let Some(Delivery::Reply(one)) = t.next_delivery() else {
+        panic!("expected the one reply");
+    };
+    assert_eq!(
+        text(&one),
+        "451 4.3.0 <bob@x> temporary failure storing the message, try again later \
+         (stored for 1 of 2 recipients, who get it again on a retry)\r\n"
+    );
+    assert_eq!(t.next_delivery(), None);
+}
