@@ -1,5 +1,6 @@
 //! The SMTP listener's own rules: its connection cap apart from POP3's,
-//! the idle timeout, shutdown in the middle of the data, and no address
+//! the idle timeout, shutdown in the middle of the data, the PROXY
+//! protocol header, and no address
 //! other hosts can reach without `--smtp-allow-remote`.
 
 use std::time::{Duration, Instant};
@@ -90,4 +91,21 @@ fn serve_prints_the_ready_line_and_refuses_a_remote_address_in_one_line() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("--smtp-allow-remote"), "{stderr}");
+}
+
+#[test]
+fn behind_a_proxy_the_received_header_names_the_client_it_reported() {
+    let server = start(|config| {
+        config.proxy_protocol_from = vec!["127.0.0.0/8".parse().unwrap()];
+    });
+    let mut smtp = Smtp::connect_raw(server.smtp_addr());
+    smtp.send(b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 25\r\n");
+    assert!(smtp.reply().starts_with("220 "));
+    let (_, after) = smtp.mail("s@far.test", &["alice"], b"Subject: proxied\r\n\r\n");
+    assert!(after.starts_with("250"), "{after}");
+    let text = String::from_utf8(server.messages("alice")[0].clone()).unwrap();
+    assert!(
+        text.contains("Received: from client.test ([203.0.113.7])\r\n"),
+        "{text}"
+    );
 }
