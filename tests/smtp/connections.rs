@@ -1,7 +1,7 @@
 //! The SMTP listener's own rules: its connection cap apart from POP3's,
 //! the idle timeout, shutdown in the middle of the data, the PROXY
-//! protocol header, and no address
-//! other hosts can reach without `--smtp-allow-remote`.
+//! protocol header, and no address other hosts can reach without
+//! `--smtp-allow-remote`.
 
 use std::time::{Duration, Instant};
 
