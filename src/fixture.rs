@@ -108,6 +108,11 @@ impl TestServer {
         self.server.http_addr()
     }
 
+    /// The SMTP listener (set `smtp` in [`TestServer::start_with`]), if any.
+    pub fn smtp_addr(&self) -> Option<std::net::SocketAddr> {
+        self.server.smtp_addr()
+    }
+
     /// Adds a user with a cheap password hash (fine in tests, never in use).
     pub fn add_user(&self, name: &str, password: &str) -> Result<(), FixtureError> {
         self.add(name, password, None)

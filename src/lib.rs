@@ -11,7 +11,7 @@
 
 pub mod auth;
 pub mod fixture;
-pub mod lmtp;
+pub mod intake;
 pub mod mail;
 pub mod metrics;
 pub mod protocol;

@@ -1,4 +1,4 @@
-//! Mail comes in without being held in memory: `poplite deliver` and LMTP
+//! Mail comes in without being held in memory: `poplite deliver`, LMTP, SMTP
 //! take a message in as it arrives, and store exactly its canonical form
 //! (CRLF line ends, a last line end, LMTP's dots unstuffed). Checked on
 //! the real binary's peak RSS (VmHWM in /proc).
@@ -134,6 +134,18 @@ fn deliver_refuses_a_streamed_message_over_the_limit_and_stores_nothing() {
 /// Delivers `body` (already dot-stuffed, CRLF-ended) to `rcpts` over
 /// LMTP at `addr`; returns the replies after DATA.
 fn lmtp_send(addr: &str, rcpts: &[&str], body: &[u8]) -> Vec<String> {
+    intake_send(addr, "LHLO", rcpts, body, rcpts.len())
+}
+
+/// [`lmtp_send`] for either protocol: `hello` is LHLO or EHLO, and
+/// `replies` how many replies follow the data (SMTP: one).
+fn intake_send(
+    addr: &str,
+    hello: &str,
+    rcpts: &[&str],
+    body: &[u8],
+    replies: usize,
+) -> Vec<String> {
     let stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
@@ -152,7 +164,9 @@ fn lmtp_send(addr: &str, rcpts: &[&str], body: &[u8]) -> Vec<String> {
         }
     };
     reply(&mut reader);
-    writer.write_all(b"LHLO test\r\n").unwrap();
+    writer
+        .write_all(format!("{hello} test\r\n").as_bytes())
+        .unwrap();
     reply(&mut reader);
     writer.write_all(b"MAIL FROM:<s@far.test>\r\n").unwrap();
     assert!(reply(&mut reader).starts_with("250"));
@@ -168,7 +182,7 @@ fn lmtp_send(addr: &str, rcpts: &[&str], body: &[u8]) -> Vec<String> {
         writer.write_all(piece).unwrap();
     }
     writer.write_all(b".\r\nQUIT\r\n").unwrap();
-    rcpts.iter().map(|_| reply(&mut reader)).collect()
+    (0..replies).map(|_| reply(&mut reader)).collect()
 }
 
 /// A body of `lines` test lines as LMTP sends it (CRLF, dots stuffed)
@@ -257,6 +271,41 @@ fn four_simultaneous_large_lmtp_deliveries_keep_server_memory_flat() {
         let listed = cli_mailbox(&db, user);
         let header = format!("Return-Path: <s@far.test>\r\nDelivered-To: {user}@x\r\n");
         assert_eq!(listed[0][1], (header.len() + stored.len()).to_string());
+    }
+    server.terminate();
+}
+
+#[test]
+fn a_large_smtp_message_streams_in_flat_memory_and_arrives_as_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = common::TestDb::new(dir.path(), "smtp.db");
+    for user in ["alice", "bob"] {
+        cli_add_user(&db, user, "pw");
+    }
+    let server = ServerProcess::start(
+        &db,
+        &["--smtp", "127.0.0.1:0", "--max-message-size", "100000000"],
+    );
+    let pid = server.child.id();
+    let before = memory_kib(pid, "VmRSS");
+    // 30 MB to two users: taken in once as it streams, then copied.
+    let (sent, stored) = lmtp_body(300_000);
+    let addr = server.smtp_addr.unwrap().to_string();
+    let replies = intake_send(&addr, "EHLO", &["alice@x", "bob@x"], &sent, 1);
+    assert_eq!(replies, ["250 2.0.0 OK, delivered to 2 recipients"]);
+    let growth = memory_kib(pid, "VmHWM").saturating_sub(before);
+    eprintln!(
+        "one SMTP delivery of {} octets to two users: peak RSS growth {growth} KiB",
+        sent.len()
+    );
+    // As LMTP's (the same intake): each holds under 2 MiB of its message.
+    assert!(growth < 32 * 1024, "the server grew {growth} KiB");
+    for user in ["alice", "bob"] {
+        let message = &retrieve_all(&server, user)[0];
+        let header = format!("Return-Path: <s@far.test>\r\nDelivered-To: {user}@x\r\nReceived: from test ([127.0.0.1])\r\n");
+        assert!(message.starts_with(header.as_bytes()), "{user}");
+        assert!(message.ends_with(&stored), "{user}: not as sent");
+        assert!(message.len() < header.len() + stored.len() + 200);
     }
     server.terminate();
 }

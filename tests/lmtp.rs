@@ -52,16 +52,7 @@ impl<S: std::io::Read + Write> Lmtp<S> {
 
     /// One whole reply, all its lines.
     fn reply(&mut self) -> String {
-        let mut reply = String::new();
-        loop {
-            let mut line = String::new();
-            let n = self.reader.read_line(&mut line).unwrap();
-            assert!(n > 0, "connection closed after {reply:?}");
-            reply.push_str(&line);
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return reply;
-            }
-        }
+        common::intake_reply(&mut self.reader)
     }
 
     fn cmd(&mut self, line: &str) -> String {

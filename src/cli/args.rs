@@ -200,18 +200,27 @@ pub struct ServeArgs {
     /// Offer APOP: auto (when some user has an APOP secret), always, never.
     #[arg(long, value_enum, default_value_t = ApopArg::Auto)]
     pub apop: ApopArg,
-    /// Host name for the APOP greeting and LMTP (default: this machine's).
+    /// Host name for the APOP greeting, LMTP and SMTP (greetings, Received) (default: this machine's).
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
     /// Accept mail from the MTA over LMTP on HOST:PORT or unix:PATH (repeatable; LMTP has no authentication: keep it on loopback; a socket is made mode 0666, restrict its directory).
     #[arg(long = "lmtp", value_name = "ADDR")]
     pub lmtp: Vec<server::LmtpAddress>,
-    /// Largest message LMTP accepts: octets, or e.g. 512K, 64M, 1G.
+    /// Largest message LMTP and SMTP accept: octets, or e.g. 512K, 64M, 1G.
     #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_octets)]
     pub max_message_size: u64,
     /// LMTP connections served at once (apart from POP3's); more are told to retry.
     #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_lmtp_connections: u32,
+    /// Accept mail for local users over SMTP on HOST:PORT (never relays; for test suites and development: a real MX belongs in an MTA feeding poplite over LMTP).
+    #[arg(long, value_name = "HOST:PORT", help_heading = "SMTP")]
+    pub smtp: Option<std::net::SocketAddr>,
+    /// Allow --smtp on an address other hosts can reach.
+    #[arg(long, requires = "smtp", help_heading = "SMTP")]
+    pub smtp_allow_remote: bool,
+    /// SMTP connections served at once (apart from the others); more are told to retry.
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..), help_heading = "SMTP")]
+    pub max_smtp_connections: u32,
     /// Serve the HTTP API, /healthz, /readyz and /metrics on HOST:PORT (loopback only unless a token is set).
     #[arg(long, value_name = "HOST:PORT", help_heading = "HTTP")]
     pub http: Option<std::net::SocketAddr>,

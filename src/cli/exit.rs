@@ -125,7 +125,7 @@ impl CliError {
                 | ServerError::TlsWithoutCertificate
                 | ServerError::BindLmtp { .. }
                 | ServerError::Bind { .. } => EX_OSERR,
-                ServerError::HttpWithoutToken { .. } => EX_CONFIG,
+                ServerError::HttpWithoutToken { .. } | ServerError::SmtpRemote { .. } => EX_CONFIG,
             },
             CliError::Signals(_) => EX_OSERR,
             CliError::Message { .. } | CliError::Input(_) | CliError::Password { .. } => EX_DATAERR,

@@ -61,6 +61,9 @@ pub fn serve(db: &Database, args: ServeArgs) -> Result<(), CliError> {
         lmtp: args.lmtp,
         max_message_size: args.max_message_size,
         max_lmtp_connections: args.max_lmtp_connections as usize,
+        smtp: args.smtp,
+        smtp_allow_remote: args.smtp_allow_remote,
+        max_smtp_connections: args.max_smtp_connections as usize,
         apop: match args.apop {
             ApopArg::Auto => ApopMode::Auto,
             ApopArg::Always => ApopMode::Always,
@@ -93,6 +96,10 @@ pub fn serve(db: &Database, args: ServeArgs) -> Result<(), CliError> {
         for addr in server.lmtp_addrs() {
             log::info!("listening on {addr} (LMTP)");
             let _ = writeln!(stdout, "poplite listening on {addr} (LMTP)");
+        }
+        if let Some(addr) = server.smtp_addr() {
+            log::info!("listening on {addr} (SMTP)");
+            let _ = writeln!(stdout, "poplite listening on {addr} (SMTP)");
         }
         if let Some(addr) = server.http_addr() {
             log::info!("listening on {addr} (HTTP)");

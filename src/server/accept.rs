@@ -1,6 +1,6 @@
 //! What every listener shares: the listening socket, the one accept loop,
 //! the connection counts and the refusal of a connection over a limit.
-//! Each listener (`pop3`, `lmtp`) keeps only its own admission rules.
+//! Each listener (`pop3`, `lmtp`, `smtp`) keeps only its own admission rules.
 
 use std::future::Future;
 use std::io;
@@ -123,6 +123,7 @@ pub(super) enum Protocol {
     Pop3,
     Pop3s,
     Lmtp,
+    Smtp,
     Http,
 }
 
@@ -133,6 +134,7 @@ impl Protocol {
             Protocol::Pop3 => Listener::Pop3,
             Protocol::Pop3s => Listener::Pop3s,
             Protocol::Lmtp => Listener::Lmtp,
+            Protocol::Smtp => Listener::Smtp,
             Protocol::Http => Listener::Http,
         }
     }
@@ -173,6 +175,7 @@ impl Shared {
         match protocol {
             Protocol::Pop3 | Protocol::Pop3s => &self.connections,
             Protocol::Lmtp => &self.lmtp_connections,
+            Protocol::Smtp => &self.smtp_connections,
             Protocol::Http => &self.http_connections,
         }
     }

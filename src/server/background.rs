@@ -47,6 +47,7 @@ pub struct BackgroundServer {
     tls_addrs: Vec<SocketAddr>,
     lmtp_addrs: Vec<LmtpAddress>,
     http_addr: Option<SocketAddr>,
+    smtp_addr: Option<SocketAddr>,
     metrics: Arc<Metrics>,
     stop: Option<Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -68,6 +69,7 @@ impl BackgroundServer {
                                 server.tls_addrs(),
                                 server.lmtp_addrs(),
                                 server.http_addr(),
+                                server.smtp_addr(),
                                 Arc::clone(server.metrics()),
                             );
                             let _ = bound_tx.send(Ok(addrs));
@@ -84,7 +86,7 @@ impl BackgroundServer {
                 })
             })
             .map_err(|source| ServerError::Threads { source })?;
-        let (addrs, tls_addrs, lmtp_addrs, http_addr, metrics) =
+        let (addrs, tls_addrs, lmtp_addrs, http_addr, smtp_addr, metrics) =
             bound_rx.recv().map_err(|_| ServerError::Threads {
                 source: io::Error::other("the server thread ended before binding"),
             })??;
@@ -93,6 +95,7 @@ impl BackgroundServer {
             tls_addrs,
             lmtp_addrs,
             http_addr,
+            smtp_addr,
             metrics,
             stop: Some(stop),
             thread: Some(thread),
@@ -132,6 +135,11 @@ impl BackgroundServer {
     /// The server's metrics, readable also after it stopped.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// The SMTP address, if `smtp` was configured.
+    pub fn smtp_addr(&self) -> Option<SocketAddr> {
+        self.smtp_addr
     }
 
     /// Stops accepting, closes sessions without applying their deletions,

@@ -57,12 +57,19 @@ pub struct ServerConfig {
     pub proxy_protocol_from: Vec<Network>,
     /// Where to accept mail from the MTA over LMTP (RFC 2033).
     pub lmtp: Vec<LmtpAddress>,
-    /// Largest message LMTP accepts, in octets as received.
+    /// Largest message LMTP and SMTP accept, in octets as received.
     pub max_message_size: u64,
     /// LMTP connections served at once, apart from the POP3 ones; one
     /// more is told 421 (the MTA retries). Each holds under 2 MiB of a
     /// message, whatever its size (`storage::ingest`).
     pub max_lmtp_connections: usize,
+    /// Where to accept mail over SMTP (RFC 5321) for local users; none for no SMTP.
+    pub smtp: Option<SocketAddr>,
+    /// Whether `smtp` may be an address other hosts can reach.
+    pub smtp_allow_remote: bool,
+    /// SMTP connections served at once, apart from the others; one more
+    /// is told 421.
+    pub max_smtp_connections: usize,
     /// Close a connection silent for this long (RFC 1939 §3: at least 10 minutes).
     pub idle_timeout: Duration,
     /// Connections served at once; one more is told `[SYS/TEMP]` and closed.
@@ -128,6 +135,9 @@ impl Default for ServerConfig {
             lmtp: Vec::new(),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             max_lmtp_connections: 32,
+            smtp: None,
+            smtp_allow_remote: false,
+            max_smtp_connections: 32,
             idle_timeout: Duration::from_secs(600),
             max_connections: 1024,
             auth_failure_delay: Duration::from_secs(1),
@@ -150,7 +160,7 @@ impl Default for ServerConfig {
     }
 }
 
-/// The largest message accepted by default, by LMTP and `poplite deliver`.
+/// The largest message accepted by default, by LMTP, SMTP and `poplite deliver`.
 pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 64 * 1024 * 1024;
 
 /// Whether a connection in `tls` state from `peer` may authenticate with

@@ -1,13 +1,14 @@
 //! The network shell around the session: the server's assembly (binding,
 //! running, shutting down) over its rooms: `config`, `accept` (the one
-//! accept loop and the connection counts), `pop3` and `lmtp` (one
-//! connection each; `lmtp_listener` the LMTP sockets), `lifecycle`
+//! accept loop and the connection counts), `pop3` (one connection),
+//! `intake` (one LMTP or SMTP connection) under the listeners `lmtp` and
+//! `smtp` (`lmtp_listener` the LMTP sockets), `lifecycle`
 //! (deadlines and why a connection ended), `limits` and `backoff` (who may
 //! connect and log in how often), `fairness`, `hasher`, `apop_users`,
 //! `store_totals` (what the store holds, for `/metrics`),
 //! `tls` and `transport` (TCP or TLS), `background` (a server on threads
 //! of its own), `http` (the API, health checks and metrics over hyper). Protocol decisions live in
-//! [`crate::session`] and [`crate::lmtp`]; this layer only moves bytes and
+//! [`crate::session`] and [`crate::intake`]; this layer only moves bytes and
 //! runs blocking work off the executor threads.
 
 mod accept;
@@ -18,6 +19,7 @@ mod config;
 mod fairness;
 mod hasher;
 mod http;
+mod intake;
 mod lease_renewal;
 mod lifecycle;
 mod limits;
@@ -25,6 +27,7 @@ mod lmtp;
 mod lmtp_listener;
 mod pop3;
 mod proxy;
+mod smtp;
 mod store_totals;
 pub mod tls;
 mod transport;
@@ -77,6 +80,17 @@ pub enum ServerError {
         /// The address.
         addr: SocketAddr,
     },
+    /// SMTP was asked for on an address other hosts can reach, without
+    /// `--smtp-allow-remote`.
+    #[error(
+        "--smtp {addr} is reachable from other hosts: poplite's SMTP is for test suites and \
+         development; put an MTA in front for real mail (it feeds poplite over LMTP), or give \
+         --smtp-allow-remote"
+    )]
+    SmtpRemote {
+        /// The address.
+        addr: SocketAddr,
+    },
     /// Implicit-TLS listeners were asked for without a certificate.
     #[error("TLS listeners need a certificate and key (--tls-cert, --tls-key)")]
     TlsWithoutCertificate,
@@ -107,6 +121,7 @@ struct Shared {
     hashes: hasher::HashPool,
     connections: AtomicUsize,
     lmtp_connections: AtomicUsize,
+    smtp_connections: AtomicUsize,
     http_connections: AtomicUsize,
     metrics: Arc<Metrics>,
     /// When `/metrics` last read the store's totals.
@@ -125,6 +140,7 @@ pub struct Server {
     listeners: Vec<(TcpListener, bool)>,
     lmtp_listeners: Vec<lmtp_listener::LmtpListener>,
     http_listener: Option<TcpListener>,
+    smtp_listener: Option<TcpListener>,
     /// This process's claim on the database; `run` holds it until it returns.
     claim: crate::storage::ServeClaim,
 }
@@ -175,6 +191,15 @@ impl Server {
             }
             lmtp_listeners.push(listener);
         }
+        let smtp_listener = match config.smtp {
+            Some(addr) => {
+                if !config.smtp_allow_remote && !addr.ip().to_canonical().is_loopback() {
+                    return Err(ServerError::SmtpRemote { addr });
+                }
+                Some(listen(addr).map_err(|source| ServerError::Bind { addr, source })?)
+            }
+            None => None,
+        };
         let http_listener = match config.http {
             Some(addr) => {
                 if config.http_token.is_none() && !addr.ip().to_canonical().is_loopback() {
@@ -203,6 +228,7 @@ impl Server {
             locks,
             connections: AtomicUsize::new(0),
             lmtp_connections: AtomicUsize::new(0),
+            smtp_connections: AtomicUsize::new(0),
             http_connections: AtomicUsize::new(0),
             metrics,
             store_totals: store_totals::TotalsCache::default(),
@@ -216,6 +242,7 @@ impl Server {
             listeners,
             lmtp_listeners,
             http_listener,
+            smtp_listener,
             claim,
         })
     }
@@ -241,6 +268,11 @@ impl Server {
     /// The HTTP listener's address as bound, if there is one.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http_listener.as_ref()?.local_addr().ok()
+    }
+
+    /// The SMTP listener's address as bound, if there is one.
+    pub fn smtp_addr(&self) -> Option<SocketAddr> {
+        self.smtp_listener.as_ref()?.local_addr().ok()
     }
 
     /// This server's metrics (`GET /metrics` renders them).
@@ -278,6 +310,16 @@ impl Server {
         }
         for listener in self.lmtp_listeners {
             let task = lmtp::accept_loop(
+                listener,
+                Arc::clone(&self.shared),
+                Arc::clone(executor),
+                stop_rx.clone(),
+                alive.clone(),
+            );
+            executor.spawn(task).detach();
+        }
+        if let Some(listener) = self.smtp_listener {
+            let task = smtp::accept_loop(
                 listener,
                 Arc::clone(&self.shared),
                 Arc::clone(executor),

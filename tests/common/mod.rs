@@ -243,6 +243,11 @@ impl TestServer {
         Client::connect_tls(self.tls_addr(), &self.ca_path())
     }
 
+    /// The SMTP listener, as bound.
+    pub fn smtp_addr(&self) -> SocketAddr {
+        self.server().smtp_addr().expect("no SMTP listener")
+    }
+
     /// The LMTP listeners, as bound.
     pub fn lmtp_addrs(&self) -> &[poplite::server::LmtpAddress] {
         self.server().lmtp_addrs()
@@ -471,6 +476,21 @@ fn leaf_certificate(tls: &TlsStream) -> Option<Vec<u8>> {
     chain.first().map(|cert| cert.to_vec())
 }
 
+/// Reads one whole LMTP or SMTP reply, every line of it (`250-…` up to
+/// `250 …`), CRLFs kept; fails if the connection closes first.
+pub fn intake_reply(reader: &mut impl BufRead) -> String {
+    let mut reply = String::new();
+    loop {
+        let mut line = String::new();
+        let n = reader.read_line(&mut line).unwrap();
+        assert!(n > 0, "connection closed after {reply:?}");
+        reply.push_str(&line);
+        if line.as_bytes().get(3) != Some(&b'-') {
+            return reply;
+        }
+    }
+}
+
 /// Reverses dot-stuffing of a multi-line body.
 pub fn unstuff(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len());
@@ -559,6 +579,8 @@ pub struct ServerProcess {
     pub tls_addr: Option<SocketAddr>,
     /// Each `--lmtp` listener as its ready line gives it (`HOST:PORT` or `unix:PATH`).
     pub lmtp_addrs: Vec<String>,
+    /// The `--smtp` listener, if one was asked for.
+    pub smtp_addr: Option<SocketAddr>,
     stderr: Option<std::thread::JoinHandle<String>>,
     /// The log so far, for [`ServerProcess::wait_for_log`].
     log: Arc<std::sync::Mutex<String>>,
@@ -593,7 +615,7 @@ impl ServerProcess {
             ])
             .args(extra)
             // Tests wait for these lines; LMTP's debug line marks a store begun.
-            .env("RUST_LOG", "info,poplite::server::lmtp=debug")
+            .env("RUST_LOG", "info,poplite::server::intake=debug")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -631,11 +653,15 @@ impl ServerProcess {
             .filter(|arg| **arg == "--lmtp")
             .map(|_| next_line(" (LMTP)"))
             .collect();
+        let smtp_addr = extra
+            .contains(&"--smtp")
+            .then(|| next_line(" (SMTP)").parse().unwrap());
         ServerProcess {
             child,
             addr,
             tls_addr,
             lmtp_addrs,
+            smtp_addr,
             stderr: Some(stderr),
             log,
         }

@@ -1,4 +1,5 @@
-//! LMTP deliveries from Python's smtplib.LMTP and swaks.
+//! LMTP deliveries from Python's smtplib.LMTP and swaks (their helpers
+//! serve `smtp` too).
 
 use super::curl::curl_ok;
 use super::*;
@@ -20,16 +21,16 @@ fn lmtp_server() -> (TestServer, PathBuf) {
 }
 
 /// What a final delivery stores: its two headers, then the CRLF message.
-fn delivered_as(sender: &str, recipient: &str, raw: &[u8]) -> Vec<u8> {
+pub(super) fn delivered_as(sender: &str, recipient: &str, raw: &[u8]) -> Vec<u8> {
     let mut stored =
         format!("Return-Path: <{sender}>\r\nDelivered-To: {recipient}\r\n").into_bytes();
     stored.extend_from_slice(&crlf(raw));
     stored
 }
 
-/// A message with what LMTP must carry exactly: a leading dot, a line
-/// that is only a dot, 8-bit bytes and a long line.
-fn lmtp_sample() -> Vec<u8> {
+/// A message with what LMTP and SMTP must carry exactly: a leading dot,
+/// a line that is only a dot, 8-bit bytes and a long line.
+pub(super) fn intake_sample() -> Vec<u8> {
     let mut raw =
         b"From: far@far.test\nSubject: via LMTP\n\n.leading dot\n.\n\xe9t\xe9 8-bit\n".to_vec();
     raw.extend_from_slice(&[b'x'; 5000]);
@@ -37,19 +38,30 @@ fn lmtp_sample() -> Vec<u8> {
     raw
 }
 
-fn smtplib_lmtp(target: &str, sender: &str, recipients: &str, message: &Path) -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/lmtp_client.py");
+/// Sends `message` with Python's smtplib over `protocol` (`LMTP` or
+/// `SMTP`, then with STARTTLS when `ca` is given); the recipients it
+/// reports refused, as JSON.
+pub(super) fn smtplib(
+    protocol: &str,
+    target: &str,
+    sender: &str,
+    recipients: &str,
+    message: &Path,
+    ca: Option<&Path>,
+) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/intake_client.py");
     let output = run_bounded(
         Command::new("python3")
             .arg("-I")
             .arg(script)
-            .args([target, sender, recipients])
-            .arg(message),
-        "python3 smtplib.LMTP",
+            .args([protocol, target, sender, recipients])
+            .arg(message)
+            .args(ca),
+        &format!("python3 smtplib.{protocol}"),
     );
     assert!(
         output.status.success(),
-        "smtplib.LMTP failed\n{}",
+        "smtplib.{protocol} failed\n{}",
         transcript(&output)
     );
     String::from_utf8_lossy(&output.stdout).trim().to_string()
@@ -63,21 +75,23 @@ fn python_smtplib_lmtp_delivers_over_tcp_and_a_unix_socket() {
     let (server, socket) = lmtp_server();
     // CRLF, as an MTA sends: given bare LFs, smtplib stuffs after them but
     // still ends the data with an extra CRLF.
-    let raw = crlf(&lmtp_sample());
+    let raw = crlf(&intake_sample());
     let file = server.dir.path().join("message.eml");
     std::fs::write(&file, &raw).unwrap();
     let tcp = server.lmtp_tcp().to_string();
-    let refused = smtplib_lmtp(
+    let refused = smtplib(
+        "LMTP",
         &tcp,
         "far@far.test",
         "alice@example.org,nobody@example.org",
         &file,
+        None,
     );
     assert_eq!(
         refused,
         r#"{"nobody@example.org": [550, "5.1.1 <nobody@example.org> no such user here"]}"#
     );
-    let refused = smtplib_lmtp(socket.to_str().unwrap(), "", "bob", &file);
+    let refused = smtplib("LMTP", socket.to_str().unwrap(), "", "bob", &file, None);
     assert_eq!(refused, "{}");
     assert_bytes(
         &server.messages("alice")[0],
@@ -98,13 +112,22 @@ fn python_smtplib_lmtp_delivers_over_tcp_and_a_unix_socket() {
     );
 }
 
-fn swaks(target: &[&str], recipients: &str, message: &Path) -> Output {
+/// Sends `message` with swaks to `target` over `protocol` (`LMTP`, or
+/// `ESMTP` with more `options` such as `--tls`).
+pub(super) fn swaks(
+    target: &[&str],
+    protocol: &str,
+    recipients: &str,
+    message: &Path,
+    options: &[&str],
+) -> Output {
     run_bounded(
         Command::new("swaks")
             .args(target)
+            .args(options)
             .args([
                 "--protocol",
-                "LMTP",
+                protocol,
                 "--from",
                 "far@far.test",
                 "--to",
@@ -123,12 +146,18 @@ fn swaks_delivers_to_several_recipients_with_one_reply_each() {
         return;
     }
     let (server, socket) = lmtp_server();
-    let raw = lmtp_sample();
+    let raw = intake_sample();
     let file = server.dir.path().join("message.eml");
     std::fs::write(&file, &raw).unwrap();
     let port = server.lmtp_tcp().port().to_string();
     let tcp = ["--server", "127.0.0.1", "--port", &port];
-    let output = swaks(&tcp, "alice@example.org,nobody@example.org,bob", &file);
+    let output = swaks(
+        &tcp,
+        "LMTP",
+        "alice@example.org,nobody@example.org,bob",
+        &file,
+        &[],
+    );
     assert!(output.status.success(), "{}", transcript(&output));
     let log = String::from_utf8_lossy(&output.stdout);
     assert!(log.contains("550 5.1.1 <nobody@example.org>"), "{log}");
@@ -153,10 +182,10 @@ fn swaks_delivers_to_several_recipients_with_one_reply_each() {
     // Over the Unix socket; a transaction with no valid recipient fails
     // (swaks exits 24) and stores nothing.
     let unix = ["--socket", socket.to_str().unwrap()];
-    let output = swaks(&unix, "alice", &file);
+    let output = swaks(&unix, "LMTP", "alice", &file, &[]);
     assert!(output.status.success(), "{}", transcript(&output));
     assert_eq!(server.messages("alice").len(), 2);
-    let output = swaks(&unix, "nobody", &file);
+    let output = swaks(&unix, "LMTP", "nobody", &file, &[]);
     assert_eq!(output.status.code(), Some(24), "{}", transcript(&output));
     assert_eq!(
         server.messages("alice").len() + server.messages("bob").len(),

@@ -1,6 +1,6 @@
 //! Interoperability: real POP3 clients (Python's poplib, curl, fetchmail,
 //! mpop) fetch mail from the real server, real LMTP clients (Python's
-//! smtplib.LMTP, swaks) deliver to it, and the tests compare what they
+//! smtplib.LMTP and .SMTP, swaks, curl) deliver to it over LMTP and SMTP, and the tests compare what they
 //! got with what was delivered, byte for byte wherever the client keeps the
 //! bytes (poplib and curl keep CRLF; fetchmail and mpop write LF files and
 //! prepend a `Received:` header).
@@ -17,6 +17,7 @@ mod haproxy;
 mod lmtp;
 mod mpop;
 mod poplib;
+mod smtp;
 mod snippets;
 mod tls;
 

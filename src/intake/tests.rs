@@ -1,12 +1,10 @@
-//! LMTP session tests: scripted conversations against the sans-IO session.
+//! Session tests: scripted LMTP and SMTP conversations against the sans-IO
+//! session.
 
 use super::*;
 
-fn session() -> LmtpSession {
-    LmtpSession::new(LmtpConfig {
-        hostname: "mx.test".into(),
-        max_message_size: 100,
-    })
+fn session() -> IntakeSession {
+    IntakeSession::new(IntakeConfig::new(Dialect::Lmtp, "mx.test", 100))
 }
 
 fn reply(step: Step) -> Reply {
@@ -16,14 +14,14 @@ fn reply(step: Step) -> Reply {
     }
 }
 
-fn code(session: &mut LmtpSession, line: &str) -> u16 {
+fn code(session: &mut IntakeSession, line: &str) -> u16 {
     reply(session.command(line.as_bytes())).code()
 }
 
 /// Gives RCPT for `address` and answers its lookup with `lookup`.
-fn rcpt(session: &mut LmtpSession, address: &str, lookup: Lookup) -> Reply {
+fn rcpt(session: &mut IntakeSession, address: &str, lookup: Lookup) -> Reply {
     match session.command(format!("RCPT TO:<{address}>").as_bytes()) {
-        Step::FindUser { candidates } => {
+        Step::FindUser { candidates, .. } => {
             assert_eq!(candidates[0], address);
             session.recipient_found(lookup)
         }
@@ -47,7 +45,7 @@ fn lhlo_lists_the_extensions_rfc_2033_requires() {
 }
 
 #[test]
-fn smtp_greetings_get_500_and_do_not_open_the_session() {
+fn smtp_greetings_get_500_and_do_not_open_an_lmtp_session() {
     let mut s = session();
     assert_eq!(code(&mut s, "EHLO client.test"), 500);
     assert_eq!(code(&mut s, "MAIL FROM:<a@b>"), 503);
@@ -93,7 +91,7 @@ fn a_declared_size_over_the_limit_is_refused_at_mail() {
 /// Runs a transaction to the end of its data (taken in by the driver,
 /// or too large); returns it.
 fn transaction(
-    s: &mut LmtpSession,
+    s: &mut IntakeSession,
     recipients: &[(&str, &str)],
     body: Result<(), TooLarge>,
 ) -> Transaction {
@@ -119,7 +117,7 @@ fn each_recipient_gets_its_own_stamped_copy_and_reply_in_rcpt_order() {
     assert!(matches!(s.command(b"DATA"), Step::ReadData(_)));
     // The driver takes the message in with the first recipient's header.
     let first = "Return-Path: <sender@far.test>\r\nDelivered-To: alice@x\r\n";
-    assert_eq!(s.first_header(), first);
+    assert_eq!(s.data_header("now"), first);
     let mut t = s.data_received(Ok(()));
     assert!(!t.has_one_copy());
     let Some(Delivery::Store { user, header }) = t.next_delivery() else {
@@ -128,7 +126,7 @@ fn each_recipient_gets_its_own_stamped_copy_and_reply_in_rcpt_order() {
     assert_eq!(user, "alice");
     assert_eq!(header, first);
     assert_eq!(
-        text(&t.stored(DeliveryOutcome::Stored("u.1".into()))),
+        text(&t.stored(DeliveryOutcome::Stored("u.1".into())).unwrap()),
         "250 2.0.0 <alice@x> delivered as u.1\r\n"
     );
     let Some(Delivery::Store { user, header }) = t.next_delivery() else {
@@ -139,7 +137,7 @@ fn each_recipient_gets_its_own_stamped_copy_and_reply_in_rcpt_order() {
         header,
         "Return-Path: <sender@far.test>\r\nDelivered-To: bob@x\r\n"
     );
-    let full = t.stored(DeliveryOutcome::OverQuota);
+    let full = t.stored(DeliveryOutcome::OverQuota).unwrap();
     assert_eq!(text(&full), "552 5.2.2 <bob@x> mailbox is full\r\n");
     assert_eq!(t.next_delivery(), None);
     // The transaction is over: a new one needs MAIL again.
@@ -231,4 +229,78 @@ fn one_user_named_by_every_rcpt_gets_the_one_copy() {
         Ok(()),
     );
     assert!(t.has_one_copy());
+}
+
+fn smtp(tls: crate::session::TlsState) -> IntakeSession {
+    IntakeSession::new(IntakeConfig {
+        tls,
+        peer: Some("192.0.2.1".parse().unwrap()),
+        session_id: 7,
+        ..IntakeConfig::new(Dialect::Smtp, "mx.test", 100)
+    })
+}
+
+#[test]
+fn smtp_offers_starttls_once_and_starts_over_inside_tls() {
+    let mut s = smtp(crate::session::TlsState::Offered);
+    assert_eq!(text(&s.greeting()), "220 mx.test poplite ESMTP ready\r\n");
+    assert_eq!(code(&mut s, "LHLO c"), 500);
+    assert!(text(&reply(s.command(b"EHLO c"))).ends_with("250 STARTTLS\r\n"));
+    code(&mut s, "MAIL FROM:<a@b>");
+    assert_eq!(code(&mut s, "STARTTLS"), 503);
+    code(&mut s, "RSET");
+    assert!(matches!(s.command(b"STARTTLS"), Step::StartTls(r) if r.code() == 220));
+    s.tls_started();
+    // RFC 3207 §4.2: what was said in plaintext is forgotten.
+    assert_eq!(code(&mut s, "MAIL FROM:<a@b>"), 503);
+    assert!(!text(&reply(s.command(b"EHLO c"))).contains("STARTTLS"));
+    assert_eq!(code(&mut s, "STARTTLS"), 503);
+}
+
+#[test]
+fn smtp_checks_the_quota_at_rcpt_and_stamps_received() {
+    let mut s = smtp(crate::session::TlsState::Unavailable);
+    code(&mut s, "HELO client.test");
+    code(&mut s, "MAIL FROM:<a@b> SIZE=50");
+    match s.command(b"RCPT TO:<alice@x>") {
+        Step::FindUser { room_for, .. } => assert_eq!(room_for, Some(50)),
+        other => panic!("expected a lookup, got {other:?}"),
+    }
+    assert_eq!(
+        text(&s.recipient_found(Lookup::Full)),
+        "552 5.2.2 <alice@x> mailbox is full\r\n"
+    );
+    rcpt(&mut s, "bob@x", Lookup::Found("bob".into()));
+    assert!(matches!(s.command(b"DATA"), Step::ReadData(_)));
+    assert_eq!(
+        s.data_header("Thu, 3 Dec 2026 01:02:03 +0000"),
+        "Return-Path: <a@b>\r\nDelivered-To: bob@x\r\n\
+         Received: from client.test ([192.0.2.1])\r\n\
+         \tby mx.test (poplite) with SMTP id 7.1\r\n\
+         \tfor <bob@x>; Thu, 3 Dec 2026 01:02:03 +0000\r\n"
+    );
+}
+
+#[test]
+fn smtp_answers_once_after_the_data_and_250_only_if_all_were_stored() {
+    let mut s = smtp(crate::session::TlsState::Unavailable);
+    code(&mut s, "EHLO c");
+    code(&mut s, "MAIL FROM:<a@b>");
+    rcpt(&mut s, "alice@x", Lookup::Found("alice".into()));
+    rcpt(&mut s, "bob@x", Lookup::Found("bob".into()));
+    assert!(matches!(s.command(b"DATA"), Step::ReadData(_)));
+    let mut t = s.data_received(Ok(()));
+    assert!(matches!(t.next_delivery(), Some(Delivery::Store { .. })));
+    assert_eq!(t.stored(DeliveryOutcome::Stored("1".into())), None);
+    assert!(matches!(t.next_delivery(), Some(Delivery::Store { .. })));
+    assert_eq!(t.stored(DeliveryOutcome::Failed), None);
+    let Some(Delivery::Reply(one)) = t.next_delivery() else {
+        panic!("expected the one reply");
+    };
+    assert_eq!(
+        text(&one),
+        "451 4.3.0 <bob@x> temporary failure storing the message, try again later \
+         (stored for 1 of 2 recipients, who get it again on a retry)\r\n"
+    );
+    assert_eq!(t.next_delivery(), None);
 }

@@ -1,15 +1,20 @@
-//! Parses one LMTP command line (RFC 2033, which is ESMTP of RFC 5321
-//! with LHLO instead of EHLO) into a [`Command`]: a pure function.
+//! Parses one LMTP or SMTP command line (RFC 5321, and RFC 2033, which is
+//! ESMTP with LHLO instead of EHLO) into a [`Command`]: a pure function.
+//! Which commands a dialect accepts is the session's business.
 
 use super::Reply;
 
 /// One command from the MTA.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// `LHLO domain`: the client's name; answered with the extensions.
+    /// `LHLO domain` (LMTP): the client's name; answered with the extensions.
     Lhlo(String),
-    /// `HELO` or `EHLO`: SMTP's greetings, which an LMTP server must refuse.
-    SmtpGreeting,
+    /// `EHLO domain` (SMTP): as LHLO.
+    Ehlo(String),
+    /// `HELO domain` (SMTP): the client's name, no extensions.
+    Helo(String),
+    /// `STARTTLS` (RFC 3207, SMTP only).
+    StartTls,
     /// `MAIL FROM:<reverse-path>`, with its parameters checked.
     Mail(MailFrom),
     /// `RCPT TO:<forward-path>`.
@@ -26,7 +31,7 @@ pub enum Command {
     Vrfy,
     /// `HELP`.
     Help,
-    /// A command of SMTP that poplite does not offer (BDAT, STARTTLS, …).
+    /// A command of SMTP that poplite does not offer (BDAT, AUTH, …).
     NotImplemented(String),
 }
 
@@ -40,7 +45,7 @@ pub struct MailFrom {
 }
 
 /// Commands of RFC 5321 that poplite knows but does not offer.
-const NOT_OFFERED: &[&str] = &["BDAT", "STARTTLS", "AUTH", "EXPN", "TURN", "ETRN", "ATRN"];
+const NOT_OFFERED: &[&str] = &["BDAT", "AUTH", "EXPN", "TURN", "ETRN", "ATRN"];
 
 /// Parses a line (without its CRLF); a malformed one yields the reply
 /// to send instead.
@@ -61,9 +66,10 @@ pub fn parse(line: &[u8]) -> Result<Command, Reply> {
         }
     };
     match verb.as_str() {
-        "LHLO" if rest.is_empty() => Err(Reply::new(501, "5.5.4 syntax: LHLO your-host-name")),
-        "LHLO" => Ok(Command::Lhlo(rest.to_string())),
-        "HELO" | "EHLO" => Ok(Command::SmtpGreeting),
+        "LHLO" => client_name(&verb, rest).map(Command::Lhlo),
+        "EHLO" => client_name(&verb, rest).map(Command::Ehlo),
+        "HELO" => client_name(&verb, rest).map(Command::Helo),
+        "STARTTLS" => no_argument(Command::StartTls),
         "MAIL" => parse_mail(rest),
         "RCPT" => parse_rcpt(rest),
         "DATA" => no_argument(Command::Data),
@@ -75,6 +81,18 @@ pub fn parse(line: &[u8]) -> Result<Command, Reply> {
         "HELP" => Ok(Command::Help),
         known if NOT_OFFERED.contains(&known) => Ok(Command::NotImplemented(verb)),
         _ => Err(Reply::new(500, "5.5.2 command not recognized")),
+    }
+}
+
+/// The name LHLO, EHLO or HELO gives: one word, which SMTP puts in
+/// `Received`, so printable ASCII only (a CR would start a header).
+fn client_name(verb: &str, rest: &str) -> Result<String, Reply> {
+    match rest.split_ascii_whitespace().next() {
+        Some(name) if name.bytes().all(|b| b.is_ascii_graphic()) => Ok(name.to_string()),
+        _ => Err(Reply::new(
+            501,
+            format!("5.5.4 syntax: {verb} your-host-name"),
+        )),
     }
 }
 
@@ -220,9 +238,18 @@ mod tests {
     }
 
     #[test]
-    fn smtp_greetings_are_recognised_so_they_can_be_refused() {
-        assert_eq!(parse(b"EHLO mx"), Ok(Command::SmtpGreeting));
-        assert_eq!(parse(b"HELO mx"), Ok(Command::SmtpGreeting));
+    fn greetings_take_one_printable_name() {
+        assert_eq!(parse(b"EHLO mx"), Ok(Command::Ehlo("mx".into())));
+        assert_eq!(parse(b"helo mx extra"), Ok(Command::Helo("mx".into())));
+        assert_eq!(
+            parse(b"EHLO [127.0.0.1]"),
+            Ok(Command::Ehlo("[127.0.0.1]".into()))
+        );
+        assert_eq!(code("EHLO"), 501);
+        assert_eq!(code("HELO caf\u{e9}"), 501);
+        assert_eq!(code("EHLO a\u{1}b"), 501);
+        assert_eq!(parse(b"starttls"), Ok(Command::StartTls));
+        assert_eq!(code("STARTTLS now"), 501);
     }
 
     #[test]
@@ -284,8 +311,8 @@ mod tests {
             Ok(Command::NotImplemented("BDAT".into()))
         );
         assert_eq!(
-            parse(b"starttls"),
-            Ok(Command::NotImplemented("STARTTLS".into()))
+            parse(b"AUTH PLAIN"),
+            Ok(Command::NotImplemented("AUTH".into()))
         );
     }
 
