@@ -310,6 +310,7 @@ impl LmtpConnection {
         let outcome = match stored {
             Ok((user, uid)) => {
                 log::info!("lmtp {}: delivered {uid} to {user}", self.id);
+                self.shared.mail_events.delivered(&user);
                 self.delivered += 1;
                 DeliveryOutcome::Stored(uid)
             }

@@ -4,6 +4,8 @@
 //! connection each; `lmtp_listener` the LMTP sockets), `lifecycle`
 //! (deadlines and why a connection ended), `limits` and `backoff` (who may
 //! connect and log in how often), `fairness`, `hasher`, `apop_users`,
+//! `sessions` (the open POP3 sessions), `mail_events` (what wakes a request
+//! waiting for mail),
 //! `tls` and `transport` (TCP or TLS), `background` (a server on threads
 //! of its own), `http` (the API, health checks and metrics over hyper). Protocol decisions live in
 //! [`crate::session`] and [`crate::lmtp`]; this layer only moves bytes and
@@ -22,8 +24,10 @@ mod lifecycle;
 mod limits;
 mod lmtp;
 mod lmtp_listener;
+mod mail_events;
 mod pop3;
 mod proxy;
+mod sessions;
 pub mod tls;
 mod transport;
 
@@ -112,6 +116,10 @@ struct Shared {
     next_session_id: AtomicU64,
     /// Asked at every greeting in `--apop auto` mode; none otherwise.
     apop_users: Option<apop_users::ApopUsers>,
+    /// The open POP3 sessions (`GET /api/v1/sessions`).
+    sessions: sessions::Sessions,
+    /// Wakes API requests waiting for mail; every delivery tells it.
+    mail_events: mail_events::MailEvents,
 }
 
 /// A bound, not yet running, POP3 server.
@@ -192,6 +200,8 @@ impl Server {
         let shared = Arc::new(Shared {
             hashes: hasher::HashPool::start(config.hash_threads)
                 .map_err(|source| ServerError::Threads { source })?,
+            mail_events: mail_events::MailEvents::new(Arc::clone(&store)),
+            sessions: sessions::Sessions::default(),
             store,
             config,
             verifier: Verifier::new(),

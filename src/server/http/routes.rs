@@ -29,7 +29,7 @@ pub(super) async fn answer(shared: &Arc<Shared>, request: Request<Incoming>) -> 
         },
         "/metrics" => only_get(&method).map(|()| metrics(shared, &request)),
         _ if path.starts_with("/api/") => match authorized(shared, &request) {
-            Ok(()) => Err(Problem::not_found(format!("no such endpoint: {path}"))),
+            Ok(()) => super::api::answer(shared, request).await,
             Err(problem) => Err(problem),
         },
         _ => Err(Problem::not_found(format!("no such endpoint: {path}"))),

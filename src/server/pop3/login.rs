@@ -70,6 +70,7 @@ impl Connection {
                     attempt.succeeded();
                 }
                 self.user = Some(maildrop.user().to_string());
+                self.listed.logged_in(maildrop.user());
             }
             LoginOutcome::Rejected => {
                 log::warn!(
