@@ -102,6 +102,12 @@ impl TestServer {
         self.server.lmtp_addrs()
     }
 
+    /// The HTTP API's address (set `http` in [`TestServer::start_with`]),
+    /// as bound.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.server.http_addr()
+    }
+
     /// Adds a user with a cheap password hash (fine in tests, never in use).
     pub fn add_user(&self, name: &str, password: &str) -> Result<(), FixtureError> {
         self.add(name, password, None)

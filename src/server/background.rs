@@ -45,6 +45,7 @@ pub struct BackgroundServer {
     addrs: Vec<SocketAddr>,
     tls_addrs: Vec<SocketAddr>,
     lmtp_addrs: Vec<LmtpAddress>,
+    http_addr: Option<SocketAddr>,
     stop: Option<Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -64,6 +65,7 @@ impl BackgroundServer {
                                 server.local_addrs(),
                                 server.tls_addrs(),
                                 server.lmtp_addrs(),
+                                server.http_addr(),
                             );
                             let _ = bound_tx.send(Ok(addrs));
                             server
@@ -79,7 +81,7 @@ impl BackgroundServer {
                 })
             })
             .map_err(|source| ServerError::Threads { source })?;
-        let (addrs, tls_addrs, lmtp_addrs) =
+        let (addrs, tls_addrs, lmtp_addrs, http_addr) =
             bound_rx.recv().map_err(|_| ServerError::Threads {
                 source: io::Error::other("the server thread ended before binding"),
             })??;
@@ -87,6 +89,7 @@ impl BackgroundServer {
             addrs,
             tls_addrs,
             lmtp_addrs,
+            http_addr,
             stop: Some(stop),
             thread: Some(thread),
         })
@@ -115,6 +118,11 @@ impl BackgroundServer {
     /// Every LMTP address.
     pub fn lmtp_addrs(&self) -> &[LmtpAddress] {
         &self.lmtp_addrs
+    }
+
+    /// The HTTP listener's address (set `http`), as bound.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
     }
 
     /// Stops accepting, closes sessions without applying their deletions,

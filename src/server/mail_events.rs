@@ -192,3 +192,52 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn woken(listener: EventListener, within: Duration) -> bool {
+        smol::block_on(smol::future::or(
+            async {
+                listener.await;
+                true
+            },
+            async {
+                smol::Timer::after(within).await;
+                false
+            },
+        ))
+    }
+
+    #[test]
+    fn a_delivery_wakes_the_waiters_for_that_user_in_any_case_and_no_others() {
+        let events = MailEvents::new(Arc::new(Store::open_in_memory().unwrap()));
+        let bob = events.wait_for("bob");
+        let carol = events.wait_for("carol");
+        let (for_bob, for_carol) = (bob.listen(), carol.listen());
+        events.delivered("BOB");
+        assert!(woken(for_bob, Duration::from_secs(5)));
+        // The watcher's first look wakes everyone once; then only commits do.
+        let for_carol_later = {
+            let _ = woken(for_carol, LOOK_EVERY * 3);
+            carol.listen()
+        };
+        events.delivered("bob");
+        assert!(!woken(for_carol_later, Duration::from_millis(50)));
+    }
+
+    #[test]
+    fn a_commit_by_anyone_wakes_every_waiter_and_registrations_end_with_their_request() {
+        let store = Arc::new(Store::open_in_memory().unwrap());
+        let events = MailEvents::new(Arc::clone(&store));
+        let waiting = events.wait_for("bob");
+        // Past the watcher's first look, which wakes everyone.
+        let _ = woken(waiting.listen(), LOOK_EVERY * 3);
+        let listener = waiting.listen();
+        store.add_user("bob", "$argon2id$x", None).unwrap();
+        assert!(woken(listener, LOOK_EVERY * 5));
+        drop(waiting);
+        assert!(!events.inner.anyone_waits());
+    }
+}

@@ -223,6 +223,11 @@ impl TestServer {
             .expect("no TCP LMTP listener")
     }
 
+    /// The HTTP API's address (set `http`).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.server().http_addr().expect("no HTTP listener")
+    }
+
     /// The implicit-TLS listener's address.
     pub fn tls_addr(&self) -> SocketAddr {
         self.server().tls_addrs()[0]
