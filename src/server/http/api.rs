@@ -13,7 +13,10 @@ use super::problem::Problem;
 use super::request::decode;
 use super::{admin, messages, users};
 use crate::server::Shared;
-use crate::storage::{StorageError, Store};
+use std::sync::atomic::Ordering;
+
+use crate::auth::MaildropLock;
+use crate::storage::{StorageError, Store, UserId};
 
 /// The answer to a request under `/api/`, the token already checked.
 pub(super) async fn answer(
@@ -78,6 +81,41 @@ pub(super) async fn blocking<T: Send + 'static>(
 ) -> T {
     let store = Arc::clone(&shared.store);
     smol::unblock(move || work(&store)).await
+}
+
+/// Runs `work` on `name`'s maildrop off the executor, holding the lock a
+/// POP3 login takes (and its lease, on a shared store) and giving it back
+/// after: 404 for no such user, 409 while a POP3 session holds it, whose
+/// snapshot must not change under it. `work` gets the user's id, stored
+/// name and the lock.
+pub(super) async fn with_maildrop<T: Send + 'static>(
+    shared: &Arc<Shared>,
+    name: &str,
+    work: impl FnOnce(&Store, UserId, &str, &MaildropLock) -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, Problem> {
+    let name = name.to_string();
+    let session = shared.next_session_id.fetch_add(1, Ordering::Relaxed);
+    let locks = shared.locks.clone();
+    let done = blocking(shared, move |store| {
+        let (user_id, stored) = store.user(&name)?;
+        let Some(lock) = locks.lock(store, user_id, session)? else {
+            return Ok(None);
+        };
+        let done = work(store, user_id, &stored, &lock);
+        lock.release(store);
+        done.map(Some)
+    })
+    .await
+    .map_err(storage_problem)?;
+    done.ok_or_else(in_use)
+}
+
+/// 409: a POP3 session holds the maildrop.
+pub(super) fn in_use() -> Problem {
+    Problem::new(
+        StatusCode::CONFLICT,
+        "a POP3 session holds this maildrop; try again once it ends",
+    )
 }
 
 /// A storage error as the API answers it: the client's mistakes as 4xx,

@@ -13,11 +13,10 @@ use hyper::{Request, Response, StatusCode};
 use serde::Serialize;
 use smol::Timer;
 
-use super::api::{blocking, no_content, ok, storage_problem};
+use super::api::{blocking, no_content, ok, storage_problem, with_maildrop};
 use super::body::{json, Body};
 use super::problem::Problem;
 use super::request::{declared_length, next_data, query_value, require_type};
-use super::users::in_use;
 use crate::mail::MessageError;
 use crate::metrics::{DeliveryRefusal, Via};
 use crate::server::Shared;
@@ -280,51 +279,26 @@ pub(super) async fn delete(
     name: &str,
     uid: Option<&str>,
 ) -> Result<Response<Body>, Problem> {
-    let name = name.to_string();
     let uid = uid.map(str::to_string);
-    let session = shared
-        .next_session_id
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let locks = shared.locks.clone();
-    let outcome = blocking(shared, move |store| {
-        let (user_id, _) = store.user(&name)?;
-        let Some(lock) = locks.lock(store, user_id, session)? else {
-            return Ok(Deleted::InUse);
+    let removed = with_maildrop(shared, name, move |store, user_id, _, lock| {
+        let maildrop = store.maildrop(user_id)?;
+        let ids: Vec<_> = match &uid {
+            None => maildrop.iter().map(|m| m.id).collect(),
+            Some(uid) => match maildrop.iter().find(|m| m.uid == *uid) {
+                Some(meta) => vec![meta.id],
+                None => return Ok(None),
+            },
         };
-        let removed = (|| {
-            let maildrop = store.maildrop(user_id)?;
-            let ids: Vec<_> = match &uid {
-                None => maildrop.iter().map(|m| m.id).collect(),
-                Some(uid) => match maildrop.iter().find(|m| m.uid == *uid) {
-                    Some(meta) => vec![meta.id],
-                    None => return Ok(Deleted::NoSuchMessage),
-                },
-            };
-            let removed = match lock.lease_session() {
-                Some(lease) => store.delete_leased(user_id, lease, &ids)?,
-                None => store.delete_messages(user_id, &ids)?,
-            };
-            Ok(Deleted::Removed(removed))
-        })();
-        lock.release(store);
-        removed
+        let removed = match lock.lease_session() {
+            Some(lease) => store.delete_leased(user_id, lease, &ids)?,
+            None => store.delete_messages(user_id, &ids)?,
+        };
+        Ok(Some(removed))
     })
-    .await
-    .map_err(storage_problem)?;
-    match outcome {
-        Deleted::Removed(removed) => {
-            shared.metrics.messages_deleted(removed as u64);
-            Ok(no_content())
-        }
-        Deleted::InUse => Err(in_use()),
-        Deleted::NoSuchMessage => Err(no_such_message()),
-    }
-}
-
-enum Deleted {
-    Removed(usize),
-    InUse,
-    NoSuchMessage,
+    .await?
+    .ok_or_else(no_such_message)?;
+    shared.metrics.messages_deleted(removed as u64);
+    Ok(no_content())
 }
 
 fn no_such_message() -> Problem {

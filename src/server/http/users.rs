@@ -10,7 +10,7 @@ use hyper::{Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use smol::lock::Semaphore;
 
-use super::api::{blocking, no_content, ok, storage_problem};
+use super::api::{blocking, no_content, ok, storage_problem, with_maildrop};
 use super::body::{json, Body};
 use super::problem::Problem;
 use super::request::json_body;
@@ -145,29 +145,12 @@ pub(super) async fn create(
 /// `DELETE /api/v1/users/{name}`: the user and their mail; 409 while a
 /// POP3 session holds the maildrop.
 pub(super) async fn delete(shared: &Arc<Shared>, name: &str) -> Result<Response<Body>, Problem> {
-    let name = name.to_string();
-    let session = shared
-        .next_session_id
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let locks = shared.locks.clone();
-    let removed = blocking(shared, move |store| {
-        let (user_id, stored) = store.user(&name)?;
-        let Some(lock) = locks.lock(store, user_id, session)? else {
-            return Ok(None);
-        };
-        let removed = store.delete_user(&stored);
-        lock.release(store);
-        removed.map(|removed| Some((stored, removed)))
+    let messages = with_maildrop(shared, name, |store, _, stored, _| {
+        store.delete_user(stored)
     })
-    .await
-    .map_err(storage_problem)?;
-    match removed {
-        Some((_, messages)) => {
-            shared.metrics.messages_deleted(messages);
-            Ok(no_content())
-        }
-        None => Err(in_use()),
-    }
+    .await?;
+    shared.metrics.messages_deleted(messages);
+    Ok(no_content())
 }
 
 /// `PUT /api/v1/users/{name}/password`: 204; 422 for an empty password.
@@ -191,14 +174,6 @@ pub(super) async fn set_password(
     .await
     .map_err(storage_problem)?;
     Ok(no_content())
-}
-
-/// 409: a POP3 session holds the maildrop, whose snapshot must not change.
-pub(super) fn in_use() -> Problem {
-    Problem::new(
-        StatusCode::CONFLICT,
-        "a POP3 session holds this maildrop; try again once it ends",
-    )
 }
 
 /// A quota limit as given: a whole number from 0 to what the database
