@@ -13,6 +13,7 @@
 //!   request waiting the thread sleeps on a channel and asks nothing.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -38,6 +39,8 @@ struct Inner {
     /// Nudges the watching thread out of its idle sleep; `None` until
     /// the first wait starts it.
     watcher: Mutex<Option<mpsc::Sender<()>>>,
+    /// The server is stopping: waits end now rather than hold it up.
+    stopping: AtomicBool,
 }
 
 /// One request's registration as a waiter for a user's mail; dropping
@@ -56,6 +59,7 @@ impl MailEvents {
                 store,
                 waiting: Mutex::default(),
                 watcher: Mutex::default(),
+                stopping: AtomicBool::new(false),
             }),
         }
     }
@@ -67,6 +71,13 @@ impl MailEvents {
         if let Some((_, event)) = waiting.get(&user.to_lowercase()) {
             event.notify(usize::MAX);
         }
+    }
+
+    /// The server is stopping: wakes every waiter, and
+    /// [`Waiting::stopping`] tells them to answer now.
+    pub(super) fn stop(&self) {
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        self.inner.wake_everyone();
     }
 
     /// Registers a waiter for `user`'s mail. Listen (with
@@ -120,6 +131,11 @@ impl Waiting {
     /// the next commit seen by another process).
     pub(super) fn listen(&self) -> EventListener {
         self.event.listen()
+    }
+
+    /// Whether the server is stopping (see [`MailEvents::stop`]).
+    pub(super) fn stopping(&self) -> bool {
+        self.inner.stopping.load(Ordering::SeqCst)
     }
 }
 

@@ -312,6 +312,7 @@ impl Server {
         drop(alive);
         shutdown.await;
         log::info!("shutting down: closing open sessions without applying their deletions");
+        self.shared.mail_events.stop();
         drop(stop);
         let _ = alive_rx.recv().await;
     }

@@ -177,3 +177,22 @@ fn a_waiting_request_costs_next_to_no_cpu() {
         "{used:?} of CPU over {waited:?}"
     );
 }
+
+#[test]
+fn a_wait_ends_with_the_maildrop_as_it_is_when_the_server_stops() {
+    let (mut server, addr) = start();
+    server.add_user("bob", "pw");
+    let waiter = wait_in_background(addr, "min=1&timeout=30");
+    std::thread::sleep(SETTLE);
+    let stopping = Instant::now();
+    server.stop();
+    let (reply, _) = waiter.join().unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json(), serde_json::json!([]));
+    // Answered at once, not cut off after the shutdown grace (5 s).
+    assert!(
+        stopping.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        stopping.elapsed()
+    );
+}

@@ -95,7 +95,7 @@ pub(super) async fn list(
         let arrived = waiting.listen();
         let messages = mailbox(shared, &stored).await?;
         let left = deadline.saturating_duration_since(Instant::now());
-        if messages.len() as u64 >= min || left.is_zero() {
+        if messages.len() as u64 >= min || left.is_zero() || waiting.stopping() {
             return Ok(ok(&messages));
         }
         smol::future::or(arrived, async {
