@@ -195,11 +195,17 @@ pub struct Binary {
 }
 
 impl Binary {
+    /// `serve --memory` with `extra` arguments.
     pub fn serve(extra: &[&str]) -> Binary {
+        Binary::serve_with(&[&["--memory"], extra].concat())
+    }
+
+    /// `serve` with `args` (a store among them).
+    pub fn serve_with(args: &[&str]) -> Binary {
         let mut child = Command::new(env!("CARGO_BIN_EXE_poplite"))
-            .args(["serve", "--memory", "--listen", "127.0.0.1:0"])
+            .args(["serve", "--listen", "127.0.0.1:0"])
             .args(["--http", "127.0.0.1:0"])
-            .args(extra)
+            .args(args)
             .env("POPLITE_HTTP_TOKEN", TOKEN)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())

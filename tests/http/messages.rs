@@ -158,3 +158,55 @@ fn nothing_is_removed_while_a_pop3_session_holds_the_maildrop_409() {
     // The lock was given back: POP3 logs in again.
     server.connect().login("bob", "pw");
 }
+
+/// The process's peak resident memory so far, from /proc.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 1024
+}
+
+#[test]
+fn memory_does_not_grow_with_the_size_of_a_message_in_or_out() {
+    if common::on_postgres() || !std::path::Path::new("/proc/self/status").exists() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("p.db");
+    let binary = Binary::serve_with(&[
+        "--db",
+        db.to_str().unwrap(),
+        "--user",
+        "bob:pw",
+        "--max-message-size",
+        "100M",
+    ]);
+    let pid = binary.child.id();
+    let before = peak_rss(pid);
+    let mut raw = Vec::with_capacity(33 << 20);
+    let mut line = 0u64;
+    while raw.len() < 32 << 20 {
+        raw.extend_from_slice(
+            format!("{line:012} 0123456789abcdefghijklmnopqrstuvwxyz\r\n").as_bytes(),
+        );
+        line += 1;
+    }
+    let reply = post_message(binary.http, "bob", &raw);
+    assert_eq!(
+        reply.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let uid = reply.json()["uid"].as_str().unwrap().to_string();
+    let back = get(binary.http, &format!("/api/v1/users/bob/messages/{uid}"));
+    assert!(back.body == raw, "the message came back changed");
+    let grown = peak_rss(pid).saturating_sub(before);
+    // A few ingest steps and chunks in flight, not the 32 MiB message.
+    assert!(grown < 16 << 20, "peak memory grew by {grown} octets");
+}
