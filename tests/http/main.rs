@@ -10,6 +10,7 @@ mod messages;
 mod reset;
 mod schema;
 mod sessions;
+mod storage;
 mod users;
 mod wait;
 
