@@ -333,12 +333,30 @@ async fn find(shared: &Arc<Shared>, user_id: UserId, uid: &str) -> Result<Messag
         .ok_or_else(no_such_message)
 }
 
-/// A count as a query gives it: `3`, or `3.0` (JSON Schema's integers).
+/// A count as a query gives it: `3`, or `3.0` (JSON Schema's integers);
+/// one past what a u64 holds is as good as infinite, and saturates.
 fn whole_number(text: &str) -> Option<u64> {
-    text.parse::<u64>().ok().or_else(|| {
-        text.parse::<f64>()
-            .ok()
-            .filter(|f| f.fract() == 0.0 && (0.0..1.8e19).contains(f))
-            .map(|f| f as u64)
-    })
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(text.parse::<u64>().unwrap_or(u64::MAX));
+    }
+    text.parse::<f64>()
+        .ok()
+        .filter(|f| f.fract() == 0.0 && *f >= 0.0)
+        .map(|f| f as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::whole_number;
+
+    #[test]
+    fn counts_are_whole_numbers_and_huge_ones_saturate() {
+        assert_eq!(whole_number("3"), Some(3));
+        assert_eq!(whole_number("3.0"), Some(3));
+        assert_eq!(whole_number("99999999999999999999999"), Some(u64::MAX));
+        assert_eq!(whole_number("1e30"), Some(u64::MAX));
+        for bad in ["", "-1", "1.5", "two", "NaN", "inf"] {
+            assert_eq!(whole_number(bad), None, "{bad}");
+        }
+    }
 }
