@@ -3,6 +3,7 @@
 //! problems. Path segments are percent-decoded before they are matched,
 //! so `bob%40example.org` names `bob@example.org`.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use hyper::body::Incoming;
@@ -12,10 +13,8 @@ use super::body::{full, json, Body};
 use super::problem::Problem;
 use super::request::decode;
 use super::{admin, messages, users};
-use crate::server::Shared;
-use std::sync::atomic::Ordering;
-
 use crate::auth::MaildropLock;
+use crate::server::Shared;
 use crate::storage::{StorageError, Store, UserId};
 
 /// The answer to a request under `/api/`, the token already checked.

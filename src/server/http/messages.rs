@@ -150,35 +150,47 @@ pub(super) async fn deliver(
             return Err(storage_problem(error));
         }
     };
+    let size = received.size();
     let user = stored.clone();
     let published = blocking(shared, move |store| {
         let published = store.publish_received(&user, &[&received]);
         store.discard_received(received);
-        let uid = published?.pop().ok_or(StorageError::ImportGone)?;
-        let entry = store.mailbox(&user)?.into_iter().find(|e| e.uid == uid);
-        Ok::<_, StorageError>(entry)
+        published?.pop().ok_or(StorageError::ImportGone)
     })
     .await;
-    match published {
-        Ok(entry) => {
-            shared.metrics.delivered(Via::Api);
-            shared.mail_events.delivered(&stored);
-            log::info!("http: delivered a message to {stored}");
-            match entry {
-                Some(entry) => Ok(json(StatusCode::CREATED, &MessageInfo::from(entry))),
-                // Taken by a POP3 session already: still delivered.
-                None => Err(Problem::not_found("the message was delivered and is gone")),
-            }
-        }
+    let uid = match published {
+        Ok(uid) => uid,
         Err(error) => {
             refused(match error {
                 StorageError::OverQuota { .. } => DeliveryRefusal::OverQuota,
                 StorageError::UnknownUser(_) => DeliveryRefusal::UnknownUser,
                 _ => DeliveryRefusal::Temporary,
             });
-            Err(storage_problem(error))
+            return Err(storage_problem(error));
         }
-    }
+    };
+    shared.metrics.delivered(Via::Api);
+    shared.mail_events.delivered(&stored);
+    log::info!("http: delivered {uid} to {stored}");
+    // Read back as listed; a message already removed again (or a store
+    // that fails now) still was delivered: 201 with what is known.
+    let wanted = uid.clone();
+    let listed = blocking(shared, move |store| store.mailbox(&stored))
+        .await
+        .ok()
+        .and_then(|entries| entries.into_iter().find(|e| e.uid == wanted));
+    let info = match listed {
+        Some(entry) => MessageInfo::from(entry),
+        None => MessageInfo {
+            uid,
+            size,
+            received_at: jiff::Timestamp::now()
+                .strftime("%Y-%m-%dT%H:%M:%SZ")
+                .to_string(),
+            subject: None,
+        },
+    };
+    Ok(json(StatusCode::CREATED, &info))
 }
 
 enum IntakeFailure {
