@@ -1,4 +1,4 @@
-"""Schemathesis hooks for tests/http/schema.rs: how to send message/rfc822."""
+"""Schemathesis hooks for tests/http_schema.rs: how to send message/rfc822."""
 
 import schemathesis
 
