@@ -2,7 +2,8 @@
 //! fill (`GET /api/v1/users/{name}/messages?min=N&timeout=S`) without it
 //! asking the database in a loop.
 //!
-//! Two things wake a waiter, and it then counts its maildrop once more:
+//! Two things wake a waiter, and it then counts its maildrop once more
+//! (and a third ends every wait: the server stopping, [`MailEvents::stop`]):
 //! - a delivery by this process, at once: every intake (`POST …/messages`,
 //!   LMTP, SMTP) calls [`MailEvents::delivered`] with the recipient;
 //! - a delivery by another process (`poplite deliver` on the same SQLite
