@@ -45,13 +45,24 @@ fn a_large_message_streams_in_and_out_whole() {
     let (server, addr) = start();
     server.add_user("big", "pw");
     // Past the ingest buffer (1 MiB) and many stored chunks.
+    round_trip(addr, "big", &large_message(3 << 20));
+}
+
+/// A message of `size` octets or a line more, of numbered CRLF lines.
+fn large_message(size: usize) -> Vec<u8> {
     let mut raw = b"Subject: large\r\n\r\n".to_vec();
     let mut line = 0u64;
-    while raw.len() < 3 * 1024 * 1024 {
-        raw.extend_from_slice(format!("line {line:08} of the large message\r\n").as_bytes());
+    while raw.len() < size {
+        raw.extend_from_slice(format!("line {line:012} of the large message\r\n").as_bytes());
         line += 1;
     }
-    let reply = post_message(addr, "big", &raw);
+    raw
+}
+
+/// Delivers `raw` to `user` over the API and reads it back: the same
+/// octets, of the announced length.
+fn round_trip(addr: SocketAddr, user: &str, raw: &[u8]) {
+    let reply = post_message(addr, user, raw);
     assert_eq!(
         reply.status,
         201,
@@ -59,11 +70,9 @@ fn a_large_message_streams_in_and_out_whole() {
         String::from_utf8_lossy(&reply.body)
     );
     let uid = reply.json()["uid"].as_str().unwrap().to_string();
-    let back = get(addr, &format!("/api/v1/users/big/messages/{uid}"));
-    assert_eq!(
-        back.header("content-length"),
-        Some(raw.len().to_string().as_str())
-    );
+    let back = get(addr, &format!("/api/v1/users/{user}/messages/{uid}"));
+    let length = raw.len().to_string();
+    assert_eq!(back.header("content-length"), Some(length.as_str()));
     assert!(back.body == raw, "the message came back changed");
 }
 
@@ -188,24 +197,7 @@ fn memory_does_not_grow_with_the_size_of_a_message_in_or_out() {
     ]);
     let pid = binary.child.id();
     let before = peak_rss(pid);
-    let mut raw = Vec::with_capacity(33 << 20);
-    let mut line = 0u64;
-    while raw.len() < 32 << 20 {
-        raw.extend_from_slice(
-            format!("{line:012} 0123456789abcdefghijklmnopqrstuvwxyz\r\n").as_bytes(),
-        );
-        line += 1;
-    }
-    let reply = post_message(binary.http, "bob", &raw);
-    assert_eq!(
-        reply.status,
-        201,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
-    let uid = reply.json()["uid"].as_str().unwrap().to_string();
-    let back = get(binary.http, &format!("/api/v1/users/bob/messages/{uid}"));
-    assert!(back.body == raw, "the message came back changed");
+    round_trip(binary.http, "bob", &large_message(32 << 20));
     let grown = peak_rss(pid).saturating_sub(before);
     // A few ingest steps and chunks in flight, not the 32 MiB message.
     assert!(grown < 16 << 20, "peak memory grew by {grown} octets");
