@@ -449,6 +449,8 @@ impl<S: IntakeStream> IntakeConnection<S> {
                 log::info!("{name} {}: delivered {uid} to {user}", self.id);
                 self.delivered += 1;
                 self.shared.metrics.delivered(self.via());
+                // Wakes an API request waiting for this user's mail.
+                self.shared.mail_events.delivered(&user);
                 return (DeliveryOutcome::Stored(uid), received);
             }
             Err(StorageError::OverQuota { user, reason }) => {

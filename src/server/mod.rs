@@ -6,6 +6,8 @@
 //! (deadlines and why a connection ended), `limits` and `backoff` (who may
 //! connect and log in how often), `fairness`, `hasher`, `apop_users`,
 //! `store_totals` (what the store holds, for `/metrics`),
+//! `sessions` (the open POP3 sessions), `mail_events` (what wakes a request
+//! waiting for mail),
 //! `tls` and `transport` (TCP or TLS), `background` (a server on threads
 //! of its own), `http` (the API, health checks and metrics over hyper). Protocol decisions live in
 //! [`crate::session`] and [`crate::intake`]; this layer only moves bytes and
@@ -25,8 +27,10 @@ mod lifecycle;
 mod limits;
 mod lmtp;
 mod lmtp_listener;
+mod mail_events;
 mod pop3;
 mod proxy;
+mod sessions;
 mod smtp;
 mod store_totals;
 pub mod tls;
@@ -131,6 +135,10 @@ struct Shared {
     next_session_id: AtomicU64,
     /// Asked at every greeting in `--apop auto` mode; none otherwise.
     apop_users: Option<apop_users::ApopUsers>,
+    /// The open POP3 sessions (`GET /api/v1/sessions`).
+    sessions: sessions::Sessions,
+    /// Wakes API requests waiting for mail; every delivery tells it.
+    mail_events: mail_events::MailEvents,
 }
 
 /// A bound, not yet running, POP3 server.
@@ -222,6 +230,8 @@ impl Server {
         let shared = Arc::new(Shared {
             hashes: hasher::HashPool::start(config.hash_threads, Arc::clone(&metrics))
                 .map_err(|source| ServerError::Threads { source })?,
+            mail_events: mail_events::MailEvents::new(Arc::clone(&store)),
+            sessions: sessions::Sessions::default(),
             store,
             config,
             verifier: Verifier::new(),
@@ -350,6 +360,7 @@ impl Server {
         drop(alive);
         shutdown.await;
         log::info!("shutting down: closing open sessions without applying their deletions");
+        self.shared.mail_events.stop();
         drop(stop);
         let _ = alive_rx.recv().await;
     }

@@ -41,6 +41,11 @@ pub trait Backend:
     /// without a query per greeting.
     fn apop_watch(&self) -> Result<Box<dyn ApopWatch>, StorageError>;
 
+    /// A watch on whether anything was committed to the store, by this
+    /// process or another, on a connection of its own: what wakes the
+    /// HTTP API's waits for mail another process delivered.
+    fn change_watch(&self) -> Result<Box<dyn ChangeWatch>, StorageError>;
+
     /// How many users (not counting imports' staging ones), messages and
     /// octets (staged included) the store holds, in one query: for metrics,
     /// cached by the caller, and for readiness (the store answers).
@@ -283,6 +288,14 @@ pub trait Leases {
 pub trait ApopWatch: Send {
     /// True when some user has an APOP secret now.
     fn any_apop_secret(&mut self) -> Result<bool, StorageError>;
+}
+
+/// Whether the store changed: a cheap counter, read without touching
+/// any table.
+pub trait ChangeWatch: Send {
+    /// True when something was committed since the last call (the first
+    /// call only takes the counter's value, and says false).
+    fn changed(&mut self) -> Result<bool, StorageError>;
 }
 
 /// Writes the chunks of a message too large to hold, as it arrives.

@@ -20,7 +20,8 @@ pub mod postgres;
 pub mod sqlite;
 
 pub use backend::{
-    ApopWatch, Backend, Copying, Imports, Leases, Mail, SpoolRow, SpoolWriter, Spooling, Users,
+    ApopWatch, Backend, ChangeWatch, Copying, Imports, Leases, Mail, SpoolRow, SpoolWriter,
+    Spooling, Users,
 };
 pub use copy::{CopiedMessage, CopiedUser, CopySink, IdsHandedOut};
 pub use error::{FileOperation, StorageError};
@@ -125,7 +126,7 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
-/// One line of `user list`.
+/// One line of `user list`, one user of `GET /api/v1/users`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserSummary {
     /// The user name.
@@ -134,6 +135,10 @@ pub struct UserSummary {
     pub messages: u64,
     /// Octets stored.
     pub bytes: u64,
+    /// Whether the user has an APOP secret.
+    pub apop: bool,
+    /// The user's limits.
+    pub quota: Quota,
 }
 
 /// What a whole store holds, see [`Backend::totals`].

@@ -2,11 +2,18 @@
 //! and writes HTTP/1.1 on each connection (no parser of ours); `routes`
 //! decides the answer, `problem` shapes the errors (RFC 9457), `body`
 //! builds bodies. Like the other listeners it has its own connection
-//! cap, read timeouts and a graceful end at shutdown.
+//! cap, read timeouts and a graceful end at shutdown. Under `/api/v1`,
+//! `api` routes to `users`, `messages` and `admin`; `request` reads
+//! bodies, queries and paths.
 
+mod admin;
+mod api;
 mod body;
+mod messages;
 mod problem;
+mod request;
 mod routes;
+mod users;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

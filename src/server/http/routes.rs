@@ -32,7 +32,7 @@ pub(super) async fn answer(shared: &Arc<Shared>, request: Request<Incoming>) -> 
             Err(problem) => Err(problem),
         },
         _ if path.starts_with("/api/") => match authorized(shared, &request) {
-            Ok(()) => Err(Problem::not_found(format!("no such endpoint: {path}"))),
+            Ok(()) => super::api::answer(shared, request).await,
             Err(problem) => Err(problem),
         },
         _ => Err(Problem::not_found(format!("no such endpoint: {path}"))),

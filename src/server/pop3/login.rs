@@ -87,6 +87,7 @@ impl Connection {
                     attempt.succeeded();
                 }
                 self.user = Some(maildrop.user().to_string());
+                self.listed.logged_in(maildrop.user());
             }
             LoginOutcome::Rejected => {
                 log::warn!(

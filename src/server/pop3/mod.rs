@@ -27,6 +27,7 @@ use super::fairness::{Budget, LINE_COST};
 use super::lifecycle::{best_effort, proxy_failure_reason, Deadline, End};
 use super::limits::SourceSlot;
 use super::proxy;
+use super::sessions::{SessionEntry, SessionState};
 use super::transport::Transport;
 use super::{ApopMode, Shared};
 use crate::auth;
@@ -189,6 +190,8 @@ struct Connection {
     read_ahead: Option<Bodies>,
     /// This turn's share of the executor (see [`super::fairness`]).
     budget: Budget,
+    /// This session's line in `GET /api/v1/sessions`, gone with it.
+    listed: SessionEntry,
 }
 
 /// Serves one connection until it ends, however it ends; on an
@@ -209,7 +212,9 @@ pub(super) async fn serve(
         idle: shared.config.idle_timeout,
         stop,
     };
+    let listed = shared.sessions.open(id, peer, implicit_tls);
     let mut conn = Connection {
+        listed,
         id,
         peer,
         stream: Transport::Plain(stream),
@@ -402,6 +407,7 @@ impl Connection {
                             return end;
                         }
                         log::info!("session {}: TLS started", self.id);
+                        self.listed.tls_started();
                         session.tls_started();
                         break;
                     }
@@ -562,6 +568,7 @@ impl Connection {
         user_id: UserId,
         message_ids: Vec<MessageId>,
     ) -> Result<usize, RespCode> {
+        self.listed.entered(SessionState::Update);
         let store = Arc::clone(&self.shared.store);
         // On a shared store only while this session still holds the lease,
         // checked in the deleting transaction.

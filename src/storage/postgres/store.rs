@@ -15,8 +15,9 @@ use r2d2_postgres::PostgresConnectionManager;
 use crate::mail::Message;
 use crate::storage::Imports;
 use crate::storage::{
-    ApopWatch, Backend, Bodies, ExportEntry, Mail, MailboxEntry, MessageId, MessageMeta, Quota,
-    ServeClaim, StorageError, StoreOptions, StoreTotals, UserId, BODY_CHUNK, STAGING_PREFIX,
+    ApopWatch, Backend, Bodies, ChangeWatch, ExportEntry, Mail, MailboxEntry, MessageId,
+    MessageMeta, Quota, ServeClaim, StorageError, StoreOptions, StoreTotals, UserId, BODY_CHUNK,
+    STAGING_PREFIX,
 };
 
 /// A pool of connections to one PostgreSQL database, its schema current.
@@ -141,6 +142,10 @@ impl Backend for PgStore {
 
     fn apop_watch(&self) -> Result<Box<dyn ApopWatch>, StorageError> {
         Ok(Box::new(self.watch_apop()?))
+    }
+
+    fn change_watch(&self) -> Result<Box<dyn ChangeWatch>, StorageError> {
+        Ok(Box::new(self.watch_changes()?))
     }
 
     fn ping(&self) -> Result<(), StorageError> {

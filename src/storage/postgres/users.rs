@@ -69,7 +69,8 @@ impl Users for PgStore {
         let rows = self
             .conn()?
             .query(
-                "SELECT u.name, count(m.id), coalesce(sum(m.size), 0)::bigint
+                "SELECT u.name, count(m.id), coalesce(sum(m.size), 0)::bigint,
+                        u.apop_secret IS NOT NULL, u.quota_messages, u.quota_bytes
                  FROM users u LEFT JOIN messages m ON m.user_id = u.id
                  WHERE u.name NOT LIKE $1 || '%'
                  GROUP BY u.id ORDER BY lower(u.name), u.name",
@@ -82,6 +83,11 @@ impl Users for PgStore {
                 name: row.get(0),
                 messages: unsigned(row.get(1)),
                 bytes: unsigned(row.get(2)),
+                apop: row.get(3),
+                quota: Quota {
+                    messages: row.get::<_, Option<i64>>(4).map(unsigned),
+                    bytes: row.get::<_, Option<i64>>(5).map(unsigned),
+                },
             })
             .collect())
     }

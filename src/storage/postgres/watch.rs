@@ -1,10 +1,11 @@
 //! The APOP check at every greeting, on PostgreSQL: whether any user has
 //! an APOP secret, read again only after `meta.users_version` moved on
-//! (`migrations/postgres/0003`), whichever node changed the users.
+//! (`migrations/postgres/0003`), whichever node changed the users; and
+//! whether anything was written at all (the API's waits for mail).
 
 use super::store::{pg_error, PgStore};
 use super::tls::PgConnect;
-use crate::storage::{ApopWatch, StorageError};
+use crate::storage::{ApopWatch, ChangeWatch, StorageError};
 
 /// A watch on the APOP users, with a connection of its own (outside the
 /// pool, so a busy pool never delays a greeting).
@@ -90,4 +91,56 @@ fn check(
     let (version, any): (String, bool) = (row.get(0), row.get(1));
     *seen = Some((version, any));
     Ok(any)
+}
+
+/// Whether anything was written to the cluster since the last look: the
+/// WAL's insert position, which every commit on any node moves (and
+/// reading which touches no table). Writes that are not mail (leases,
+/// other databases) only cost each waiter one recount.
+pub struct PgChangeWatch {
+    /// `None` after the server closed it: connected again at the next look.
+    client: Option<postgres::Client>,
+    connect: PgConnect,
+    database: String,
+    seen: Option<String>,
+}
+
+impl std::fmt::Debug for PgChangeWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgChangeWatch")
+            .field("database", &self.database)
+            .field("seen", &self.seen)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// A watch on writes (see [`PgChangeWatch`]).
+    pub(super) fn watch_changes(&self) -> Result<PgChangeWatch, StorageError> {
+        Ok(PgChangeWatch {
+            client: Some(self.connect_alone()?),
+            connect: self.connector(),
+            database: self.database().to_string(),
+            seen: None,
+        })
+    }
+}
+
+impl ChangeWatch for PgChangeWatch {
+    fn changed(&mut self) -> Result<bool, StorageError> {
+        let error = pg_error(&self.database);
+        let mut client = match self.client.take() {
+            Some(client) if !client.is_closed() => client,
+            _ => self.connect.connect().map_err(&error)?,
+        };
+        let position: String = client
+            .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+            .map_err(&error)?
+            .get(0);
+        self.client = Some(client);
+        Ok(self
+            .seen
+            .replace(position.clone())
+            .is_some_and(|seen| seen != position))
+    }
 }

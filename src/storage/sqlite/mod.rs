@@ -35,8 +35,8 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use crate::storage::{
-    ApopWatch, Backend, FileOperation, Leases, ServeClaim, StorageError, StoreOptions, StoreTotals,
-    STAGING_PREFIX,
+    ApopWatch, Backend, ChangeWatch, FileOperation, Leases, ServeClaim, StorageError, StoreOptions,
+    StoreTotals, STAGING_PREFIX,
 };
 
 /// SQLite page size of a new database, in octets.
@@ -359,6 +359,10 @@ impl Backend for SqliteStore {
 
     fn apop_watch(&self) -> Result<Box<dyn ApopWatch>, StorageError> {
         Ok(Box::new(watch::SqliteApopWatch::new(self.connect()?)))
+    }
+
+    fn change_watch(&self) -> Result<Box<dyn ChangeWatch>, StorageError> {
+        Ok(Box::new(watch::SqliteChangeWatch::new(self.connect()?)))
     }
 }
 

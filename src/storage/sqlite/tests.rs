@@ -319,10 +319,13 @@ fn users_and_mailbox_listings() {
         UserSummary {
             name: "alice".into(),
             messages: 0,
-            bytes: 0
+            bytes: 0,
+            apop: false,
+            quota: Default::default(),
         }
     );
     assert_eq!(users[1].messages, 2);
+    assert!(users[1].apop);
     let mailbox = store.mailbox("bob").unwrap();
     assert_eq!(mailbox[0].subject.as_deref(), Some("hi"));
     assert_eq!(mailbox[1].subject, None);

@@ -77,16 +77,26 @@ impl Users for SqliteStore {
     fn users(&self) -> Result<Vec<UserSummary>, StorageError> {
         self.with_conn(|conn| {
             let mut stmt = conn.prepare(
-                "SELECT u.name, count(m.id), coalesce(sum(m.size), 0)
+                "SELECT u.name, count(m.id), coalesce(sum(m.size), 0),
+                        u.apop_secret IS NOT NULL, u.quota_messages, u.quota_bytes
                  FROM users u LEFT JOIN messages m ON m.user_id = u.id
                  WHERE u.name NOT LIKE ?1 || '%'
                  GROUP BY u.id ORDER BY u.name",
             )?;
             let rows = stmt.query_map([STAGING_PREFIX], |r| {
+                let limit = |i| {
+                    r.get::<_, Option<i64>>(i)
+                        .map(|v| v.map(|v| v.max(0) as u64))
+                };
                 Ok(UserSummary {
                     name: r.get(0)?,
                     messages: r.get(1)?,
                     bytes: r.get(2)?,
+                    apop: r.get(3)?,
+                    quota: Quota {
+                        messages: limit(4)?,
+                        bytes: limit(5)?,
+                    },
                 })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)

@@ -6,7 +6,7 @@
 
 use rusqlite::Connection;
 
-use crate::storage::{ApopWatch, StorageError};
+use crate::storage::{ApopWatch, ChangeWatch, StorageError};
 
 /// Whether any user has an APOP secret, on one connection of its own
 /// (outside the pool, so a busy pool never delays a greeting).
@@ -43,9 +43,54 @@ impl ApopWatch for SqliteApopWatch {
     }
 }
 
+/// Whether any other connection committed since the last look, by
+/// `PRAGMA data_version` on a connection of its own that never writes.
+pub(super) struct SqliteChangeWatch {
+    conn: Connection,
+    seen: Option<i64>,
+}
+
+impl SqliteChangeWatch {
+    /// A watch on `conn`.
+    pub(super) fn new(conn: Connection) -> SqliteChangeWatch {
+        SqliteChangeWatch { conn, seen: None }
+    }
+}
+
+impl ChangeWatch for SqliteChangeWatch {
+    fn changed(&mut self) -> Result<bool, StorageError> {
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        Ok(self
+            .seen
+            .replace(version)
+            .is_some_and(|seen| seen != version))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::storage::Store;
+
+    #[test]
+    fn a_change_watch_sees_commits_by_another_store_on_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        let serving = Store::open(&path).unwrap();
+        let mut watch = serving.change_watch().unwrap();
+        assert!(!watch.changed().unwrap(), "the first look takes the value");
+        assert!(!watch.changed().unwrap(), "nothing committed");
+        let other = Store::open(&path).unwrap();
+        other.add_user("bob", "$argon2id$x", None).unwrap();
+        assert!(watch.changed().unwrap());
+        assert!(!watch.changed().unwrap(), "seen once");
+        serving.delete_user("bob").unwrap();
+        assert!(
+            watch.changed().unwrap(),
+            "this process's other connections too"
+        );
+    }
 
     fn watch_sees_every_change(store: &Store) {
         let mut watch = store.apop_watch().unwrap();
