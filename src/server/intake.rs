@@ -226,7 +226,13 @@ impl<S: IntakeStream> IntakeConnection<S> {
                 return end;
             }
             match session.command(&line) {
-                Step::Reply(reply) => reply.write_to(&mut self.out),
+                Step::Reply(reply) => {
+                    // The only 552 before DATA: MAIL's SIZE= over the limit.
+                    if reply.code() == 552 {
+                        self.refused(DeliveryRefusal::TooLarge);
+                    }
+                    reply.write_to(&mut self.out)
+                }
                 Step::Close(reply) => return self.close_with(reply).await,
                 Step::FindUser {
                     candidates,

@@ -120,6 +120,50 @@ fn deliveries_are_refused_413_over_the_size_limit_507_over_quota_404_unknown_415
     assert_eq!(server.messages("bob").len(), 1);
 }
 
+/// The value of one series in a scrape of `/metrics`.
+fn metric(addr: SocketAddr, series: &str) -> f64 {
+    let reply = get(addr, "/metrics");
+    let text = String::from_utf8_lossy(&reply.body);
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{series} not in\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn api_deliveries_refusals_and_removals_are_counted_as_the_api_s() {
+    let (server, addr) = start_with(|config| {
+        config.max_message_size = 100;
+        config.store_totals_interval = std::time::Duration::ZERO;
+    });
+    server.add_user("bob", "pw");
+    assert_eq!(post_message(addr, "bob", b"one\r\n").status, 201);
+    assert_eq!(post_message(addr, "bob", b"two\r\n").status, 201);
+    post_message(addr, "nobody", b"x\r\n").problem(404);
+    post_message(addr, "bob", &[b'x'; 101]).problem(413);
+    let delivered = |via: &str| {
+        metric(
+            addr,
+            &format!("poplite_messages_delivered_total{{via=\"{via}\"}}"),
+        )
+    };
+    let refused = |reason: &str| {
+        metric(
+            addr,
+            &format!("poplite_deliveries_refused_total{{via=\"api\",reason=\"{reason}\"}}"),
+        )
+    };
+    assert_eq!(delivered("api"), 2.0);
+    assert_eq!(delivered("lmtp") + delivered("smtp"), 0.0);
+    assert_eq!(refused("unknown_user"), 1.0);
+    assert_eq!(refused("too_large"), 1.0);
+    assert_eq!(metric(addr, "poplite_stored_messages"), 2.0);
+    assert_eq!(delete(addr, "/api/v1/users/bob/messages").status, 204);
+    assert_eq!(metric(addr, "poplite_messages_deleted_total"), 2.0);
+    assert_eq!(metric(addr, "poplite_stored_messages"), 0.0);
+}
+
 #[test]
 fn unknown_users_and_uids_are_404() {
     let (server, addr) = start();

@@ -53,6 +53,30 @@ fn a_delivery_over_the_api_wakes_the_waiter_at_once() {
     assert!(took < Duration::from_secs(10), "{took:?}");
 }
 
+/// One message to bob over LMTP or SMTP (`hello` is LHLO or EHLO): the
+/// reply to the data must be 250.
+fn deliver_over(addr: SocketAddr, hello: &str, subject: &str) {
+    let mut intake = std::io::BufReader::new(TcpStream::connect(addr).unwrap());
+    intake.get_ref().set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let mut expect = |send: &str, code: &str| {
+        intake.get_mut().write_all(send.as_bytes()).unwrap();
+        loop {
+            let mut line = String::new();
+            intake.read_line(&mut line).unwrap();
+            assert!(line.starts_with(code), "{send:?}: {line:?}");
+            if line.as_bytes().get(3) != Some(&b'-') {
+                break;
+            }
+        }
+    };
+    expect("", "220");
+    expect(&format!("{hello} test\r\n"), "250");
+    expect("MAIL FROM:<a@example.org>\r\n", "250");
+    expect("RCPT TO:<bob@example.org>\r\n", "250");
+    expect("DATA\r\n", "354");
+    expect(&format!("Subject: {subject}\r\n\r\nhi\r\n.\r\n"), "250");
+}
+
 #[test]
 fn an_lmtp_delivery_wakes_the_waiter() {
     let (server, addr) = start_with(|config| {
@@ -63,28 +87,30 @@ fn an_lmtp_delivery_wakes_the_waiter() {
     server.add_user("bob", "pw");
     let waiter = wait_in_background(addr, "min=1&timeout=30");
     std::thread::sleep(SETTLE);
-    let mut lmtp = std::io::BufReader::new(TcpStream::connect(server.lmtp_tcp()).unwrap());
-    lmtp.get_ref().set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    let expect = |lmtp: &mut std::io::BufReader<TcpStream>, send: &str, code: &str| {
-        lmtp.get_mut().write_all(send.as_bytes()).unwrap();
-        loop {
-            let mut line = String::new();
-            lmtp.read_line(&mut line).unwrap();
-            assert!(line.starts_with(code), "{send:?}: {line:?}");
-            if line.as_bytes().get(3) != Some(&b'-') {
-                break;
-            }
-        }
-    };
-    expect(&mut lmtp, "", "220");
-    expect(&mut lmtp, "LHLO test\r\n", "250");
-    expect(&mut lmtp, "MAIL FROM:<a@example.org>\r\n", "250");
-    expect(&mut lmtp, "RCPT TO:<bob@example.org>\r\n", "250");
-    expect(&mut lmtp, "DATA\r\n", "354");
-    expect(&mut lmtp, "Subject: via lmtp\r\n\r\nhi\r\n.\r\n", "250");
+    deliver_over(server.lmtp_tcp(), "LHLO", "via lmtp");
     let (reply, took) = waiter.join().unwrap();
     assert_eq!(reply.json()[0]["subject"], "via lmtp");
     assert!(took < Duration::from_secs(10), "{took:?}");
+}
+
+#[test]
+fn an_smtp_delivery_wakes_the_waiter_at_once() {
+    let (server, addr) = start_with(|config| {
+        config.smtp = Some("127.0.0.1:0".parse().unwrap());
+    });
+    server.add_user("bob", "pw");
+    let waiter = wait_in_background(addr, "min=1&timeout=30");
+    // The server also looks for other processes' commits once a second
+    // from the wait's start (and wakes every waiter when it sees one): the
+    // delivery goes out just after such a look, so that only the
+    // delivery's own wake can answer well before the next.
+    std::thread::sleep(Duration::from_millis(1200));
+    let delivered = Instant::now();
+    deliver_over(server.smtp_addr(), "EHLO", "via smtp");
+    let (reply, _) = waiter.join().unwrap();
+    assert_eq!(reply.json()[0]["subject"], "via smtp");
+    let woken_after = delivered.elapsed();
+    assert!(woken_after < Duration::from_millis(600), "{woken_after:?}");
 }
 
 #[test]

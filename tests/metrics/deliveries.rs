@@ -1,6 +1,7 @@
-//! `poplite_messages_delivered_total{via="lmtp"}` and
-//! `poplite_deliveries_refused_total{via="lmtp", reason}` from real LMTP
-//! transactions, and the store gauges following them.
+//! `poplite_messages_delivered_total{via}` and
+//! `poplite_deliveries_refused_total{via, reason}` from real LMTP and SMTP
+//! transactions (the API's are in tests/http/messages.rs), and the store
+//! gauges following them.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -12,16 +13,31 @@ use poplite::storage::Quota;
 use super::common::{TestServer, IO_TIMEOUT};
 use super::{scrape, start, Scrape};
 
-/// A bare LMTP client.
-struct Lmtp(BufReader<TcpStream>);
+/// A bare LMTP or SMTP client.
+struct Lmtp {
+    stream: BufReader<TcpStream>,
+    /// LMTP: one reply per accepted recipient after the data; SMTP: one.
+    reply_per_recipient: bool,
+}
 
 impl Lmtp {
     fn connect(server: &TestServer) -> Lmtp {
-        let stream = TcpStream::connect(server.lmtp_tcp()).unwrap();
+        Lmtp::connect_to(server.lmtp_tcp(), "LHLO", true)
+    }
+
+    fn smtp(server: &TestServer) -> Lmtp {
+        Lmtp::connect_to(server.smtp_addr(), "EHLO", false)
+    }
+
+    fn connect_to(addr: std::net::SocketAddr, hello: &str, reply_per_recipient: bool) -> Lmtp {
+        let stream = TcpStream::connect(addr).unwrap();
         stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-        let mut lmtp = Lmtp(BufReader::new(stream));
+        let mut lmtp = Lmtp {
+            stream: BufReader::new(stream),
+            reply_per_recipient,
+        };
         assert!(lmtp.reply().starts_with("220 "));
-        assert!(lmtp.cmd("LHLO mx.test").starts_with("250"));
+        assert!(lmtp.cmd(&format!("{hello} mx.test")).starts_with("250"));
         lmtp
     }
 
@@ -31,7 +47,7 @@ impl Lmtp {
         loop {
             let mut line = String::new();
             assert!(
-                self.0.read_line(&mut line).unwrap() > 0,
+                self.stream.read_line(&mut line).unwrap() > 0,
                 "closed after {reply}"
             );
             reply.push_str(&line);
@@ -42,7 +58,7 @@ impl Lmtp {
     }
 
     fn cmd(&mut self, command: &str) -> String {
-        self.0
+        self.stream
             .get_mut()
             .write_all(format!("{command}\r\n").as_bytes())
             .unwrap();
@@ -63,11 +79,16 @@ impl Lmtp {
             return (rcpts, Vec::new());
         }
         assert!(self.cmd("DATA").starts_with("354"));
-        self.0
+        self.stream
             .get_mut()
             .write_all(format!("{body}\r\n.\r\n").as_bytes())
             .unwrap();
-        let data = (0..accepted).map(|_| self.reply()).collect();
+        let replies = if self.reply_per_recipient {
+            accepted
+        } else {
+            1
+        };
+        let data = (0..replies).map(|_| self.reply()).collect();
         (rcpts, data)
     }
 }
@@ -80,8 +101,12 @@ fn lmtp_server(adjust: impl FnOnce(&mut poplite::server::ServerConfig)) -> TestS
 }
 
 fn refused(scrape: &Scrape, reason: &str) -> f64 {
+    refused_via(scrape, "lmtp", reason)
+}
+
+fn refused_via(scrape: &Scrape, via: &str, reason: &str) -> f64 {
     scrape.get(&format!(
-        "poplite_deliveries_refused_total{{via=\"lmtp\",reason=\"{reason}\"}}"
+        "poplite_deliveries_refused_total{{via=\"{via}\",reason=\"{reason}\"}}"
     ))
 }
 
@@ -144,6 +169,40 @@ fn lmtp_counts_each_stored_and_refused_recipient() {
     assert_eq!(scrape.get("poplite_users"), 3.0);
     assert_eq!(scrape.get("poplite_stored_messages"), 3.0);
     assert!(scrape.get("poplite_stored_bytes") > 0.0);
+}
+
+#[test]
+fn smtp_counts_each_stored_and_refused_recipient_as_smtp() {
+    let server = start(|config| {
+        config.smtp = Some("127.0.0.1:0".parse().unwrap());
+        config.max_message_size = 200;
+    });
+    server.add_user("alice", "pw");
+    server.add_user("bob", "pw");
+    let mut smtp = Lmtp::smtp(&server);
+    let (rcpts, data) = smtp.send(&["alice", "nobody", "bob"], "Subject: hi\r\n\r\nhello");
+    assert!(rcpts[1].starts_with("550 5.1.1"), "{rcpts:?}");
+    assert!(data[0].starts_with("250"), "{data:?}");
+    assert!(smtp
+        .cmd("MAIL FROM:<s@far.test> SIZE=1000")
+        .starts_with("552"));
+    assert!(smtp.cmd("QUIT").starts_with("221"));
+    let scrape = scrape(&server);
+    assert_eq!(
+        scrape.get("poplite_messages_delivered_total{via=\"smtp\"}"),
+        2.0
+    );
+    assert_eq!(
+        scrape.get("poplite_messages_delivered_total{via=\"lmtp\"}"),
+        0.0
+    );
+    assert_eq!(refused_via(&scrape, "smtp", "unknown_user"), 1.0);
+    assert_eq!(refused_via(&scrape, "smtp", "too_large"), 1.0);
+    assert_eq!(refused(&scrape, "unknown_user"), 0.0);
+    assert_eq!(
+        scrape.get("poplite_connections_total{listener=\"smtp\"}"),
+        1.0
+    );
 }
 
 #[test]
