@@ -10,6 +10,19 @@
 //! let addr = server.addr(); // connect any POP3 client here
 //! assert_eq!(server.messages("alice").unwrap().len(), 1);
 //! ```
+//!
+//! With the HTTP API and SMTP for the code under test, and a wait for its
+//! mail (woken by the delivery, never polling):
+//!
+//! ```
+//! use std::time::Duration;
+//! let server = poplite::TestServer::builder().http().smtp().start().unwrap();
+//! server.add_user("bob", "pw").unwrap();
+//! let smtp = server.smtp_addr().unwrap(); // the code under test sends here
+//! # server.deliver("bob", b"Subject: hi\r\n\r\nhello\r\n").unwrap();
+//! let mail = server.wait_for_messages("bob", 1, Duration::from_secs(10)).unwrap();
+//! assert_eq!(mail.len(), 1);
+//! ```
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,6 +49,18 @@ pub enum FixtureError {
     /// A message to deliver is not one (e.g. empty).
     #[error(transparent)]
     Message(#[from] MessageError),
+    /// [`TestServer::wait_for_messages`] ran out of time.
+    #[error("{user} has {found} of the {wanted} messages waited for after {waited:?}")]
+    Timeout {
+        /// The user waited for.
+        user: String,
+        /// How many messages were waited for.
+        wanted: usize,
+        /// How many the maildrop held at the end.
+        found: usize,
+        /// How long the wait was.
+        waited: Duration,
+    },
 }
 
 /// A message as stored: its UIDL id and its bytes (CRLF line ends).
@@ -66,6 +91,12 @@ impl TestServer {
         TestServer::start_on(Arc::new(Store::open_in_memory()?), adjust)
     }
 
+    /// A server with the listeners and settings a test asks for:
+    /// `TestServer::builder().http().smtp().start()`.
+    pub fn builder<'a>() -> TestServerBuilder<'a> {
+        TestServerBuilder::default()
+    }
+
     /// [`TestServer::start_with`] on a store of the caller's: a file, say,
     /// to look at with the `poplite` command or to reopen after a stop.
     pub fn start_on(
@@ -73,7 +104,7 @@ impl TestServer {
         adjust: impl FnOnce(&mut ServerConfig),
     ) -> Result<TestServer, FixtureError> {
         let mut config = ServerConfig {
-            listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+            listen: vec![loopback()],
             auth_failure_delay: Duration::ZERO,
             trusted_networks: Network::loopback(),
             hash_threads: 1,
@@ -96,20 +127,21 @@ impl TestServer {
         self.server.tls_addrs()
     }
 
-    /// The LMTP listeners (set `lmtp` in [`TestServer::start_with`]), as
-    /// bound: point an MTA under test here.
+    /// The LMTP listeners ([`TestServerBuilder::lmtp`]), as bound: point
+    /// an MTA under test here.
     pub fn lmtp_addrs(&self) -> &[LmtpAddress] {
         self.server.lmtp_addrs()
     }
 
-    /// The HTTP listener (set `http` in [`TestServer::start_with`]), as
-    /// bound: health checks, `/metrics` and the API.
+    /// The HTTP listener ([`TestServerBuilder::http`]), as bound: health
+    /// checks, `/metrics` and the API.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.server.http_addr()
     }
 
-    /// The SMTP listener (set `smtp` in [`TestServer::start_with`]), if any.
-    pub fn smtp_addr(&self) -> Option<std::net::SocketAddr> {
+    /// The SMTP listener ([`TestServerBuilder::smtp`]), as bound: where
+    /// the code under test sends mail.
+    pub fn smtp_addr(&self) -> Option<SocketAddr> {
         self.server.smtp_addr()
     }
 
@@ -133,7 +165,30 @@ impl TestServer {
     pub fn deliver(&self, user: &str, raw: &[u8]) -> Result<String, FixtureError> {
         let message = Message::parse(raw, u64::MAX)?;
         let uids = self.store.deliver(user, &[message])?;
+        self.server.mail_arrived(user);
         Ok(uids.into_iter().next().unwrap_or_default())
+    }
+
+    /// Waits until `user`'s maildrop holds at least `n` messages (however
+    /// they come: SMTP, LMTP, the API, [`TestServer::deliver`]) and returns
+    /// it; [`FixtureError::Timeout`] after `timeout`. It sleeps until mail
+    /// arrives rather than polling.
+    pub fn wait_for_messages(
+        &self,
+        user: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<Vec<StoredMessage>, FixtureError> {
+        let found = self.server.wait_for_messages(user, n, timeout)?;
+        if found < n {
+            return Err(FixtureError::Timeout {
+                user: user.to_string(),
+                wanted: n,
+                found,
+                waited: timeout,
+            });
+        }
+        self.messages(user)
     }
 
     /// The user's maildrop as it is now, oldest first: after a session's
@@ -167,4 +222,65 @@ impl TestServer {
     pub fn stop(mut self) {
         self.server.stop();
     }
+}
+
+/// Options for a [`TestServer`], from [`TestServer::builder`]: each
+/// listener on 127.0.0.1 at an ephemeral port.
+#[derive(Default)]
+#[must_use]
+pub struct TestServerBuilder<'a> {
+    store: Option<Arc<Store>>,
+    adjustments: Vec<Box<dyn FnOnce(&mut ServerConfig) + 'a>>,
+}
+
+impl<'a> TestServerBuilder<'a> {
+    /// Turns on the HTTP listener: the API (no token needed on loopback;
+    /// `POST /api/v1/reset` allowed on the in-memory store), health checks
+    /// and `/metrics`. Its address: [`TestServer::http_addr`].
+    pub fn http(self) -> Self {
+        self.configure(|config| config.http = Some(loopback()))
+    }
+
+    /// Turns on SMTP intake; its address: [`TestServer::smtp_addr`].
+    pub fn smtp(self) -> Self {
+        self.configure(|config| config.smtp = Some(loopback()))
+    }
+
+    /// Turns on an LMTP listener over TCP; its address:
+    /// [`TestServer::lmtp_addrs`].
+    pub fn lmtp(self) -> Self {
+        self.configure(|config| config.lmtp.push(LmtpAddress::Tcp(loopback())))
+    }
+
+    /// Changes the configuration (timeouts, limits, APOP, TLS…) after the
+    /// test defaults and the listeners asked for so far.
+    pub fn configure(mut self, adjust: impl FnOnce(&mut ServerConfig) + 'a) -> Self {
+        self.adjustments.push(Box::new(adjust));
+        self
+    }
+
+    /// Serves this store (a file, say, to look at afterwards) instead of
+    /// a new in-memory one.
+    pub fn store(mut self, store: Arc<Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Starts the server; it is bound when this returns.
+    pub fn start(self) -> Result<TestServer, FixtureError> {
+        let store = match self.store {
+            Some(store) => store,
+            None => Arc::new(Store::open_in_memory()?),
+        };
+        let adjustments = self.adjustments;
+        TestServer::start_on(store, move |config| {
+            for adjust in adjustments {
+                adjust(config);
+            }
+        })
+    }
+}
+
+fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
 }

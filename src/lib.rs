@@ -19,6 +19,6 @@ pub mod server;
 pub mod session;
 pub mod storage;
 
-pub use fixture::TestServer;
+pub use fixture::{TestServer, TestServerBuilder};
 pub use mail::Message;
 pub use storage::Store;

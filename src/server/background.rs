@@ -6,13 +6,15 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use smol::channel::Sender;
 use smol::Executor;
 
+use super::mail_events::MailEvents;
 use super::{available_cores, LmtpAddress, Server, ServerConfig, ServerError};
 use crate::metrics::Metrics;
-use crate::storage::Store;
+use crate::storage::{StorageError, Store};
 
 /// Runs `main` on a smol executor with one thread per core, returning its
 /// output once it completes.
@@ -43,14 +45,35 @@ where
 /// A server running on its own threads (for tests, examples and embedding),
 /// shut down gracefully when stopped or dropped.
 pub struct BackgroundServer {
+    bound: Bound,
+    store: Arc<Store>,
+    stop: Option<Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// What the server thread hands back once its listeners are bound.
+struct Bound {
     addrs: Vec<SocketAddr>,
     tls_addrs: Vec<SocketAddr>,
     lmtp_addrs: Vec<LmtpAddress>,
     http_addr: Option<SocketAddr>,
     smtp_addr: Option<SocketAddr>,
     metrics: Arc<Metrics>,
-    stop: Option<Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    mail_events: MailEvents,
+}
+
+impl Bound {
+    fn of(server: &Server) -> Bound {
+        Bound {
+            addrs: server.local_addrs(),
+            tls_addrs: server.tls_addrs(),
+            lmtp_addrs: server.lmtp_addrs(),
+            http_addr: server.http_addr(),
+            smtp_addr: server.smtp_addr(),
+            metrics: Arc::clone(server.metrics()),
+            mail_events: server.shared.mail_events.clone(),
+        }
+    }
 }
 
 impl BackgroundServer {
@@ -58,21 +81,14 @@ impl BackgroundServer {
     pub fn start(store: Arc<Store>, config: ServerConfig) -> Result<BackgroundServer, ServerError> {
         let (bound_tx, bound_rx) = std::sync::mpsc::channel();
         let (stop, stop_rx) = smol::channel::bounded::<()>(1);
+        let served = Arc::clone(&store);
         let thread = std::thread::Builder::new()
             .name("poplite-server".into())
             .spawn(move || {
                 run_on_executor(|executor| async move {
-                    match Server::bind(store, config).await {
+                    match Server::bind(served, config).await {
                         Ok(server) => {
-                            let addrs = (
-                                server.local_addrs(),
-                                server.tls_addrs(),
-                                server.lmtp_addrs(),
-                                server.http_addr(),
-                                server.smtp_addr(),
-                                Arc::clone(server.metrics()),
-                            );
-                            let _ = bound_tx.send(Ok(addrs));
+                            let _ = bound_tx.send(Ok(Bound::of(&server)));
                             server
                                 .run(&executor, async move {
                                     let _ = stop_rx.recv().await;
@@ -86,60 +102,84 @@ impl BackgroundServer {
                 })
             })
             .map_err(|source| ServerError::Threads { source })?;
-        let (addrs, tls_addrs, lmtp_addrs, http_addr, smtp_addr, metrics) =
-            bound_rx.recv().map_err(|_| ServerError::Threads {
-                source: io::Error::other("the server thread ended before binding"),
-            })??;
+        let bound = bound_rx.recv().map_err(|_| ServerError::Threads {
+            source: io::Error::other("the server thread ended before binding"),
+        })??;
         Ok(BackgroundServer {
-            addrs,
-            tls_addrs,
-            lmtp_addrs,
-            http_addr,
-            smtp_addr,
-            metrics,
+            bound,
+            store,
             stop: Some(stop),
             thread: Some(thread),
         })
     }
 
+    /// Tells requests waiting for `user`'s mail (and
+    /// [`BackgroundServer::wait_for_messages`]) that some was stored past
+    /// the server, straight into its store; else they see it within a
+    /// second or so.
+    pub fn mail_arrived(&self, user: &str) {
+        self.bound.mail_events.delivered(user);
+    }
+
+    /// Blocks until `user`'s maildrop holds at least `n` messages,
+    /// `timeout` passes or the server stops, as `?min=` waits (woken by
+    /// deliveries, never polling); the number it holds then.
+    pub fn wait_for_messages(
+        &self,
+        user: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<usize, StorageError> {
+        let (id, stored) = self.store.user(user)?;
+        let deadline = Instant::now() + timeout;
+        // On the caller's thread, never the executor's: the store is read here.
+        let count = || std::future::ready(self.store.maildrop(id).map(|m| m.len()));
+        smol::block_on(
+            self.bound
+                .mail_events
+                .wait_until(&stored, deadline, count, |held| *held >= n),
+        )
+    }
+
     /// The first plaintext address, else the first implicit-TLS one
     /// (there is always one: `bind` refuses none).
     pub fn addr(&self) -> SocketAddr {
-        self.addrs
+        self.bound
+            .addrs
             .first()
-            .or(self.tls_addrs.first())
+            .or(self.bound.tls_addrs.first())
             .copied()
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 
     /// Every plaintext address.
     pub fn addrs(&self) -> &[SocketAddr] {
-        &self.addrs
+        &self.bound.addrs
     }
 
     /// Every implicit-TLS address.
     pub fn tls_addrs(&self) -> &[SocketAddr] {
-        &self.tls_addrs
+        &self.bound.tls_addrs
     }
 
     /// Every LMTP address.
     pub fn lmtp_addrs(&self) -> &[LmtpAddress] {
-        &self.lmtp_addrs
+        &self.bound.lmtp_addrs
     }
 
     /// The HTTP listener's address (API, health checks, metrics), if any.
     pub fn http_addr(&self) -> Option<SocketAddr> {
-        self.http_addr
+        self.bound.http_addr
     }
 
     /// The server's metrics, readable also after it stopped.
     pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
+        &self.bound.metrics
     }
 
     /// The SMTP address, if `smtp` was configured.
     pub fn smtp_addr(&self) -> Option<SocketAddr> {
-        self.smtp_addr
+        self.bound.smtp_addr
     }
 
     /// Stops accepting, closes sessions without applying their deletions,

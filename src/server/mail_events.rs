@@ -14,12 +14,14 @@
 //!   request waiting the thread sleeps on a channel and asks nothing.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use event_listener::{Event, EventListener};
+use smol::Timer;
 
 use crate::storage::{ChangeWatch, Store};
 
@@ -27,7 +29,8 @@ use crate::storage::{ChangeWatch, Store};
 /// request waits: coarse, as a test polling for mail would be.
 pub(super) const LOOK_EVERY: Duration = Duration::from_secs(1);
 
-/// Where deliveries tell waiters; one per server.
+/// Where deliveries tell waiters; one per server (clones share it).
+#[derive(Clone)]
 pub(super) struct MailEvents {
     inner: Arc<Inner>,
 }
@@ -99,6 +102,36 @@ impl MailEvents {
             inner: Arc::clone(&self.inner),
             key,
             event,
+        }
+    }
+
+    /// Looks at `user`'s maildrop with `look` until what it finds is
+    /// `enough`, `deadline` passes or the server stops, and answers with
+    /// the last look. Between looks it sleeps until woken (see the module
+    /// documentation): it never asks the store in a loop.
+    pub(super) async fn wait_until<T, E, Look>(
+        &self,
+        user: &str,
+        deadline: Instant,
+        mut look: impl FnMut() -> Look,
+        enough: impl Fn(&T) -> bool,
+    ) -> Result<T, E>
+    where
+        Look: Future<Output = Result<T, E>>,
+    {
+        let waiting = self.wait_for(user);
+        loop {
+            // Listening before looking: a delivery in between still wakes us.
+            let arrived = waiting.listen();
+            let found = look().await?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            if enough(&found) || left.is_zero() || waiting.stopping() {
+                return Ok(found);
+            }
+            smol::future::or(arrived, async {
+                Timer::after(left).await;
+            })
+            .await;
         }
     }
 

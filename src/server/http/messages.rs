@@ -11,7 +11,6 @@ use hyper::body::{Bytes, Frame, Incoming};
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 use serde::Serialize;
-use smol::Timer;
 
 use super::api::{blocking, no_content, ok, storage_problem, with_maildrop};
 use super::body::{json, Body};
@@ -89,20 +88,16 @@ pub(super) async fn list(
         return Ok(ok(&mailbox(shared, &stored).await?));
     };
     let deadline = Instant::now() + timeout;
-    let waiting = shared.mail_events.wait_for(&stored);
-    loop {
-        // Listening before counting: a delivery in between still wakes us.
-        let arrived = waiting.listen();
-        let messages = mailbox(shared, &stored).await?;
-        let left = deadline.saturating_duration_since(Instant::now());
-        if messages.len() as u64 >= min || left.is_zero() || waiting.stopping() {
-            return Ok(ok(&messages));
-        }
-        smol::future::or(arrived, async {
-            Timer::after(left).await;
-        })
-        .await;
-    }
+    let messages = shared
+        .mail_events
+        .wait_until(
+            &stored,
+            deadline,
+            || mailbox(shared, &stored),
+            |messages| messages.len() as u64 >= min,
+        )
+        .await?;
+    Ok(ok(&messages))
 }
 
 /// `POST /api/v1/users/{name}/messages`: the raw message, streamed into
