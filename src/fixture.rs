@@ -224,13 +224,16 @@ impl TestServer {
     }
 }
 
+/// One change to the configuration, kept until the server starts.
+type Adjustment<'a> = Box<dyn FnOnce(&mut ServerConfig) + 'a>;
+
 /// Options for a [`TestServer`], from [`TestServer::builder`]: each
 /// listener on 127.0.0.1 at an ephemeral port.
 #[derive(Default)]
 #[must_use]
 pub struct TestServerBuilder<'a> {
     store: Option<Arc<Store>>,
-    adjustments: Vec<Box<dyn FnOnce(&mut ServerConfig) + 'a>>,
+    adjustments: Vec<Adjustment<'a>>,
 }
 
 impl<'a> TestServerBuilder<'a> {
