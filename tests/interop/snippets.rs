@@ -1,4 +1,7 @@
-//! The documented Node.js and pytest snippets, run as written (docs/testing.md).
+//! The documented Node.js and pytest snippets, run as written (docs/testing.md):
+//! each starts `poplite serve --memory` with HTTP and SMTP, resets it before
+//! each of its two tests, seeds mail (over SMTP or the API), waits with
+//! `?min=` and fetches over POP3.
 
 use super::*;
 
@@ -60,7 +63,7 @@ fn the_documented_node_test_passes_against_the_binary() {
     );
     assert!(output.status.success(), "{}", transcript(&output));
     assert!(
-        String::from_utf8_lossy(&output.stdout).contains("# pass 1"),
+        String::from_utf8_lossy(&output.stdout).contains("# pass 2"),
         "{}",
         transcript(&output)
     );
@@ -100,7 +103,7 @@ fn the_documented_pytest_fixture_passes_against_the_binary() {
     );
     assert!(output.status.success(), "{}", transcript(&output));
     assert!(
-        String::from_utf8_lossy(&output.stdout).contains("1 passed"),
+        String::from_utf8_lossy(&output.stdout).contains("2 passed"),
         "{}",
         transcript(&output)
     );
