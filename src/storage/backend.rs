@@ -160,6 +160,10 @@ pub trait Mail {
 
     /// The lines of `mailbox USER`.
     fn mailbox(&self, user: &str) -> Result<Vec<MailboxEntry>, StorageError>;
+
+    /// The one line of `mailbox USER` for message `uid`, if it is there
+    /// (found by its index: no listing of the whole maildrop).
+    fn mailbox_entry(&self, user: &str, uid: &str) -> Result<Option<MailboxEntry>, StorageError>;
 }
 
 /// Imports that are all or nothing (`imports.rs`).

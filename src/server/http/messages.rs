@@ -170,10 +170,10 @@ pub(super) async fn deliver(
     // Read back as listed; a message already removed again (or a store
     // that fails now) still was delivered: 201 with what is known.
     let wanted = uid.clone();
-    let listed = blocking(shared, move |store| store.mailbox(&stored))
+    let listed = blocking(shared, move |store| store.mailbox_entry(&stored, &wanted))
         .await
         .ok()
-        .and_then(|entries| entries.into_iter().find(|e| e.uid == wanted));
+        .flatten();
     let info = match listed {
         Some(entry) => MessageInfo::from(entry),
         None => MessageInfo {

@@ -356,18 +356,34 @@ impl Mail for PgStore {
 
     /// What `mailbox USER` prints: each message's UID, size, time, Subject.
     fn mailbox(&self, user: &str) -> Result<Vec<MailboxEntry>, StorageError> {
+        self.mailbox_entries(user, None)
+    }
+
+    fn mailbox_entry(&self, user: &str, uid: &str) -> Result<Option<MailboxEntry>, StorageError> {
+        Ok(self.mailbox_entries(user, Some(uid))?.pop())
+    }
+}
+
+impl PgStore {
+    /// `user`'s mailbox lines in maildrop order: all, or only message `uid`'s.
+    fn mailbox_entries(
+        &self,
+        user: &str,
+        uid: Option<&str>,
+    ) -> Result<Vec<MailboxEntry>, StorageError> {
         let mut conn = self.conn()?;
         let (user_id, _) = super::users::user_id(&mut *conn, user, &self.database)?;
-        let rows = conn
-            .query(
-                "SELECT uid, size,
-                        to_char(to_timestamp(received_at) AT TIME ZONE 'UTC',
-                                'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
-                        subject
-                 FROM messages WHERE user_id = $1 ORDER BY id",
-                &[&user_id.get()],
-            )
-            .map_err(self.error())?;
+        const LISTED: &str = "SELECT uid, size,
+                    to_char(to_timestamp(received_at) AT TIME ZONE 'UTC',
+                            'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                    subject
+             FROM messages WHERE user_id = $1";
+        // Two statements, so that one message is found by its index.
+        let rows = match uid {
+            None => conn.query(&format!("{LISTED} ORDER BY id"), &[&user_id.get()]),
+            Some(uid) => conn.query(&format!("{LISTED} AND uid = $2"), &[&user_id.get(), &uid]),
+        }
+        .map_err(self.error())?;
         Ok(rows
             .iter()
             .map(|row| MailboxEntry {

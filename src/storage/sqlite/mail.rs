@@ -170,23 +170,43 @@ impl Mail for SqliteStore {
 
     /// What `mailbox USER` prints: each message's UID, size, time, Subject.
     fn mailbox(&self, user: &str) -> Result<Vec<MailboxEntry>, StorageError> {
-        self.with_conn(|conn| {
-            let (user_id, _) = user_id(conn, user)?;
-            let mut stmt = conn.prepare(
-                "SELECT uid, size, strftime('%Y-%m-%dT%H:%M:%SZ', received_at, 'unixepoch'), subject
-                 FROM messages WHERE user_id = ?1 ORDER BY id",
-            )?;
-            let rows = stmt.query_map([user_id], |r| {
-                Ok(MailboxEntry {
-                    uid: r.get(0)?,
-                    size: r.get(1)?,
-                    received: r.get(2)?,
-                    subject: r.get(3)?,
-                })
-            })?;
-            Ok(rows.collect::<Result<_, _>>()?)
-        })
+        self.with_conn(|conn| mailbox_entries(conn, user, None))
     }
+
+    fn mailbox_entry(&self, user: &str, uid: &str) -> Result<Option<MailboxEntry>, StorageError> {
+        self.with_conn(|conn| Ok(mailbox_entries(conn, user, Some(uid))?.pop()))
+    }
+}
+
+/// `user`'s mailbox lines in maildrop order: all, or only message `uid`'s.
+fn mailbox_entries(
+    conn: &Connection,
+    user: &str,
+    uid: Option<&str>,
+) -> Result<Vec<MailboxEntry>, StorageError> {
+    const LISTED: &str =
+        "SELECT uid, size, strftime('%Y-%m-%dT%H:%M:%SZ', received_at, 'unixepoch'), subject
+         FROM messages WHERE user_id = ?1";
+    let (user_id, _) = user_id(conn, user)?;
+    // Two statements, not `?2 IS NULL OR uid = ?2`: that one SQLite can
+    // only answer by reading the whole maildrop.
+    let mut stmt = match uid {
+        None => conn.prepare_cached(&format!("{LISTED} ORDER BY id"))?,
+        Some(_) => conn.prepare_cached(&format!("{LISTED} AND uid = ?2"))?,
+    };
+    let row = |r: &rusqlite::Row| {
+        Ok(MailboxEntry {
+            uid: r.get(0)?,
+            size: r.get(1)?,
+            received: r.get(2)?,
+            subject: r.get(3)?,
+        })
+    };
+    let rows = match uid {
+        None => stmt.query_map(params![user_id], row)?,
+        Some(uid) => stmt.query_map(params![user_id, uid], row)?,
+    };
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Inserts messages for `user_id` in `tx`; returns their UIDs.
