@@ -45,6 +45,17 @@ pub(super) fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
 /// What a listener makes of one accepted connection, to be spawned.
 pub(super) type ConnectionTask = Pin<Box<dyn Future<Output = ()> + Send>>;
 
+/// What every listener's accept loop runs with: the server's state, the
+/// executor its connections run on, the signal to stop, and a token that
+/// keeps `Server::run` waiting until the loop and its connections end.
+#[derive(Clone)]
+pub(super) struct Running {
+    pub(super) shared: Arc<Shared>,
+    pub(super) executor: Arc<Executor<'static>>,
+    pub(super) stop: Receiver<()>,
+    pub(super) alive: Sender<()>,
+}
+
 /// Accepts on `accept` until the server stops, and spawns what `serve`
 /// makes of each connection: the one accept loop of every listener. Each
 /// task holds `alive`, so that shutdown waits for it.

@@ -5,25 +5,21 @@
 
 use std::sync::Arc;
 
-use smol::channel::{Receiver, Sender};
-use smol::Executor;
-
-use super::accept::{accept_until_stopped, ConnectionSlot, ConnectionTask, Protocol};
+use super::accept::{accept_until_stopped, ConnectionSlot, ConnectionTask, Protocol, Running};
 use super::intake::{self, IntakeStream, Peer};
 use super::lmtp_listener::{LmtpListener, Stream};
-use super::Shared;
 use crate::intake::Dialect;
 
 /// Accepts LMTP connections until the server stops. They have their own
 /// limit, and none per address: the MTA is one client with many parallel
 /// deliveries.
-pub(super) async fn accept_loop(
-    listener: LmtpListener,
-    shared: Arc<Shared>,
-    executor: Arc<Executor<'static>>,
-    stop: Receiver<()>,
-    alive: Sender<()>,
-) {
+pub(super) async fn accept_loop(listener: LmtpListener, running: Running) {
+    let Running {
+        shared,
+        executor,
+        stop,
+        alive,
+    } = running;
     let admit = |(stream, name): (Stream, String)| -> ConnectionTask {
         let (slot, active) = ConnectionSlot::take(&shared, Protocol::Lmtp);
         let shared = Arc::clone(&shared);

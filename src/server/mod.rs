@@ -306,47 +306,31 @@ impl Server {
         // `alive`, so `alive_rx` reports closed once the last one is gone.
         let (stop, stop_rx) = smol::channel::bounded::<()>(1);
         let (alive, alive_rx) = smol::channel::bounded::<()>(1);
+        let running = accept::Running {
+            shared: Arc::clone(&self.shared),
+            executor: Arc::clone(executor),
+            stop: stop_rx.clone(),
+            alive: alive.clone(),
+        };
+        // Detached: each loop ends on `stop`, and `alive` tracks it.
         for (listener, implicit_tls) in self.listeners {
-            let task = pop3::accept_loop(
-                listener,
-                implicit_tls,
-                Arc::clone(&self.shared),
-                Arc::clone(executor),
-                stop_rx.clone(),
-                alive.clone(),
-            );
-            // Detached: it ends on `stop` and `alive` tracks it.
+            let task = pop3::accept_loop(listener, implicit_tls, running.clone());
             executor.spawn(task).detach();
         }
         for listener in self.lmtp_listeners {
-            let task = lmtp::accept_loop(
-                listener,
-                Arc::clone(&self.shared),
-                Arc::clone(executor),
-                stop_rx.clone(),
-                alive.clone(),
-            );
-            executor.spawn(task).detach();
+            executor
+                .spawn(lmtp::accept_loop(listener, running.clone()))
+                .detach();
         }
         if let Some(listener) = self.smtp_listener {
-            let task = smtp::accept_loop(
-                listener,
-                Arc::clone(&self.shared),
-                Arc::clone(executor),
-                stop_rx.clone(),
-                alive.clone(),
-            );
-            executor.spawn(task).detach();
+            executor
+                .spawn(smtp::accept_loop(listener, running.clone()))
+                .detach();
         }
         if let Some(listener) = self.http_listener {
-            let task = http::accept_loop(
-                listener,
-                Arc::clone(&self.shared),
-                Arc::clone(executor),
-                stop_rx.clone(),
-                alive.clone(),
-            );
-            executor.spawn(task).detach();
+            executor
+                .spawn(http::accept_loop(listener, running.clone()))
+                .detach();
         }
         if let Some(leases) = self.shared.locks.leases() {
             let task = lease_renewal::renew_leases(
@@ -357,6 +341,7 @@ impl Server {
             );
             executor.spawn(task).detach();
         }
+        drop(running);
         drop(alive);
         shutdown.await;
         log::info!("shutting down: closing open sessions without applying their deletions");

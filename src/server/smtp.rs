@@ -6,24 +6,21 @@
 
 use std::sync::Arc;
 
-use smol::channel::{Receiver, Sender};
 use smol::net::{TcpListener, TcpStream};
-use smol::Executor;
 
-use super::accept::{accept_until_stopped, ConnectionSlot, ConnectionTask, Protocol};
+use super::accept::{accept_until_stopped, ConnectionSlot, ConnectionTask, Protocol, Running};
 use super::intake::{self, IntakeStream};
 use super::transport::Transport;
-use super::Shared;
 use crate::intake::Dialect;
 
 /// Accepts SMTP connections until the server stops.
-pub(super) async fn accept_loop(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    executor: Arc<Executor<'static>>,
-    stop: Receiver<()>,
-    alive: Sender<()>,
-) {
+pub(super) async fn accept_loop(listener: TcpListener, running: Running) {
+    let Running {
+        shared,
+        executor,
+        stop,
+        alive,
+    } = running;
     let admit = |(stream, addr): (TcpStream, std::net::SocketAddr)| -> ConnectionTask {
         let (slot, active) = ConnectionSlot::take(&shared, Protocol::Smtp);
         let shared = Arc::clone(&shared);

@@ -23,13 +23,12 @@ use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use smol::channel::{Receiver, Sender};
+use smol::channel::Receiver;
 use smol::future;
 use smol::net::{TcpListener, TcpStream};
-use smol::Executor;
 use smol_hyper::rt::{FuturesIo, SmolTimer};
 
-use super::accept::{accept_until_stopped, ConnectionSlot, ConnectionTask, Protocol};
+use super::accept::{accept_until_stopped, ConnectionSlot, ConnectionTask, Protocol, Running};
 use super::lifecycle::best_effort;
 use super::Shared;
 
@@ -40,13 +39,13 @@ const MAX_HEAD_BYTES: usize = 8 * 1024;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Accepts HTTP connections until the server stops.
-pub(super) async fn accept_loop(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    executor: Arc<Executor<'static>>,
-    stop: Receiver<()>,
-    alive: Sender<()>,
-) {
+pub(super) async fn accept_loop(listener: TcpListener, running: Running) {
+    let Running {
+        shared,
+        executor,
+        stop,
+        alive,
+    } = running;
     let admit = |(stream, peer): (TcpStream, SocketAddr)| -> ConnectionTask {
         let (slot, active) = ConnectionSlot::take(&shared, Protocol::Http);
         let shared = Arc::clone(&shared);

@@ -11,18 +11,20 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use smol::channel::{Receiver, Sender};
+use smol::channel::Receiver;
 use smol::future;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::net::{TcpListener, TcpStream};
-use smol::{Executor, Timer};
+use smol::Timer;
 
 mod login;
 mod retr;
 
 use retr::READ_AHEAD_KEEP;
 
-use super::accept::{accept_until_stopped, refuse, ConnectionSlot, ConnectionTask, Protocol};
+use super::accept::{
+    accept_until_stopped, refuse, ConnectionSlot, ConnectionTask, Protocol, Running,
+};
 use super::fairness::{Budget, LINE_COST};
 use super::lifecycle::{best_effort, proxy_failure_reason, Deadline, End};
 use super::limits::SourceSlot;
@@ -61,14 +63,13 @@ struct Tally {
 
 /// Accepts POP3 connections on `listener` until the server stops, each
 /// admitted under the connection limits or refused.
-pub(super) async fn accept_loop(
-    listener: TcpListener,
-    implicit_tls: bool,
-    shared: Arc<Shared>,
-    executor: Arc<Executor<'static>>,
-    stop: Receiver<()>,
-    alive: Sender<()>,
-) {
+pub(super) async fn accept_loop(listener: TcpListener, implicit_tls: bool, running: Running) {
+    let Running {
+        shared,
+        executor,
+        stop,
+        alive,
+    } = running;
     let admit = |(stream, peer): (TcpStream, SocketAddr)| -> ConnectionTask {
         let protocol = match implicit_tls {
             true => Protocol::Pop3s,
