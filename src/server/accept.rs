@@ -56,29 +56,29 @@ pub(super) struct Running {
     pub(super) alive: Sender<()>,
 }
 
-/// Accepts on `accept` until the server stops, and spawns what `serve`
-/// makes of each connection: the one accept loop of every listener. Each
-/// task holds `alive`, so that shutdown waits for it.
-pub(super) async fn accept_until_stopped<C, F>(
-    stop: &Receiver<()>,
-    alive: &Sender<()>,
-    executor: &Executor<'static>,
-    accept: impl Fn() -> F,
-    mut serve: impl FnMut(C) -> ConnectionTask,
-) where
-    F: Future<Output = io::Result<C>>,
-{
-    let mut accepter = Accepter::new(stop);
-    while let Some(connection) = accepter.next(&accept).await {
-        let task = serve(connection);
-        let alive = alive.clone();
-        // Detached: it ends on `stop`, a timeout or the client.
-        executor
-            .spawn(async move {
-                task.await;
-                drop(alive);
-            })
-            .detach();
+impl Running {
+    /// Accepts on `accept` until the server stops, and spawns what `serve`
+    /// makes of each connection: the one accept loop of every listener. Each
+    /// task holds `alive`, so that shutdown waits for it.
+    pub(super) async fn accept_until_stopped<C, F>(
+        &self,
+        accept: impl Fn() -> F,
+        mut serve: impl FnMut(C) -> ConnectionTask,
+    ) where
+        F: Future<Output = io::Result<C>>,
+    {
+        let mut accepter = Accepter::new(&self.stop);
+        while let Some(connection) = accepter.next(&accept).await {
+            let task = serve(connection);
+            let alive = self.alive.clone();
+            // Detached: it ends on `stop`, a timeout or the client.
+            self.executor
+                .spawn(async move {
+                    task.await;
+                    drop(alive);
+                })
+                .detach();
+        }
     }
 }
 

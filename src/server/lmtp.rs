@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::accept::{accept_until_stopped, ConnectionSlot, ConnectionTask, Protocol, Running};
+use super::accept::{ConnectionSlot, ConnectionTask, Protocol, Running};
 use super::intake::{self, IntakeStream, Peer};
 use super::lmtp_listener::{LmtpListener, Stream};
 use crate::intake::Dialect;
@@ -14,15 +14,10 @@ use crate::intake::Dialect;
 /// limit, and none per address: the MTA is one client with many parallel
 /// deliveries.
 pub(super) async fn accept_loop(listener: LmtpListener, running: Running) {
-    let Running {
-        shared,
-        executor,
-        stop,
-        alive,
-    } = running;
+    let (shared, stop) = (&running.shared, &running.stop);
     let admit = |(stream, name): (Stream, String)| -> ConnectionTask {
-        let (slot, active) = ConnectionSlot::take(&shared, Protocol::Lmtp);
-        let shared = Arc::clone(&shared);
+        let (slot, active) = ConnectionSlot::take(shared, Protocol::Lmtp);
+        let shared = Arc::clone(shared);
         let stop = stop.clone();
         Box::pin(async move {
             let mut stream = stream;
@@ -40,7 +35,9 @@ pub(super) async fn accept_loop(listener: LmtpListener, running: Running) {
             drop(slot);
         })
     };
-    accept_until_stopped(&stop, &alive, &executor, || listener.accept(), admit).await;
+    running
+        .accept_until_stopped(|| listener.accept(), admit)
+        .await;
     drop(listener);
 }
 

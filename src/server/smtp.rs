@@ -8,22 +8,17 @@ use std::sync::Arc;
 
 use smol::net::{TcpListener, TcpStream};
 
-use super::accept::{accept_until_stopped, ConnectionSlot, ConnectionTask, Protocol, Running};
+use super::accept::{ConnectionSlot, ConnectionTask, Protocol, Running};
 use super::intake::{self, IntakeStream};
 use super::transport::Transport;
 use crate::intake::Dialect;
 
 /// Accepts SMTP connections until the server stops.
 pub(super) async fn accept_loop(listener: TcpListener, running: Running) {
-    let Running {
-        shared,
-        executor,
-        stop,
-        alive,
-    } = running;
+    let (shared, stop) = (&running.shared, &running.stop);
     let admit = |(stream, addr): (TcpStream, std::net::SocketAddr)| -> ConnectionTask {
-        let (slot, active) = ConnectionSlot::take(&shared, Protocol::Smtp);
-        let shared = Arc::clone(&shared);
+        let (slot, active) = ConnectionSlot::take(shared, Protocol::Smtp);
+        let shared = Arc::clone(shared);
         let stop = stop.clone();
         Box::pin(async move {
             let mut stream = stream;
@@ -37,7 +32,9 @@ pub(super) async fn accept_loop(listener: TcpListener, running: Running) {
             drop(slot);
         })
     };
-    accept_until_stopped(&stop, &alive, &executor, || listener.accept(), admit).await;
+    running
+        .accept_until_stopped(|| listener.accept(), admit)
+        .await;
     drop(listener);
 }
 

@@ -28,7 +28,7 @@ use smol::future;
 use smol::net::{TcpListener, TcpStream};
 use smol_hyper::rt::{FuturesIo, SmolTimer};
 
-use super::accept::{accept_until_stopped, ConnectionSlot, ConnectionTask, Protocol, Running};
+use super::accept::{ConnectionSlot, ConnectionTask, Protocol, Running};
 use super::lifecycle::best_effort;
 use super::Shared;
 
@@ -40,15 +40,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Accepts HTTP connections until the server stops.
 pub(super) async fn accept_loop(listener: TcpListener, running: Running) {
-    let Running {
-        shared,
-        executor,
-        stop,
-        alive,
-    } = running;
+    let (shared, stop) = (&running.shared, &running.stop);
     let admit = |(stream, peer): (TcpStream, SocketAddr)| -> ConnectionTask {
-        let (slot, active) = ConnectionSlot::take(&shared, Protocol::Http);
-        let shared = Arc::clone(&shared);
+        let (slot, active) = ConnectionSlot::take(shared, Protocol::Http);
+        let shared = Arc::clone(shared);
         let stop = stop.clone();
         Box::pin(async move {
             let over_limit = active >= shared.config.max_http_connections;
@@ -59,7 +54,9 @@ pub(super) async fn accept_loop(listener: TcpListener, running: Running) {
             drop(slot);
         })
     };
-    accept_until_stopped(&stop, &alive, &executor, || listener.accept(), admit).await;
+    running
+        .accept_until_stopped(|| listener.accept(), admit)
+        .await;
 }
 
 /// Serves one connection until the client closes it, a read times out,

@@ -22,9 +22,7 @@ mod retr;
 
 use retr::READ_AHEAD_KEEP;
 
-use super::accept::{
-    accept_until_stopped, refuse, ConnectionSlot, ConnectionTask, Protocol, Running,
-};
+use super::accept::{refuse, ConnectionSlot, ConnectionTask, Protocol, Running};
 use super::fairness::{Budget, LINE_COST};
 use super::lifecycle::{best_effort, proxy_failure_reason, Deadline, End};
 use super::limits::SourceSlot;
@@ -64,18 +62,13 @@ struct Tally {
 /// Accepts POP3 connections on `listener` until the server stops, each
 /// admitted under the connection limits or refused.
 pub(super) async fn accept_loop(listener: TcpListener, implicit_tls: bool, running: Running) {
-    let Running {
-        shared,
-        executor,
-        stop,
-        alive,
-    } = running;
+    let (shared, stop) = (&running.shared, &running.stop);
     let admit = |(stream, peer): (TcpStream, SocketAddr)| -> ConnectionTask {
         let protocol = match implicit_tls {
             true => Protocol::Pop3s,
             false => Protocol::Pop3,
         };
-        let (guard, active) = ConnectionSlot::take(&shared, protocol);
+        let (guard, active) = ConnectionSlot::take(shared, protocol);
         if active >= shared.config.max_connections {
             log::warn!("{peer}: refused, {active} connections already open");
             shared.metrics.session_ended(SessionEnd::Limit);
@@ -89,7 +82,7 @@ pub(super) async fn accept_loop(listener: TcpListener, implicit_tls: bool, runni
                 )),
             };
         }
-        let shared = Arc::clone(&shared);
+        let shared = Arc::clone(shared);
         let stop = stop.clone();
         if !shared.config.is_proxy(peer.ip()) {
             // Decided now, before a task exists: a flood from one address
@@ -128,7 +121,9 @@ pub(super) async fn accept_loop(listener: TcpListener, implicit_tls: bool, runni
             }
         })
     };
-    accept_until_stopped(&stop, &alive, &executor, || listener.accept(), admit).await;
+    running
+        .accept_until_stopped(|| listener.accept(), admit)
+        .await;
 }
 
 /// Whether `client` may open one more connection from its address: its
