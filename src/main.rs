@@ -1,5 +1,6 @@
 //! The `poplite` command: `serve` runs the server; `user`, `deliver`,
-//! `mailbox`, `import`, `export`, `backup`, `copy` and `cert` administer. A thin
+//! `mailbox`, `import`, `export`, `backup`, `copy` and `cert` administer;
+//! `health` checks a running server. A thin
 //! layer over the library (see `cli/`: arguments, exit codes, one file per
 //! command family); this file only dispatches.
 
@@ -10,7 +11,7 @@ use std::process::ExitCode;
 use cli::args::{CertCommand, Cli, Command, UserCommand};
 use cli::database::Database;
 use cli::exit::CliError;
-use cli::{archive, cert, copy, deliver, serve, usage, user};
+use cli::{archive, cert, copy, deliver, health, serve, usage, user};
 
 fn main() -> ExitCode {
     let cli = match usage::parse() {
@@ -36,6 +37,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
     };
     match cli.command {
         Command::Serve(args) => serve::serve(db, *args),
+        Command::Health { addr, timeout } => Ok(health::health(addr, timeout)?),
         Command::User(UserCommand::Add(args)) => user::add(db, args),
         Command::User(UserCommand::Passwd(args)) => user::change_password(db, args),
         Command::User(UserCommand::Del { name }) => user::delete(db, &name),

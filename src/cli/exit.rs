@@ -1,6 +1,7 @@
 //! How the command fails: every failure as one error, the one line it
 //! prints, and its sysexits code (MTAs act on them).
 
+use super::health::HealthError;
 use poplite::auth::AuthError;
 use poplite::mail::archive::ArchiveError;
 use poplite::mail::MessageError;
@@ -58,6 +59,9 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
+    /// `health`: the server is not serving, or the address is not one.
+    #[error(transparent)]
+    Health(#[from] super::health::HealthError),
     /// The HTTP token file (`--http-token-file`) cannot be read.
     #[error("cannot read the HTTP token file {}: {source}", path.display())]
     HttpTokenFile {
@@ -134,6 +138,9 @@ impl CliError {
             | CliError::HttpTokenFile { .. }
             | CliError::EmptyHttpToken => EX_CONFIG,
             CliError::Read { .. } => EX_TEMPFAIL,
+            CliError::Health(HealthError::BadTarget(_)) => EX_USAGE,
+            // What a HEALTHCHECK wants: 1 is "unhealthy".
+            CliError::Health(HealthError::Unhealthy(_)) => 1,
             CliError::Tls(error) => match error {
                 TlsError::Generate(_) => EX_OSERR,
                 TlsError::BadName(_) => EX_USAGE,

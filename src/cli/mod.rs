@@ -2,7 +2,7 @@
 //! (what the command line says), `usage` (what a bad one is told), `exit`
 //! (every failure's line and sysexits code), `database` (which file), and
 //! one file per command family: `serve`, `user`, `deliver`, `archive`
-//! (import, export, backup, mailbox), `copy`, `cert`.
+//! (import, export, backup, mailbox), `copy`, `cert`, `health`.
 
 pub mod archive;
 pub mod args;
@@ -11,6 +11,7 @@ pub mod copy;
 pub mod database;
 pub mod deliver;
 pub mod exit;
+pub mod health;
 pub mod serve;
 pub mod usage;
 pub mod user;

@@ -6,6 +6,7 @@ mod common;
 mod copy;
 mod database;
 mod deliver;
+mod health;
 mod serve;
 mod usage;
 mod users;

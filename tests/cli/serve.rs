@@ -421,3 +421,71 @@ fn lmtp_logs_each_refused_recipient_with_the_peer_and_the_address() {
     let (_, log) = server.terminate();
     assert!(log.contains("127.0.0.1:"), "{log}");
 }
+
+#[test]
+fn every_serve_option_can_come_from_the_environment() {
+    // What a compose file would set: no serve option on the command line.
+    let mut child = common::poplite()
+        .arg("serve")
+        .env("POPLITE_MEMORY", "true")
+        .env("POPLITE_LISTEN", "127.0.0.1:0,127.0.0.2:0")
+        .env("POPLITE_SMTP", "127.0.0.1:0")
+        .env("POPLITE_USERS", "alice:pw\nbob:s3:cret")
+        .env("POPLITE_HOSTNAME", "env.test")
+        .env("POPLITE_MAX_BAD_COMMANDS", "2")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut ready = |suffix: &str| {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut lines, &mut line).unwrap();
+        line.trim()
+            .strip_prefix("poplite listening on ")
+            .and_then(|addr| addr.strip_suffix(suffix))
+            .unwrap_or_else(|| panic!("{line:?}"))
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+    };
+    let pop3 = ready("");
+    let second = ready("");
+    assert_eq!(second.ip().to_string(), "127.0.0.2");
+    assert_ne!(pop3.port(), 1110);
+    let smtp = ready(" (SMTP)");
+    let mut c = Client::connect(pop3);
+    c.login("alice", "pw");
+    c.cmd("QUIT");
+    let mut c = Client::connect(pop3);
+    c.login("bob", "s3:cret");
+    // POPLITE_MAX_BAD_COMMANDS=2: the second bad command in a row ends it.
+    assert!(c.cmd("BOGUS").starts_with("-ERR"));
+    assert!(c.cmd("BOGUS").starts_with("-ERR"));
+    assert!(c.is_closed());
+    let mut greeting = String::new();
+    let stream = std::net::TcpStream::connect(smtp).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stream), &mut greeting).unwrap();
+    assert!(greeting.starts_with("220 env.test "), "{greeting}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn serve_help_names_an_environment_variable_for_every_option() {
+    let help = common::poplite()
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = stdout(&help);
+    let options: Vec<&str> = help
+        .lines()
+        .filter(|line| line.trim_start().starts_with("--"))
+        .collect();
+    assert!(options.len() > 30, "{help}");
+    for option in options {
+        assert!(option.contains("[env: POPLITE_"), "no variable: {option}");
+    }
+}

@@ -581,6 +581,8 @@ pub struct ServerProcess {
     pub lmtp_addrs: Vec<String>,
     /// The `--smtp` listener, if one was asked for.
     pub smtp_addr: Option<SocketAddr>,
+    /// The `--http` listener, if one was asked for.
+    pub http_addr: Option<SocketAddr>,
     stderr: Option<std::thread::JoinHandle<String>>,
     /// The log so far, for [`ServerProcess::wait_for_log`].
     log: Arc<std::sync::Mutex<String>>,
@@ -656,8 +658,12 @@ impl ServerProcess {
         let smtp_addr = extra
             .contains(&"--smtp")
             .then(|| next_line(" (SMTP)").parse().unwrap());
+        let http_addr = extra
+            .contains(&"--http")
+            .then(|| next_line(" (HTTP)").parse().unwrap());
         ServerProcess {
             child,
+            http_addr,
             addr,
             tls_addr,
             lmtp_addrs,
