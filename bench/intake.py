@@ -134,13 +134,19 @@ def rates(args, body):
         for way in WAYS:
             rate = median([r for r, _ in results[way]])
             cpu = median([c for _, c in results[way]])
-            print(f"| {way} | {rate:.0f} | {rate / base_rate:.2f} | {cpu:.0f} | "
-                  f"{cpu / base_cpu:.2f} |")
+            print(f"| {way} | {rate:.0f} | {ratio(rate, base_rate)} | {cpu:.0f} | "
+                  f"{ratio(cpu, base_cpu)} |")
         if args.wait:
             waiting(proc, addrs["http"], args.wait)
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def ratio(value, base):
+    """value/base to two places; a handful of messages can take less CPU
+    than one clock tick, which makes no ratio."""
+    return f"{value / base:.2f}" if base else "n/a"
 
 
 def waiting(proc, addr, seconds):
