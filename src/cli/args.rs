@@ -54,15 +54,6 @@ pub enum Command {
     /// Add, change, remove and list users.
     #[command(subcommand)]
     User(UserCommand),
-    /// Check that the server here is serving: exit 0 if so, 1 if not, with one line (for HEALTHCHECK).
-    Health {
-        /// POP3 HOST:PORT (wants the +OK greeting) or http://HOST:PORT (wants /readyz 200); default: POPLITE_HTTP, else the first POPLITE_LISTEN, else 127.0.0.1:1110.
-        #[arg(value_name = "ADDR")]
-        addr: Option<String>,
-        /// Give up after this long.
-        #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = poplite::server::parse_duration)]
-        timeout: Duration,
-    },
     /// Store messages for a user: one per FILE, or one from stdin (an MTA's delivery command).
     Deliver(DeliverArgs),
     /// List a user's stored messages: UID, size, received time, Subject.
@@ -96,6 +87,15 @@ pub enum Command {
         /// The mbox file to create (must not exist yet).
         #[arg(long, value_name = "FILE")]
         mbox: PathBuf,
+    },
+    /// Check that the server here is serving: exit 0 if so, 1 if not, with one line (for HEALTHCHECK).
+    Health {
+        /// POP3 HOST:PORT (wants the +OK greeting) or http://HOST:PORT (wants /readyz 200); default: POPLITE_HTTP, else the first POPLITE_LISTEN, else 127.0.0.1:1110.
+        #[arg(value_name = "ADDR")]
+        addr: Option<String>,
+        /// Give up after this long.
+        #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = poplite::server::parse_duration)]
+        timeout: Duration,
     },
 }
 

@@ -34,7 +34,7 @@ fn a_missing_subcommand_is_named_with_the_ones_there_are() {
     assert_fails(
         &run_cli(&db, &[], b""),
         64,
-        "'poplite' requires a subcommand: serve, user, deliver, mailbox, cert, backup, copy, import, export",
+        "'poplite' requires a subcommand: serve, user, deliver, mailbox, cert, backup, copy, import, export, health",
     );
     assert_fails(
         &run_cli(&db, &["user"], b""),
