@@ -3,9 +3,8 @@
 # the musl target cannot be installed on these machines) and prints its
 # path. Usage: dist/build-static.sh [OUT]   (OUT: copy it there too)
 #
-# Static glibc cannot load NSS modules, so host names are resolved from
-# /etc/hosts and DNS only when the host has glibc's NSS libraries; in an
-# image FROM scratch give addresses as IPs (docs/packaging.md).
+# Static glibc cannot load NSS modules: host names are resolved from
+# /etc/hosts and DNS only, never LDAP, mDNS or nss-resolve (docs/packaging.md).
 set -eu
 cd "$(dirname "$0")/.."
 target=x86_64-unknown-linux-gnu

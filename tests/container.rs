@@ -1,0 +1,300 @@
+//! The container image (Dockerfile, dist/build-image.sh) as a user runs it:
+//! a throwaway server fetched with poplib through a published loopback
+//! port, mail on a volume surviving a restart, TLS from mounted files, a
+//! non-root user, its own HEALTHCHECK, and a quick clean `docker stop`.
+//! The image is built before the tests (`.ci/run`); its name comes from
+//! POPLITE_TEST_IMAGE. Everything a test starts is removed by id.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Client;
+
+/// The image under test, or `None` (skipped) outside CI.
+fn image() -> Option<String> {
+    match std::env::var("POPLITE_TEST_IMAGE") {
+        Ok(image) if !image.is_empty() => Some(image),
+        _ => {
+            assert_ne!(
+                std::env::var("CI").as_deref(),
+                Ok("true"),
+                "POPLITE_TEST_IMAGE is not set: CI must build the image (dist/build-image.sh)"
+            );
+            eprintln!("skipped: no image (set POPLITE_TEST_IMAGE after dist/build-image.sh)");
+            None
+        }
+    }
+}
+
+/// `docker ARGS…`, bounded by `timeout`; its output, asserted successful.
+fn docker(args: &[&str]) -> String {
+    let output = docker_output(args, None);
+    assert!(
+        output.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+fn docker_output(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new("timeout")
+        .arg("120")
+        .arg("docker")
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("timeout and docker run");
+    if let Some(input) = stdin {
+        use std::io::Write;
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(input).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// A container this test started; removed (by id) when dropped.
+struct Container {
+    id: String,
+}
+
+impl Container {
+    /// `docker run -d` with ARGS before the image and CMD after it.
+    fn run(image: &str, args: &[&str], cmd: &[&str]) -> Container {
+        let mut all = vec!["run", "-d"];
+        all.extend_from_slice(args);
+        all.push(image);
+        all.extend_from_slice(cmd);
+        Container { id: docker(&all) }
+    }
+
+    /// Where the container's `port`/tcp is published on the host's loopback.
+    fn port(&self, port: u16) -> std::net::SocketAddr {
+        let published = docker(&["port", &self.id, &format!("{port}/tcp")]);
+        published
+            .lines()
+            .find_map(|line| line.parse().ok())
+            .unwrap_or_else(|| panic!("port {port} not published: {published}"))
+    }
+
+    /// Waits (bounded) for the POP3 greeting on `addr`.
+    fn wait_for_pop3(&self, addr: std::net::SocketAddr) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(stream) = std::net::TcpStream::connect(addr) {
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(2)))
+                    .unwrap();
+                let mut line = String::new();
+                let mut reader = std::io::BufReader::new(stream);
+                if std::io::BufRead::read_line(&mut reader, &mut line).is_ok()
+                    && line.starts_with("+OK")
+                {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("no POP3 greeting on {addr}: {}", self.logs());
+    }
+
+    fn logs(&self) -> String {
+        let output = docker_output(&["logs", &self.id], None);
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+
+    fn inspect(&self, format: &str) -> String {
+        docker(&["inspect", "--format", format, &self.id])
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = docker_output(&["rm", "-f", "-v", &self.id], None);
+    }
+}
+
+/// A throwaway server: in memory, alice seeded, POP3 on a loopback port.
+fn throwaway(image: &str, extra: &[&str]) -> (Container, std::net::SocketAddr) {
+    let mut args = vec![
+        "-p",
+        "127.0.0.1::1110",
+        "-e",
+        "POPLITE_MEMORY=true",
+        "-e",
+        "POPLITE_USERS=alice:secret",
+    ];
+    args.extend_from_slice(extra);
+    let container = Container::run(image, &args, &[]);
+    let addr = container.port(1110);
+    container.wait_for_pop3(addr);
+    (container, addr)
+}
+
+#[test]
+fn a_throwaway_server_is_fetched_with_poplib_through_a_published_port() {
+    let Some(image) = image() else { return };
+    let (_container, addr) = throwaway(&image, &[]);
+    let script = format!(
+        "import poplib\n\
+         pop = poplib.POP3('{}', {}, timeout=10)\n\
+         pop.user('alice'); pop.pass_('secret')\n\
+         print(pop.stat())\n\
+         pop.quit()\n",
+        addr.ip(),
+        addr.port()
+    );
+    let output = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "(0, 0)");
+}
+
+#[test]
+fn it_runs_as_a_numeric_non_root_user_and_reports_healthy() {
+    let Some(image) = image() else { return };
+    let (container, _) = throwaway(&image, &["--health-interval", "1s"]);
+    assert_eq!(container.inspect("{{.Config.User}}"), "10001:10001");
+    let users = docker(&["top", &container.id, "-o", "uid,pid,comm"]);
+    let server = users
+        .lines()
+        .find(|line| line.contains("poplite"))
+        .unwrap_or_default();
+    assert!(server.trim_start().starts_with("10001"), "{users}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut status = String::new();
+    while Instant::now() < deadline {
+        status = container.inspect("{{.State.Health.Status}}");
+        if status == "healthy" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(status, "healthy");
+}
+
+#[test]
+fn docker_stop_ends_it_gracefully_and_quickly() {
+    let Some(image) = image() else { return };
+    let (container, _) = throwaway(&image, &[]);
+    let started = Instant::now();
+    docker(&["stop", "--time", "10", &container.id]);
+    let took = started.elapsed();
+    assert_eq!(container.inspect("{{.State.ExitCode}}"), "0");
+    // Not the 10 s kill: SIGTERM reached poplite as PID 1.
+    assert!(took < Duration::from_secs(5), "docker stop took {took:?}");
+}
+
+#[test]
+fn mail_on_a_volume_survives_a_restart_and_users_come_from_docker_exec() {
+    let Some(image) = image() else { return };
+    let volume = docker(&["volume", "create"]);
+    let mount = format!("{volume}:/data");
+    let result = std::panic::catch_unwind(|| {
+        let container = Container::run(&image, &["-p", "127.0.0.1::1110", "-v", &mount], &[]);
+        // A fresh volume: serve made the database and waits for users.
+        let add = docker_output(
+            &[
+                "exec",
+                "-i",
+                &container.id,
+                "/poplite",
+                "user",
+                "add",
+                "alice",
+                "--password-stdin",
+            ],
+            Some(b"secret\n"),
+        );
+        assert!(
+            add.status.success(),
+            "{}",
+            String::from_utf8_lossy(&add.stderr)
+        );
+        let deliver = docker_output(
+            &["exec", "-i", &container.id, "/poplite", "deliver", "alice"],
+            Some(b"Subject: kept\r\n\r\nstill here\r\n"),
+        );
+        assert!(
+            deliver.status.success(),
+            "{}",
+            String::from_utf8_lossy(&deliver.stderr)
+        );
+        docker(&["restart", "--time", "10", &container.id]);
+        let addr = container.port(1110);
+        container.wait_for_pop3(addr);
+        let mut client = Client::connect(addr);
+        client.login("alice", "secret");
+        let (_, message) = client.multi("RETR 1");
+        assert!(String::from_utf8_lossy(&message).contains("still here"));
+        client.cmd("QUIT");
+    });
+    let _ = docker_output(&["volume", "rm", "-f", &volume], None);
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+#[test]
+fn tls_comes_from_mounted_certificate_files() {
+    let Some(image) = image() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    common::write_cert(&certs);
+    // The server runs as 10001: let it read the files it is given.
+    readable_by_all(&certs.join("key.pem"));
+    readable_by_all(&certs);
+    let mount = format!("{}:/certs:ro", certs.display());
+    let (container, _) = throwaway(
+        &image,
+        &[
+            "-v",
+            &mount,
+            "-p",
+            "127.0.0.1::1995",
+            "-e",
+            "POPLITE_TLS_CERT=/certs/cert.pem",
+            "-e",
+            "POPLITE_TLS_KEY=/certs/key.pem",
+            "-e",
+            "POPLITE_LISTEN_TLS=0.0.0.0:1995",
+        ],
+    );
+    let addr = container.port(1995);
+    let mut client = Client::connect_tls(addr, &certs.join("cert.pem"));
+    assert!(client.greeting.starts_with("+OK"), "{}", client.greeting);
+    client.login("alice", "secret");
+    client.cmd("QUIT");
+}
+
+fn readable_by_all(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = if path.is_dir() { 0o755 } else { 0o644 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn the_image_is_at_most_20_mb() {
+    let Some(image) = image() else { return };
+    let size: u64 = docker(&["image", "inspect", "--format", "{{.Size}}", &image])
+        .parse()
+        .unwrap();
+    assert!(size <= 20_000_000, "{size} octets");
+}
