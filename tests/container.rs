@@ -298,3 +298,53 @@ fn the_image_is_at_most_20_mb() {
         .unwrap();
     assert!(size <= 20_000_000, "{size} octets");
 }
+
+#[test]
+fn the_documented_testcontainers_recipe_passes() {
+    let Some(image) = image() else { return };
+    let has_module = Command::new("python3")
+        .args(["-c", "import testcontainers, pytest"])
+        .status()
+        .is_ok_and(|status| status.success());
+    if !has_module {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "testcontainers is not installed (CI must install it)"
+        );
+        eprintln!("skipped: testcontainers not installed");
+        return;
+    }
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/packaging.md"))
+            .unwrap();
+    let after = &doc[doc
+        .find("### Testcontainers, from Python")
+        .expect("the section")..];
+    let start = after.find("```python\n").expect("a python block") + "```python\n".len();
+    let end = after[start..].find("```").expect("the end of the block");
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("test_poplite_container.py");
+    std::fs::write(&module, &after[start..start + end]).unwrap();
+    let output = Command::new("timeout")
+        .args([
+            "300",
+            "python3",
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+        ])
+        .arg(&module)
+        .env("POPLITE_IMAGE", &image)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
