@@ -42,7 +42,7 @@ def until_first_line(args, wanted):
         if wanted in line:
             took = time.perf_counter() - started
             break
-    subprocess.run(["docker", "rm", "-f", name], stdout=subprocess.DEVNULL,
+    subprocess.run(["docker", "rm", "-f", "-v", name], stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL, timeout=60)
     proc.wait(timeout=60)
     if took is None:
@@ -61,7 +61,7 @@ def stop_time(image):
                        timeout=60)
         return time.perf_counter() - started
     finally:
-        subprocess.run(["docker", "rm", "-f", cid], stdout=subprocess.DEVNULL,
+        subprocess.run(["docker", "rm", "-f", "-v", cid], stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL, timeout=60)
 
 

@@ -348,3 +348,102 @@ fn the_documented_testcontainers_recipe_passes() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[test]
+fn the_home_lab_compose_file_serves_pop3_and_pop3s_with_mounted_certificates() {
+    let Some(image) = image() else { return };
+    if Command::new("docker-compose")
+        .arg("version")
+        .output()
+        .is_err()
+    {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "docker-compose is not installed (CI must install it)"
+        );
+        eprintln!("skipped: docker-compose not installed");
+        return;
+    }
+    assert_eq!(
+        image, "poplite:latest",
+        "dist/compose.yaml names poplite:latest"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("tls");
+    std::fs::create_dir(&certs).unwrap();
+    common::write_cert(&certs);
+    readable_by_all(&certs.join("key.pem"));
+    readable_by_all(&certs);
+    let compose_file = Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/compose.yaml");
+    let project = format!("poplite-test-{}", std::process::id());
+    let compose = |args: &[&str]| {
+        let output = Command::new("timeout")
+            .args(["120", "docker-compose", "-p", &project, "-f"])
+            .arg(&compose_file)
+            .args(args)
+            .env("POPLITE_TLS_DIR", &certs)
+            // "127.0.0.1:" + ":1110": a free port on the host's loopback.
+            .env("POPLITE_POP3_PUBLISH", "127.0.0.1:")
+            .env("POPLITE_POP3S_PUBLISH", "127.0.0.1:")
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        )
+    };
+    let result = std::panic::catch_unwind(|| {
+        let (up, said) = compose(&["up", "-d"]);
+        assert!(up, "{said}");
+        let port = |port: &str| -> std::net::SocketAddr {
+            let (ok, said) = compose(&["port", "poplite", port]);
+            assert!(ok, "{said}");
+            said.trim().parse().unwrap_or_else(|_| panic!("{said}"))
+        };
+        let (pop3, pop3s) = (port("1110"), port("1995"));
+        let id = compose(&["ps", "-q", "poplite"]).1.trim().to_string();
+        let add = docker_output(
+            &[
+                "exec",
+                "-i",
+                &id,
+                "/poplite",
+                "user",
+                "add",
+                "alice",
+                "--password-stdin",
+            ],
+            Some(b"secret\n"),
+        );
+        assert!(
+            add.status.success(),
+            "{}",
+            String::from_utf8_lossy(&add.stderr)
+        );
+        let container = Container { id };
+        container.wait_for_pop3(pop3);
+        // From outside the container, with TLS configured: STLS before a
+        // password (plaintext passwords are for loopback only).
+        let mut client = Client::connect(pop3);
+        client.stls(&certs.join("cert.pem")).unwrap();
+        client.login("alice", "secret");
+        client.cmd("QUIT");
+        let mut client = Client::connect_tls(pop3s, &certs.join("cert.pem"));
+        client.login("alice", "secret");
+        client.cmd("QUIT");
+        assert_eq!(
+            container.inspect("{{.HostConfig.RestartPolicy.Name}}"),
+            "unless-stopped"
+        );
+    });
+    let (down, said) = compose(&["down", "-v", "--timeout", "10"]);
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+    assert!(down, "{said}");
+}
