@@ -19,12 +19,7 @@ fn image() -> Option<String> {
     match std::env::var("POPLITE_TEST_IMAGE") {
         Ok(image) if !image.is_empty() => Some(image),
         _ => {
-            assert_ne!(
-                std::env::var("CI").as_deref(),
-                Ok("true"),
-                "POPLITE_TEST_IMAGE is not set: CI must build the image (dist/build-image.sh)"
-            );
-            eprintln!("skipped: no image (set POPLITE_TEST_IMAGE after dist/build-image.sh)");
+            common::skip_unless_ci("no image (set POPLITE_TEST_IMAGE after dist/build-image.sh)");
             None
         }
     }
@@ -106,6 +101,18 @@ impl Container {
             std::thread::sleep(Duration::from_millis(100));
         }
         panic!("no POP3 greeting on {addr}: {}", self.logs());
+    }
+
+    /// `docker exec -i` of `command` with `stdin`, asserted successful.
+    fn exec(&self, command: &[&str], stdin: &[u8]) {
+        let mut args = vec!["exec", "-i", self.id.as_str()];
+        args.extend_from_slice(command);
+        let output = docker_output(&args, Some(stdin));
+        assert!(
+            output.status.success(),
+            "{command:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 
     fn logs(&self) -> String {
@@ -209,32 +216,13 @@ fn mail_on_a_volume_survives_a_restart_and_users_come_from_docker_exec() {
     let result = std::panic::catch_unwind(|| {
         let container = Container::run(&image, &["-p", "127.0.0.1::1110", "-v", &mount], &[]);
         // A fresh volume: serve made the database and waits for users.
-        let add = docker_output(
-            &[
-                "exec",
-                "-i",
-                &container.id,
-                "/poplite",
-                "user",
-                "add",
-                "alice",
-                "--password-stdin",
-            ],
-            Some(b"secret\n"),
+        container.exec(
+            &["/poplite", "user", "add", "alice", "--password-stdin"],
+            b"secret\n",
         );
-        assert!(
-            add.status.success(),
-            "{}",
-            String::from_utf8_lossy(&add.stderr)
-        );
-        let deliver = docker_output(
-            &["exec", "-i", &container.id, "/poplite", "deliver", "alice"],
-            Some(b"Subject: kept\r\n\r\nstill here\r\n"),
-        );
-        assert!(
-            deliver.status.success(),
-            "{}",
-            String::from_utf8_lossy(&deliver.stderr)
+        container.exec(
+            &["/poplite", "deliver", "alice"],
+            b"Subject: kept\r\n\r\nstill here\r\n",
         );
         docker(&["restart", "--time", "10", &container.id]);
         let addr = container.port(1110);
@@ -255,12 +243,7 @@ fn mail_on_a_volume_survives_a_restart_and_users_come_from_docker_exec() {
 fn tls_comes_from_mounted_certificate_files() {
     let Some(image) = image() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let certs = dir.path().join("certs");
-    std::fs::create_dir(&certs).unwrap();
-    common::write_cert(&certs);
-    // The server runs as 10001: let it read the files it is given.
-    readable_by_all(&certs.join("key.pem"));
-    readable_by_all(&certs);
+    let certs = certificates_to_mount(dir.path());
     let mount = format!("{}:/certs:ro", certs.display());
     let (container, _) = throwaway(
         &image,
@@ -284,10 +267,17 @@ fn tls_comes_from_mounted_certificate_files() {
     client.cmd("QUIT");
 }
 
-fn readable_by_all(path: &Path) {
+/// `cert.pem` and `key.pem` for 127.0.0.1 in a new directory under
+/// `dir`, readable by the container's user 10001, as a mount wants them.
+fn certificates_to_mount(dir: &Path) -> std::path::PathBuf {
     use std::os::unix::fs::PermissionsExt;
-    let mode = if path.is_dir() { 0o755 } else { 0o644 };
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    let certs = dir.join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    common::write_cert(&certs);
+    for (path, mode) in [(certs.join("key.pem"), 0o644), (certs.clone(), 0o755)] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    certs
 }
 
 #[test]
@@ -307,12 +297,7 @@ fn the_documented_testcontainers_recipe_passes() {
         .status()
         .is_ok_and(|status| status.success());
     if !has_module {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "testcontainers is not installed (CI must install it)"
-        );
-        eprintln!("skipped: testcontainers not installed");
+        common::skip_unless_ci("testcontainers (PyPI) is not installed");
         return;
     }
     let doc =
@@ -370,11 +355,7 @@ fn the_home_lab_compose_file_serves_pop3_and_pop3s_with_mounted_certificates() {
         "dist/compose.yaml names poplite:latest"
     );
     let dir = tempfile::tempdir().unwrap();
-    let certs = dir.path().join("tls");
-    std::fs::create_dir(&certs).unwrap();
-    common::write_cert(&certs);
-    readable_by_all(&certs.join("key.pem"));
-    readable_by_all(&certs);
+    let certs = certificates_to_mount(dir.path());
     let compose_file = Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/compose.yaml");
     let project = format!("poplite-test-{}", std::process::id());
     let compose = |args: &[&str]| {
@@ -407,25 +388,11 @@ fn the_home_lab_compose_file_serves_pop3_and_pop3s_with_mounted_certificates() {
         };
         let (pop3, pop3s) = (port("1110"), port("1995"));
         let id = compose(&["ps", "-q", "poplite"]).1.trim().to_string();
-        let add = docker_output(
-            &[
-                "exec",
-                "-i",
-                &id,
-                "/poplite",
-                "user",
-                "add",
-                "alice",
-                "--password-stdin",
-            ],
-            Some(b"secret\n"),
-        );
-        assert!(
-            add.status.success(),
-            "{}",
-            String::from_utf8_lossy(&add.stderr)
-        );
         let container = Container { id };
+        container.exec(
+            &["/poplite", "user", "add", "alice", "--password-stdin"],
+            b"secret\n",
+        );
         container.wait_for_pop3(pop3);
         // From outside the container, with TLS configured: STLS before a
         // password (plaintext passwords are for loopback only).

@@ -500,6 +500,17 @@ pub fn unstuff(body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A test's missing component: says `skipped: {why}` so the test can
+/// return, except under `CI=true`, where CI must have provided it.
+pub fn skip_unless_ci(why: &str) {
+    assert_ne!(
+        std::env::var("CI").as_deref(),
+        Ok("true"),
+        "CI must provide this, but {why}"
+    );
+    eprintln!("skipped: {why}");
+}
+
 /// The real `poplite` binary.
 pub fn poplite() -> Command {
     Command::new(env!("CARGO_BIN_EXE_poplite"))
