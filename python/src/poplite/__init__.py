@@ -1,0 +1,25 @@
+"""poplite for Python test suites: the server binary and a pytest plugin.
+
+Installing this package puts `poplite` on PATH and gives pytest two fixtures,
+`poplite_server` (a fresh server per test) and `poplite_server_session` (one
+per session, emptied before each test). `PopliteServer` is the same thing
+without pytest.
+"""
+
+from .server import (
+    PopliteError,
+    PopliteServer,
+    PopliteStartError,
+    PopliteTimeout,
+    StoredMessage,
+    find_binary,
+)
+
+__all__ = [
+    "PopliteError",
+    "PopliteServer",
+    "PopliteStartError",
+    "PopliteTimeout",
+    "StoredMessage",
+    "find_binary",
+]

@@ -1,0 +1,93 @@
+//! The Python package (python/, built with maturin): its wheel, installed
+//! into a fresh virtual environment, puts `poplite` on that environment's
+//! PATH and registers the pytest plugin, whose own tests and sample suite
+//! (python/tests, python/examples) then pass there. CI builds the wheel
+//! first and names it in POPLITE_TEST_WHEEL; POPLITE_TEST_PYTHONS lists the
+//! interpreters to try (comma-separated; `python3` when unset), so the oldest
+//! supported one, 3.9, is checked where it is installed.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn wheel() -> Option<String> {
+    match std::env::var("POPLITE_TEST_WHEEL") {
+        Ok(path) if !path.is_empty() => Some(path),
+        _ => {
+            common::skip_unless_ci(
+                "no wheel (set POPLITE_TEST_WHEEL after `maturin build --release` in python/)",
+            );
+            None
+        }
+    }
+}
+
+fn checked(command: &mut Command) -> Output {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?}: {}\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// A fresh virtual environment of `python` in `dir` with the wheel and pytest.
+fn environment(python: &str, dir: &Path, wheel: &str) {
+    checked(Command::new(python).args(["-m", "venv"]).arg(dir));
+    let pip = dir.join("bin/pip");
+    // The wheel alone, from no index: it needs nothing else.
+    checked(Command::new(&pip).args(["install", "-q", "--no-index", wheel]));
+    checked(Command::new(&pip).args(["install", "-q", "--disable-pip-version-check", "pytest"]));
+}
+
+#[test]
+fn the_wheel_installs_poplite_and_a_plugin_whose_suites_pass() {
+    let Some(wheel) = wheel() else { return };
+    let pythons = std::env::var("POPLITE_TEST_PYTHONS").unwrap_or_else(|_| "python3".into());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("python");
+    for python in pythons.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let dir = tempfile::tempdir().unwrap();
+        let venv = dir.path().join("venv");
+        environment(python, &venv, &wheel);
+
+        let bin = venv.join("bin");
+        let version = checked(Command::new(bin.join("poplite")).arg("--version"));
+        assert!(String::from_utf8_lossy(&version.stdout).starts_with("poplite "));
+
+        // Only the environment's PATH: the suites must find the wheel's binary,
+        // not one built here.
+        let run = Command::new(bin.join("python"))
+            .args(["-m", "pytest", "-p", "no:cacheprovider", "-rA"])
+            .arg(root.join("tests"))
+            .arg(root.join("examples"))
+            .current_dir(dir.path())
+            .env_remove("POPLITE_BIN")
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&run.stdout);
+        assert!(
+            run.status.success(),
+            "{python}: {said}{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let summary = said.lines().last().unwrap_or_default();
+        assert!(
+            summary.contains(" passed") && !summary.contains("skipped"),
+            "{python}: {summary}"
+        );
+        // The sample suite ran, not only the plugin's own tests.
+        assert!(
+            said.contains("PASSED") && said.contains("test_inbox.py::"),
+            "{said}"
+        );
+    }
+}
