@@ -1,7 +1,8 @@
 //! The container image (Dockerfile, dist/build-image.sh) as a user runs it:
 //! a throwaway server fetched with poplib through a published loopback
 //! port, mail on a volume surviving a restart, TLS from mounted files, a
-//! non-root user, its own HEALTHCHECK, and a quick clean `docker stop`.
+//! non-root user, its own HEALTHCHECK, a quick clean `docker stop`, and
+//! the Testcontainers, compose and GitHub Actions recipes of docs/packaging.md.
 //! The image is built before the tests (`.ci/run`); its name comes from
 //! POPLITE_TEST_IMAGE. Everything a test starts is removed by id.
 
@@ -123,6 +124,20 @@ impl Container {
     fn inspect(&self, format: &str) -> String {
         docker(&["inspect", "--format", format, &self.id])
     }
+
+    /// Waits (bounded) until the image's HEALTHCHECK says healthy.
+    fn wait_until_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut status = String::new();
+        while Instant::now() < deadline {
+            status = self.inspect("{{.State.Health.Status}}");
+            if status == "healthy" {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        panic!("health {status:?} after 30 s: {}", self.logs());
+    }
 }
 
 impl Drop for Container {
@@ -184,16 +199,7 @@ fn it_runs_as_a_numeric_non_root_user_and_reports_healthy() {
         .find(|line| line.contains("poplite"))
         .unwrap_or_default();
     assert!(server.trim_start().starts_with("10001"), "{users}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut status = String::new();
-    while Instant::now() < deadline {
-        status = container.inspect("{{.State.Health.Status}}");
-        if status == "healthy" {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    assert_eq!(status, "healthy");
+    container.wait_until_healthy();
 }
 
 #[test]
@@ -413,4 +419,95 @@ fn the_home_lab_compose_file_serves_pop3_and_pop3s_with_mounted_certificates() {
         std::panic::resume_unwind(panic);
     }
     assert!(down, "{said}");
+}
+
+/// The YAML block of docs/packaging.md's GitHub Actions recipe.
+fn github_actions_recipe() -> String {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/packaging.md"))
+            .unwrap();
+    let after = &doc[doc.find("### GitHub Actions").expect("the section")..];
+    let start = after.find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
+    let end = after[start..].find("```").expect("the end of the block");
+    after[start..start + end].to_string()
+}
+
+/// The service's `env:` pairs, container `ports:` and `options:` words, read
+/// from the recipe the way the runner reads them (`docker create` arguments).
+fn service_arguments(recipe: &str) -> Vec<String> {
+    let service = &recipe
+        [recipe.find("services:").expect("services:")..recipe.find("steps:").expect("steps:")];
+    let mut args = Vec::new();
+    let mut section = "";
+    for line in service.lines() {
+        let item = line.trim();
+        if item.is_empty() {
+            continue;
+        } else if let Some(name) = item.strip_suffix(':') {
+            section = name;
+        } else if let Some(words) = item.strip_prefix("options:") {
+            args.extend(words.split_whitespace().map(String::from));
+        } else if section == "env" {
+            let (name, value) = item.split_once(": ").expect("NAME: value");
+            args.push("-e".into());
+            args.push(format!("{name}={}", value.trim_matches('"')));
+        } else if section == "ports" {
+            let (_, port) = item
+                .trim_start_matches("- ")
+                .split_once(':')
+                .expect("HOST:CONTAINER");
+            // On an ephemeral loopback port here: the host's 1110 may be taken.
+            args.push("-p".into());
+            args.push(format!("127.0.0.1::{port}"));
+        }
+    }
+    args
+}
+
+#[test]
+fn the_github_actions_services_recipe_turns_healthy_and_serves_its_steps() {
+    let Some(image) = image() else { return };
+    let args = service_arguments(&github_actions_recipe());
+    let token = args
+        .iter()
+        .find_map(|arg| arg.strip_prefix("POPLITE_HTTP_TOKEN="))
+        .expect("the recipe sets a token")
+        .to_string();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let container = Container::run(&image, &args, &[]);
+    // The runner starts the job's steps once the service is healthy.
+    container.wait_until_healthy();
+
+    let mut pop3 = Client::connect(container.port(1110));
+    pop3.login("alice", "secret");
+    pop3.cmd("QUIT");
+    let smtp = std::net::TcpStream::connect(container.port(2525)).unwrap();
+    smtp.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut greeting = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(smtp), &mut greeting).unwrap();
+    assert!(greeting.starts_with("220 "), "{greeting:?}");
+    let api = format!("http://{}/api/v1/users/alice", container.port(8025));
+    let status = |extra: &[&str]| {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "10",
+            ])
+            .args(extra)
+            .arg(&api)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(
+        status(&["-H", &format!("Authorization: Bearer {token}")]),
+        "200"
+    );
+    assert_eq!(status(&[]), "401");
 }
