@@ -5,9 +5,9 @@ pip's own cost is visible), and the pytest plugin's fixture set-up and
 teardown per test, medians over a generated suite of N tests per fixture.
 
 Usage: bench/python_package.py WHEEL [--installs N] [--tests N] [--python PY]
-Needs network for pytest from PyPI (once). Bounded: N installs of each
-wheel into fresh virtual environments; one pytest run of N tests per
-fixture, 300 s at most.
+Needs network for pytest from PyPI. Bounded: N installs of each wheel into
+fresh virtual environments, each step 300 s at most; one pytest run of N
+tests per fixture, 300 s at most.
 """
 import argparse
 import glob
@@ -25,7 +25,8 @@ def test_{n}({fixture}):
 
 
 def venv(python, path):
-    subprocess.run([python, "-m", "venv", path], check=True)
+    """A fresh virtual environment at `path`; its bin directory."""
+    subprocess.run([python, "-m", "venv", path], check=True, timeout=120)
     return os.path.join(path, "bin")
 
 
@@ -36,7 +37,8 @@ def install_seconds(python, wheel, runs, scratch):
         bin_dir = venv(python, os.path.join(scratch, f"install-{os.path.basename(wheel)}-{run}"))
         started = time.perf_counter()
         subprocess.run([os.path.join(bin_dir, "pip"), "install", "-q", "--no-index",
-                        "--no-deps", "--disable-pip-version-check", wheel], check=True)
+                        "--no-deps", "--disable-pip-version-check", wheel],
+                       check=True, timeout=300)
         times.append(time.perf_counter() - started)
     return statistics.median(times), min(times), max(times)
 
@@ -90,6 +92,7 @@ def fixture_durations(bin_dir, fixture, tests, scratch):
 
 
 def main():
+    """Measures and prints one line per figure."""
     parser = argparse.ArgumentParser()
     parser.add_argument("wheel")
     parser.add_argument("--installs", type=int, default=10)
@@ -98,7 +101,8 @@ def main():
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         subprocess.run([args.python, "-m", "pip", "download", "-q", "--no-deps",
-                        "--disable-pip-version-check", "-d", scratch, "pytest"], check=True)
+                        "--disable-pip-version-check", "-d", scratch, "pytest"],
+                       check=True, timeout=300)
         pytest_wheel = glob.glob(os.path.join(scratch, "pytest-*.whl"))[0]
         for wheel in (args.wheel, pytest_wheel):
             median, low, high = install_seconds(args.python, wheel, args.installs, scratch)
@@ -107,9 +111,9 @@ def main():
                   f"median {median:.2f} s ({low:.2f}-{high:.2f}) over {args.installs}")
         bin_dir = venv(args.python, os.path.join(scratch, "suite"))
         subprocess.run([os.path.join(bin_dir, "pip"), "install", "-q", "--no-index",
-                        "--disable-pip-version-check", args.wheel], check=True)
+                        "--disable-pip-version-check", args.wheel], check=True, timeout=300)
         subprocess.run([os.path.join(bin_dir, "pip"), "install", "-q",
-                        "--disable-pip-version-check", "pytest"], check=True)
+                        "--disable-pip-version-check", "pytest"], check=True, timeout=300)
         for fixture in ("poplite_server", "poplite_server_session"):
             setup, teardown = fixture_durations(bin_dir, fixture, args.tests, scratch)
             print(f"{fixture}: set-up median {setup * 1000:.1f} ms, "

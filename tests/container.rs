@@ -17,13 +17,7 @@ use common::Client;
 
 /// The image under test, or `None` (skipped) outside CI.
 fn image() -> Option<String> {
-    match std::env::var("POPLITE_TEST_IMAGE") {
-        Ok(image) if !image.is_empty() => Some(image),
-        _ => {
-            common::skip_unless_ci("no image (set POPLITE_TEST_IMAGE after dist/build-image.sh)");
-            None
-        }
-    }
+    common::built_package("POPLITE_TEST_IMAGE", "dist/build-image.sh")
 }
 
 /// `docker ARGS…`, bounded by `timeout`; its output, asserted successful.

@@ -1,51 +1,27 @@
 //! The Debian package (dist/build-deb.sh): installed with `dpkg -i` on this
 //! machine, it puts its files where Debian keeps them, creates the poplite
 //! system user and its state directory, ships a unit `systemd-analyze verify`
-//! accepts, serves a session as that user from /var/lib/poplite with the
-//! options in /etc/default/poplite, and purges without deleting the mail.
-//! CI builds the package first and names it in POPLITE_TEST_DEB; this test
-//! changes the machine, so it runs nowhere else.
+//! accepts, keeps the admin's options across an upgrade, serves POP3 and
+//! POP3S as poplite from /var/lib/poplite with the options file's TLS set-up
+//! followed as written, and purges without deleting the mail. CI builds the
+//! package first and names it in POPLITE_TEST_DEB; this test changes the
+//! machine, so it runs nowhere else.
 
 #[path = "common/mod.rs"]
 mod common;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 
-use common::Client;
+use common::{run_checked, Client};
 
 const STATE: &str = "/var/lib/poplite";
+const CONFIG: &str = "/etc/poplite";
+const DEFAULTS: &str = "/etc/default/poplite";
 const UNIT: &str = "/usr/lib/systemd/system/poplite.service";
-
-fn package() -> Option<String> {
-    match std::env::var("POPLITE_TEST_DEB") {
-        Ok(path) if !path.is_empty() => Some(path),
-        _ => {
-            common::skip_unless_ci(
-                "no Debian package (set POPLITE_TEST_DEB after dist/build-deb.sh)",
-            );
-            None
-        }
-    }
-}
-
-fn run(program: &str, args: &[&str]) -> Output {
-    let output = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    assert!(
-        output.status.success(),
-        "{program} {args:?}: {}\n{}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
 
 fn installed() -> bool {
     Command::new("dpkg-query")
@@ -73,7 +49,7 @@ fn account() -> Option<(u32, u32, String, String)> {
     ))
 }
 
-/// Purges the package and removes what this test made if it fails half-way.
+/// Purges the package and removes what this test made, however it ends.
 struct Cleanup {
     remove_account: bool,
 }
@@ -84,6 +60,7 @@ impl Drop for Cleanup {
             let _ = Command::new("dpkg").args(["--purge", "poplite"]).output();
         }
         let _ = std::fs::remove_dir_all(STATE);
+        let _ = std::fs::remove_dir_all(CONFIG);
         if self.remove_account {
             let _ = Command::new("userdel").arg("poplite").output();
             let _ = Command::new("groupdel").arg("poplite").output();
@@ -91,14 +68,62 @@ impl Drop for Cleanup {
     }
 }
 
-/// `/usr/bin/poplite ARGS` as the poplite user with /etc/default/poplite's
-/// variables, as the unit runs it.
+/// A server process, killed however the test ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The options file's assignments, commented-out ones too: each must be
+/// `NAME=value` with nothing systemd would read differently from a shell or
+/// from this test (no quotes, spaces, escapes or trailing comments), so that
+/// uncommenting one as the file says gives what it says.
+fn check_assignments(defaults: &str) {
+    for line in defaults.lines() {
+        let assignment = line.strip_prefix('#').unwrap_or(line);
+        let Some((name, value)) = assignment.split_once('=') else {
+            continue;
+        };
+        if !name.chars().all(|c| c.is_ascii_uppercase() || c == '_') || name.is_empty() {
+            continue;
+        }
+        assert!(
+            !value.is_empty()
+                && !value.contains(|c: char| c.is_whitespace() || "\"'\\#".contains(c)),
+            "{DEFAULTS}: {line:?} would not parse as one value"
+        );
+    }
+}
+
+/// The shell commands the options file gives for setting up TLS, with the
+/// example host name replaced by the one this test's client checks.
+fn tls_setup_commands(defaults: &str) -> Vec<String> {
+    let commands: Vec<String> = defaults
+        .lines()
+        .filter_map(|line| line.strip_prefix("#   "))
+        .filter(|command| command.contains(CONFIG))
+        .map(|command| command.replace("mail.example.org", "localhost"))
+        .collect();
+    assert_eq!(
+        commands.len(),
+        3,
+        "{DEFAULTS}: the TLS steps changed: {commands:?}"
+    );
+    commands
+}
+
+/// `/usr/bin/poplite ARGS` as the poplite user with the options file's
+/// variables (later lines winning, as under systemd).
 fn as_poplite(uid: u32, gid: u32, args: &[&str]) -> Command {
-    let defaults = std::fs::read_to_string("/etc/default/poplite").unwrap();
+    let defaults = std::fs::read_to_string(DEFAULTS).unwrap();
     let mut command = Command::new("/usr/bin/poplite");
     command.args(args).env_clear().env("HOME", STATE);
-    for line in defaults.lines().map(str::trim) {
-        if let Some((name, value)) = line.split_once('=').filter(|_| !line.starts_with('#')) {
+    for line in defaults.lines().filter(|line| !line.starts_with('#')) {
+        if let Some((name, value)) = line.split_once('=') {
             command.env(name, value);
         }
     }
@@ -106,26 +131,31 @@ fn as_poplite(uid: u32, gid: u32, args: &[&str]) -> Command {
     command
 }
 
+/// Runs `command` with `input` on stdin and asserts it succeeded.
+fn feed(mut command: Command, input: &[u8]) {
+    let mut child = command.stdin(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    assert!(child.wait().unwrap().success(), "{command:?}");
+}
+
 #[test]
-fn the_package_installs_serves_as_its_user_and_purges_keeping_the_mail() {
-    let Some(deb) = package() else { return };
+fn the_package_installs_upgrades_serves_as_its_user_and_purges_keeping_the_mail() {
+    let Some(deb) = common::built_package("POPLITE_TEST_DEB", "dist/build-deb.sh") else {
+        return;
+    };
     assert!(
-        !installed() && !Path::new(STATE).exists(),
-        "poplite is already installed here (or {STATE} exists): this test installs and purges \
-         its own package, so it leaves that one alone"
+        !installed() && !Path::new(STATE).exists() && !Path::new(CONFIG).exists(),
+        "poplite is already installed here (or {STATE} or {CONFIG} exists): this test installs \
+         and purges its own package, so it leaves that one alone"
     );
     let _cleanup = Cleanup {
         remove_account: account().is_none(),
     };
-
-    run("dpkg", &["-i", &deb]);
-    // A second install is an upgrade in place: the maintainer scripts must
-    // take an existing user and state directory.
-    run("dpkg", &["-i", &deb]);
+    run_checked(Command::new("dpkg").args(["-i", &deb]));
 
     for (path, mode) in [
         ("/usr/bin/poplite", 0o755),
-        ("/etc/default/poplite", 0o644),
+        (DEFAULTS, 0o644),
         (UNIT, 0o644),
         ("/usr/lib/sysusers.d/poplite.conf", 0o644),
         ("/usr/share/doc/poplite/README.md", 0o644),
@@ -135,8 +165,9 @@ fn the_package_installs_serves_as_its_user_and_purges_keeping_the_mail() {
         let meta = std::fs::metadata(path).unwrap_or_else(|e| panic!("{path}: {e}"));
         assert_eq!(meta.permissions().mode() & 0o7777, mode, "{path}");
     }
-    let conffiles = run("dpkg-query", &["-W", "-f=${Conffiles}", "poplite"]);
-    assert!(String::from_utf8_lossy(&conffiles.stdout).contains("/etc/default/poplite"));
+    let conffiles =
+        run_checked(Command::new("dpkg-query").args(["-W", "-f=${Conffiles}", "poplite"]));
+    assert!(String::from_utf8_lossy(&conffiles.stdout).contains(DEFAULTS));
 
     let (uid, gid, home, shell) = account().expect("dpkg -i made no poplite user");
     assert!(uid < 1000, "poplite is not a system user: uid {uid}");
@@ -164,61 +195,88 @@ fn the_package_installs_serves_as_its_user_and_purges_keeping_the_mail() {
         "the unit was not enabled"
     );
 
+    // The admin sets up TLS as the options file says, then upgrades: dpkg
+    // must keep the edited conffile, and the maintainer scripts must take
+    // the existing user and state directory.
+    let defaults = std::fs::read_to_string(DEFAULTS).unwrap();
+    check_assignments(&defaults);
+    for command in tls_setup_commands(&defaults) {
+        run_checked(Command::new("sh").args(["-c", &command]));
+    }
+    let edited: String = defaults
+        .lines()
+        .map(|line| match line.strip_prefix('#') {
+            Some(tls) if tls.starts_with("POPLITE_LISTEN") || tls.starts_with("POPLITE_TLS_") => {
+                tls
+            }
+            _ => line,
+        })
+        .map(|line| format!("{line}\n"))
+        .collect();
+    std::fs::write(DEFAULTS, &edited).unwrap();
+    run_checked(Command::new("dpkg").args(["-i", &deb]));
+    assert_eq!(
+        std::fs::read_to_string(DEFAULTS).unwrap(),
+        edited,
+        "the upgrade lost the admin's edit"
+    );
+
     // The admin's first steps, as docs/packaging.md gives them.
     let db = format!("{STATE}/poplite.db");
-    let mut add = as_poplite(
-        uid,
-        gid,
-        &["--db", &db, "user", "add", "alice", "--password-stdin"],
-    )
-    .stdin(Stdio::piped())
-    .spawn()
-    .unwrap();
-    std::io::Write::write_all(&mut add.stdin.take().unwrap(), b"pw\n").unwrap();
-    assert!(add.wait().unwrap().success());
-    let mut deliver = as_poplite(uid, gid, &["--db", &db, "deliver", "alice"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(
-        &mut deliver.stdin.take().unwrap(),
+    feed(
+        as_poplite(
+            uid,
+            gid,
+            &["--db", &db, "user", "add", "alice", "--password-stdin"],
+        ),
+        b"pw\n",
+    );
+    feed(
+        as_poplite(uid, gid, &["--db", &db, "deliver", "alice"]),
         b"Subject: hi\n\nhello\n",
-    )
-    .unwrap();
-    assert!(deliver.wait().unwrap().success());
+    );
     assert_eq!(std::fs::metadata(&db).unwrap().uid(), uid);
 
-    // The service's command with its options file; only the addresses move:
-    // port 110 needs the unit's capability and /run/poplite its RuntimeDirectory.
-    let runtime = tempfile::tempdir().unwrap();
-    std::os::unix::fs::chown(runtime.path(), Some(uid), Some(gid)).unwrap();
-    let lmtp = format!("unix:{}/lmtp", runtime.path().display());
+    // The service's command with the edited options; only the ports move
+    // (110, 995 and 24 need the unit's capability).
     let mut server = as_poplite(
         uid,
         gid,
-        &["serve", "--listen", "127.0.0.1:0", "--lmtp", &lmtp],
-    )
-    .stdout(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("poplite listening on ")
-        .unwrap_or_else(|| panic!("{line:?}"));
-    let mut client = Client::connect(addr.parse().unwrap());
-    client.login("alice", "pw");
-    assert!(client.cmd("STAT").starts_with("+OK 1 "));
-    client.cmd("QUIT");
-    let _ = server.kill();
-    let _ = server.wait();
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--listen-tls",
+            "127.0.0.1:0",
+            "--lmtp",
+            "127.0.0.1:0",
+        ],
+    );
+    let mut server = Running(server.stdout(Stdio::piped()).spawn().unwrap());
+    let mut lines = BufReader::new(server.0.stdout.take().unwrap());
+    let mut addrs = Vec::new();
+    for _ in 0..2 {
+        let mut line = String::new();
+        lines.read_line(&mut line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("poplite listening on ")
+            .unwrap_or_else(|| panic!("{line:?}"));
+        addrs.push(addr.trim_end_matches(" (TLS)").parse().unwrap());
+    }
+    let mut plain = Client::connect(addrs[0]);
+    plain.login("alice", "pw");
+    assert!(plain.cmd("STAT").starts_with("+OK 1 "));
+    plain.cmd("QUIT");
+    let mut tls = Client::connect_tls(addrs[1], Path::new("/etc/poplite/cert.pem"));
+    tls.login("alice", "pw");
+    assert!(tls.cmd("STAT").starts_with("+OK 1 "));
+    tls.cmd("QUIT");
+    drop(server);
 
-    let purge = run("dpkg", &["--purge", "poplite"]);
+    let purge = run_checked(Command::new("dpkg").args(["--purge", "poplite"]));
     assert!(!installed());
-    for gone in ["/usr/bin/poplite", "/etc/default/poplite", UNIT] {
+    for gone in ["/usr/bin/poplite", DEFAULTS, UNIT] {
         assert!(!Path::new(gone).exists(), "{gone} survived the purge");
     }
     assert!(Path::new(&db).exists(), "the purge deleted the mail");

@@ -10,41 +10,29 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
+
+use common::run_checked;
 
 fn wheel() -> Option<String> {
-    match std::env::var("POPLITE_TEST_WHEEL") {
-        Ok(path) if !path.is_empty() => Some(path),
-        _ => {
-            common::skip_unless_ci(
-                "no wheel (set POPLITE_TEST_WHEEL after `maturin build --release` in python/)",
-            );
-            None
-        }
-    }
-}
-
-fn checked(command: &mut Command) -> Output {
-    let output = command
-        .output()
-        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
-    assert!(
-        output.status.success(),
-        "{command:?}: {}\n{}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
+    common::built_package(
+        "POPLITE_TEST_WHEEL",
+        "`maturin build --release --out ../target/wheels` in python/",
+    )
 }
 
 /// A fresh virtual environment of `python` in `dir` with the wheel and pytest.
 fn environment(python: &str, dir: &Path, wheel: &str) {
-    checked(Command::new(python).args(["-m", "venv"]).arg(dir));
+    run_checked(Command::new(python).args(["-m", "venv"]).arg(dir));
     let pip = dir.join("bin/pip");
     // The wheel alone, from no index: it needs nothing else.
-    checked(Command::new(&pip).args(["install", "-q", "--no-index", wheel]));
-    checked(Command::new(&pip).args(["install", "-q", "--disable-pip-version-check", "pytest"]));
+    run_checked(Command::new(&pip).args(["install", "-q", "--no-index", wheel]));
+    run_checked(Command::new(&pip).args([
+        "install",
+        "-q",
+        "--disable-pip-version-check",
+        "pytest",
+    ]));
 }
 
 #[test]
@@ -58,7 +46,7 @@ fn the_wheel_installs_poplite_and_a_plugin_whose_suites_pass() {
         environment(python, &venv, &wheel);
 
         let bin = venv.join("bin");
-        let version = checked(Command::new(bin.join("poplite")).arg("--version"));
+        let version = run_checked(Command::new(bin.join("poplite")).arg("--version"));
         assert!(String::from_utf8_lossy(&version.stdout).starts_with("poplite "));
 
         // Only the environment's PATH: the suites must find the wheel's binary,
@@ -89,5 +77,26 @@ fn the_wheel_installs_poplite_and_a_plugin_whose_suites_pass() {
             said.contains("PASSED") && said.contains("test_inbox.py::"),
             "{said}"
         );
+    }
+}
+
+/// bench/python_package.py, briefly: it installs the wheel and times both
+/// fixtures, so the figures in docs/performance.md can be made again.
+#[test]
+fn the_package_benchmark_runs() {
+    let Some(wheel) = wheel() else { return };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = run_checked(
+        Command::new("python3")
+            .arg(root.join("bench/python_package.py"))
+            .args([&wheel, "--installs", "1", "--tests", "3"]),
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "pip install poplite-",
+        "poplite_server: set-up median",
+        "poplite_server_session: set-up median",
+    ] {
+        assert!(said.contains(line), "{said}");
     }
 }

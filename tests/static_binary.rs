@@ -11,15 +11,7 @@ use std::process::{Command, Stdio};
 use common::Client;
 
 fn binary() -> Option<String> {
-    match std::env::var("POPLITE_TEST_STATIC_BINARY") {
-        Ok(path) if !path.is_empty() => Some(path),
-        _ => {
-            common::skip_unless_ci(
-                "no static binary (set POPLITE_TEST_STATIC_BINARY after dist/build-static.sh)",
-            );
-            None
-        }
-    }
+    common::built_package("POPLITE_TEST_STATIC_BINARY", "dist/build-static.sh")
 }
 
 #[test]

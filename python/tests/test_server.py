@@ -9,6 +9,9 @@ import poplib
 import smtplib
 import stat
 import sysconfig
+import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -101,10 +104,27 @@ def test_wait_for_messages_times_out_saying_how_many_came(poplite_server: Poplit
 
 def test_refusals_name_the_status_and_the_reason(poplite_server: PopliteServer) -> None:
     poplite_server.add_user("alice", "pw")
-    with pytest.raises(PopliteError, match="409"):
+    with pytest.raises(PopliteError, match="409 Conflict: user alice exists") as taken:
         poplite_server.add_user("alice", "again")
-    with pytest.raises(PopliteError, match="404"):
+    assert taken.value.status == 409
+    with pytest.raises(PopliteError, match="404") as unknown:
         poplite_server.deliver("nobody", b"Subject: x\r\n\r\nx\r\n")
+    assert unknown.value.status == 404
+
+
+def test_bad_arguments_are_refused_before_any_request(poplite_server: PopliteServer) -> None:
+    poplite_server.add_user("alice", "pw")
+    with pytest.raises(TypeError, match="not int"):
+        poplite_server.deliver("alice", 42)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="negative"):
+        poplite_server.wait_for_messages("alice", 1, timeout=-1)
+    assert poplite_server.messages("alice") == []
+
+
+def test_encoded_subjects_come_back_decoded(poplite_server: PopliteServer) -> None:
+    poplite_server.add_user("alice", "pw")
+    stored = poplite_server.deliver("alice", b"Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n\r\nx\r\n")
+    assert stored.subject == "Gr\u00fc\u00dfe"
 
 
 def test_reset_removes_every_user_and_message(poplite_server: PopliteServer) -> None:
@@ -123,6 +143,54 @@ def test_stop_ends_the_process_and_can_be_repeated() -> None:
     server.stop()
     with pytest.raises(OSError):
         pop3(server)
+    with pytest.raises(PopliteError, match="the server was stopped"):
+        server.messages("alice")
+
+
+def test_the_server_dies_with_the_test_process_even_on_sigkill(tmp_path: Path) -> None:
+    # A test run killed by a CI timeout must not leave servers behind.
+    program = (
+        "import sys, time\n"
+        "from poplite import PopliteServer\n"
+        "server = PopliteServer.start()\n"
+        "print(server.pop3_port, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    runner = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE, text=True)
+    assert runner.stdout is not None
+    port = int(runner.stdout.readline())
+    socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    runner.kill()
+    runner.wait()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            return
+        time.sleep(0.05)
+    pytest.fail(f"the server on port {port} outlived its killed parent")
+
+
+def test_poplite_variables_of_the_shell_do_not_reach_the_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Set for some other poplite server (a container, a service): a fixture's
+    # server must still be fresh and its API open.
+    monkeypatch.setenv("POPLITE_HTTP_TOKEN", "not-for-the-fixture")
+    monkeypatch.setenv("POPLITE_USERS", "mallory:pw")
+    monkeypatch.setenv("POPLITE_LMTP", "127.0.0.1:0")
+    with PopliteServer.start() as server:
+        with pytest.raises(PopliteError, match="404"):
+            server.messages("mallory")
+        server.add_user("alice", "pw")
+
+
+def test_extra_listeners_do_not_confuse_the_start() -> None:
+    # LMTP's line comes before SMTP's and HTTP's.
+    with PopliteServer.start(extra_args=["--lmtp", "127.0.0.1:0"]) as server:
+        server.add_user("alice", "pw")
+        assert server.messages("alice") == []
 
 
 def test_the_wheel_binary_is_found_without_path(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -150,7 +218,7 @@ def test_a_server_that_exits_is_reported_with_its_stderr(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("POPLITE_BIN", script(tmp_path / "broken", "echo 'cannot bind: no' >&2\nexit 3\n"))
-    with pytest.raises(PopliteStartError, match=r"exited with 3(.|\n)*cannot bind: no"):
+    with pytest.raises(PopliteStartError, match=r"exited with 3 .*chosen by POPLITE_BIN(.|\n)*cannot bind: no"):
         PopliteServer.start()
 
 
@@ -163,14 +231,17 @@ def test_a_silent_server_times_out_with_a_clear_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("POPLITE_BIN", script(tmp_path / "silent", "echo starting >&2\nexec sleep 30\n"))
-    with pytest.raises(PopliteStartError, match=r"no ready line within 0.5 s(.|\n)*starting"):
+    with pytest.raises(PopliteStartError, match=r"did not say where it listens within 0.5 s(.|\n)*starting"):
         PopliteServer.start(timeout=0.5)
 
 
-def test_poplite_bin_must_be_executable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("POPLITE_BIN", str(tmp_path / "missing"))
-    with pytest.raises(PopliteStartError, match="not an executable file"):
-        PopliteServer.start()
+def test_poplite_bin_must_be_an_executable_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for wrong in (tmp_path / "missing", tmp_path):
+        monkeypatch.setenv("POPLITE_BIN", str(wrong))
+        with pytest.raises(PopliteStartError, match=f"POPLITE_BIN={wrong} is not an executable file"):
+            PopliteServer.start()
 
 
 def test_large_messages_come_back_whole(poplite_server: PopliteServer) -> None:

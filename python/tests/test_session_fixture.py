@@ -31,7 +31,7 @@ def test_the_session_server_is_shared_and_reset(pytester: pytest.Pytester) -> No
     result.assert_outcomes(passed=3)
 
 
-def test_a_session_server_left_in_a_pop3_session_is_not_reset_silently(
+def test_a_test_that_leaves_a_pop3_client_logged_in_is_named(
     pytester: pytest.Pytester,
 ) -> None:
     pytester.makepyfile(
@@ -51,5 +51,34 @@ def test_next(poplite_server_session):
 '''
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=1, errors=1)
-    result.stdout.fnmatch_lines(["*409*"])
+    # The leaking test fails at its teardown, by name; the next cannot start.
+    result.assert_outcomes(passed=1, errors=2)
+    result.stdout.fnmatch_lines([
+        "*ERROR at teardown of test_leaves_a_session_open*",
+        "*this test left 1 POP3 session(s) logged in (alice)*",
+    ])
+
+
+def test_server_options_come_from_an_overridden_fixture(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        '''
+import pytest
+
+@pytest.fixture(scope="session")
+def poplite_serve_args():
+    return ["--max-message-size", "100"]
+'''
+    )
+    pytester.makepyfile(
+        test_suite='''
+import pytest
+from poplite import PopliteError
+
+def test_small_messages_only(poplite_server):
+    poplite_server.add_user("alice", "pw")
+    with pytest.raises(PopliteError, match="413"):
+        poplite_server.deliver("alice", b"Subject: big\\r\\n\\r\\n" + b"x" * 200)
+'''
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)

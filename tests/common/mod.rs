@@ -511,6 +511,35 @@ pub fn skip_unless_ci(why: &str) {
     eprintln!("skipped: {why}");
 }
 
+/// A package CI builds before the tests and names in the environment
+/// variable `var` (the static binary, the image, the .deb, the wheel), or
+/// `None` after [`skip_unless_ci`] with `how` to build it.
+pub fn built_package(var: &str, how: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(value) if !value.is_empty() => Some(value),
+        _ => {
+            skip_unless_ci(&format!("no {var} (set it after {how})"));
+            None
+        }
+    }
+}
+
+/// Runs `command` to completion, asserting it succeeded (its output in the
+/// failure message).
+pub fn run_checked(command: &mut Command) -> std::process::Output {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?}: {}\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
 /// The real `poplite` binary.
 pub fn poplite() -> Command {
     Command::new(env!("CARGO_BIN_EXE_poplite"))

@@ -6,16 +6,12 @@ per session, emptied before each test). `PopliteServer` is the same thing
 without pytest.
 """
 
-from .server import (
-    PopliteError,
-    PopliteServer,
-    PopliteStartError,
-    PopliteTimeout,
-    StoredMessage,
-    find_binary,
-)
+from .errors import PopliteError, PopliteStartError, PopliteTimeout
+from .process import find_binary
+from .server import MessageLike, PopliteServer, StoredMessage
 
 __all__ = [
+    "MessageLike",
     "PopliteError",
     "PopliteServer",
     "PopliteStartError",

@@ -1,4 +1,4 @@
-"""A throwaway poplite server process and a client for its HTTP API.
+"""A throwaway poplite server and what a test does to it, over its HTTP API.
 
 The server runs `poplite serve --memory` with POP3, SMTP and the HTTP API on
 ephemeral loopback ports; everything a test does to it (users, mail, waits,
@@ -7,58 +7,31 @@ resets) goes through the API, so what a test sees is what a POP3 client sees.
 
 from __future__ import annotations
 
+import email.header
 import email.message
 import email.parser
 import email.policy
+import http.client
 import json
-import os
-import re
-import select
-import shutil
-import subprocess
-import sysconfig
-import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
-from typing import IO, Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Union
 
-__all__ = [
-    "PopliteError",
-    "PopliteServer",
-    "PopliteStartError",
-    "PopliteTimeout",
-    "StoredMessage",
-    "find_binary",
-]
+from .errors import PopliteError, PopliteTimeout
+from .process import ServerProcess
 
-#: What `deliver` takes: the raw message, text, or a message object.
+__all__ = ["MessageLike", "PopliteServer", "StoredMessage"]
+
+#: What `deliver` takes: the raw message, text (stored as UTF-8), or a message object.
 MessageLike = Union[bytes, str, email.message.Message]
 
-# "poplite listening on 127.0.0.1:PORT" for POP3, with " (SMTP)" or " (HTTP)".
-_LISTENING = re.compile(rb"poplite listening on (\S+):(\d+)(?: \((\w+)\))?")
 # The API's own wait is capped at 60 s; longer waits ask again.
 _LONGEST_API_WAIT = 60.0
-# How long `reset` waits for POP3 sessions that are closing to end.
+# How long a POP3 session that a client has just closed may still be seen.
 _SESSION_CLOSE_GRACE = 2.0
-
-
-class PopliteError(Exception):
-    """The server refused a request, or could not be reached."""
-
-
-class PopliteStartError(PopliteError):
-    """The server process did not start; the message holds its stderr."""
-
-
-class PopliteTimeout(PopliteError, TimeoutError):
-    """`wait_for_messages` ran out of time before enough mail came."""
-
-
-class _Conflict(PopliteError):
-    """409: a POP3 session holds what the request would change."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +43,7 @@ class StoredMessage:
     size: int
     """Octets, as POP3's LIST counts them."""
     subject: Optional[str]
-    """The Subject header, or None."""
+    """The Subject header, decoded (RFC 2047), or None."""
     received_at: str
     """The arrival time, RFC 3339 in UTC."""
     content: bytes
@@ -85,27 +58,6 @@ class StoredMessage:
         return parsed
 
 
-def find_binary() -> str:
-    """The poplite binary: $POPLITE_BIN, else the one this package installed, else PATH."""
-    chosen = os.environ.get("POPLITE_BIN")
-    if chosen:
-        if not os.access(chosen, os.X_OK):
-            raise PopliteStartError(f"POPLITE_BIN={chosen} is not an executable file")
-        return chosen
-    # The wheel puts it beside this interpreter's scripts, which need not be
-    # on PATH (a virtual environment used without activating it).
-    beside = os.path.join(sysconfig.get_path("scripts"), "poplite")
-    if os.access(beside, os.X_OK):
-        return beside
-    found = shutil.which("poplite")
-    if found is None:
-        raise PopliteStartError(
-            "no poplite binary: install this package's wheel, put poplite on PATH, "
-            "or set POPLITE_BIN"
-        )
-    return found
-
-
 class PopliteServer:
     """A `poplite serve --memory` process on ephemeral loopback ports.
 
@@ -115,25 +67,20 @@ class PopliteServer:
     host: str
     """Where every listener is: 127.0.0.1."""
     pop3_port: int
-    """The POP3 port (plain, with STLS when TLS is configured: it is not here)."""
+    """The POP3 port."""
     smtp_port: int
     """The SMTP port: the code under test sends mail for local users here."""
     http_url: str
     """The HTTP API's base URL, e.g. http://127.0.0.1:40567."""
 
-    def __init__(
-        self,
-        process: subprocess.Popen[bytes],
-        stderr: IO[bytes],
-        ports: Dict[str, int],
-    ) -> None:
+    def __init__(self, process: ServerProcess) -> None:
         """Wraps a started process; use `PopliteServer.start()` instead."""
         self._process = process
-        self._stderr = stderr
+        self._stopped = False
         self.host = "127.0.0.1"
-        self.pop3_port = ports["POP3"]
-        self.smtp_port = ports["SMTP"]
-        self.http_url = f"http://{self.host}:{ports['HTTP']}"
+        self.pop3_port = process.ports["POP3"]
+        self.smtp_port = process.ports["SMTP"]
+        self.http_url = f"http://{self.host}:{process.ports['HTTP']}"
 
     @classmethod
     def start(
@@ -145,39 +92,12 @@ class PopliteServer:
         """Starts a server and returns once every listener is bound.
 
         `binary` defaults to `find_binary()`; `extra_args` go to `serve` (for
-        example `["--max-message-size", "1M"]`). Raises `PopliteStartError`
-        with the server's stderr if it exits or stays silent for `timeout` s.
+        example `["--auth-failure-delay", "0s"]`). The server gets this
+        process's environment without POPLITE_* variables, so it starts the
+        same whatever the shell has set. Raises `PopliteStartError` with the
+        server's stderr if it exits or stays silent for `timeout` seconds.
         """
-        program = binary or find_binary()
-        command = [
-            program, "serve", "--memory",
-            "--listen", "127.0.0.1:0", "--smtp", "127.0.0.1:0", "--http", "127.0.0.1:0",
-            *(extra_args or []),
-        ]
-        # stderr goes to a file: a pipe nobody reads would fill up and stall
-        # the server, and a file can be shown whole when it fails.
-        stderr = tempfile.TemporaryFile()
-        env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
-        try:
-            process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=stderr, env=env, bufsize=0,
-            )
-        except OSError as error:
-            stderr.close()
-            raise PopliteStartError(f"cannot run {program}: {error}") from error
-        try:
-            ports = _read_ports(process, timeout)
-        except PopliteStartError as error:
-            process.kill()
-            process.wait()
-            stderr.seek(0)
-            said = stderr.read().decode(errors="replace").strip()
-            stderr.close()
-            raise PopliteStartError(
-                f"{error} ({' '.join(command)}); its stderr:\n{said or '(empty)'}"
-            ) from None
-        return cls(process, stderr, ports)
+        return cls(ServerProcess(binary, list(extra_args or []), timeout))
 
     def __enter__(self) -> "PopliteServer":
         return self
@@ -187,16 +107,8 @@ class PopliteServer:
 
     def stop(self) -> None:
         """Stops the server (SIGTERM, then SIGKILL after 5 s); idempotent."""
-        if self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-        if self._process.stdout is not None:
-            self._process.stdout.close()
-        self._stderr.close()
+        self._stopped = True
+        self._process.stop()
 
     def add_user(self, name: str, password: str, apop: bool = False) -> None:
         """Adds a user; `apop=True` also keeps the password for APOP logins."""
@@ -212,8 +124,12 @@ class PopliteServer:
             raw = message.as_bytes()
         elif isinstance(message, str):
             raw = message.encode()
-        else:
+        elif isinstance(message, (bytes, bytearray, memoryview)):
             raw = bytes(message)
+        else:
+            raise TypeError(
+                f"deliver takes bytes, str or email.message.Message, not {type(message).__name__}"
+            )
         body = self._request("POST", f"{_user_path(user)}/messages", raw, "message/rfc822")
         return self._with_content(user, json.loads(body))
 
@@ -225,11 +141,13 @@ class PopliteServer:
     def wait_for_messages(
         self, user: str, n: int, timeout: float = 10.0
     ) -> List[StoredMessage]:
-        """Waits until `user` has at least `n` messages and returns them.
+        """Waits until `user` has at least `n` messages and returns them all.
 
         The server answers as soon as the mail is there (no polling); raises
         `PopliteTimeout`, saying how many came, after `timeout` seconds.
         """
+        if n < 0 or timeout < 0:
+            raise ValueError(f"n and timeout must not be negative (n={n}, timeout={timeout})")
         deadline = time.monotonic() + timeout
         while True:
             left = max(0.0, deadline - time.monotonic())
@@ -246,7 +164,7 @@ class PopliteServer:
                 )
 
     def reset(self) -> None:
-        """Removes every user and message; fails while a POP3 session stays open.
+        """Removes every user and message; refused while a POP3 client is logged in.
 
         A client that has just closed its connection may still be seen for a
         moment, so a refusal for an open session is retried for up to 2 s.
@@ -256,13 +174,29 @@ class PopliteServer:
             try:
                 self._request("POST", "/api/v1/reset")
                 return
-            except _Conflict as conflict:
-                if time.monotonic() >= deadline:
-                    raise PopliteError(
-                        f"{conflict} (a POP3 client of the previous test is still "
-                        "connected: QUIT or close it before the test ends)"
-                    ) from None
+            except PopliteError as refusal:
+                if refusal.status != 409 or time.monotonic() >= deadline:
+                    raise
                 time.sleep(0.05)
+
+    def open_sessions(self) -> List[Dict[str, Any]]:
+        """The POP3 sessions open now, oldest first.
+
+        Each is the API's `{"id", "peer", "user", "state", "since", "tls"}`;
+        `user` is None before login.
+        """
+        sessions: List[Dict[str, Any]] = json.loads(self._request("GET", "/api/v1/sessions"))
+        return sessions
+
+    def logged_in_sessions(self, grace: float = _SESSION_CLOSE_GRACE) -> List[Dict[str, Any]]:
+        """The POP3 sessions holding a maildrop, once those closing have ended
+        (waiting `grace` seconds at most): what would make `reset` fail."""
+        deadline = time.monotonic() + grace
+        while True:
+            held = [session for session in self.open_sessions() if session.get("user")]
+            if not held or time.monotonic() >= deadline:
+                return held
+            time.sleep(0.05)
 
     def _with_content(self, user: str, entry: Dict[str, Any]) -> StoredMessage:
         """The API's summary of a message, with its content fetched."""
@@ -270,10 +204,11 @@ class PopliteServer:
         content = self._request(
             "GET", f"{_user_path(user)}/messages/{urllib.parse.quote(uid, safe='')}"
         )
+        subject = entry.get("subject")
         return StoredMessage(
             uid=uid,
             size=int(entry["size"]),
-            subject=entry.get("subject"),
+            subject=None if subject is None else _decoded(subject),
             received_at=str(entry["received_at"]),
             content=content,
         )
@@ -286,6 +221,9 @@ class PopliteServer:
         content_type: Optional[str] = None,
         timeout: float = 30.0,
     ) -> bytes:
+        """One API request; its body, or PopliteError saying why not."""
+        if self._stopped:
+            raise PopliteError(f"{method} {path}: the server was stopped")
         request = urllib.request.Request(self.http_url + path, data=body, method=method)
         if content_type is not None:
             request.add_header("Content-Type", content_type)
@@ -294,16 +232,23 @@ class PopliteServer:
                 answer: bytes = response.read()
                 return answer
         except urllib.error.HTTPError as error:
-            refusal = _Conflict if error.code == 409 else PopliteError
-            raise refusal(f"{method} {path}: {_problem(error)}") from None
-        except (urllib.error.URLError, OSError) as error:
-            state = self._process.poll()
+            raise PopliteError(f"{method} {path}: {_problem(error)}", error.code) from None
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
+            state = self._process.exit_status()
             why = f"the server exited with {state}" if state is not None else str(error)
             raise PopliteError(f"{method} {path}: {why}") from error
 
 
 def _user_path(user: str) -> str:
     return "/api/v1/users/" + urllib.parse.quote(user, safe="")
+
+
+def _decoded(header: str) -> str:
+    """A header's text with RFC 2047 encoded words decoded."""
+    try:
+        return str(email.header.make_header(email.header.decode_header(header)))
+    except (ValueError, LookupError):
+        return header
 
 
 def _problem(error: urllib.error.HTTPError) -> str:
@@ -313,28 +258,3 @@ def _problem(error: urllib.error.HTTPError) -> str:
         return f"{error.code} {problem.get('title', '')}: {problem.get('detail', '')}".strip()
     except (ValueError, AttributeError, OSError):
         return f"{error.code} {error.reason}"
-
-
-def _read_ports(process: subprocess.Popen[bytes], timeout: float) -> Dict[str, int]:
-    """Reads the three "listening on" lines, or raises PopliteStartError."""
-    assert process.stdout is not None
-    deadline = time.monotonic() + timeout
-    ports: Dict[str, int] = {}
-    pending = b""
-    while len(ports) < 3:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise PopliteStartError(f"no ready line within {timeout:g} s")
-        ready, _, _ = select.select([process.stdout], [], [], left)
-        if not ready:
-            continue
-        chunk = process.stdout.read(4096)
-        if not chunk:
-            raise PopliteStartError(f"the server exited with {process.wait()}")
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
-            found = _LISTENING.match(line.strip())
-            if found:
-                ports[(found.group(3) or b"POP3").decode()] = int(found.group(2))
-    return ports
