@@ -89,7 +89,7 @@ fn the_documented_pytest_fixture_passes_against_the_binary() {
     }
     let (dir, test) = doc_snippet(
         "docs/testing.md",
-        "A pytest fixture",
+        "## With pytest",
         "python",
         "test_poplite.py",
     );
