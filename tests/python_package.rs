@@ -15,10 +15,7 @@ use std::process::Command;
 use common::run_checked;
 
 fn wheel() -> Option<String> {
-    common::built_package(
-        "POPLITE_TEST_WHEEL",
-        "`maturin build --release --out ../target/wheels` in python/",
-    )
+    common::built_package("POPLITE_TEST_WHEEL", "dist/build-wheel.sh")
 }
 
 /// A fresh virtual environment of `python` in `dir` with the wheel and pytest.
