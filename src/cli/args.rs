@@ -158,6 +158,9 @@ pub struct ServeArgs {
     /// Add (or set the password of) a user at start, as NAME:PASSWORD (repeatable; cheap hashing with --memory).
     #[arg(env = "POPLITE_USERS", value_delimiter = '\n', hide_env_values = true, long = "user", value_name = "NAME:PASSWORD", value_parser = user_and_password)]
     pub users: Vec<UserAndPassword>,
+    /// Stop (as on SIGTERM) when the process that started it dies, even by SIGKILL: for test harnesses (Linux).
+    #[arg(env = "POPLITE_EXIT_WITH_PARENT", long)]
+    pub exit_with_parent: bool,
     /// At start, deliver DIR/USER/*.eml to each USER, in file-name order.
     #[arg(env = "POPLITE_SEED", long, value_name = "DIR")]
     pub seed: Option<PathBuf>,

@@ -75,6 +75,9 @@ pub enum CliError {
     /// The signal handlers could not be installed.
     #[error("cannot handle signals: {0}")]
     Signals(#[source] std::io::Error),
+    /// `serve --exit-with-parent`: the parent-death signal could not be set.
+    #[error("--exit-with-parent: {0}")]
+    ExitWithParent(#[source] std::io::Error),
     /// The certificate or key.
     #[error(transparent)]
     Tls(#[from] TlsError),
@@ -131,7 +134,7 @@ impl CliError {
                 | ServerError::Bind { .. } => EX_OSERR,
                 ServerError::HttpWithoutToken { .. } | ServerError::SmtpRemote { .. } => EX_CONFIG,
             },
-            CliError::Signals(_) => EX_OSERR,
+            CliError::Signals(_) | CliError::ExitWithParent(_) => EX_OSERR,
             CliError::Message { .. } | CliError::Input(_) | CliError::Password { .. } => EX_DATAERR,
             CliError::Open { .. } => EX_NOINPUT,
             CliError::PasswordFile { .. }

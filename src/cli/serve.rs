@@ -22,6 +22,9 @@ use poplite::storage::Store;
 
 /// `serve`: runs until TERM or INT.
 pub fn serve(db: &Database, args: ServeArgs) -> Result<(), CliError> {
+    if args.exit_with_parent {
+        exit_with_parent()?;
+    }
     // Before the database: a bad certificate is a configuration error
     // that should not leave a new, empty database behind.
     let tls = match (&args.tls_cert, &args.tls_key) {
@@ -226,4 +229,25 @@ async fn reload_tls(tls: Option<Arc<Tls>>) {
         Ok(()) => log::info!("received SIGHUP: reloaded {}", tls.cert_path().display()),
         Err(error) => log::error!("received SIGHUP: {error}; keeping the previous certificate"),
     }
+}
+
+/// Has the kernel send SIGTERM when the parent dies, so a test harness that
+/// is killed (a CI timeout, SIGKILL) leaves no server behind; the usual
+/// graceful stop follows. Asked for by the parent, so a parent that died
+/// before this call is not detected: that window is the few milliseconds
+/// between exec and here.
+#[cfg(target_os = "linux")]
+fn exit_with_parent() -> Result<(), CliError> {
+    use rustix::process::{set_parent_process_death_signal, Signal};
+    set_parent_process_death_signal(Some(Signal::TERM))
+        .map_err(|e| CliError::ExitWithParent(e.into()))
+}
+
+/// Only Linux has a parent-death signal.
+#[cfg(not(target_os = "linux"))]
+fn exit_with_parent() -> Result<(), CliError> {
+    Err(CliError::ExitWithParent(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "there is no parent-death signal on this system (Linux only)",
+    )))
 }

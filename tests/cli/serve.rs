@@ -489,3 +489,49 @@ fn serve_help_names_an_environment_variable_for_every_option() {
         assert!(option.contains("[env: POPLITE_"), "no variable: {option}");
     }
 }
+
+#[test]
+fn exit_with_parent_stops_the_server_when_its_parent_is_killed() {
+    // A test harness killed by SIGKILL (a CI timeout) runs no cleanup: the
+    // kernel's parent-death signal must stop the server it started.
+    let mut parent = std::process::Command::new("sh")
+        .args([
+            "-c",
+            r#""$0" serve --memory --listen 127.0.0.1:0 --exit-with-parent & echo "pid=$!"; wait"#,
+        ])
+        .arg(env!("CARGO_BIN_EXE_poplite"))
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(parent.stdout.take().unwrap());
+    let (mut pid, mut addr) = (String::new(), String::new());
+    std::io::BufRead::read_line(&mut lines, &mut pid).unwrap();
+    std::io::BufRead::read_line(&mut lines, &mut addr).unwrap();
+    let pid = pid.trim().strip_prefix("pid=").unwrap().to_string();
+    // Stops the server by id if the test fails before the kernel does.
+    struct Server(String);
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("kill").arg(&self.0).status();
+        }
+    }
+    let _server = Server(pid);
+    let addr: std::net::SocketAddr = addr
+        .trim()
+        .strip_prefix("poplite listening on ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    std::net::TcpStream::connect(addr).unwrap();
+    parent.kill().unwrap();
+    parent.wait().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server outlived its parent"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -7,17 +7,15 @@ process dies.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import re
 import select
 import shutil
-import signal
 import subprocess
 import sysconfig
 import tempfile
 import time
-from typing import IO, Callable, Dict, List, Optional
+from typing import IO, Dict, List, Optional
 
 from .errors import PopliteStartError
 
@@ -27,8 +25,6 @@ __all__ = ["ServerProcess", "find_binary"]
 # others (TLS, LMTP) when extra arguments turn them on.
 _LISTENING = re.compile(rb"poplite listening on (\S+):(\d+)(?: \((\w+)\))?")
 _NEEDED = ("POP3", "SMTP", "HTTP")
-# linux/prctl.h: deliver a signal to this process when its parent dies.
-_PR_SET_PDEATHSIG = 1
 
 
 def find_binary() -> str:
@@ -64,25 +60,6 @@ def _server_environment() -> Dict[str, str]:
     return env
 
 
-def _die_with_parent() -> Optional[Callable[[], None]]:
-    """A pre-exec hook that has the kernel stop the server when the test
-    process dies (SIGKILL included, which no cleanup code can catch);
-    None where prctl is not available."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl = libc.prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def hook() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        if os.getppid() != parent:  # it died before the line above
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return hook
-
-
 class ServerProcess:
     """A running `poplite serve --memory` with the ports it listens on."""
 
@@ -96,6 +73,9 @@ class ServerProcess:
         command = [
             program, "serve", "--memory",
             "--listen", "127.0.0.1:0", "--smtp", "127.0.0.1:0", "--http", "127.0.0.1:0",
+            # The kernel stops it if this process dies without cleaning up
+            # (SIGKILL, a CI timeout); it tracks the thread that starts it.
+            "--exit-with-parent",
             *extra_args,
         ]
         described = " ".join(command) + (" (chosen by POPLITE_BIN)" if from_env else "")
@@ -106,7 +86,6 @@ class ServerProcess:
             self._process = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=self._stderr, env=_server_environment(), bufsize=0,
-                preexec_fn=_die_with_parent(),
             )
         except OSError as error:
             self._stderr.close()
