@@ -236,6 +236,24 @@ fn the_package_installs_upgrades_serves_as_its_user_and_purges_keeping_the_mail(
         b"Subject: hi\n\nhello\n",
     );
     assert_eq!(std::fs::metadata(&db).unwrap().uid(), uid);
+    // An admin command run as root by mistake makes a database the service
+    // cannot open: it must say what to do, not only that it was refused.
+    let by_root = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(by_root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let root_db = by_root.path().join("poplite.db");
+    let root_db = root_db.to_str().unwrap();
+    let mut add_as_root = Command::new("/usr/bin/poplite");
+    add_as_root.args(["--db", root_db, "user", "add", "carol", "--password-stdin"]);
+    feed(add_as_root, b"pw\n");
+    let refused = as_poplite(uid, gid, &["--db", root_db, "user", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(77));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("as the user that owns it"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
 
     // The service's command with the edited options; only the ports move
     // (110, 995 and 24 need the unit's capability).

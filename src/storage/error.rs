@@ -58,7 +58,7 @@ pub enum StorageError {
     #[error("{0}: is a directory, not a database file")]
     IsADirectory(PathBuf),
     /// This user may not read or write the file (or its directory).
-    #[error("{0}: permission denied")]
+    #[error("{0}: permission denied: run every poplite command on it as the user that owns it (e.g. `sudo -u poplite`), not as root")]
     PermissionDenied(PathBuf),
     /// SQLite cannot open the file (a directory, a missing parent, no permission).
     #[error("{path}: cannot open the database: {source}")]
