@@ -170,15 +170,7 @@ fn a_throwaway_server_is_fetched_with_poplib_through_a_published_port() {
         addr.ip(),
         addr.port()
     );
-    let output = Command::new("python3")
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = common::run_checked(Command::new("python3").args(["-c", &script]));
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "(0, 0)");
 }
 
@@ -300,17 +292,14 @@ fn the_documented_testcontainers_recipe_passes() {
         common::skip_unless_ci("testcontainers (PyPI) is not installed");
         return;
     }
-    let doc =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/packaging.md"))
-            .unwrap();
-    let after = &doc[doc
-        .find("### Testcontainers, from Python")
-        .expect("the section")..];
-    let start = after.find("```python\n").expect("a python block") + "```python\n".len();
-    let end = after[start..].find("```").expect("the end of the block");
     let dir = tempfile::tempdir().unwrap();
     let module = dir.path().join("test_poplite_container.py");
-    std::fs::write(&module, &after[start..start + end]).unwrap();
+    let recipe = common::doc_block(
+        "docs/packaging.md",
+        "### Testcontainers, from Python",
+        "python",
+    );
+    std::fs::write(&module, recipe).unwrap();
     let output = Command::new("timeout")
         .args([
             "300",
@@ -342,12 +331,7 @@ fn the_home_lab_compose_file_serves_pop3_and_pop3s_with_mounted_certificates() {
         .output()
         .is_err()
     {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "docker-compose is not installed (CI must install it)"
-        );
-        eprintln!("skipped: docker-compose not installed");
+        common::skip_unless_ci("docker-compose not installed");
         return;
     }
     assert_eq!(
@@ -415,17 +399,6 @@ fn the_home_lab_compose_file_serves_pop3_and_pop3s_with_mounted_certificates() {
     assert!(down, "{said}");
 }
 
-/// The YAML block of docs/packaging.md's GitHub Actions recipe.
-fn github_actions_recipe() -> String {
-    let doc =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/packaging.md"))
-            .unwrap();
-    let after = &doc[doc.find("### GitHub Actions").expect("the section")..];
-    let start = after.find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
-    let end = after[start..].find("```").expect("the end of the block");
-    after[start..start + end].to_string()
-}
-
 /// The service's `env:` pairs, container `ports:` and `options:` words, read
 /// from the recipe the way the runner reads them (`docker create` arguments).
 fn service_arguments(recipe: &str) -> Vec<String> {
@@ -461,7 +434,11 @@ fn service_arguments(recipe: &str) -> Vec<String> {
 #[test]
 fn the_github_actions_services_recipe_turns_healthy_and_serves_its_steps() {
     let Some(image) = image() else { return };
-    let args = service_arguments(&github_actions_recipe());
+    let args = service_arguments(&common::doc_block(
+        "docs/packaging.md",
+        "### GitHub Actions",
+        "yaml",
+    ));
     let token = args
         .iter()
         .find_map(|arg| arg.strip_prefix("POPLITE_HTTP_TOKEN="))

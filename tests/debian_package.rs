@@ -181,15 +181,7 @@ fn the_package_installs_upgrades_serves_as_its_user_and_purges_keeping_the_mail(
         (uid, gid, 0o700)
     );
 
-    let verify = Command::new("systemd-analyze")
-        .args(["verify", UNIT])
-        .output()
-        .unwrap();
-    assert!(
-        verify.status.success(),
-        "systemd-analyze verify: {}",
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    run_checked(Command::new("systemd-analyze").args(["verify", UNIT]));
     assert!(
         Path::new("/etc/systemd/system/multi-user.target.wants/poplite.service").exists(),
         "the unit was not enabled"

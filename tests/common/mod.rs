@@ -540,6 +540,20 @@ pub fn run_checked(command: &mut Command) -> std::process::Output {
     output
 }
 
+/// The first fenced block of `language` that follows `marker` in the
+/// Markdown file `doc` (relative to the crate root).
+pub fn doc_block(doc: &str, marker: &str, language: &str) -> String {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(doc))
+        .unwrap_or_else(|e| panic!("{doc}: {e}"));
+    let after = &text[text
+        .find(marker)
+        .unwrap_or_else(|| panic!("marker {marker:?} not in {doc}"))..];
+    let fence = format!("```{language}\n");
+    let start = after.find(&fence).expect("no such block after the marker") + fence.len();
+    let end = after[start..].find("```").expect("unterminated block");
+    after[start..start + end].to_string()
+}
+
 /// The real `poplite` binary.
 pub fn poplite() -> Command {
     Command::new(env!("CARGO_BIN_EXE_poplite"))

@@ -5,20 +5,6 @@
 
 use super::*;
 
-/// The first fenced block of `language` that follows `marker` in the
-/// Markdown file `doc` (relative to the crate root).
-fn doc_block(doc: &str, marker: &str, language: &str) -> String {
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(doc))
-        .unwrap_or_else(|e| panic!("{doc}: {e}"));
-    let after = &text[text
-        .find(marker)
-        .unwrap_or_else(|| panic!("marker {marker:?} not in {doc}"))..];
-    let fence = format!("```{language}\n");
-    let start = after.find(&fence).expect("no such block after the marker") + fence.len();
-    let end = after[start..].find("```").expect("unterminated block");
-    after[start..start + end].to_string()
-}
-
 /// The block from `doc` as a file named `file` in a fresh directory.
 fn doc_snippet(
     doc: &str,
@@ -28,7 +14,7 @@ fn doc_snippet(
 ) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let test = dir.path().join(file);
-    std::fs::write(&test, doc_block(doc, marker, language)).unwrap();
+    std::fs::write(&test, common::doc_block(doc, marker, language)).unwrap();
     (dir, test)
 }
 
