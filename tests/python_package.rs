@@ -97,3 +97,36 @@ fn the_package_benchmark_runs() {
         assert!(said.contains(line), "{said}");
     }
 }
+
+/// "Typed": the installed package (with its py.typed marker) passes
+/// `mypy --strict` as a user's type checker sees it, from site-packages.
+#[test]
+fn the_installed_package_passes_mypy_strict() {
+    let Some(wheel) = wheel() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let venv = dir.path().join("venv");
+    environment("python3", &venv, &wheel);
+    run_checked(Command::new(venv.join("bin/pip")).args([
+        "install",
+        "-q",
+        "--disable-pip-version-check",
+        "mypy",
+    ]));
+    let checked = run_checked(
+        Command::new(venv.join("bin/python"))
+            .args([
+                "-m",
+                "mypy",
+                "--strict",
+                "--no-incremental",
+                "-p",
+                "poplite",
+            ])
+            .current_dir(dir.path()),
+    );
+    assert!(
+        String::from_utf8_lossy(&checked.stdout).starts_with("Success: no issues found"),
+        "{}",
+        String::from_utf8_lossy(&checked.stdout)
+    );
+}
